@@ -1,0 +1,283 @@
+//! The safe side of a plugin: the [`Exporter`] trait a plugin author implements, and the adapter
+//! that turns it into the ABI's trait object, catching every panic on the way.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use abi_stable::std_types::{RResult, RStr, RString};
+use serde::de::DeserializeOwned;
+
+use crate::abi::{
+    ABI_VERSION, ExportResult, ExporterBox, ExporterFfi, ExporterFfi_TO, ExporterMod,
+    ExporterModRef, HealthFfi, HostContext,
+};
+use crate::batch::Batch;
+use crate::config;
+
+/// The error type plugin methods return: anything that can be displayed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an `export` call achieved, from the plugin author's side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Export {
+    /// The batch is durably handed over. Return this only then: the host forgets the batch.
+    Ok,
+    /// The target cannot take it now (down, overloaded); the host keeps the batch and retries it
+    /// with backoff, waiting at least `after`.
+    Retry {
+        /// The shortest wait before the retry.
+        after: Duration,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The target refuses this batch for good (a 4xx, a mapping conflict); the host writes it to
+    /// the dead-letter file and counts it.
+    Reject {
+        /// The target's reason.
+        reason: String,
+    },
+}
+
+/// How an exporter feels about its target, reported on the host's `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Working normally.
+    Healthy,
+    /// Working, with a problem worth reporting.
+    Degraded(String),
+    /// Not working.
+    Unhealthy(String),
+}
+
+/// What the host tells a new exporter about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The exporter's name in the host's config (`[[exporters]] name = …`).
+    pub exporter: &'a str,
+}
+
+/// An exporter, as a plugin author writes it.
+///
+/// The host calls every method from one dedicated thread per exporter, never from an async runtime:
+/// block freely, and if you need async, own a runtime created in [`Exporter::new`]. A panic in any
+/// method is caught, reported as a failure, and the host restarts the exporter with a fresh instance.
+///
+/// The host owns queueing, batching, retries and persistence: an exporter should send what it is
+/// given and report honestly what happened, never buffer data it has acknowledged.
+pub trait Exporter: Send + Sized + 'static {
+    /// The exporter's config: the TOML table under `config` in the host's `[[exporters]]` entry.
+    /// Use `#[serde(deny_unknown_fields)]` so typos are errors.
+    type Config: DeserializeOwned;
+
+    /// Creates an exporter. Fail here on anything wrong with the config or the target that will
+    /// not fix itself (an unwritable directory, a bad certificate).
+    fn new(config: Self::Config, context: Context<'_>) -> Result<Self, BoxError>;
+
+    /// Hands a batch over. An `Err` means the exporter itself is broken: the host restarts it.
+    fn export(&mut self, batch: &Batch) -> Result<Export, BoxError>;
+
+    /// Writes out anything buffered.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Reports health; the default is always healthy.
+    fn health(&self) -> Health {
+        Health::Healthy
+    }
+
+    /// Flushes and releases everything before the instance is dropped.
+    fn shutdown(&mut self) -> Result<(), BoxError> {
+        self.flush()
+    }
+}
+
+/// Wraps a plugin author's exporter behind the ABI; every call runs inside `catch_unwind`.
+struct Adapter<E> {
+    inner: E,
+    /// Set once a call panicked: the instance's state can no longer be trusted.
+    poisoned: bool,
+}
+
+impl<E: Exporter> Adapter<E> {
+    fn guarded<T>(
+        &mut self,
+        on_error: impl Fn(String) -> T,
+        call: impl FnOnce(&mut E) -> Result<T, BoxError>,
+    ) -> T {
+        if self.poisoned {
+            return on_error("the exporter panicked earlier and must be restarted".to_owned());
+        }
+        match catch_unwind(AssertUnwindSafe(|| call(&mut self.inner))) {
+            Ok(Ok(value)) => value,
+            Ok(Err(error)) => on_error(error.to_string()),
+            Err(panic) => {
+                self.poisoned = true;
+                on_error(format!("panicked: {}", panic_message(&*panic)))
+            }
+        }
+    }
+}
+
+impl<E: Exporter> ExporterFfi for Adapter<E> {
+    fn export(&mut self, batch: &Batch) -> ExportResult {
+        let failed = |reason: String| ExportResult::Failed {
+            reason: reason.into(),
+        };
+        self.guarded(failed, |exporter| {
+            Ok(match exporter.export(batch)? {
+                Export::Ok => ExportResult::Ok,
+                Export::Retry { after, reason } => ExportResult::Retry {
+                    after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                    reason: reason.into(),
+                },
+                Export::Reject { reason } => ExportResult::Reject {
+                    reason: reason.into(),
+                },
+            })
+        })
+    }
+
+    fn flush(&mut self) -> RResult<(), RString> {
+        self.guarded(
+            |e| RResult::RErr(e.into()),
+            |exporter| exporter.flush().map(RResult::ROk),
+        )
+    }
+
+    fn health(&self) -> HealthFfi {
+        if self.poisoned {
+            return HealthFfi::Unhealthy {
+                reason: "panicked".into(),
+            };
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.inner.health())) {
+            Ok(Health::Healthy) => HealthFfi::Healthy,
+            Ok(Health::Degraded(reason)) => HealthFfi::Degraded {
+                reason: reason.into(),
+            },
+            Ok(Health::Unhealthy(reason)) => HealthFfi::Unhealthy {
+                reason: reason.into(),
+            },
+            Err(panic) => HealthFfi::Unhealthy {
+                reason: format!("health panicked: {}", panic_message(&*panic)).into(),
+            },
+        }
+    }
+
+    fn shutdown(&mut self) -> RResult<(), RString> {
+        self.guarded(
+            |e| RResult::RErr(e.into()),
+            |exporter| exporter.shutdown().map(RResult::ROk),
+        )
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+fn parse_config<E: Exporter>(text: RStr<'_>) -> Result<E::Config, String> {
+    config::parse(text.as_str()).map_err(|e| e.to_string())
+}
+
+extern "C" fn check_config<E: Exporter>(text: RStr<'_>) -> RResult<(), RString> {
+    let result = catch_unwind(|| parse_config::<E>(text).map(drop));
+    match result {
+        Ok(Ok(())) => RResult::ROk(()),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(panic) => {
+            RResult::RErr(format!("config check panicked: {}", panic_message(&*panic)).into())
+        }
+    }
+}
+
+/// The plugin name handed to [`root_module`]; read by `new` to label the plugin's log lines.
+static PLUGIN_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+extern "C" fn new_exporter<E: Exporter>(
+    text: RStr<'_>,
+    host: HostContext<'_>,
+) -> RResult<ExporterBox, RString> {
+    let plugin = PLUGIN_NAME.get().copied().unwrap_or("plugin");
+    crate::log::install(plugin, host.log, host.max_level);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let config = parse_config::<E>(text)?;
+        let context = Context {
+            exporter: host.exporter.as_str(),
+        };
+        E::new(config, context).map_err(|e| e.to_string())
+    }));
+    match result {
+        Ok(Ok(exporter)) => {
+            let adapter = Adapter {
+                inner: exporter,
+                poisoned: false,
+            };
+            RResult::ROk(ExporterFfi_TO::from_value(
+                adapter,
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
+        }
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(panic) => RResult::RErr(format!("new panicked: {}", panic_message(&*panic)).into()),
+    }
+}
+
+/// Builds the root module of a plugin whose exporter is `E`. Called by [`crate::export_exporter!`].
+#[doc(hidden)]
+pub fn root_module<E: Exporter>(name: &'static str, version: &'static str) -> ExporterModRef {
+    let _ = PLUGIN_NAME.set(name);
+    use abi_stable::prefix_type::PrefixTypeTrait as _;
+    ExporterMod {
+        abi_version: ABI_VERSION,
+        name: RStr::from_str(name),
+        plugin_version: RStr::from_str(version),
+        rustc_version: RStr::from_str(env!("PERISCOPE_RUSTC_VERSION")),
+        check_config: check_config::<E>,
+        new: new_exporter::<E>,
+    }
+    .leak_into_prefix()
+}
+
+/// Exports a type implementing [`Exporter`] as this library's plugin.
+///
+/// Put it once in the `lib.rs` of a `cdylib` crate:
+///
+/// ```ignore
+/// periscope_plugin_api::export_exporter!(name = "stdout", exporter = StdoutExporter);
+/// ```
+///
+/// The host finds the plugin as `lib periscope_exporter_<name>.so` in its plugin directories.
+#[macro_export]
+macro_rules! export_exporter {
+    (name = $name:expr, exporter = $exporter:ty $(,)?) => {
+        // The symbol abi_stable's loader looks for (`abi_stable::library::ROOT_MODULE_LOADER_NAME`);
+        // written out here so plugins need no direct dependency on abi_stable. A test in
+        // periscope-plugin-api checks that the two agree.
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
+            extern "C" fn erased_root_module() -> $crate::__private::RootModuleResult {
+                $crate::__private::call_root_module_loader(root_module)
+            }
+            fn root_module() -> $crate::abi::ExporterModRef {
+                $crate::__private::root_module::<$exporter>($name, env!("CARGO_PKG_VERSION"))
+            }
+            // SAFETY: this is what abi_stable's `#[export_root_module]` expands to: a header whose
+            // constructor returns this library's root module, with its layout checked by the host.
+            unsafe {
+                $crate::__private::LibHeader::from_constructor::<$crate::abi::ExporterModRef>(
+                    erased_root_module,
+                    $crate::__private::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
