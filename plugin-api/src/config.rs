@@ -5,8 +5,10 @@
 //! `#[serde(deny_unknown_fields)]` on config structs: unknown keys are errors, not silence.
 
 use std::fmt;
+use std::str::FromStr;
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::Deserialize;
 
 /// A config that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +71,63 @@ fn from_toml(text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
     }
 }
 
+/// A duration written the way people write it: `"500ms"`, `"2s"`, `"1m 30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s)
+            .map(Duration)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"500ms\", \"2s\" or \"1m\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size in bytes, written as a number or with a unit: `1048576`, `"64MiB"`, `"1 GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<bytesize::ByteSize>()
+            .map(|b| ByteSize(b.as_u64()))
+            .map_err(|e| format!("invalid size {s:?} ({e}); write it like \"64MiB\" or \"1GB\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +169,15 @@ mod tests {
         let err = parse::<Outer>("name = \n").unwrap_err();
         assert_eq!(err.line, 1);
         assert!(err.column > 1);
+    }
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!("1m 30s".parse::<Duration>().unwrap().0.as_secs(), 90);
+        assert!("soon".parse::<Duration>().is_err());
+        assert_eq!("64MiB".parse::<ByteSize>().unwrap().0, 64 << 20);
+        assert_eq!("1 GB".parse::<ByteSize>().unwrap().0, 1_000_000_000);
+        assert!("lots".parse::<ByteSize>().is_err());
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! The Periscope host.

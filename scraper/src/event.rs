@@ -1,0 +1,81 @@
+//! What every input sends to the host: changes of sources, readiness, and errors to count.
+
+use periscope_plugin_api::batch::{Batch, BatchBuilder, Source, Update};
+
+/// A message from an input (an offline directory, a Kubernetes watcher, an endpoint poller) to
+/// the host's collector.
+#[derive(Debug)]
+pub enum Event {
+    /// The new state of one source.
+    Update(SourceUpdate),
+    /// The input finished its first complete read; the host is ready once every input has.
+    Synced {
+        /// The input's name, as in self-metrics (`files:examples/quickstart/manifests`).
+        input: String,
+    },
+    /// Something went wrong reading the input or extracting from an object. The host logs it and
+    /// counts it under the input's name; the input carries on.
+    Error {
+        /// The input's name.
+        input: String,
+        /// What went wrong, naming the file, object or path at fault.
+        message: String,
+    },
+}
+
+/// A batch holding exactly one update: `Replace` of one source with all its samples, or `Remove`.
+///
+/// The host keeps the latest `SourceUpdate` of every source: to skip updates that change nothing and
+/// to build full snapshots (resyncs) for exporters that need them.
+#[derive(Debug, Clone)]
+pub struct SourceUpdate {
+    batch: Batch,
+}
+
+impl SourceUpdate {
+    /// A `Replace` of `source`, whose samples `write` adds.
+    pub fn replace(
+        source: Source<'_>,
+        write: impl FnOnce(&mut periscope_plugin_api::batch::ReplaceWriter<'_>),
+    ) -> Self {
+        let mut builder = BatchBuilder::new();
+        let mut writer = builder.replace(source);
+        write(&mut writer);
+        SourceUpdate {
+            batch: builder.build(),
+        }
+    }
+
+    /// A `Remove` of `source`.
+    pub fn remove(source: Source<'_>) -> Self {
+        let mut builder = BatchBuilder::new();
+        builder.remove(source);
+        SourceUpdate {
+            batch: builder.build(),
+        }
+    }
+
+    /// The one update.
+    pub fn update(&self) -> Update<'_> {
+        // A SourceUpdate is only ever built with exactly one update (the two constructors above).
+        self.batch
+            .updates()
+            .next()
+            .expect("a SourceUpdate holds one update")
+    }
+
+    /// The source's key (`Source::id`).
+    pub fn source_id(&self) -> &str {
+        self.update().source().id
+    }
+
+    /// Whether this is a `Remove`.
+    pub fn is_remove(&self) -> bool {
+        matches!(self.update(), Update::Remove { .. })
+    }
+
+    /// The update as a batch, to append to a larger one.
+    pub fn batch(&self) -> &Batch {
+        &self.batch
+    }
+}

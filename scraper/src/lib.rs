@@ -1,0 +1,20 @@
+//! # periscope-scraper
+//!
+//! Reads what a cluster exposes publicly and turns it into Periscope updates.
+//!
+//! Start with [`objects::ObjectPipeline`]: compiled from the `[[resources]]` of the config, it turns a
+//! Kubernetes object (as JSON) into the [`SourceUpdate`] of that object. Inputs feed objects through
+//! it and send [`Event`]s to the host:
+//! - [`files`]: the offline input, manifests read from disk;
+//!
+//! The pieces of the config language: [`config`] (what the TOML says), [`path`] (field paths such as
+//! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels).
+
+pub mod config;
+mod event;
+pub mod files;
+pub mod objects;
+pub mod path;
+pub mod value;
+
+pub use event::{Event, SourceUpdate};
