@@ -1,1 +1,20 @@
-//! The Periscope host.
+//! # periscope-core
+//!
+//! The Periscope host. It reads a TOML config ([`config`]), checks it completely ([`check`]), then
+//! runs ([`host`]): inputs from `periscope-scraper` send source updates to the [`collector`], which
+//! keeps the current state and fans batches out to one [`delivery`] worker per exporter; each worker
+//! queues, merges, retries and calls its plugin ([`plugins`]) from a dedicated thread. The host's own
+//! HTTP [`server`] serves self-metrics ([`telemetry`]) and health ([`readiness`]).
+//!
+//! Start reading at [`host::run`]; the binary (`periscope`) is a thin CLI over it.
+
+pub mod check;
+pub mod collector;
+pub mod config;
+pub mod delivery;
+pub mod host;
+pub mod logging;
+pub mod plugins;
+pub mod readiness;
+pub mod server;
+pub mod telemetry;

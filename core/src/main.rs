@@ -1,1 +1,169 @@
-fn main() {}
+//! `periscope`: the command-line front door of the Periscope host.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use periscope_core::config::{ConfigErrors, ConfigText};
+use periscope_core::logging::{self, LogFormat};
+use periscope_core::{check, host, plugins};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+/// External, autonomous monitoring: watch what a cluster exposes, export it through plugins.
+#[derive(Parser)]
+#[command(name = "periscope", version)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the host until SIGINT or SIGTERM, then delivers what is queued and stops.
+    Run {
+        /// The config file; without it, the embedded quick-start config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Checks a config and the plugins it names; exits 1 with every problem found.
+    Check {
+        /// The config file; without it, the embedded quick-start config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Plugin tools.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Shows a plugin file's name, ABI version, plugin version and compiler.
+    Inspect {
+        /// The plugin file (`libperiscope_exporter_<name>.so`).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::Run { config } => run(config.as_deref()),
+        Command::Check { config } => match check::check(&read(config.as_deref())) {
+            Ok(plan) if !plan.refused.is_empty() => {
+                let problems = plan.refused.into_iter().map(|r| r.problem).collect();
+                eprintln!(
+                    "{}",
+                    ConfigErrors {
+                        file: config_name(config.as_deref()),
+                        problems
+                    }
+                );
+                ExitCode::FAILURE
+            }
+            Ok(plan) => {
+                println!(
+                    "config ok: {} resource(s), {} input(s), {} exporter(s)",
+                    plan.config.resources.len(),
+                    plan.config.sources.files.len(),
+                    plan.exporters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Plugins {
+            command: PluginsCommand::Inspect { file },
+        } => inspect(&file),
+    }
+}
+
+fn config_name(config: Option<&Path>) -> String {
+    config.map_or_else(
+        || periscope_core::config::EMBEDDED_DEFAULT_NAME.to_owned(),
+        |p| p.display().to_string(),
+    )
+}
+
+fn read(config: Option<&Path>) -> ConfigText {
+    match config {
+        Some(path) => ConfigText::read(path).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }),
+        None => ConfigText::embedded_default(),
+    }
+}
+
+fn run(config: Option<&Path>) -> ExitCode {
+    let plan = match check::check(&read(config)) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(on_signal(shutdown.clone()));
+        match host::run(plan, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        error!("cannot listen for SIGTERM");
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    shutdown.cancel();
+}
+
+fn inspect(file: &Path) -> ExitCode {
+    match plugins::load(file, None) {
+        Ok(plugin) => {
+            let info = plugin.info();
+            println!("name:           {}", info.name);
+            println!("abi version:    {}", info.abi_version);
+            println!("plugin version: {}", info.plugin_version);
+            println!("rustc:          {}", info.rustc_version);
+            println!(
+                "sha256:         {}",
+                plugins::file_sha256(file).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -716,6 +716,13 @@ impl SampleWriter<'_> {
     }
 }
 
+/// The current time in milliseconds since the Unix epoch: the timestamp samples carry.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Offsets are 32-bit: a batch holds at most 4 GiB of text and 4G records. The host bounds every
 /// batch far below that (per-source sizes are capped and merged batches stop at `max_bytes`), so
 /// crossing it is a bug in the host, not bad input.

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer};
 
 /// A config that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,9 +79,9 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s)
-            .map(Duration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"500ms\", \"2s\" or \"1m\""))
+        humantime::parse_duration(s).map(Duration).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); write it like \"500ms\", \"2s\" or \"1m\"")
+        })
     }
 }
 

@@ -183,8 +183,16 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Parses the exporter's config. The host re-serialized the table, so positions inside it mean
+/// nothing to the user: the error names the key only, and the host adds where the table is.
 fn parse_config<E: Exporter>(text: RStr<'_>) -> Result<E::Config, String> {
-    config::parse(text.as_str()).map_err(|e| e.to_string())
+    config::parse(text.as_str()).map_err(|e| {
+        if e.key.is_empty() {
+            e.message
+        } else {
+            format!("`{}`: {}", e.key, e.message)
+        }
+    })
 }
 
 extern "C" fn check_config<E: Exporter>(text: RStr<'_>) -> RResult<(), RString> {

@@ -25,6 +25,7 @@ pub mod log;
 pub use abi::ABI_VERSION;
 pub use batch::{
     Batch, BatchBuilder, Family, FamilyId, FamilyKind, Sample, Source, SourceKind, Suffix, Update,
+    now_ms,
 };
 pub use exporter::{BoxError, Context, Export, Exporter, Health};
 

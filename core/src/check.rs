@@ -1,0 +1,198 @@
+//! Everything `periscope check` verifies, turned into the plan `periscope run` starts from.
+//!
+//! One pass collects every problem (not just the first): the config's own syntax and types, the
+//! `[[resources]]` paths and names, the listen address, and each exporter's plugin (found, vetted,
+//! loaded, its config accepted by the plugin's own parser).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use periscope_scraper::objects::ObjectPipeline;
+
+use crate::config::{
+    BatchConfig, Config, ConfigErrors, ConfigText, Problem, QueueConfig, RetryConfig, parse_listen,
+};
+use crate::plugins::{self, Plugin};
+
+/// A checked config, ready to run.
+pub struct Plan {
+    /// The parsed config.
+    pub config: Config,
+    /// Where the host's own HTTP server listens.
+    pub listen: SocketAddr,
+    /// The compiled `[[resources]]`.
+    pub pipeline: Arc<ObjectPipeline>,
+    /// The exporters, with their plugins loaded.
+    pub exporters: Vec<PlannedExporter>,
+    /// Exporters whose plugin file exists but was refused (another ABI version, writable by others,
+    /// a hash mismatch, not a plugin). `check` fails on them; `run` reports each in one line, keeps
+    /// them unready and runs the other exporters.
+    pub refused: Vec<Refused>,
+}
+
+/// An exporter left out because its plugin was refused.
+pub struct Refused {
+    /// The exporter's name.
+    pub name: String,
+    /// The problem, with its position in the config.
+    pub problem: Problem,
+}
+
+/// One exporter of a [`Plan`].
+pub struct PlannedExporter {
+    /// Its name.
+    pub name: String,
+    /// Its loaded plugin.
+    pub plugin: Plugin,
+    /// Its config table as TOML text, for the plugin.
+    pub config_text: String,
+    /// Its queue.
+    pub queue: QueueConfig,
+    /// Its merge limits.
+    pub batch: BatchConfig,
+    /// Its backoff.
+    pub retry: RetryConfig,
+}
+
+/// Checks `text` completely.
+pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
+    let config = text.parse()?;
+    let mut problems = Vec::new();
+
+    let listen = parse_listen(text, &config.host.listen)
+        .map_err(|p| problems.push(p))
+        .ok();
+
+    let pipeline = match ObjectPipeline::compile(&config.resources) {
+        Ok(pipeline) => Some(pipeline),
+        Err(errors) => {
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| text.problem(e.key, e.span, e.message)),
+            );
+            None
+        }
+    };
+
+    for (i, files) in config.sources.files.iter().enumerate() {
+        if !std::path::Path::new(&files.path).exists() {
+            problems.push(text.problem(
+                format!("sources.files[{i}].path"),
+                None,
+                format!(
+                    "{:?} does not exist (relative paths start from the working directory)",
+                    files.path
+                ),
+            ));
+        }
+    }
+
+    let dirs = plugin_dirs(&config);
+    let mut names = HashSet::new();
+    let mut exporters = Vec::new();
+    let mut refused = Vec::new();
+    for (i, exporter) in config.exporters.iter().enumerate() {
+        let name = exporter.name.get_ref();
+        if name.is_empty() || !names.insert(name.clone()) {
+            problems.push(text.problem(
+                format!("exporters[{i}].name"),
+                Some(exporter.name.span()),
+                format!("exporter names must be unique and not empty; {name:?} is not"),
+            ));
+        }
+        if let QueueConfig::Memory { capacity: 0, .. } = exporter.queue {
+            problems.push(text.problem(
+                format!("exporters[{i}].queue.capacity"),
+                None,
+                "must be at least 1",
+            ));
+        }
+        if exporter.batch.max_samples == 0 {
+            problems.push(text.problem(
+                format!("exporters[{i}].batch.max_samples"),
+                None,
+                "must be at least 1",
+            ));
+        }
+        let plugin_key = format!("exporters[{i}].plugin");
+        let loaded = plugins::find(exporter.plugin.get_ref(), &dirs).and_then(|path| {
+            let pin = exporter.sha256.as_ref().map(|s| s.get_ref().as_str());
+            plugins::load(&path, pin)
+        });
+        let plugin = match loaded {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let span = match (&e, &exporter.sha256) {
+                    (plugins::PluginError::HashMismatch { .. }, Some(pin)) => pin.span(),
+                    _ => exporter.plugin.span(),
+                };
+                let problem = text.problem(plugin_key, Some(span), e.to_string());
+                if matches!(e, plugins::PluginError::NotFound { .. }) {
+                    problems.push(problem);
+                } else {
+                    refused.push(Refused {
+                        name: name.clone(),
+                        problem,
+                    });
+                }
+                continue;
+            }
+        };
+        let config_text = match toml::to_string(exporter.config.get_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(text.problem(
+                    format!("exporters[{i}].config"),
+                    Some(exporter.config.span()),
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = plugin.check_config(&config_text) {
+            problems.push(text.problem(
+                format!("exporters[{i}].config"),
+                Some(exporter.config.span()),
+                format!(
+                    "plugin `{}` refuses its config: {e}",
+                    exporter.plugin.get_ref()
+                ),
+            ));
+            continue;
+        }
+        exporters.push(PlannedExporter {
+            name: name.clone(),
+            plugin,
+            config_text,
+            queue: exporter.queue.clone(),
+            batch: exporter.batch,
+            retry: exporter.retry,
+        });
+    }
+
+    match (problems.is_empty(), listen, pipeline) {
+        (true, Some(listen), Some(pipeline)) => Ok(Plan {
+            config,
+            listen,
+            pipeline: Arc::new(pipeline),
+            exporters,
+            refused,
+        }),
+        _ => Err(text.errors(problems)),
+    }
+}
+
+/// The configured plugin directories, or the directory of the running executable.
+pub fn plugin_dirs(config: &Config) -> Vec<PathBuf> {
+    if !config.host.plugin_dirs.is_empty() {
+        return config.host.plugin_dirs.clone();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .into_iter()
+        .collect()
+}

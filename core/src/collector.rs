@@ -1,0 +1,244 @@
+//! The collector: keeps the current state of every source, gathers changes into batches and fans
+//! them out to every exporter; serves full snapshots (resyncs) on request.
+//!
+//! It is the single writer of the fan-out channel, so the sequence number it stamps on each batch
+//! orders everything: a snapshot taken at sequence `n` holds exactly the effect of batches `1..=n`,
+//! and an exporter that receives it skips any batch numbered `n` or less that arrives later.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use periscope_plugin_api::{Batch, BatchBuilder};
+use periscope_scraper::SourceUpdate;
+use tokio::sync::{broadcast, mpsc};
+use tracing::debug;
+
+use crate::telemetry::Telemetry;
+
+/// A batch on the fan-out channel, with its sequence number.
+pub type Stamped = (u64, Arc<Batch>);
+
+/// Fanned-out batches stop growing at this many samples…
+const MAX_BATCH_SAMPLES: usize = 50_000;
+/// …or this many bytes; snapshots are cut into batches of the same size.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// A full copy of the current state, taken after fan-out batch `seq`.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The last fanned-out batch the snapshot includes.
+    pub seq: u64,
+    /// `Replace` updates of every current source.
+    pub batches: Vec<Arc<Batch>>,
+}
+
+/// Asks the collector for a [`Snapshot`], sent to `reply`.
+#[derive(Debug)]
+pub struct ResyncRequest {
+    /// Where the snapshot goes.
+    pub reply: mpsc::UnboundedSender<Snapshot>,
+}
+
+/// The collector task's state.
+pub struct Collector {
+    state: HashMap<String, SourceUpdate>,
+    pending: BatchBuilder,
+    seq: u64,
+    fanout: broadcast::Sender<Stamped>,
+    flush_interval: Duration,
+    telemetry: Telemetry,
+}
+
+impl Collector {
+    /// A collector whose fan-out channel holds `capacity` batches.
+    pub fn new(flush_interval: Duration, capacity: usize, telemetry: Telemetry) -> Self {
+        let (fanout, _) = broadcast::channel(capacity.max(1));
+        Collector {
+            state: HashMap::new(),
+            pending: BatchBuilder::new(),
+            seq: 0,
+            fanout,
+            flush_interval,
+            telemetry,
+        }
+    }
+
+    /// A new receiver of the fan-out (one per exporter, taken before `run`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
+        self.fanout.subscribe()
+    }
+
+    /// Runs until every update sender is gone, then flushes what is pending and returns (which
+    /// closes the fan-out, telling exporters to drain and stop).
+    pub async fn run(
+        mut self,
+        mut updates: mpsc::Receiver<SourceUpdate>,
+        mut resyncs: mpsc::UnboundedReceiver<ResyncRequest>,
+    ) {
+        let mut tick = tokio::time::interval(self.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                update = updates.recv() => match update {
+                    Some(update) => self.apply(update),
+                    None => break,
+                },
+                Some(request) = resyncs.recv() => {
+                    self.flush();
+                    // The requester may be gone (its exporter stopped); nothing to do then.
+                    let _ = request.reply.send(self.snapshot());
+                }
+                _ = tick.tick() => self.flush(),
+            }
+        }
+        self.flush();
+    }
+
+    /// Takes in one source's update, skipping it if it changes nothing.
+    fn apply(&mut self, update: SourceUpdate) {
+        let id = update.source_id().to_owned();
+        let changed = if update.is_remove() {
+            self.state.remove(&id).is_some()
+        } else {
+            !self
+                .state
+                .get(&id)
+                .is_some_and(|old| old.batch().same_content(update.batch()))
+        };
+        if !changed {
+            self.telemetry.unchanged_updates.inc();
+            return;
+        }
+        self.pending.append(update.batch());
+        if !update.is_remove() {
+            self.state.insert(id, update);
+        }
+        self.telemetry.sources.set(self.state.len() as i64);
+        self.flush_if_full();
+    }
+
+    fn flush_if_full(&mut self) {
+        if self.pending.sample_count() >= MAX_BATCH_SAMPLES
+            || self.pending.byte_size() >= MAX_BATCH_BYTES
+        {
+            self.flush();
+        }
+    }
+
+    /// Fans out what is pending, if anything.
+    fn flush(&mut self) {
+        if self.pending.update_count() == 0 {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending).build();
+        self.seq += 1;
+        self.telemetry.batches.inc();
+        debug!(
+            seq = self.seq,
+            updates = batch.update_count(),
+            samples = batch.sample_count(),
+            "fan-out"
+        );
+        // No receiver (no exporter configured) is fine: the state is kept for later snapshots.
+        let _ = self.fanout.send((self.seq, Arc::new(batch)));
+    }
+
+    /// The current state as `Replace` updates, cut into batches of bounded size.
+    fn snapshot(&self) -> Snapshot {
+        let mut batches = Vec::new();
+        let mut builder = BatchBuilder::new();
+        for update in self.state.values() {
+            builder.append(update.batch());
+            if builder.sample_count() >= MAX_BATCH_SAMPLES || builder.byte_size() >= MAX_BATCH_BYTES
+            {
+                batches.push(Arc::new(std::mem::take(&mut builder).build()));
+            }
+        }
+        if builder.update_count() > 0 {
+            batches.push(Arc::new(builder.build()));
+        }
+        Snapshot {
+            seq: self.seq,
+            batches,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_plugin_api::{Family, FamilyKind, Source, SourceKind, Suffix, Update};
+
+    fn replace(id: &str, value: f64) -> SourceUpdate {
+        SourceUpdate::replace(Source::new(SourceKind::Object, id), |w| {
+            let f = w.family(Family {
+                name: "x",
+                help: "",
+                unit: "",
+                kind: FamilyKind::Gauge,
+            });
+            w.sample(f, Suffix::None, value, 0);
+        })
+    }
+
+    fn ids(batch: &Batch) -> Vec<String> {
+        batch
+            .updates()
+            .map(|u| match u {
+                Update::Replace { source, .. } => format!("+{}", source.id),
+                Update::Remove { source } => format!("-{}", source.id),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn unchanged_updates_are_skipped_and_removes_of_unknown_sources_ignored() {
+        let telemetry = Telemetry::new();
+        let collector = Collector::new(Duration::from_secs(60), 16, telemetry.clone());
+        let mut out = collector.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(collector.run(rx, resync_rx));
+        for update in [
+            replace("a", 1.0),
+            replace("a", 1.0),
+            replace("b", 1.0),
+            SourceUpdate::remove(Source::new(SourceKind::Object, "zzz")),
+            SourceUpdate::remove(Source::new(SourceKind::Object, "b")),
+        ] {
+            tx.send(update).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        let (seq, batch) = out.recv().await.unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(ids(&batch), ["+a", "+b", "-b"]);
+        assert_eq!(telemetry.unchanged_updates.get(), 2);
+        assert_eq!(telemetry.sources.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn snapshot_holds_every_current_source_after_pending_changes() {
+        let collector = Collector::new(Duration::from_secs(60), 16, Telemetry::new());
+        let mut out = collector.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(collector.run(rx, resync_rx));
+        tx.send(replace("a", 1.0)).await.unwrap();
+        tx.send(replace("b", 2.0)).await.unwrap();
+        tx.send(SourceUpdate::remove(Source::new(SourceKind::Object, "a")))
+            .await
+            .unwrap();
+        let (reply, mut replies) = mpsc::unbounded_channel();
+        resync_tx.send(ResyncRequest { reply }).unwrap();
+        let snapshot = replies.recv().await.unwrap();
+        // The pending changes were flushed first, as batch 1, so the snapshot covers them.
+        assert_eq!(snapshot.seq, 1);
+        assert_eq!(out.recv().await.unwrap().0, 1);
+        let all: Vec<_> = snapshot.batches.iter().flat_map(|b| ids(b)).collect();
+        assert_eq!(all, ["+b"]);
+        drop(tx);
+        task.await.unwrap();
+    }
+}

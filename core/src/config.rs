@@ -1,0 +1,416 @@
+//! The host's config file: typed, strict, and with errors that name file, line, column and key.
+//!
+//! Parsing (serde, unknown keys refused) happens here; checks that need more than the TOML itself
+//! (paths in `[[resources]]`, plugins on disk) happen in [`crate::check`], which reports through the
+//! same [`ConfigErrors`] so every mistake reads the same way.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use periscope_plugin_api::config::{ByteSize, ConfigError, Duration, line_column};
+use periscope_scraper::config::{FilesConfig, ResourceConfig};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The config used when `periscope run` is given no `--config`: the quick start, reading the
+/// KubeVirt-like manifests in `examples/quickstart/manifests` (no cluster needed).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/quickstart/periscope.toml");
+
+/// The name under which [`EMBEDDED_DEFAULT`] appears in errors.
+pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The host itself: listen address, plugin directories, timings.
+    #[serde(default)]
+    pub host: HostConfig,
+    /// Where objects come from besides a cluster.
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    /// Which objects become which metrics.
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
+    /// Where the metrics go.
+    #[serde(default)]
+    pub exporters: Vec<ExporterConfig>,
+}
+
+/// `[host]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Address of the host's own `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Directories plugins are loaded from; none given means the directory of the `periscope`
+    /// executable. Relative paths are relative to the working directory.
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Where batches that an exporter rejects are written, one NDJSON file per exporter.
+    #[serde(default = "default_dead_letter_dir")]
+    pub dead_letter_dir: PathBuf,
+    /// How long the collector gathers updates into one batch before fanning it out.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: Duration,
+    /// How many batches the fan-out channel holds for a slow exporter before it lags (and resyncs).
+    #[serde(default = "default_fanout_capacity")]
+    pub fanout_capacity: usize,
+    /// How long shutdown waits for exporters to deliver what they hold.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            listen: default_listen(),
+            plugin_dirs: Vec::new(),
+            dead_letter_dir: default_dead_letter_dir(),
+            flush_interval: default_flush_interval(),
+            fanout_capacity: default_fanout_capacity(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+/// `[sources]`: inputs other than the Kubernetes API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// `[[sources.files]]`: manifests read from disk.
+    #[serde(default)]
+    pub files: Vec<FilesConfig>,
+}
+
+/// One `[[exporters]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterConfig {
+    /// A name unique among exporters, used in logs, self-metrics and the dead-letter file name.
+    pub name: Spanned<String>,
+    /// The plugin: `file` finds `libperiscope_exporter_file.so` in the plugin directories.
+    pub plugin: Spanned<String>,
+    /// If set, the plugin file's SHA-256 (hex) must match.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+    /// The delivery queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// How queued batches are merged before one `export` call.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Backoff between retries and restarts.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// The plugin's own config, handed to it as TOML text.
+    #[serde(default = "empty_table")]
+    pub config: Spanned<toml::Table>,
+}
+
+/// `queue = { … }` of an exporter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum QueueConfig {
+    /// A bounded queue in memory.
+    Memory {
+        /// How many batches it holds.
+        #[serde(default = "default_capacity")]
+        capacity: usize,
+        /// What happens when it is full.
+        #[serde(default)]
+        when_full: WhenFull,
+    },
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig::Memory {
+            capacity: default_capacity(),
+            when_full: WhenFull::default(),
+        }
+    }
+}
+
+/// What a full memory queue does with a new batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room; the fan-out may then lag, which triggers a resync.
+    #[default]
+    Block,
+    /// Drop the oldest queued batch, counting its samples as dropped.
+    DropOldest,
+}
+
+/// `batch = { … }` of an exporter.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Stop merging once this many samples are gathered.
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+    /// Stop merging once the batch is this large.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Wait at most this long for more batches to merge.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_samples: default_max_samples(),
+            max_bytes: default_max_bytes(),
+            max_wait: default_max_wait(),
+        }
+    }
+}
+
+/// `retry = { … }` of an exporter.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// The first backoff.
+    #[serde(default = "default_initial_backoff")]
+    pub initial: Duration,
+    /// The longest backoff.
+    #[serde(default = "default_max_backoff")]
+    pub max: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial: default_initial_backoff(),
+            max: default_max_backoff(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9464".to_owned())
+}
+fn default_dead_letter_dir() -> PathBuf {
+    PathBuf::from("dead-letter")
+}
+fn default_flush_interval() -> Duration {
+    Duration(std::time::Duration::from_millis(200))
+}
+fn default_fanout_capacity() -> usize {
+    1024
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
+fn default_capacity() -> usize {
+    1024
+}
+fn default_max_samples() -> usize {
+    10_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(8 << 20)
+}
+fn default_max_wait() -> Duration {
+    Duration(std::time::Duration::from_millis(500))
+}
+fn default_initial_backoff() -> Duration {
+    Duration(std::time::Duration::from_millis(100))
+}
+fn default_max_backoff() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+fn empty_table() -> Spanned<toml::Table> {
+    Spanned::new(0..0, toml::Table::new())
+}
+
+/// One problem in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key (`exporters[1].plugin`), empty when the problem is not about one key.
+    pub key: String,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub column: usize,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file, as given on the command line (or [`EMBEDDED_DEFAULT_NAME`]).
+    pub file: String,
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file)?;
+            if p.line > 0 {
+                write!(f, ":{}:{}", p.line, p.column)?;
+            }
+            if !p.key.is_empty() {
+                write!(f, ": `{}`", p.key)?;
+            }
+            write!(f, ": {}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of a config file with its name, to turn byte spans into positions.
+#[derive(Debug, Clone)]
+pub struct ConfigText {
+    /// The file name as the user gave it.
+    pub file: String,
+    /// The whole text.
+    pub text: String,
+}
+
+impl ConfigText {
+    /// Reads `path`.
+    pub fn read(path: &Path) -> Result<ConfigText, ConfigErrors> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(ConfigText { file, text }),
+            Err(e) => Err(ConfigErrors {
+                file,
+                problems: vec![Problem {
+                    key: String::new(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read the config file: {e}"),
+                }],
+            }),
+        }
+    }
+
+    /// The embedded quick-start config.
+    pub fn embedded_default() -> ConfigText {
+        ConfigText {
+            file: EMBEDDED_DEFAULT_NAME.to_owned(),
+            text: EMBEDDED_DEFAULT.to_owned(),
+        }
+    }
+
+    /// Parses the text strictly.
+    pub fn parse(&self) -> Result<Config, ConfigErrors> {
+        periscope_plugin_api::config::parse::<Config>(&self.text)
+            .map_err(|e| self.errors(vec![from_parse(e)]))
+    }
+
+    /// A problem about `key` at byte `span` of this text.
+    pub fn problem(
+        &self,
+        key: impl Into<String>,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Problem {
+        let (line, column) = match span {
+            Some(span) if span.end > 0 => line_column(&self.text, span.start),
+            _ => (0, 0),
+        };
+        Problem {
+            key: key.into(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps problems into the error of this file, sorted by position.
+    pub fn errors(&self, mut problems: Vec<Problem>) -> ConfigErrors {
+        problems.sort_by_key(|p| (p.line, p.column));
+        ConfigErrors {
+            file: self.file.clone(),
+            problems,
+        }
+    }
+}
+
+fn from_parse(e: ConfigError) -> Problem {
+    Problem {
+        key: e.key,
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    }
+}
+
+/// Parses `listen`, reporting a problem at its position.
+pub fn parse_listen(text: &ConfigText, listen: &Spanned<String>) -> Result<SocketAddr, Problem> {
+    listen.get_ref().parse().map_err(|e| {
+        text.problem(
+            "host.listen",
+            Some(listen.span()),
+            format!(
+                "{:?} is not an address like \"127.0.0.1:9464\": {e}",
+                listen.get_ref()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        ConfigText {
+            file: "test.toml".to_owned(),
+            text: text.to_owned(),
+        }
+        .parse()
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = ConfigText::embedded_default()
+            .parse()
+            .expect("embedded default parses");
+        assert!(!config.exporters.is_empty());
+        assert!(!config.resources.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_key() {
+        let err = parse("[host]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml:3:1: `host.lisen`: unknown field `lisen`, expected one of `listen`, \
+             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse("[[exporters]]\nname = \"a\"\nplugin = \"file\"\nqueue = { type = \"memory\", capacity = \"big\" }\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("test.toml:4:"), "{text}");
+        assert!(text.contains("exporters[0].queue"), "{text}");
+        assert!(text.contains("invalid type"), "{text}");
+    }
+
+    #[test]
+    fn queue_defaults_to_a_blocking_memory_queue() {
+        let config = parse("[[exporters]]\nname = \"a\"\nplugin = \"file\"\n").unwrap();
+        let QueueConfig::Memory {
+            capacity,
+            when_full,
+        } = config.exporters[0].queue.clone();
+        assert_eq!((capacity, when_full), (1024, WhenFull::Block));
+    }
+}

@@ -1,0 +1,219 @@
+//! The bounded in-memory queue between an exporter's intake (async) and its delivery thread.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use periscope_plugin_api::Batch;
+use tokio::sync::Notify;
+
+use crate::config::WhenFull;
+use crate::telemetry::ExporterMetrics;
+
+/// A bounded FIFO of batches: pushed by the intake task, popped by the delivery thread.
+pub struct MemoryQueue {
+    state: Mutex<State>,
+    /// Wakes the delivery thread when a batch arrives or the queue closes.
+    not_empty: Condvar,
+    /// Wakes the intake when room frees up (one producer, so a stored permit is enough).
+    not_full: Notify,
+    capacity: usize,
+    when_full: WhenFull,
+    metrics: ExporterMetrics,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Arc<Batch>>,
+    closed: bool,
+}
+
+impl MemoryQueue {
+    /// A queue holding at most `capacity` batches (at least one).
+    pub fn new(capacity: usize, when_full: WhenFull, metrics: ExporterMetrics) -> Self {
+        MemoryQueue {
+            state: Mutex::new(State::default()),
+            not_empty: Condvar::new(),
+            not_full: Notify::new(),
+            capacity: capacity.max(1),
+            when_full,
+            metrics,
+        }
+    }
+
+    /// Adds a batch at the tail. When full, waits for room (`block`) or drops the oldest batch and
+    /// counts its samples (`drop_oldest`).
+    pub async fn push(&self, batch: Arc<Batch>) {
+        loop {
+            {
+                let mut state = self.lock();
+                if state.items.len() < self.capacity || self.when_full == WhenFull::DropOldest {
+                    if state.items.len() >= self.capacity
+                        && let Some(oldest) = state.items.pop_front()
+                    {
+                        self.account(&oldest, -1);
+                        self.metrics
+                            .dropped_queue_full
+                            .inc_by(oldest.sample_count() as u64);
+                    }
+                    self.account(&batch, 1);
+                    state.items.push_back(batch);
+                    self.not_empty.notify_one();
+                    return;
+                }
+            }
+            self.not_full.notified().await;
+        }
+    }
+
+    /// Takes the batch at the head, waiting until one arrives, the queue closes (`None` once it is
+    /// also empty) or `deadline` passes (`None`).
+    pub fn pop(&self, deadline: Option<Instant>) -> Option<Arc<Batch>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(batch) = state.items.pop_front() {
+                self.account(&batch, -1);
+                self.not_full.notify_one();
+                return Some(batch);
+            }
+            if state.closed {
+                return None;
+            }
+            state = match deadline {
+                None => self
+                    .not_empty
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    self.not_empty
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Takes every queued batch at once (used to count what shutdown could not deliver).
+    pub fn drain(&self) -> Vec<Arc<Batch>> {
+        let mut state = self.lock();
+        let items: Vec<_> = state.items.drain(..).collect();
+        for batch in &items {
+            self.account(batch, -1);
+        }
+        self.not_full.notify_one();
+        items
+    }
+
+    /// No more pushes will come; `pop` returns `None` once the queue is empty.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_all();
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    fn account(&self, batch: &Batch, sign: i64) {
+        self.metrics.queued_batches.add(sign);
+        self.metrics
+            .queued_samples
+            .add(sign * batch.sample_count() as i64);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while holding it; the queue's state is still consistent
+        // (every mutation is a single push or pop), so carry on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Telemetry;
+    use periscope_plugin_api::{BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
+    use std::time::Duration;
+
+    fn batch(value: f64) -> Arc<Batch> {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "x",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        b.replace(Source::new(SourceKind::Object, "s"))
+            .sample(f, Suffix::None, value, 0);
+        Arc::new(b.build())
+    }
+
+    fn value(b: &Batch) -> f64 {
+        match b.updates().next() {
+            Some(periscope_plugin_api::Update::Replace { samples, .. }) => {
+                samples.iter().next().map(|s| s.value()).unwrap_or(f64::NAN)
+            }
+            _ => f64::NAN,
+        }
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_the_newest_and_counts_the_drop() {
+        let telemetry = Telemetry::new();
+        let metrics = telemetry.exporter("q");
+        let queue = MemoryQueue::new(2, WhenFull::DropOldest, metrics.clone());
+        for v in [1.0, 2.0, 3.0] {
+            queue.push(batch(v)).await;
+        }
+        assert_eq!(metrics.dropped_queue_full.get(), 1);
+        assert_eq!(value(&queue.pop(None).unwrap()), 2.0);
+        assert_eq!(value(&queue.pop(None).unwrap()), 3.0);
+        assert_eq!(metrics.queued_batches.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room() {
+        let telemetry = Telemetry::new();
+        let queue = Arc::new(MemoryQueue::new(
+            1,
+            WhenFull::Block,
+            telemetry.exporter("q"),
+        ));
+        queue.push(batch(1.0)).await;
+        let pusher = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.push(batch(2.0)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !pusher.is_finished(),
+            "push must wait while the queue is full"
+        );
+        let popper = {
+            let queue = queue.clone();
+            tokio::task::spawn_blocking(move || value(&queue.pop(None).unwrap()))
+        };
+        assert_eq!(popper.await.unwrap(), 1.0);
+        pusher.await.unwrap();
+        assert_eq!(value(&queue.pop(None).unwrap()), 2.0);
+    }
+
+    #[test]
+    fn pop_returns_none_after_close_and_at_the_deadline() {
+        let telemetry = Telemetry::new();
+        let queue = MemoryQueue::new(4, WhenFull::Block, telemetry.exporter("q"));
+        assert!(
+            queue
+                .pop(Some(Instant::now() + Duration::from_millis(10)))
+                .is_none()
+        );
+        queue.close();
+        assert!(queue.pop(None).is_none());
+    }
+}

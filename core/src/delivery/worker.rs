@@ -1,0 +1,370 @@
+//! One delivery worker per exporter: an async intake that moves fanned-out batches into the queue
+//! at once, and a dedicated thread that merges queued batches and calls the plugin.
+//!
+//! The thread owns the plugin instance. `Retry` waits with backoff and tries the same batch again;
+//! `Reject` sends the batch to the dead-letter file; a failure or panic drops the instance, waits
+//! with backoff, starts a new one, asks for a resync (the new instance starts empty) and retries the
+//! batch. Nothing leaves the queue uncounted.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use abi_stable::std_types::RStr;
+use periscope_plugin_api::abi::{ExportResult, ExporterBox, HostContext};
+use periscope_plugin_api::{Batch, BatchBuilder};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{error, info, info_span, warn};
+
+use super::backoff::{Backoff, Stop};
+use super::dead_letter::DeadLetter;
+use super::queue::MemoryQueue;
+use crate::collector::{ResyncRequest, Snapshot, Stamped};
+use crate::config::{BatchConfig, RetryConfig};
+use crate::logging;
+use crate::plugins::Plugin;
+use crate::readiness::Readiness;
+use crate::telemetry::ExporterMetrics;
+
+/// Everything a worker needs, gathered by the host at start-up.
+pub struct WorkerSpec {
+    /// The exporter's name.
+    pub name: String,
+    /// The loaded plugin.
+    pub plugin: Plugin,
+    /// The exporter's own config, as TOML text.
+    pub config_text: String,
+    /// The queue between intake and delivery.
+    pub queue: Arc<MemoryQueue>,
+    /// Merge limits.
+    pub batch: BatchConfig,
+    /// Backoff limits.
+    pub retry: RetryConfig,
+    /// Where rejected batches go.
+    pub dead_letter: DeadLetter,
+    /// Self-metrics.
+    pub metrics: ExporterMetrics,
+    /// Readiness board.
+    pub readiness: Readiness,
+}
+
+impl WorkerSpec {
+    fn set_ready(&self, state: Result<(), String>) {
+        self.readiness
+            .set(&format!("exporter:{}", self.name), state);
+    }
+}
+
+/// A running worker.
+pub struct Worker {
+    name: String,
+    intake: tokio::task::JoinHandle<()>,
+    thread: JoinHandle<()>,
+    stop: Arc<Stop>,
+}
+
+impl Worker {
+    /// Starts the intake task and the delivery thread.
+    pub fn start(
+        spec: WorkerSpec,
+        fanout: broadcast::Receiver<Stamped>,
+        resyncs: mpsc::UnboundedSender<ResyncRequest>,
+    ) -> std::io::Result<Worker> {
+        let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
+        let stop = Arc::new(Stop::default());
+        let name = spec.name.clone();
+        let intake = tokio::spawn(intake(
+            fanout,
+            snapshot_rx,
+            ResyncLink {
+                requests: resyncs.clone(),
+                reply: snapshot_tx.clone(),
+            },
+            spec.queue.clone(),
+            spec.metrics.clone(),
+        ));
+        let delivery = Delivery {
+            spec,
+            resync: ResyncLink {
+                requests: resyncs,
+                reply: snapshot_tx,
+            },
+            stop: stop.clone(),
+            instance: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("export-{name}"))
+            .spawn(move || delivery.run())?;
+        Ok(Worker {
+            name,
+            intake,
+            thread,
+            stop,
+        })
+    }
+
+    /// Waits for the worker to deliver what it holds (the fan-out must be closed first, which ends
+    /// the intake), giving up on undelivered batches after `grace`.
+    pub async fn finish(self, grace: std::time::Duration) {
+        if let Err(e) = self.intake.await {
+            error!(exporter = %self.name, "intake task failed: {e}");
+        }
+        self.stop.begin(grace);
+        let name = self.name;
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            error!(exporter = %name, "delivery thread ended abnormally");
+        }
+    }
+}
+
+/// How a worker asks the collector for a snapshot, and where the answer goes.
+#[derive(Clone)]
+struct ResyncLink {
+    requests: mpsc::UnboundedSender<ResyncRequest>,
+    reply: mpsc::UnboundedSender<Snapshot>,
+}
+
+impl ResyncLink {
+    fn request(&self) {
+        // The collector is gone only at shutdown, when a snapshot no longer matters.
+        let _ = self.requests.send(ResyncRequest {
+            reply: self.reply.clone(),
+        });
+    }
+}
+
+/// Moves batches from the fan-out (and snapshots) into the queue, never doing I/O itself.
+async fn intake(
+    mut fanout: broadcast::Receiver<Stamped>,
+    mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
+    resync: ResyncLink,
+    queue: Arc<MemoryQueue>,
+    metrics: ExporterMetrics,
+) {
+    // Batches numbered up to `covered` are already part of a queued snapshot.
+    let mut covered = 0u64;
+    let mut awaiting_snapshot = false;
+    loop {
+        tokio::select! {
+            biased;
+            Some(snapshot) = snapshots.recv() => {
+                covered = covered.max(snapshot.seq);
+                awaiting_snapshot = false;
+                metrics.resyncs.inc();
+                for batch in snapshot.batches {
+                    queue.push(batch).await;
+                }
+            }
+            received = fanout.recv() => match received {
+                Ok((seq, batch)) => {
+                    if seq > covered {
+                        queue.push(batch).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    metrics.lagged.inc_by(missed);
+                    warn!(missed, "exporter fell behind the fan-out; asking for a resync");
+                    if !awaiting_snapshot {
+                        awaiting_snapshot = true;
+                        resync.request();
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    // Snapshots answered before the collector stopped still belong in the queue.
+    while let Ok(snapshot) = snapshots.try_recv() {
+        metrics.resyncs.inc();
+        for batch in snapshot.batches {
+            queue.push(batch).await;
+        }
+    }
+    queue.close();
+}
+
+/// The delivery thread's state.
+struct Delivery {
+    spec: WorkerSpec,
+    resync: ResyncLink,
+    stop: Arc<Stop>,
+    instance: Option<ExporterBox>,
+}
+
+impl Delivery {
+    fn run(mut self) {
+        let span = info_span!("exporter", name = %self.spec.name);
+        let _entered = span.enter();
+        let mut backoff = Backoff::new(&self.spec.retry);
+        while let Some(batch) = self.next_batch() {
+            if !self.deliver(&batch, &mut backoff) {
+                self.drop_on_shutdown(&batch);
+                for rest in self.spec.queue.drain() {
+                    self.drop_on_shutdown(&rest);
+                }
+            }
+        }
+        self.close_instance();
+    }
+
+    /// The next batch to export: the queue's head merged with whatever follows it within the
+    /// exporter's `batch` limits. `None` once the queue is closed and empty.
+    fn next_batch(&self) -> Option<Arc<Batch>> {
+        let limits = &self.spec.batch;
+        let first = self.spec.queue.pop(None)?;
+        if first.sample_count() >= limits.max_samples
+            || first.byte_size() as u64 >= limits.max_bytes.0
+        {
+            return Some(first);
+        }
+        let deadline = Instant::now() + limits.max_wait.0;
+        let mut merged: Option<BatchBuilder> = None;
+        let (mut samples, mut bytes) = (first.sample_count(), first.byte_size() as u64);
+        while samples < limits.max_samples && bytes < limits.max_bytes.0 {
+            let wait = if self.spec.queue.is_closed() {
+                Instant::now()
+            } else {
+                deadline
+            };
+            let Some(next) = self.spec.queue.pop(Some(wait)) else {
+                break;
+            };
+            samples += next.sample_count();
+            bytes += next.byte_size() as u64;
+            merged
+                .get_or_insert_with(|| {
+                    let mut b = BatchBuilder::new();
+                    b.append(&first);
+                    b
+                })
+                .append(&next);
+        }
+        Some(merged.map_or(first, |b| Arc::new(b.build())))
+    }
+
+    /// Exports `batch` until it is accepted or rejected. Returns false if shutdown's deadline came
+    /// first (the batch was not delivered).
+    fn deliver(&mut self, batch: &Batch, backoff: &mut Backoff) -> bool {
+        let metrics = self.spec.metrics.clone();
+        loop {
+            if self.stop.expired() {
+                return false;
+            }
+            let Some(instance) = self.instance_or_start(backoff) else {
+                continue;
+            };
+            let started = Instant::now();
+            let result = instance.export(batch);
+            metrics.latency.observe(started.elapsed().as_secs_f64());
+            match result {
+                ExportResult::Ok => {
+                    metrics.exports.inc();
+                    metrics.sent.inc_by(batch.sample_count() as u64);
+                    backoff.reset();
+                    return true;
+                }
+                ExportResult::Retry { after_ms, reason } => {
+                    metrics.retries.inc();
+                    let wait = backoff
+                        .next_wait()
+                        .max(std::time::Duration::from_millis(after_ms));
+                    warn!(%reason, wait_ms = wait.as_millis() as u64, "export will be retried");
+                    self.stop.sleep(wait);
+                }
+                ExportResult::Reject { reason } => {
+                    backoff.reset();
+                    self.dead_letter(batch, reason.as_str());
+                    return true;
+                }
+                ExportResult::Failed { reason } => {
+                    error!(%reason, "exporter failed; restarting it");
+                    self.spec.set_ready(Err(format!("failed: {reason}")));
+                    self.discard_instance();
+                    metrics.restarts.inc();
+                    metrics.retries.inc();
+                    self.stop.sleep(backoff.next_wait());
+                }
+            }
+        }
+    }
+
+    /// The running instance, starting one if there is none. A start that fails is counted as a
+    /// restart and waits out a backoff before returning `None`.
+    fn instance_or_start(&mut self, backoff: &mut Backoff) -> Option<&mut ExporterBox> {
+        if self.instance.is_none() {
+            let spec = &self.spec;
+            let context = HostContext {
+                exporter: RStr::from_str(&spec.name),
+                log: logging::plugin_log,
+                max_level: logging::max_level_u8(),
+            };
+            match spec.plugin.module().new()(RStr::from_str(&spec.config_text), context)
+                .into_result()
+            {
+                Ok(instance) => {
+                    info!(plugin = %spec.plugin.info().name, "exporter started");
+                    spec.metrics.up.set(1);
+                    spec.set_ready(Ok(()));
+                    let restarted = spec.metrics.restarts.get() > 0;
+                    self.instance = Some(instance);
+                    if restarted {
+                        // A new instance starts empty: give it the whole current state.
+                        self.resync.request();
+                    }
+                }
+                Err(reason) => {
+                    error!(%reason, "exporter could not start");
+                    spec.set_ready(Err(format!("cannot start: {reason}")));
+                    spec.metrics.restarts.inc();
+                    self.stop.sleep(backoff.next_wait());
+                    return None;
+                }
+            }
+        }
+        self.instance.as_mut()
+    }
+
+    fn dead_letter(&self, batch: &Batch, reason: &str) {
+        let metrics = &self.spec.metrics;
+        let samples = batch.sample_count() as u64;
+        match self.spec.dead_letter.write(reason, batch) {
+            Ok(()) => {
+                metrics.rejected.inc_by(samples);
+                warn!(%reason, samples, file = %self.spec.dead_letter.path().display(), "batch rejected; written to the dead-letter file");
+            }
+            Err(e) => {
+                metrics.dropped_dead_letter.inc_by(samples);
+                error!(%reason, samples, "batch rejected and the dead-letter file cannot be written: {e}");
+            }
+        }
+    }
+
+    fn drop_on_shutdown(&self, batch: &Batch) {
+        let samples = batch.sample_count() as u64;
+        self.spec.metrics.dropped_shutdown.inc_by(samples);
+        error!(
+            samples,
+            "shutdown deadline passed before the batch was delivered; dropped"
+        );
+    }
+
+    fn discard_instance(&mut self) {
+        self.instance = None;
+        self.spec.metrics.up.set(0);
+    }
+
+    fn close_instance(&mut self) {
+        if let Some(mut instance) = self.instance.take() {
+            if let Err(e) = instance.flush().into_result() {
+                error!("flush at shutdown failed: {e}");
+            }
+            if let Err(e) = instance.shutdown().into_result() {
+                error!("shutdown failed: {e}");
+            }
+            info!("exporter stopped");
+        }
+        self.spec.metrics.up.set(0);
+    }
+}

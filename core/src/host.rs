@@ -1,0 +1,176 @@
+//! `periscope run`: wires inputs, collector, delivery workers and the HTTP server together, and
+//! shuts them down in order so every exporter delivers what it holds.
+//!
+//! Shutdown order: inputs stop → the collector flushes and closes the fan-out → each worker's intake
+//! drains into its queue → each delivery thread exports what is queued (until the shutdown timeout),
+//! flushes and shuts its exporter down → the HTTP server stops last.
+
+use std::sync::Arc;
+
+use periscope_scraper::files::FilesSource;
+use periscope_scraper::{Event, SourceUpdate};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::check::Plan;
+use crate::collector::Collector;
+use crate::config::QueueConfig;
+use crate::delivery::{DeadLetter, MemoryQueue, Worker, WorkerSpec};
+use crate::readiness::Readiness;
+use crate::server;
+use crate::telemetry::{InputMetrics, Telemetry};
+
+/// Why the host could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The HTTP server could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A delivery thread could not be spawned.
+    #[error("cannot start the delivery thread of exporter `{name}`: {source}")]
+    Thread {
+        /// The exporter.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs `plan` until `shutdown` is cancelled, then shuts down in order.
+pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), RunError> {
+    let telemetry = Telemetry::new();
+    let readiness = Readiness::default();
+    let host = &plan.config.host;
+
+    let server_stop = CancellationToken::new();
+    let (addr, serve) = server::bind(
+        plan.listen,
+        telemetry.clone(),
+        readiness.clone(),
+        server_stop.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Listen {
+        addr: plan.listen,
+        source,
+    })?;
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(serve);
+
+    for refused in &plan.refused {
+        error!(exporter = %refused.name, "exporter disabled, its plugin was refused: {}", refused.problem.message);
+        readiness.set(
+            &format!("exporter:{}", refused.name),
+            Err(format!("plugin refused: {}", refused.problem.message)),
+        );
+        telemetry.exporter(&refused.name).up.set(0);
+    }
+
+    let collector = Collector::new(
+        host.flush_interval.0,
+        host.fanout_capacity,
+        telemetry.clone(),
+    );
+    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+    let mut workers = Vec::new();
+    for exporter in plan.exporters {
+        let metrics = telemetry.exporter(&exporter.name);
+        let queue = match exporter.queue {
+            QueueConfig::Memory {
+                capacity,
+                when_full,
+            } => Arc::new(MemoryQueue::new(capacity, when_full, metrics.clone())),
+        };
+        readiness.expect(&format!("exporter:{}", exporter.name), "starting");
+        let spec = WorkerSpec {
+            dead_letter: DeadLetter::new(&host.dead_letter_dir, &exporter.name),
+            name: exporter.name.clone(),
+            plugin: exporter.plugin,
+            config_text: exporter.config_text,
+            queue,
+            batch: exporter.batch,
+            retry: exporter.retry,
+            metrics,
+            readiness: readiness.clone(),
+        };
+        let worker =
+            Worker::start(spec, collector.subscribe(), resync_tx.clone()).map_err(|source| {
+                RunError::Thread {
+                    name: exporter.name,
+                    source,
+                }
+            })?;
+        workers.push(worker);
+    }
+    drop(resync_tx);
+
+    let (updates_tx, updates_rx) = mpsc::channel::<SourceUpdate>(4096);
+    let mut inputs = Vec::new();
+    for files in &plan.config.sources.files {
+        let source = FilesSource::new(files, plan.pipeline.clone());
+        let name = source.input_name();
+        readiness.expect(&format!("input:{name}"), "first read not done");
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        inputs.push(tokio::spawn(source.run(events_tx, shutdown.clone())));
+        inputs.push(tokio::spawn(forward(
+            name.clone(),
+            events_rx,
+            updates_tx.clone(),
+            telemetry.input(&name),
+            readiness.clone(),
+        )));
+    }
+    drop(updates_tx);
+    let collector = tokio::spawn(collector.run(updates_rx, resync_rx));
+
+    shutdown.cancelled().await;
+    info!("shutting down: stopping inputs, then delivering what is queued");
+    for input in inputs {
+        let _ = input.await;
+    }
+    let _ = collector.await;
+    for worker in workers {
+        worker.finish(host.shutdown_timeout.0).await;
+    }
+    server_stop.cancel();
+    if let Ok(Err(e)) = server.await {
+        warn!("HTTP server ended with an error: {e}");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Counts an input's events into its self-metrics and readiness, and passes updates on.
+async fn forward(
+    input: String,
+    mut events: mpsc::Receiver<Event>,
+    updates: mpsc::Sender<SourceUpdate>,
+    metrics: InputMetrics,
+    readiness: Readiness,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Update(update) => {
+                metrics.updates.inc();
+                if updates.send(update).await.is_err() {
+                    return;
+                }
+            }
+            Event::Synced { .. } => {
+                metrics.synced.set(1);
+                readiness.set(&format!("input:{input}"), Ok(()));
+                info!(%input, "first read complete");
+            }
+            Event::Error { message, .. } => {
+                metrics.errors.inc();
+                warn!(%input, "{message}");
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The host's own metrics, served on its `/metrics`.
+//!
+//! Every counter has exactly one definition here; the rest of the host increments them through the
+//! typed handles ([`ExporterMetrics`], [`InputMetrics`]), never by name.
+
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All self-metrics of one host.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    exporter: ExporterVecs,
+    input: InputVecs,
+    /// Sources currently known to the collector.
+    pub sources: IntGauge,
+    /// Batches fanned out to the exporters.
+    pub batches: IntCounter,
+    /// Updates skipped because they changed nothing.
+    pub unchanged_updates: IntCounter,
+}
+
+#[derive(Clone)]
+struct ExporterVecs {
+    queued_batches: IntGaugeVec,
+    queued_samples: IntGaugeVec,
+    sent: IntCounterVec,
+    exports: IntCounterVec,
+    retries: IntCounterVec,
+    rejected: IntCounterVec,
+    dropped: IntCounterVec,
+    lagged: IntCounterVec,
+    resyncs: IntCounterVec,
+    restarts: IntCounterVec,
+    up: IntGaugeVec,
+    latency: HistogramVec,
+}
+
+#[derive(Clone)]
+struct InputVecs {
+    updates: IntCounterVec,
+    errors: IntCounterVec,
+    synced: IntGaugeVec,
+}
+
+/// The self-metrics of one exporter.
+#[derive(Clone)]
+pub struct ExporterMetrics {
+    /// Batches waiting in the queue.
+    pub queued_batches: IntGauge,
+    /// Samples waiting in the queue.
+    pub queued_samples: IntGauge,
+    /// Samples the exporter accepted.
+    pub sent: IntCounter,
+    /// `export` calls that returned Ok.
+    pub exports: IntCounter,
+    /// Batches tried again: `export` answered Retry, or failed and the exporter was restarted.
+    pub retries: IntCounter,
+    /// Samples the target rejected (written to the dead-letter file).
+    pub rejected: IntCounter,
+    /// Samples dropped because the queue was full.
+    pub dropped_queue_full: IntCounter,
+    /// Samples dropped because shutdown timed out before they were delivered.
+    pub dropped_shutdown: IntCounter,
+    /// Samples dropped because they could not be written to the dead-letter file either.
+    pub dropped_dead_letter: IntCounter,
+    /// Batches missed because the exporter fell behind the fan-out.
+    pub lagged: IntCounter,
+    /// Full snapshots sent to the exporter.
+    pub resyncs: IntCounter,
+    /// Times the exporter was restarted after a failure or panic.
+    pub restarts: IntCounter,
+    /// 1 while an exporter instance is running.
+    pub up: IntGauge,
+    /// Duration of `export` calls.
+    pub latency: Histogram,
+}
+
+/// The self-metrics of one input.
+#[derive(Clone)]
+pub struct InputMetrics {
+    /// Source updates received.
+    pub updates: IntCounter,
+    /// Errors reported.
+    pub errors: IntCounter,
+    /// 1 once the first complete read is done.
+    pub synced: IntGauge,
+}
+
+impl Telemetry {
+    /// Creates and registers every self-metric.
+    pub fn new() -> Telemetry {
+        let registry = Registry::new();
+        let exporter = ExporterVecs {
+            queued_batches: gauge_vec(
+                &registry,
+                "periscope_exporter_queued_batches",
+                "Batches waiting in the exporter's queue.",
+                &["exporter"],
+            ),
+            queued_samples: gauge_vec(
+                &registry,
+                "periscope_exporter_queued_samples",
+                "Samples waiting in the exporter's queue.",
+                &["exporter"],
+            ),
+            sent: counter_vec(
+                &registry,
+                "periscope_exporter_sent_samples_total",
+                "Samples the exporter accepted.",
+                &["exporter"],
+            ),
+            exports: counter_vec(
+                &registry,
+                "periscope_exporter_exports_total",
+                "Export calls that succeeded.",
+                &["exporter"],
+            ),
+            retries: counter_vec(
+                &registry,
+                "periscope_exporter_retries_total",
+                "Batches tried again: the exporter answered Retry, or failed and was restarted.",
+                &["exporter"],
+            ),
+            rejected: counter_vec(
+                &registry,
+                "periscope_exporter_rejected_samples_total",
+                "Samples the target rejected; they are in the dead-letter file.",
+                &["exporter"],
+            ),
+            dropped: counter_vec(
+                &registry,
+                "periscope_exporter_dropped_samples_total",
+                "Samples dropped, by reason.",
+                &["exporter", "reason"],
+            ),
+            lagged: counter_vec(
+                &registry,
+                "periscope_exporter_lagged_batches_total",
+                "Batches the exporter missed by falling behind the fan-out (each lag triggers a resync).",
+                &["exporter"],
+            ),
+            resyncs: counter_vec(
+                &registry,
+                "periscope_exporter_resyncs_total",
+                "Full snapshots sent to the exporter.",
+                &["exporter"],
+            ),
+            restarts: counter_vec(
+                &registry,
+                "periscope_exporter_restarts_total",
+                "Restarts of the exporter after a failure or panic.",
+                &["exporter"],
+            ),
+            up: gauge_vec(
+                &registry,
+                "periscope_exporter_up",
+                "1 while an exporter instance is running.",
+                &["exporter"],
+            ),
+            latency: {
+                let vec = HistogramVec::new(
+                    HistogramOpts::new(
+                        "periscope_exporter_export_duration_seconds",
+                        "Duration of export calls.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0005, 4.0, 10).unwrap_or_default()),
+                    &["exporter"],
+                )
+                .expect("valid histogram definition");
+                register(&registry, vec)
+            },
+        };
+        let input = InputVecs {
+            updates: counter_vec(
+                &registry,
+                "periscope_input_updates_total",
+                "Source updates received from the input.",
+                &["input"],
+            ),
+            errors: counter_vec(
+                &registry,
+                "periscope_input_errors_total",
+                "Errors reported by the input (unreadable files, bad values, failed requests).",
+                &["input"],
+            ),
+            synced: gauge_vec(
+                &registry,
+                "periscope_input_synced",
+                "1 once the input finished its first complete read.",
+                &["input"],
+            ),
+        };
+        let sources = register(
+            &registry,
+            IntGauge::new("periscope_sources", "Sources currently known.").expect("valid gauge"),
+        );
+        let batches = register(
+            &registry,
+            IntCounter::new(
+                "periscope_batches_total",
+                "Batches fanned out to the exporters.",
+            )
+            .expect("valid counter"),
+        );
+        let unchanged_updates = register(
+            &registry,
+            IntCounter::new(
+                "periscope_unchanged_updates_total",
+                "Updates skipped because they changed nothing.",
+            )
+            .expect("valid counter"),
+        );
+        let info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("periscope_build_info", "Build information."),
+                &["version", "plugin_abi"],
+            )
+            .expect("valid gauge"),
+        );
+        info.with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            &periscope_plugin_api::ABI_VERSION.to_string(),
+        ])
+        .set(1);
+        Telemetry {
+            registry,
+            exporter,
+            input,
+            sources,
+            batches,
+            unchanged_updates,
+        }
+    }
+
+    /// The handles of exporter `name`.
+    pub fn exporter(&self, name: &str) -> ExporterMetrics {
+        let e = &self.exporter;
+        let one = [name];
+        ExporterMetrics {
+            queued_batches: e.queued_batches.with_label_values(&one),
+            queued_samples: e.queued_samples.with_label_values(&one),
+            sent: e.sent.with_label_values(&one),
+            exports: e.exports.with_label_values(&one),
+            retries: e.retries.with_label_values(&one),
+            rejected: e.rejected.with_label_values(&one),
+            dropped_queue_full: e.dropped.with_label_values(&[name, "queue_full"]),
+            dropped_shutdown: e.dropped.with_label_values(&[name, "shutdown"]),
+            dropped_dead_letter: e.dropped.with_label_values(&[name, "dead_letter_failed"]),
+            lagged: e.lagged.with_label_values(&one),
+            resyncs: e.resyncs.with_label_values(&one),
+            restarts: e.restarts.with_label_values(&one),
+            up: e.up.with_label_values(&one),
+            latency: e.latency.with_label_values(&one),
+        }
+    }
+
+    /// The handles of input `name`.
+    pub fn input(&self, name: &str) -> InputMetrics {
+        let one = [name];
+        InputMetrics {
+            updates: self.input.updates.with_label_values(&one),
+            errors: self.input.errors.with_label_values(&one),
+            synced: self.input.synced.with_label_values(&one),
+        }
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("self-metric names are unique");
+    collector
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"),
+    )
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_counters_appear_with_their_labels() {
+        let t = Telemetry::new();
+        let m = t.exporter("files");
+        m.sent.inc_by(3);
+        m.dropped_queue_full.inc();
+        let text = t.render();
+        assert!(
+            text.contains("periscope_exporter_sent_samples_total{exporter=\"files\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"queue_full\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Bad config gives a precise error (file, line, column, key) and exit code 1 from both `check`
+//! and `run`, before anything starts.
+
+mod common;
+
+use common::demo_config;
+use periscope_tests::{periscope, plugin_dir};
+
+/// Writes `config` as `bad.toml` and runs `periscope check` and `periscope run` on it; both must
+/// exit 1, and the first line of stderr is returned for each.
+fn both_refuse(config: &str) -> [String; 2] {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        config.replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    ["check", "run"].map(|command| {
+        let (status, _, stderr) = periscope(&[command, "--config", "bad.toml"], dir.path());
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "`periscope {command}` must exit 1:\n{stderr}"
+        );
+        stderr
+            .lines()
+            .find(|l| l.starts_with("bad.toml"))
+            .unwrap_or_else(|| panic!("no error line:\n{stderr}"))
+            .to_owned()
+    })
+}
+
+fn file_exporter() -> &'static str {
+    "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = { path = \"out.ndjson\" }\n"
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let config = demo_config(file_exporter()).replace("flush_interval", "flush_intervall");
+    let line = line_of(&config, "flush_intervall");
+    for error in both_refuse(&config) {
+        assert!(
+            error.starts_with(&format!(
+                "bad.toml:{line}:1: `host.flush_intervall`: unknown field `flush_intervall`"
+            )),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let config = demo_config(file_exporter()).replace("interval = \"100ms\"", "interval = 100");
+    let line = line_of(&config, "interval = 100");
+    for error in both_refuse(&config) {
+        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        assert!(error.contains("`sources.files[0].interval`"), "{error}");
+        assert!(error.contains("invalid type: integer `100`"), "{error}");
+    }
+}
+
+#[test]
+fn bad_path_expression_is_named_with_its_line() {
+    let config = demo_config(file_exporter())
+        .replace("path = \"data.value\"", "path = \"data.value[type=\"");
+    let line = line_of(&config, "data.value[type=");
+    for error in both_refuse(&config) {
+        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        assert!(error.contains("`resources[0].metrics[0].path`"), "{error}");
+    }
+}
+
+#[test]
+fn missing_plugin_is_named_with_its_line() {
+    let config = demo_config(&file_exporter().replace("plugin = \"file\"", "plugin = \"nosuch\""));
+    let line = line_of(&config, "plugin = \"nosuch\"");
+    for error in both_refuse(&config) {
+        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        assert!(error.contains("`exporters[0].plugin`: plugin `nosuch` not found: looked for libperiscope_exporter_nosuch.so"), "{error}");
+    }
+}
+
+#[test]
+fn plugin_refusing_its_own_config_is_named() {
+    let config =
+        demo_config(&file_exporter().replace("path = \"out.ndjson\"", "pathh = \"out.ndjson\""));
+    let line = line_of(&config, "pathh");
+    for error in both_refuse(&config) {
+        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        assert!(
+            error.contains("plugin `file` refuses its config") && error.contains("pathh"),
+            "{error}"
+        );
+    }
+}

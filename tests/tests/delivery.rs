@@ -1,0 +1,171 @@
+//! The host's delivery guarantees, shown with the fault-injection exporter (`tests/plugins/chaos`)
+//! loaded into the real host process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{demo_config, distinct_in_order, recorded_values, write_configmap};
+use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
+
+const CHAOS: &str = r#"[[exporters]]
+name = "chaos"
+plugin = "chaos"
+batch = { max_wait = "10ms" }
+retry = { initial = "20ms", max = "200ms" }
+"#;
+
+#[test]
+fn panicking_exporter_is_restarted_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    write_configmap(dir.path(), "b", 2.0);
+    let config = demo_config(&format!(
+        "{CHAOS}config = {{ record = \"record.ndjson\", panic_on_calls = [2] }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let record = dir.path().join("record.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || !recorded_values(
+            &read_ndjson(&record),
+            "b"
+        )
+        .is_empty()),
+        "first batch never arrived:\n{}",
+        host.log()
+    );
+
+    // The next export call (number 2) panics inside the plugin.
+    write_configmap(dir.path(), "a", 3.0);
+    assert!(
+        wait_until(Duration::from_secs(10), || recorded_values(
+            &read_ndjson(&record),
+            "a"
+        )
+        .last()
+            == Some(&3.0)),
+        "the batch that hit the panic was never delivered:\n{}",
+        host.log()
+    );
+    let restarts = "periscope_exporter_restarts_total{exporter=\"chaos\"}";
+    assert!(
+        wait_until(Duration::from_secs(5), || host.metric(restarts) == 1.0),
+        "{}",
+        host.metrics()
+    );
+    assert!(host.metric("periscope_exporter_retries_total{exporter=\"chaos\"}") >= 1.0);
+    assert_eq!(
+        host.metric("periscope_exporter_up{exporter=\"chaos\"}"),
+        1.0
+    );
+    assert!(
+        host.log().contains("panicked"),
+        "the panic is logged:\n{}",
+        host.log()
+    );
+
+    // The restarted instance got the whole state again (resync), so b is there after the restart too.
+    let lines = read_ndjson(&record);
+    let after_panic: Vec<_> = lines
+        .iter()
+        .filter(|l| l["call"].as_u64() > Some(2))
+        .cloned()
+        .collect();
+    assert_eq!(
+        recorded_values(&after_panic, "b").last(),
+        Some(&2.0),
+        "{lines:#?}"
+    );
+    assert_eq!(distinct_in_order(&recorded_values(&lines, "a")), [1.0, 3.0]);
+    assert!(host.stop().success());
+}
+
+#[test]
+fn exporter_that_retries_for_a_while_receives_every_batch_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let config = demo_config(&format!(
+        "{CHAOS}config = {{ record = \"record.ndjson\", retry_on_calls = [1, 2, 3, 4, 5, 6] }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    for value in [2.0, 3.0, 4.0, 5.0] {
+        std::thread::sleep(Duration::from_millis(300));
+        write_configmap(dir.path(), "a", value);
+    }
+    let record = dir.path().join("record.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(15), || recorded_values(
+            &read_ndjson(&record),
+            "a"
+        )
+        .last()
+            == Some(&5.0)),
+        "not every batch arrived:\n{}",
+        host.log()
+    );
+    let values = recorded_values(&read_ndjson(&record), "a");
+    assert_eq!(
+        values,
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+        "every value once, in order"
+    );
+    assert!(host.metric("periscope_exporter_retries_total{exporter=\"chaos\"}") >= 6.0);
+    assert_eq!(
+        host.metric("periscope_exporter_restarts_total{exporter=\"chaos\"}"),
+        0.0
+    );
+    assert!(host.stop().success());
+}
+
+#[test]
+fn rejected_batch_goes_to_the_dead_letter_file_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 7.0);
+    let config = demo_config(&format!(
+        "{CHAOS}config = {{ record = \"record.ndjson\", reject_on_calls = [1] }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let dead = dir.path().join("dead-letter/chaos.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || !read_ndjson(&dead).is_empty()),
+        "no dead letter:\n{}",
+        host.log()
+    );
+    let lines = read_ndjson(&dead);
+    assert_eq!(lines[0]["source"], "v1/ConfigMap/demo/a");
+    assert_eq!(lines[0]["metric"], "demo_value");
+    assert_eq!(lines[0]["value"], 7.0);
+    assert!(lines[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(
+        host.metric("periscope_exporter_rejected_samples_total{exporter=\"chaos\"}"),
+        1.0
+    );
+    assert!(host.stop().success());
+}
+
+#[test]
+fn shutdown_delivers_what_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    // Each export takes 300 ms, so updates pile up in the queue.
+    let config = demo_config(&format!(
+        "{CHAOS}config = {{ record = \"record.ndjson\", export_delay_ms = 300 }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    for value in [2.0, 3.0, 4.0] {
+        std::thread::sleep(Duration::from_millis(150));
+        write_configmap(dir.path(), "a", value);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(host.stop().success());
+    let values = recorded_values(&read_ndjson(&dir.path().join("record.ndjson")), "a");
+    assert_eq!(values.last(), Some(&4.0), "{values:?}");
+}

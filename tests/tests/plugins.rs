@@ -1,0 +1,140 @@
+//! Plugins as users meet them: a third-party exporter built after the host and loaded into it, and a
+//! plugin built against another ABI version refused without harming the other exporters.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{demo_config, write_configmap};
+use periscope_tests::{
+    Host, bin_dir, http_get, periscope, plugin_dir, plugin_file, read_ndjson, repo_root, wait_until,
+};
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn out_of_tree_exporter_is_built_separately_and_loaded_by_the_unchanged_host() {
+    let host_bin = periscope_tests::periscope_bin();
+    let host_hash = sha256_of(&host_bin);
+
+    // Build the example exactly as a third party would: its own crate, its own lock file, its own
+    // target directory, depending on periscope-plugin-api alone.
+    let example = repo_root().join("examples/third-party-exporter");
+    let target = repo_root().join("target/third-party");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--manifest-path"])
+        .arg(example.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the third-party exporter failed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let built = target.join("debug").join(plugin_file("csv"));
+    std::fs::copy(&built, plugins.join(plugin_file("csv"))).expect("copy the csv plugin");
+
+    let (status, stdout, stderr) = periscope(
+        &[
+            "plugins",
+            "inspect",
+            plugins.join(plugin_file("csv")).to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("name:           csv"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "abi version:    {}",
+            periscope_plugin_api::ABI_VERSION
+        )),
+        "{stdout}"
+    );
+
+    write_configmap(dir.path(), "a", 42.0);
+    let config = demo_config(
+        "[[exporters]]\nname = \"rows\"\nplugin = \"csv\"\nbatch = { max_wait = \"10ms\" }\nconfig = { path = \"rows.csv\" }\n",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let rows = dir.path().join("rows.csv");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&rows)
+            .is_ok_and(|t| t.contains("v1/ConfigMap/demo/a")
+                && t.contains("demo_value")
+                && t.contains("42"))),
+        "no CSV row for the ConfigMap:\n{}",
+        host.log()
+    );
+    assert!(host.stop().success());
+    assert_eq!(
+        sha256_of(&host_bin),
+        host_hash,
+        "the host binary was not rebuilt"
+    );
+}
+
+#[test]
+fn plugin_of_another_abi_version_is_refused_in_one_line_and_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&dir.path().join("plugins"), &["file", "abi-mismatch"]);
+    write_configmap(dir.path(), "a", 5.0);
+    let config = demo_config(
+        "[[exporters]]\nname = \"old\"\nplugin = \"abi-mismatch\"\n\n\
+         [[exporters]]\nname = \"files\"\nplugin = \"file\"\nbatch = { max_wait = \"10ms\" }\nconfig = { path = \"out/metrics.ndjson\" }\n",
+    );
+
+    // `check` refuses the whole config, with one line for the plugin.
+    std::fs::write(
+        dir.path().join("check.toml"),
+        config.replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let (status, _, stderr) = periscope(&["check", "--config", "check.toml"], dir.path());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let mismatch_file = plugins.join(plugin_file("abi-mismatch"));
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains(&*mismatch_file.to_string_lossy()))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line naming the file:\n{stderr}");
+    assert!(
+        lines[0].contains("ABI version 2") && lines[0].contains("version 1"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].starts_with("check.toml:"), "{}", lines[0]);
+
+    // `run` disables that exporter, says so in one line, and the file exporter works.
+    let host = Host::start(dir.path(), &config);
+    let out = dir.path().join("out/metrics.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(20), || read_ndjson(&out)
+            .iter()
+            .any(|r| r["metric"] == "demo_value" && r["value"] == 5.0)),
+        "the file exporter did not work:\n{}",
+        host.log()
+    );
+    let log = host.log();
+    let refusals: Vec<_> = log.lines().filter(|l| l.contains("abi_mismatch")).collect();
+    assert_eq!(refusals.len(), 1, "{log}");
+    let (status, body) = http_get(&format!("http://{}/readyz", host.addr)).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("exporter:old: plugin refused"), "{body}");
+    assert!(bin_dir().join(plugin_file("abi-mismatch")).is_file());
+}
