@@ -107,6 +107,13 @@ pub struct PluginInfo {
 }
 
 impl Plugin {
+    /// A plugin whose root module lives in this process (built with
+    /// `periscope_plugin_api::__private::root_module`): for benchmarks and embedding, where going
+    /// through a shared library would only add the `dlopen`.
+    pub fn in_process(module: ExporterModRef) -> Plugin {
+        Plugin { module }
+    }
+
     /// The root module, to create exporters with.
     pub fn module(&self) -> ExporterModRef {
         self.module
