@@ -1,6 +1,7 @@
 //! The safe side of a plugin: the [`Exporter`] trait a plugin author implements, and the adapter
 //! that turns it into the ABI's trait object, catching every panic on the way.
 
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -92,9 +93,10 @@ pub trait Exporter: Send + Sized + 'static {
     }
 }
 
-/// Wraps a plugin author's exporter behind the ABI; every call runs inside `catch_unwind`.
+/// Wraps a plugin author's exporter behind the ABI; every call, drop included, runs inside
+/// `catch_unwind`.
 struct Adapter<E> {
-    inner: E,
+    inner: ManuallyDrop<E>,
     /// Set once a call panicked: the instance's state can no longer be trusted.
     poisoned: bool,
 }
@@ -116,6 +118,15 @@ impl<E: Exporter> Adapter<E> {
                 on_error(format!("panicked: {}", panic_message(&*panic)))
             }
         }
+    }
+}
+
+impl<E> Drop for Adapter<E> {
+    fn drop(&mut self) {
+        // SAFETY: `inner` is taken exactly once, here, and never touched again.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        // A panic unwinding out of here would cross the ABI boundary and abort the host.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(inner)));
     }
 }
 
@@ -173,7 +184,8 @@ impl<E: Exporter> ExporterFfi for Adapter<E> {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -225,7 +237,7 @@ extern "C" fn new_exporter<E: Exporter>(
     match result {
         Ok(Ok(exporter)) => {
             let adapter = Adapter {
-                inner: exporter,
+                inner: ManuallyDrop::new(exporter),
                 poisoned: false,
             };
             RResult::ROk(ExporterFfi_TO::from_value(

@@ -57,6 +57,16 @@ pub fn install(plugin: &'static str, log: LogFn, max_level: u8) {
         });
         // Fails only if the plugin already set a global subscriber of its own; it then keeps it.
         let _ = tracing::subscriber::set_global_default(subscriber);
+        // This library has its own copy of std and so its own panic hook, which would print to
+        // stderr past the host's log. Panics are caught and reported as failures; the hook only
+        // adds where the panic happened, through the bridge.
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::error!(%location, "plugin panicked: {}", crate::exporter::panic_message(info.payload()));
+        }));
     });
 }
 

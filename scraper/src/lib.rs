@@ -15,6 +15,7 @@ mod event;
 pub mod files;
 pub mod objects;
 pub mod path;
+pub mod selector;
 pub mod value;
 
 pub use event::{Event, SourceUpdate};

@@ -1,1 +1,205 @@
-//! (being written)
+//! From Kubernetes objects to source updates: the compiled form of the `[[resources]]` config.
+//!
+//! [`ObjectPipeline::compile`] checks the whole config at once (paths, names, selectors, which
+//! keys each metric type allows, families defined twice with different types) and reports every
+//! problem with its key and span. The compiled pipeline then turns any object, as JSON, into the
+//! `Replace` of that object's source ([`ObjectPipeline::apply`]) or its `Remove`
+//! ([`ObjectPipeline::remove`]). Every input (files, watchers) goes through the same pipeline, so an
+//! object yields the same samples wherever it was read.
+
+mod compile;
+mod extract;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+
+use periscope_plugin_api::batch::{FamilyKind, Source, SourceKind, Suffix};
+use serde_json::Value;
+
+use crate::config::ResourceConfig;
+use crate::event::SourceUpdate;
+use crate::path::Path;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::value::Convert;
+
+/// A problem in the `[[resources]]` config, found while compiling it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CompileError {
+    /// The key at fault, such as `resources[0].metrics[2].path`.
+    pub key: String,
+    /// The byte span of the faulty value in the config text, when known.
+    pub span: Option<Range<usize>>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// The compiled `[[resources]]` config: turns objects into source updates.
+#[derive(Debug)]
+pub struct ObjectPipeline {
+    resources: Vec<Resource>,
+}
+
+impl ObjectPipeline {
+    /// Compiles the `[[resources]]` entries, reporting every problem found, not only the first.
+    pub fn compile(resources: &[ResourceConfig]) -> Result<ObjectPipeline, Vec<CompileError>> {
+        compile::compile(resources).map(|resources| ObjectPipeline { resources })
+    }
+
+    /// The update of one object: a `Replace` with the samples of every entry matching the object
+    /// (its apiVersion and kind, namespaces and selectors), or `None` if no entry matches or the
+    /// object has no apiVersion, kind or name.
+    ///
+    /// Alongside come the problems met while extracting (a value that is not a number, a path that
+    /// reached several values), each naming the metric and path. The samples they concern are left
+    /// out; the others are still there.
+    pub fn apply(&self, object: &Value, now_ms: i64) -> Option<(SourceUpdate, Vec<String>)> {
+        let key = ObjectKey::of(object)?;
+        let mut matching = self
+            .resources
+            .iter()
+            .filter(|resource| resource.selects(&key, object))
+            .peekable();
+        matching.peek()?;
+        let id = key.source_id();
+        let mut problems = Vec::new();
+        let update = SourceUpdate::replace(key.source(&id), |writer| {
+            for resource in matching {
+                resource.write(object, now_ms, writer, &mut problems);
+            }
+        });
+        Some((update, problems))
+    }
+
+    /// The `Remove` of an object that is gone, or `None` if no entry is about the object's
+    /// apiVersion and kind.
+    ///
+    /// Namespaces and selectors are not looked at: an object whose labels changed so that it is no
+    /// longer selected must be removed too, so a caller for whom [`apply`](Self::apply) returns
+    /// `None` for an object it saw before sends this `Remove`.
+    pub fn remove(&self, object: &Value) -> Option<SourceUpdate> {
+        let key = ObjectKey::of(object)?;
+        self.resources
+            .iter()
+            .any(|resource| resource.is_kind_of(&key))
+            .then(|| SourceUpdate::remove(key.source(&key.source_id())))
+    }
+
+    /// The source id of an object, `<apiVersion>/<kind>/<namespace>/<name>` (namespace empty for
+    /// cluster-scoped objects), or `None` if it has no apiVersion, kind or name.
+    pub fn source_id(object: &Value) -> Option<String> {
+        ObjectKey::of(object).map(|key| key.source_id())
+    }
+}
+
+/// The identifying fields of an object.
+struct ObjectKey<'o> {
+    api_version: &'o str,
+    kind: &'o str,
+    namespace: &'o str,
+    name: &'o str,
+    uid: &'o str,
+}
+
+impl<'o> ObjectKey<'o> {
+    fn of(object: &'o Value) -> Option<Self> {
+        let text = |value: Option<&'o Value>| value.and_then(Value::as_str);
+        let metadata = object.get("metadata");
+        let field = |name: &str| text(metadata.and_then(|m| m.get(name)));
+        Some(ObjectKey {
+            api_version: text(object.get("apiVersion")).filter(|s| !s.is_empty())?,
+            kind: text(object.get("kind")).filter(|s| !s.is_empty())?,
+            name: field("name").filter(|s| !s.is_empty())?,
+            namespace: field("namespace").unwrap_or(""),
+            uid: field("uid").unwrap_or(""),
+        })
+    }
+
+    fn source_id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.api_version, self.kind, self.namespace, self.name
+        )
+    }
+
+    fn source<'s>(&'s self, id: &'s str) -> Source<'s> {
+        Source {
+            kind: SourceKind::Object,
+            id,
+            api_version: self.api_version,
+            object_kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            uid: self.uid,
+        }
+    }
+}
+
+/// A compiled `[[resources]]` entry.
+#[derive(Debug)]
+struct Resource {
+    api_version: String,
+    kind: String,
+    namespaces: Vec<String>,
+    label_selector: LabelSelector,
+    field_selector: FieldSelector,
+    labels: Vec<LabelSpec>,
+    metrics: Vec<Metric>,
+}
+
+/// A label read from a path.
+#[derive(Debug)]
+struct LabelSpec {
+    name: String,
+    path: Path,
+}
+
+/// A compiled `[[resources.metrics]]` entry.
+#[derive(Debug)]
+struct Metric {
+    /// The name as configured, prefix included; problems name the metric by it.
+    name: String,
+    family: FamilyDef,
+    suffix: Suffix,
+    each: Option<Path>,
+    labels: Vec<LabelSpec>,
+    value: ValueSpec,
+}
+
+/// The family of a metric, owned.
+#[derive(Debug)]
+struct FamilyDef {
+    name: String,
+    help: String,
+    unit: String,
+    kind: FamilyKind,
+}
+
+/// Where a metric's values come from.
+#[derive(Debug)]
+enum ValueSpec {
+    /// A gauge or counter: one number.
+    Number {
+        path: Path,
+        convert: Convert,
+        value_map: HashMap<String, f64>,
+        default: Option<f64>,
+    },
+    /// Constant `1`.
+    Info,
+    /// One sample per state.
+    StateSet {
+        path: Path,
+        states: Vec<String>,
+        label: String,
+    },
+}
+
+#[cfg(test)]
+mod tests;
