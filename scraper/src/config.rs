@@ -53,6 +53,9 @@ pub struct ResourceConfig {
     #[serde(default)]
     pub prefix: Option<Spanned<String>>,
     /// Labels on every sample of the entry: label name to path from the object's root.
+    ///
+    /// Samples carry these first, in name order, then the metric's own `labels` in name order,
+    /// then a stateset's state label.
     #[serde(default)]
     pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
     /// The metrics read from each object.
@@ -107,7 +110,8 @@ pub struct MetricConfig {
     /// counters only.
     #[serde(default)]
     pub default: Option<Spanned<f64>>,
-    /// The states of a stateset, one sample each.
+    /// The states of a stateset, one sample each. When `path` reaches nothing every state is `0`;
+    /// when it reaches a value that is not a state, too, and that is reported as a problem.
     #[serde(default)]
     pub states: Option<Spanned<Vec<String>>>,
     /// The label carrying the state of a stateset; the family name by default.
@@ -211,7 +215,10 @@ labels = { node = "status.nodeName" }
         let gauge = &resource.metrics[1];
         assert_eq!(gauge.value_map.as_ref().unwrap().get_ref()["Lots"], 1.0);
         assert_eq!(*gauge.default.as_ref().unwrap().get_ref(), 0.0);
-        assert_eq!(*gauge.convert.as_ref().unwrap().get_ref(), Convert::Quantity);
+        assert_eq!(
+            *gauge.convert.as_ref().unwrap().get_ref(),
+            Convert::Quantity
+        );
     }
 
     #[test]

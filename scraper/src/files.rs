@@ -51,7 +51,8 @@ impl FilesSource {
     /// Reads everything and sends an [`Event::Update`] per object, then [`Event::Synced`] once;
     /// then reads again every `interval`, sending updates of changed and new objects and removes of
     /// vanished ones. Errors go out as [`Event::Error`] and never stop the loop. Returns when
-    /// `shutdown` is cancelled or nobody receives the events any more.
+    /// `shutdown` is cancelled or nobody receives the events any more (or, after an error event, if
+    /// reading panicked: a bug).
     pub async fn run(self, events: Sender<Event>, shutdown: CancellationToken) {
         let FilesSource {
             mut scanner,

@@ -8,7 +8,8 @@
 //! - [`files`]: the offline input, manifests read from disk;
 //!
 //! The pieces of the config language: [`config`] (what the TOML says), [`path`] (field paths such as
-//! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels).
+//! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels),
+//! [`selector`] (Kubernetes label and field selectors).
 
 pub mod config;
 mod event;

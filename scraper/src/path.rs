@@ -275,7 +275,9 @@ impl<'t> Parser<'t> {
         }
         let value = self.text[start..self.offset()].trim_end();
         if value.is_empty() {
-            return Err(self.error("the selector has no value; write `[field=\"\"]` to match empty"));
+            return Err(
+                self.error("the selector has no value; write `[field=\"\"]` to match empty")
+            );
         }
         Ok(value.to_owned())
     }
@@ -399,10 +401,7 @@ mod tests {
 
     #[test]
     fn wildcard_yields_every_list_item_and_every_map_value() {
-        assert_eq!(
-            eval("status.interfaces[*].mtu"),
-            [json!(1500), json!(9000)]
-        );
+        assert_eq!(eval("status.interfaces[*].mtu"), [json!(1500), json!(9000)]);
         let mut labels = eval("metadata.labels[*]");
         labels.sort_by_key(|v| v.to_string());
         assert_eq!(labels, [json!("front"), json!("web")]);

@@ -279,7 +279,9 @@ mod tests {
 
     #[test]
     fn malformed_quantities_are_rejected() {
-        for text in ["", "Gi", "1Gb", "1 Gi", "1e", "1e+", "1.2.3", "-", "1ki", "1e3Gi"] {
+        for text in [
+            "", "Gi", "1Gb", "1 Gi", "1e", "1e+", "1.2.3", "-", "1ki", "1e3Gi",
+        ] {
             assert_eq!(parse_quantity(text), None, "{text}");
         }
     }
@@ -329,7 +331,10 @@ mod tests {
         assert_eq!(to_number(&json!("yes"), Convert::Bool), Ok(1.0));
         assert!(to_number(&json!("1"), Convert::Bool).is_err());
 
-        assert_eq!(to_number(&json!("0.5Gi"), Convert::Quantity), Ok(536_870_912.0));
+        assert_eq!(
+            to_number(&json!("0.5Gi"), Convert::Quantity),
+            Ok(536_870_912.0)
+        );
         assert_eq!(to_number(&json!(2), Convert::Quantity), Ok(2.0));
         assert!(to_number(&json!("50%"), Convert::Quantity).is_err());
 

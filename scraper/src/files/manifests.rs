@@ -1,0 +1,116 @@
+//! Reading the objects out of one manifest file: YAML with any number of documents, or JSON, with
+//! lists (`kind: List`, `VirtualMachineInstanceList`, …) opened into their items.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The objects in the text of a manifest file; `json` says to read it as JSON instead of YAML.
+/// Empty documents are skipped. The error says where the text is broken.
+pub(super) fn objects(text: &str, json: bool) -> Result<Vec<Value>, String> {
+    let mut objects = Vec::new();
+    if json {
+        let document: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        open_lists(document, &mut objects);
+        return Ok(objects);
+    }
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = Value::deserialize(document)
+            .map_err(|e| format!("YAML document {}: {e}", index + 1))?;
+        open_lists(document, &mut objects);
+    }
+    Ok(objects)
+}
+
+/// Pushes the document, or its items if it is a list. Items of a typed list (`FooList`) that lack
+/// `apiVersion` or `kind` get them from the list, as the API server leaves them out.
+fn open_lists(document: Value, out: &mut Vec<Value>) {
+    let Some(list_kind) = list_kind(&document) else {
+        if !document.is_null() {
+            out.push(document);
+        }
+        return;
+    };
+    let item_kind = list_kind
+        .strip_suffix("List")
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    let api_version = document.get("apiVersion").cloned();
+    let Value::Object(mut list) = document else {
+        return;
+    };
+    let Some(Value::Array(items)) = list.remove("items") else {
+        return;
+    };
+    for mut item in items {
+        if let Value::Object(fields) = &mut item {
+            if let (Some(kind), false) = (&item_kind, fields.contains_key("kind")) {
+                fields.insert("kind".to_owned(), Value::String(kind.clone()));
+            }
+            if let (Some(version), false) = (&api_version, fields.contains_key("apiVersion")) {
+                fields.insert("apiVersion".to_owned(), version.clone());
+            }
+        }
+        open_lists(item, out);
+    }
+}
+
+/// The kind of a list document: a kind ending in `List`, with an `items` array.
+fn list_kind(document: &Value) -> Option<String> {
+    let kind = document.get("kind")?.as_str()?;
+    let has_items = document.get("items").is_some_and(Value::is_array);
+    (kind.ends_with("List") && has_items).then(|| kind.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_files_hold_many_documents() {
+        let text = "apiVersion: v1\nkind: Node\nmetadata:\n  name: a\n---\n---\n\
+                    apiVersion: v1\nkind: Node\nmetadata:\n  name: b\n";
+        let objects = objects(text, false).unwrap();
+        let names: Vec<_> = objects.iter().map(|o| &o["metadata"]["name"]).collect();
+        assert_eq!(names, [&json!("a"), &json!("b")]);
+    }
+
+    #[test]
+    fn lists_contribute_their_items() {
+        let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "a"}},
+            {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "b"}}
+        ]}"#;
+        let objects = objects(text, true).unwrap();
+        let kinds: Vec<_> = objects.iter().map(|o| &o["kind"]).collect();
+        assert_eq!(kinds, [&json!("Node"), &json!("VirtualMachine")]);
+    }
+
+    #[test]
+    fn typed_list_items_get_the_kind_and_version_of_the_list() {
+        let text = "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceList\nitems:\n\
+                    - metadata:\n    name: a\n";
+        let objects = objects(text, false).unwrap();
+        assert_eq!(
+            objects,
+            [json!({
+                "apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachineInstance",
+                "metadata": {"name": "a"},
+            })]
+        );
+    }
+
+    #[test]
+    fn broken_yaml_says_which_document_and_where() {
+        let text = "kind: Node\n---\nkind: [unclosed\n";
+        let err = objects(text, false).unwrap_err();
+        assert!(err.starts_with("YAML document 2:"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn broken_json_is_an_error() {
+        assert!(objects("{\"kind\": ", true).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! One read of the configured path, compared with the previous one: what to send.
+//!
+//! The scanner remembers, per file, a hash of its content and the source ids its objects produced,
+//! and per source the last update sent. A file whose content did not change is not parsed again;
+//! a source that no file produces any more is removed. A file that cannot be read or parsed keeps
+//! its previous sources until it can be read again, and its error is reported once per change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::manifests;
+use crate::event::{Event, SourceUpdate};
+use crate::objects::ObjectPipeline;
+
+/// Reads the configured path and works out the events since the previous read.
+pub(super) struct Scanner {
+    root: PathBuf,
+    input: String,
+    pipeline: Arc<ObjectPipeline>,
+    files: BTreeMap<PathBuf, FileState>,
+    /// The last update sent for every current source.
+    sent: HashMap<String, SourceUpdate>,
+    /// The last error listing the root, not to report it at every read.
+    listing_error: Option<String>,
+}
+
+/// What the scanner remembers of one file.
+#[derive(Default)]
+struct FileState {
+    /// Length and hash of the content last parsed (successfully or not).
+    fingerprint: Option<(usize, u64)>,
+    /// The sources the file's objects produced at its last successful parse.
+    ids: Vec<String>,
+    /// The last error reported for the file.
+    error: Option<String>,
+}
+
+impl Scanner {
+    pub(super) fn new(root: PathBuf, input: String, pipeline: Arc<ObjectPipeline>) -> Self {
+        Scanner {
+            root,
+            input,
+            pipeline,
+            files: BTreeMap::new(),
+            sent: HashMap::new(),
+            listing_error: None,
+        }
+    }
+
+    /// Reads every file (skipping unchanged ones) and returns the events to send: updates of new
+    /// and changed sources, then removes of vanished ones, with errors where they happened.
+    pub(super) fn scan(&mut self, now_ms: i64) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(paths) = self.list(&mut events) else {
+            return events;
+        };
+        self.files.retain(|path, _| paths.contains(path));
+        for path in paths {
+            self.read_file(path, now_ms, &mut events);
+        }
+        let current: HashSet<&str> = self
+            .files
+            .values()
+            .flat_map(|file| file.ids.iter().map(String::as_str))
+            .collect();
+        let mut gone: Vec<String> = self
+            .sent
+            .keys()
+            .filter(|id| !current.contains(id.as_str()))
+            .cloned()
+            .collect();
+        gone.sort_unstable();
+        for id in gone {
+            if let Some(last) = self.sent.remove(&id) {
+                events.push(Event::Update(SourceUpdate::remove(last.update().source())));
+            }
+        }
+        events
+    }
+
+    /// The files to read, sorted; `None` when the root cannot be listed (the state is kept).
+    fn list(&mut self, events: &mut Vec<Event>) -> Option<Vec<PathBuf>> {
+        let listed = match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => list_dir(&self.root),
+            Ok(_) => Ok(vec![self.root.clone()]),
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(paths) => {
+                self.listing_error = None;
+                Some(paths)
+            }
+            Err(e) => {
+                let message = format!("{}: {e}", self.root.display());
+                if self.listing_error.as_ref() != Some(&message) {
+                    events.push(self.error(message.clone()));
+                    self.listing_error = Some(message);
+                }
+                // A path that is gone holds no objects; any other failure may be passing.
+                (e.kind() == io::ErrorKind::NotFound).then(Vec::new)
+            }
+        }
+    }
+
+    fn read_file(&mut self, path: PathBuf, now_ms: i64, events: &mut Vec<Event>) {
+        let content = std::fs::read(&path);
+        let state = self.files.entry(path.clone()).or_default();
+        let parsed = match content {
+            Err(e) => Err(e.to_string()),
+            Ok(bytes) => {
+                let fingerprint = (bytes.len(), hash(&bytes));
+                if state.fingerprint == Some(fingerprint) {
+                    return;
+                }
+                state.fingerprint = Some(fingerprint);
+                String::from_utf8(bytes)
+                    .map_err(|_| "the file is not UTF-8 text".to_owned())
+                    .and_then(|text| manifests::objects(&text, is_json(&path)))
+            }
+        };
+        let objects = match parsed {
+            Ok(objects) => objects,
+            Err(message) => {
+                let message = format!("{}: {message}", path.display());
+                if state.error.as_ref() != Some(&message) {
+                    state.error = Some(message.clone());
+                    events.push(self.error(message));
+                }
+                return;
+            }
+        };
+        state.error = None;
+        let ids = self.apply_all(&path, &objects, now_ms, events);
+        if let Some(state) = self.files.get_mut(&path) {
+            state.ids = ids;
+        }
+    }
+
+    /// Applies the pipeline to every object of a file; returns the ids of the sources produced.
+    fn apply_all(
+        &mut self,
+        path: &Path,
+        objects: &[Value],
+        now_ms: i64,
+        events: &mut Vec<Event>,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (index, object) in objects.iter().enumerate() {
+            if ObjectPipeline::source_id(object).is_none() {
+                let message = format!(
+                    "{}: object {}: not a Kubernetes object (it needs apiVersion, kind and metadata.name)",
+                    path.display(),
+                    index + 1
+                );
+                events.push(self.error(message));
+                continue;
+            }
+            let Some((update, problems)) = self.pipeline.apply(object, now_ms) else {
+                continue;
+            };
+            let id = update.source_id().to_owned();
+            for problem in problems {
+                events.push(self.error(format!("{}: {id}: {problem}", path.display())));
+            }
+            let unchanged = self
+                .sent
+                .get(&id)
+                .is_some_and(|last| last.batch().same_content(update.batch()));
+            if !unchanged {
+                self.sent.insert(id.clone(), update.clone());
+                events.push(Event::Update(update));
+            }
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn error(&self, message: String) -> Event {
+        Event::Error {
+            input: self.input.clone(),
+            message,
+        }
+    }
+}
+
+/// The manifest files of a directory, sorted by name; not recursive.
+fn list_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let manifest = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        if manifest && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(bytes);
+    hasher.finish()
+}

@@ -1,0 +1,478 @@
+//! Checking the `[[resources]]` config and compiling it: every path parsed, every name checked,
+//! every key allowed by the metric's type, every family given one type.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use periscope_plugin_api::batch::{FamilyKind, Suffix};
+use toml::Spanned;
+
+use super::{CompileError, FamilyDef, LabelSpec, Metric, Resource, ValueSpec};
+use crate::config::{MetricConfig, MetricType, ResourceConfig};
+use crate::path::Path;
+use crate::selector::{FieldSelector, LabelSelector};
+
+/// Compiles every entry, collecting every problem.
+pub(super) fn compile(configs: &[ResourceConfig]) -> Result<Vec<Resource>, Vec<CompileError>> {
+    let mut compiler = Compiler::default();
+    let resources: Vec<Resource> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| compiler.resource(&format!("resources[{i}]"), config))
+        .collect();
+    if compiler.errors.is_empty() {
+        Ok(resources)
+    } else {
+        Err(compiler.errors)
+    }
+}
+
+#[derive(Default)]
+struct Compiler {
+    errors: Vec<CompileError>,
+    /// Every family defined so far: its type and the key of the metric that defined it first.
+    families: HashMap<String, (FamilyKind, String)>,
+}
+
+impl Compiler {
+    fn resource(&mut self, key: &str, config: &ResourceConfig) -> Resource {
+        for (field, value) in [("version", &config.version), ("kind", &config.kind)] {
+            if value.is_empty() {
+                self.push(
+                    format!("{key}.{field}"),
+                    None,
+                    "must not be empty".to_owned(),
+                );
+            }
+        }
+        if config.metrics.is_empty() {
+            let message = "the entry defines no metrics".to_owned();
+            self.push(format!("{key}.metrics"), None, message);
+        }
+        let label_selector = config
+            .label_selector
+            .as_ref()
+            .and_then(|s| {
+                let parsed = LabelSelector::parse(s.get_ref());
+                self.check(&format!("{key}.label_selector"), s, parsed)
+            })
+            .unwrap_or_default();
+        let field_selector = config
+            .field_selector
+            .as_ref()
+            .and_then(|s| {
+                let parsed = FieldSelector::parse(s.get_ref());
+                self.check(&format!("{key}.field_selector"), s, parsed)
+            })
+            .unwrap_or_default();
+        let prefix = match &config.prefix {
+            Some(prefix) if !is_metric_name(prefix.get_ref()) => {
+                let message = format!("{:?} is not a valid metric name prefix", prefix.get_ref());
+                self.error(&format!("{key}.prefix"), Some(prefix), &message);
+                None
+            }
+            Some(prefix) => Some(prefix.get_ref().as_str()),
+            None => None,
+        };
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &[]);
+        let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+        let api_version = config.api_version();
+        let mut names_in_entry = HashMap::new();
+        let metrics = config
+            .metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(j, metric)| {
+                let context = MetricContext {
+                    key: format!("{key}.metrics[{j}]"),
+                    prefix,
+                    prefix_valid: config.prefix.is_none() || prefix.is_some(),
+                    api_version: &api_version,
+                    kind: &config.kind,
+                    resource_labels: &resource_labels,
+                };
+                self.metric(&context, metric, &mut names_in_entry)
+            })
+            .collect();
+        Resource {
+            api_version,
+            kind: config.kind.clone(),
+            namespaces: config.namespaces.clone(),
+            label_selector,
+            field_selector,
+            labels,
+            metrics,
+        }
+    }
+
+    fn metric(
+        &mut self,
+        context: &MetricContext<'_>,
+        config: &MetricConfig,
+        names_in_entry: &mut HashMap<String, String>,
+    ) -> Option<Metric> {
+        let key = &context.key;
+        let metric_type = *config.metric_type.get_ref();
+        self.check_keys_allowed(key, metric_type, config);
+
+        let name = match context.prefix {
+            Some(prefix) => format!("{prefix}_{}", config.name.get_ref()),
+            None => config.name.get_ref().clone(),
+        };
+        let (family_name, suffix, kind) = family_of(&name, metric_type);
+        let name_key = format!("{key}.name");
+        let name_ok = if !is_metric_name(&name) || family_name.is_empty() {
+            // A bad prefix is reported once, on the prefix.
+            if context.prefix_valid {
+                let message = format!("{name:?} is not a valid metric name");
+                self.error(&name_key, Some(&config.name), &message);
+            }
+            false
+        } else {
+            self.family_is_new(&name_key, &config.name, family_name, kind, names_in_entry)
+        };
+
+        let each = config
+            .each
+            .as_ref()
+            .and_then(|each| self.path(&format!("{key}.each"), each));
+        let state_label = (metric_type == MetricType::StateSet)
+            .then(|| self.state_label(key, config, family_name));
+        let mut taken: Vec<&str> = context.resource_labels.to_vec();
+        taken.extend(state_label.as_deref());
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken);
+        let value = self.value_spec(key, metric_type, config, state_label);
+
+        let help = config
+            .help
+            .clone()
+            .unwrap_or_else(|| default_help(context, metric_type, config));
+        let unit = config
+            .unit
+            .as_ref()
+            .map(|u| u.get_ref().clone())
+            .unwrap_or_default();
+        let family = FamilyDef {
+            name: family_name.to_owned(),
+            help,
+            unit,
+            kind,
+        };
+        // When anything is wrong, compile() returns the errors and drops what was built.
+        if !name_ok {
+            return None;
+        }
+        Some(Metric {
+            name,
+            family,
+            suffix,
+            each,
+            labels,
+            value: value?,
+        })
+    }
+
+    /// The label carrying a stateset's states: `label`, or the family name.
+    fn state_label(&mut self, key: &str, config: &MetricConfig, family_name: &str) -> String {
+        let (label_key, span, label) = match &config.label {
+            Some(label) => (format!("{key}.label"), label, label.get_ref().as_str()),
+            None => (format!("{key}.name"), &config.name, family_name),
+        };
+        if !is_label_name(label) {
+            let message = format!("{label:?} is not a valid label name for the states");
+            self.error(&label_key, Some(span), &message);
+        }
+        label.to_owned()
+    }
+
+    /// Reports every key the metric's type does not allow, and the keys it needs but lacks.
+    fn check_keys_allowed(&mut self, key: &str, metric_type: MetricType, config: &MetricConfig) {
+        let type_name = metric_type.as_str();
+        let numeric = matches!(metric_type, MetricType::Gauge | MetricType::Counter);
+        let present = [
+            (
+                "path",
+                config.path.as_ref().map(Spanned::span),
+                metric_type != MetricType::Info,
+            ),
+            ("unit", config.unit.as_ref().map(Spanned::span), numeric),
+            (
+                "convert",
+                config.convert.as_ref().map(Spanned::span),
+                numeric,
+            ),
+            (
+                "value_map",
+                config.value_map.as_ref().map(Spanned::span),
+                numeric,
+            ),
+            (
+                "default",
+                config.default.as_ref().map(Spanned::span),
+                numeric,
+            ),
+            (
+                "states",
+                config.states.as_ref().map(Spanned::span),
+                metric_type == MetricType::StateSet,
+            ),
+            (
+                "label",
+                config.label.as_ref().map(Spanned::span),
+                metric_type == MetricType::StateSet,
+            ),
+        ];
+        for (field, span, allowed) in present {
+            if let (Some(span), false) = (span, allowed) {
+                self.push(
+                    format!("{key}.{field}"),
+                    Some(span),
+                    format!("`{field}` is not allowed for a {type_name} metric"),
+                );
+            }
+        }
+        let type_span = Some(config.metric_type.span());
+        if metric_type != MetricType::Info && config.path.is_none() {
+            self.push(
+                format!("{key}.path"),
+                type_span.clone(),
+                format!("a {type_name} metric needs a `path`"),
+            );
+        }
+        if metric_type == MetricType::StateSet && config.states.is_none() {
+            self.push(
+                format!("{key}.states"),
+                type_span,
+                "a stateset metric needs `states`".to_owned(),
+            );
+        }
+        if let Some(unit) = &config.unit
+            && !unit
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let message = format!(
+                "{:?} is not a valid unit (letters, digits, `_`)",
+                unit.get_ref()
+            );
+            self.error(&format!("{key}.unit"), Some(unit), &message);
+        }
+    }
+
+    fn value_spec(
+        &mut self,
+        key: &str,
+        metric_type: MetricType,
+        config: &MetricConfig,
+        state_label: Option<String>,
+    ) -> Option<ValueSpec> {
+        let path = config
+            .path
+            .as_ref()
+            .and_then(|path| self.path(&format!("{key}.path"), path));
+        match metric_type {
+            MetricType::Info => Some(ValueSpec::Info),
+            MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number {
+                path: path?,
+                convert: config
+                    .convert
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or_default(),
+                value_map: config
+                    .value_map
+                    .as_ref()
+                    .map(|m| m.get_ref().clone().into_iter().collect())
+                    .unwrap_or_default(),
+                default: config.default.as_ref().map(|d| *d.get_ref()),
+            }),
+            MetricType::StateSet => {
+                let states = config.states.as_ref()?;
+                self.check_states(&format!("{key}.states"), states);
+                Some(ValueSpec::StateSet {
+                    path: path?,
+                    states: states.get_ref().clone(),
+                    label: state_label?,
+                })
+            }
+        }
+    }
+
+    fn check_states(&mut self, key: &str, states: &Spanned<Vec<String>>) {
+        if states.get_ref().is_empty() {
+            self.error(key, Some(states), "a stateset needs at least one state");
+        }
+        let mut seen = HashSet::new();
+        for state in states.get_ref() {
+            if !seen.insert(state) {
+                self.error(
+                    key,
+                    Some(states),
+                    &format!("state {state:?} is listed twice"),
+                );
+            }
+        }
+    }
+
+    /// Records the family, or reports it defined twice: in the same entry at all, or in another
+    /// entry with another type.
+    fn family_is_new(
+        &mut self,
+        key: &str,
+        span: &Spanned<String>,
+        family: &str,
+        kind: FamilyKind,
+        names_in_entry: &mut HashMap<String, String>,
+    ) -> bool {
+        if let Some(first) = names_in_entry.get(family) {
+            let message = format!("metric family `{family}` is already defined by {first}");
+            self.error(key, Some(span), &message);
+            return false;
+        }
+        names_in_entry.insert(family.to_owned(), key.to_owned());
+        match self.families.entry(family.to_owned()) {
+            Entry::Occupied(first) => {
+                let (first_kind, first_key) = first.get();
+                if *first_kind != kind {
+                    let message = format!(
+                        "metric family `{family}` is a {} in {first_key} but a {} here",
+                        first_kind.as_str(),
+                        kind.as_str()
+                    );
+                    self.error(key, Some(span), &message);
+                    return false;
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert((kind, key.to_owned()));
+            }
+        }
+        true
+    }
+
+    /// Compiles a `labels` table; `taken` are label names already used on the same samples.
+    fn labels(
+        &mut self,
+        key: &str,
+        labels: &BTreeMap<Spanned<String>, Spanned<String>>,
+        taken: &[&str],
+    ) -> Vec<LabelSpec> {
+        labels
+            .iter()
+            .filter_map(|(name, path)| {
+                let label_key = format!("{key}.{}", name.get_ref());
+                if !is_label_name(name.get_ref()) {
+                    let message = format!("{:?} is not a valid label name", name.get_ref());
+                    self.error(&label_key, Some(name), &message);
+                } else if taken.contains(&name.get_ref().as_str()) {
+                    let message = format!(
+                        "label `{}` is already set on these samples (by the entry's labels or the state label)",
+                        name.get_ref()
+                    );
+                    self.error(&label_key, Some(name), &message);
+                }
+                let path = self.path(&label_key, path)?;
+                Some(LabelSpec {
+                    name: name.get_ref().clone(),
+                    path,
+                })
+            })
+            .collect()
+    }
+
+    fn path(&mut self, key: &str, text: &Spanned<String>) -> Option<Path> {
+        let parsed = Path::parse(text.get_ref());
+        self.check(key, text, parsed)
+    }
+
+    fn check<T, E: std::fmt::Display>(
+        &mut self,
+        key: &str,
+        spanned: &Spanned<String>,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        result
+            .map_err(|e| self.error(key, Some(spanned), &e.to_string()))
+            .ok()
+    }
+
+    fn error<T>(&mut self, key: &str, spanned: Option<&Spanned<T>>, message: &str) {
+        self.push(
+            key.to_owned(),
+            spanned.map(Spanned::span),
+            message.to_owned(),
+        );
+    }
+
+    fn push(&mut self, key: String, span: Option<std::ops::Range<usize>>, message: String) {
+        self.errors.push(CompileError { key, span, message });
+    }
+}
+
+/// What a metric needs to know about its entry.
+struct MetricContext<'c> {
+    key: String,
+    prefix: Option<&'c str>,
+    /// False when the entry has a prefix and it is invalid (reported already).
+    prefix_valid: bool,
+    api_version: &'c str,
+    kind: &'c str,
+    resource_labels: &'c [&'c str],
+}
+
+/// The family name, sample suffix and family type of a metric named `name` (prefix included).
+fn family_of(name: &str, metric_type: MetricType) -> (&str, Suffix, FamilyKind) {
+    match metric_type {
+        MetricType::Gauge => (name, Suffix::None, FamilyKind::Gauge),
+        MetricType::Counter => (
+            name.strip_suffix("_total").unwrap_or(name),
+            Suffix::Total,
+            FamilyKind::Counter,
+        ),
+        MetricType::Info => (
+            name.strip_suffix("_info").unwrap_or(name),
+            Suffix::Info,
+            FamilyKind::Info,
+        ),
+        MetricType::StateSet => (name, Suffix::None, FamilyKind::StateSet),
+    }
+}
+
+fn default_help(
+    context: &MetricContext<'_>,
+    metric_type: MetricType,
+    config: &MetricConfig,
+) -> String {
+    let object = format!("{} ({})", context.kind, context.api_version);
+    let path = config.path.as_ref().map_or("", |p| p.get_ref().as_str());
+    let each = config
+        .each
+        .as_ref()
+        .map(|e| format!(" of each `{}`", e.get_ref()))
+        .unwrap_or_default();
+    match metric_type {
+        MetricType::Gauge | MetricType::Counter => format!("Field `{path}`{each} of {object}."),
+        MetricType::Info => format!("Information about {object}{each}."),
+        MetricType::StateSet => format!("State in field `{path}`{each} of {object}."),
+    }
+}
+
+/// Prometheus metric name syntax: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub(crate) fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Prometheus label name syntax, `[a-zA-Z_][a-zA-Z0-9_]*`, without the reserved `__` start.
+pub(crate) fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}

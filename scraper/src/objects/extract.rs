@@ -1,0 +1,218 @@
+//! Reading the samples of one object: which entries select it, and what each metric writes.
+
+use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
+use serde_json::Value;
+
+use super::{LabelSpec, Metric, ObjectKey, Resource, ValueSpec};
+use crate::path::Path;
+use crate::value::{self, Convert};
+
+impl Resource {
+    /// Whether the entry is about objects of this apiVersion and kind.
+    pub(super) fn is_kind_of(&self, key: &ObjectKey<'_>) -> bool {
+        self.api_version == key.api_version && self.kind == key.kind
+    }
+
+    /// Whether the entry selects the object: kind, namespaces, label and field selectors.
+    pub(super) fn selects(&self, key: &ObjectKey<'_>, object: &Value) -> bool {
+        self.is_kind_of(key)
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == key.namespace))
+            && self.label_selector.matches(
+                object
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object),
+            )
+            && self.field_selector.matches(object)
+    }
+
+    /// Writes the samples of every metric of the entry for `object`.
+    pub(super) fn write(
+        &self,
+        object: &Value,
+        now_ms: i64,
+        writer: &mut ReplaceWriter<'_>,
+        problems: &mut Vec<String>,
+    ) {
+        let common = label_values(&self.labels, object);
+        for metric in &self.metrics {
+            let family = writer.family(Family {
+                name: &metric.family.name,
+                help: &metric.family.help,
+                unit: &metric.family.unit,
+                kind: metric.family.kind,
+            });
+            let mut out = Out {
+                writer: &mut *writer,
+                family,
+                metric,
+                common: &common,
+                now_ms,
+                problems: &mut *problems,
+            };
+            match &metric.each {
+                Some(each) => each.visit(object, &mut |item| out.item(item)),
+                None => out.item(object),
+            }
+        }
+    }
+}
+
+/// Label names and values read from `root`.
+fn label_values<'s>(specs: &'s [LabelSpec], root: &Value) -> Vec<(&'s str, String)> {
+    specs
+        .iter()
+        .map(|spec| (spec.name.as_str(), label_value(&spec.path, root)))
+        .collect()
+}
+
+/// Every value the path reaches, as label text joined with `,`; empty when it reaches nothing.
+fn label_value(path: &Path, root: &Value) -> String {
+    let mut text = String::new();
+    let mut first = true;
+    path.visit(root, &mut |value| {
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        value::write_label(value, &mut text);
+    });
+    text
+}
+
+/// Writes the samples of one metric, for the object or for one item of its `each`.
+struct Out<'w, 'b, 'm> {
+    writer: &'w mut ReplaceWriter<'b>,
+    family: FamilyId,
+    metric: &'m Metric,
+    common: &'w [(&'m str, String)],
+    now_ms: i64,
+    problems: &'w mut Vec<String>,
+}
+
+impl Out<'_, '_, '_> {
+    fn item(&mut self, item: &Value) {
+        let own = label_values(&self.metric.labels, item);
+        let labels = || {
+            self.common
+                .iter()
+                .chain(&own)
+                .map(|(name, value)| (*name, value.as_str()))
+        };
+        match &self.metric.value {
+            ValueSpec::Info => {
+                self.writer
+                    .sample(self.family, self.metric.suffix, 1.0, self.now_ms)
+                    .labels(labels());
+            }
+            ValueSpec::Number {
+                path,
+                convert,
+                value_map,
+                default,
+            } => {
+                let number = match single(path, item) {
+                    Single::None => *default,
+                    Single::One(value) => match mapped(value, value_map, *convert) {
+                        Ok(number) => Some(number),
+                        Err(message) => {
+                            self.problem(path, &message);
+                            None
+                        }
+                    },
+                    Single::Many(count) => {
+                        self.too_many(path, count);
+                        None
+                    }
+                };
+                if let Some(number) = number {
+                    self.writer
+                        .sample(self.family, self.metric.suffix, number, self.now_ms)
+                        .labels(labels());
+                }
+            }
+            ValueSpec::StateSet {
+                path,
+                states,
+                label,
+            } => {
+                let current = match single(path, item) {
+                    Single::None => None,
+                    Single::One(value) => {
+                        let text = value::label_text(value);
+                        if !states.contains(&text) {
+                            let message = format!("{value} is not one of the states {states:?}");
+                            self.problem(path, &message);
+                        }
+                        Some(text)
+                    }
+                    Single::Many(count) => {
+                        self.too_many(path, count);
+                        return;
+                    }
+                };
+                for state in states {
+                    let value = if current.as_ref() == Some(state) {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    self.writer
+                        .sample(self.family, self.metric.suffix, value, self.now_ms)
+                        .labels(labels())
+                        .label(label, state);
+                }
+            }
+        }
+    }
+
+    fn too_many(&mut self, path: &Path, count: usize) {
+        let message = format!(
+            "reached {count} values; a value path must reach at most one (use `each` for one sample per item)"
+        );
+        self.problem(path, &message);
+    }
+
+    fn problem(&mut self, path: &Path, message: &str) {
+        self.problems
+            .push(format!("{}: {path}: {message}", self.metric.name));
+    }
+}
+
+/// What a value path reached.
+enum Single<'a> {
+    None,
+    One(&'a Value),
+    Many(usize),
+}
+
+fn single<'a>(path: &Path, root: &'a Value) -> Single<'a> {
+    let mut first = None;
+    let mut count = 0;
+    path.visit(root, &mut |value| {
+        count += 1;
+        first.get_or_insert(value);
+    });
+    match (first, count) {
+        (Some(value), 1) => Single::One(value),
+        (Some(_), _) => Single::Many(count),
+        (None, _) => Single::None,
+    }
+}
+
+/// The number for `value`: from the value map when it has the value's text, converted otherwise.
+fn mapped(
+    value: &Value,
+    value_map: &std::collections::HashMap<String, f64>,
+    convert: Convert,
+) -> Result<f64, String> {
+    if !value_map.is_empty() {
+        let found = match value {
+            Value::String(s) => value_map.get(s),
+            other => value_map.get(&value::label_text(other)),
+        };
+        if let Some(number) = found {
+            return Ok(*number);
+        }
+    }
+    value::to_number(value, convert).map_err(|e| e.to_string())
+}

@@ -1,0 +1,711 @@
+use periscope_plugin_api::batch::{FamilyKind, SourceKind, Suffix, Update};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::*;
+
+#[derive(Deserialize)]
+struct Config {
+    resources: Vec<ResourceConfig>,
+}
+
+fn resources(text: &str) -> Vec<ResourceConfig> {
+    periscope_plugin_api::config::parse::<Config>(text)
+        .unwrap()
+        .resources
+}
+
+fn pipeline(text: &str) -> ObjectPipeline {
+    ObjectPipeline::compile(&resources(text)).unwrap()
+}
+
+fn errors(text: &str) -> Vec<CompileError> {
+    ObjectPipeline::compile(&resources(text)).unwrap_err()
+}
+
+/// One sample, written out: metric name, labels, value.
+type Written = (String, Vec<(String, String)>, f64);
+
+fn written(update: &SourceUpdate) -> Vec<Written> {
+    let Update::Replace { samples, .. } = update.update() else {
+        panic!("expected a replace");
+    };
+    samples
+        .iter()
+        .map(|s| {
+            let labels = s
+                .labels()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+            (s.metric_name(), labels, s.value())
+        })
+        .collect()
+}
+
+fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Written {
+    let labels = labels
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    (name.to_owned(), labels, value)
+}
+
+fn apply(pipeline: &ObjectPipeline, object: &Value) -> (Vec<Written>, Vec<String>) {
+    let (update, problems) = pipeline.apply(object, 1_000).unwrap();
+    (written(&update), problems)
+}
+
+fn vmi() -> Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": "vm1",
+            "namespace": "prod",
+            "uid": "uid-1",
+            "labels": {"app": "web"},
+        },
+        "status": {
+            "phase": "Running",
+            "nodeName": "node-1",
+            "memory": "2Gi",
+            "restarts": 3,
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "Paused", "status": "False"},
+            ],
+            "interfaces": [
+                {"name": "eth0", "ipAddress": "10.0.0.1", "mtu": 1500},
+                {"name": "eth1", "ipAddress": "10.0.0.2", "mtu": 9000},
+            ],
+        },
+    })
+}
+
+const VMI: &str = r#"
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+prefix = "kubevirt_vmi"
+labels = { name = "metadata.name", node = "status.nodeName" }
+"#;
+
+fn vmi_with(metrics: &str) -> ObjectPipeline {
+    pipeline(&format!("{VMI}{metrics}"))
+}
+
+#[test]
+fn gauge_reads_a_quantity_with_the_entry_labels() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "memory_bytes"
+type = "gauge"
+path = "status.memory"
+unit = "bytes"
+"#,
+    );
+    let (update, problems) = pipeline.apply(&vmi(), 1_234).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let Update::Replace { source, samples } = update.update() else {
+        panic!("expected a replace");
+    };
+    let sample = samples.iter().next().unwrap();
+    assert_eq!(sample.metric_name(), "kubevirt_vmi_memory_bytes");
+    assert_eq!(sample.family().kind, FamilyKind::Gauge);
+    assert_eq!(sample.family().unit, "bytes");
+    assert_eq!(
+        sample.family().help,
+        "Field `status.memory` of VirtualMachineInstance (kubevirt.io/v1)."
+    );
+    assert_eq!(sample.value(), 2_147_483_648.0);
+    assert_eq!(sample.timestamp_ms(), 1_234);
+    assert_eq!(
+        sample.labels().collect::<Vec<_>>(),
+        [("name", "vm1"), ("node", "node-1")]
+    );
+    assert_eq!(source.kind, SourceKind::Object);
+    assert_eq!(source.id, "kubevirt.io/v1/VirtualMachineInstance/prod/vm1");
+    assert_eq!(source.api_version, "kubevirt.io/v1");
+    assert_eq!(source.object_kind, "VirtualMachineInstance");
+    assert_eq!(source.namespace, "prod");
+    assert_eq!(source.name, "vm1");
+    assert_eq!(source.uid, "uid-1");
+}
+
+#[test]
+fn ready_gauge_comes_from_a_condition_selector() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "ready"
+type = "gauge"
+path = "status.conditions[type=Ready].status"
+"#,
+    );
+    let (samples, _) = apply(&pipeline, &vmi());
+    assert_eq!(
+        samples,
+        [sample(
+            "kubevirt_vmi_ready",
+            &[("name", "vm1"), ("node", "node-1")],
+            1.0
+        )]
+    );
+}
+
+#[test]
+fn counter_family_drops_total_and_samples_add_it_back() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "restarts_total"
+type = "counter"
+path = "status.restarts"
+"#,
+    );
+    let (update, _) = pipeline.apply(&vmi(), 0).unwrap();
+    let Update::Replace { samples, .. } = update.update() else {
+        panic!("expected a replace");
+    };
+    let sample = samples.iter().next().unwrap();
+    assert_eq!(sample.family().name, "kubevirt_vmi_restarts");
+    assert_eq!(sample.family().kind, FamilyKind::Counter);
+    assert_eq!(sample.suffix(), Suffix::Total);
+    assert_eq!(sample.metric_name(), "kubevirt_vmi_restarts_total");
+    assert_eq!(sample.value(), 3.0);
+}
+
+#[test]
+fn info_is_one_with_its_labels() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "info"
+type = "info"
+labels = { phase = "status.phase", app = 'metadata.labels["app"]' }
+"#,
+    );
+    let (update, _) = pipeline.apply(&vmi(), 0).unwrap();
+    let Update::Replace { samples, .. } = update.update() else {
+        panic!("expected a replace");
+    };
+    let first = samples.iter().next().unwrap();
+    assert_eq!(first.family().name, "kubevirt_vmi");
+    assert_eq!(first.family().kind, FamilyKind::Info);
+    assert_eq!(first.suffix(), Suffix::Info);
+    assert_eq!(
+        written(&update),
+        [sample(
+            "kubevirt_vmi_info",
+            &[
+                ("name", "vm1"),
+                ("node", "node-1"),
+                ("app", "web"),
+                ("phase", "Running")
+            ],
+            1.0
+        )]
+    );
+}
+
+#[test]
+fn stateset_writes_one_sample_per_state() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "phase"
+type = "stateset"
+path = "status.phase"
+states = ["Pending", "Running"]
+"#,
+    );
+    let (update, problems) = pipeline.apply(&vmi(), 0).unwrap();
+    assert!(problems.is_empty());
+    let Update::Replace { samples, .. } = update.update() else {
+        panic!("expected a replace");
+    };
+    assert_eq!(
+        samples.iter().next().unwrap().family().kind,
+        FamilyKind::StateSet
+    );
+    let common = [("name", "vm1"), ("node", "node-1")];
+    assert_eq!(
+        written(&update),
+        [
+            sample(
+                "kubevirt_vmi_phase",
+                &[common[0], common[1], ("kubevirt_vmi_phase", "Pending")],
+                0.0
+            ),
+            sample(
+                "kubevirt_vmi_phase",
+                &[common[0], common[1], ("kubevirt_vmi_phase", "Running")],
+                1.0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn stateset_with_an_unknown_state_is_all_zero_and_a_problem() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "phase"
+type = "stateset"
+path = "status.phase"
+states = ["Pending", "Failed"]
+label = "phase"
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    let values: Vec<_> = samples.iter().map(|s| (s.1[2].1.as_str(), s.2)).collect();
+    assert_eq!(values, [("Pending", 0.0), ("Failed", 0.0)]);
+    assert_eq!(samples[0].1[2].0, "phase");
+    assert_eq!(
+        problems,
+        [
+            "kubevirt_vmi_phase: status.phase: \"Running\" is not one of the states [\"Pending\", \"Failed\"]"
+        ]
+    );
+}
+
+#[test]
+fn each_writes_one_sample_per_item_with_item_relative_paths() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "interface_mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+path = "mtu"
+labels = { interface = "name", ip = "ipAddress" }
+
+[[resources.metrics]]
+name = "interface_info"
+type = "info"
+each = "status.interfaces[*].name"
+labels = { interface = "." }
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty());
+    let common = [("name", "vm1"), ("node", "node-1")];
+    assert_eq!(
+        samples,
+        [
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[
+                    common[0],
+                    common[1],
+                    ("interface", "eth0"),
+                    ("ip", "10.0.0.1")
+                ],
+                1500.0
+            ),
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[
+                    common[0],
+                    common[1],
+                    ("interface", "eth1"),
+                    ("ip", "10.0.0.2")
+                ],
+                9000.0
+            ),
+            sample(
+                "kubevirt_vmi_interface_info",
+                &[common[0], common[1], ("interface", "eth0")],
+                1.0
+            ),
+            sample(
+                "kubevirt_vmi_interface_info",
+                &[common[0], common[1], ("interface", "eth1")],
+                1.0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn missing_values_use_the_default_or_write_nothing() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "with_default"
+type = "gauge"
+path = "status.nothing"
+default = -1
+
+[[resources.metrics]]
+name = "without_default"
+type = "gauge"
+path = "status.nothing"
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty());
+    assert_eq!(
+        samples,
+        [sample(
+            "kubevirt_vmi_with_default",
+            &[("name", "vm1"), ("node", "node-1")],
+            -1.0
+        )]
+    );
+}
+
+#[test]
+fn value_map_is_tried_before_conversion() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "running"
+type = "gauge"
+path = "status.phase"
+value_map = { Running = 1, Paused = 0.5 }
+
+[[resources.metrics]]
+name = "ready"
+type = "gauge"
+path = "status.conditions[type=Ready].status"
+value_map = { Running = 7 }
+"#,
+    );
+    let (samples, _) = apply(&pipeline, &vmi());
+    let values: Vec<_> = samples.iter().map(|s| (s.0.as_str(), s.2)).collect();
+    assert_eq!(
+        values,
+        [("kubevirt_vmi_running", 1.0), ("kubevirt_vmi_ready", 1.0)]
+    );
+}
+
+#[test]
+fn a_value_that_is_not_a_number_is_a_problem_and_no_sample() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "memory"
+type = "gauge"
+path = "status.memory"
+
+[[resources.metrics]]
+name = "restarts"
+type = "gauge"
+path = "status.restarts"
+"#,
+    );
+    let mut object = vmi();
+    object["status"]["memory"] = json!("lots");
+    let (samples, problems) = apply(&pipeline, &object);
+    assert_eq!(
+        problems,
+        ["kubevirt_vmi_memory: status.memory: \"lots\" is not a number"]
+    );
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].0, "kubevirt_vmi_restarts");
+}
+
+#[test]
+fn a_value_path_reaching_several_values_asks_for_each() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "mtu"
+type = "gauge"
+path = "status.interfaces[*].mtu"
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(samples.is_empty());
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("kubevirt_vmi_mtu: status.interfaces[*].mtu: reached 2 values")
+    );
+    assert!(problems[0].contains("use `each`"));
+}
+
+#[test]
+fn label_paths_join_several_values_and_leave_missing_ones_empty() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "info"
+type = "info"
+labels = { ips = "status.interfaces[*].ipAddress", missing = "status.nope", mtu = "status.interfaces[0].mtu", conditions = "status.conditions[type=Ready]" }
+"#,
+    );
+    let (samples, _) = apply(&pipeline, &vmi());
+    let labels: Vec<(&str, &str)> = samples[0]
+        .1
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("name", "vm1"),
+            ("node", "node-1"),
+            ("conditions", r#"{"status":"True","type":"Ready"}"#),
+            ("ips", "10.0.0.1,10.0.0.2"),
+            ("missing", ""),
+            ("mtu", "1500"),
+        ]
+    );
+}
+
+#[test]
+fn objects_of_other_kinds_are_not_applied() {
+    let pipeline = vmi_with(
+        "[[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n",
+    );
+    let mut object = vmi();
+    object["kind"] = json!("VirtualMachine");
+    assert!(pipeline.apply(&object, 0).is_none());
+    assert!(pipeline.remove(&object).is_none());
+    object["kind"] = json!("VirtualMachineInstance");
+    object["apiVersion"] = json!("kubevirt.io/v1alpha3");
+    assert!(pipeline.apply(&object, 0).is_none());
+}
+
+#[test]
+fn namespaces_and_selectors_narrow_the_objects() {
+    let entry = |extra: &str| {
+        pipeline(&format!(
+            "[[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachineInstance\"\n{extra}\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n"
+        ))
+    };
+    let selected = |extra: &str| entry(extra).apply(&vmi(), 0).is_some();
+    assert!(selected("namespaces = [\"dev\", \"prod\"]"));
+    assert!(!selected("namespaces = [\"dev\"]"));
+    assert!(selected("label_selector = \"app in (web, db)\""));
+    assert!(!selected("label_selector = \"app=db\""));
+    assert!(selected("field_selector = \"metadata.name=vm1\""));
+    assert!(!selected("field_selector = \"metadata.namespace!=prod\""));
+}
+
+#[test]
+fn every_matching_entry_writes_into_the_same_replace() {
+    let pipeline = pipeline(
+        r#"
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+  [[resources.metrics]]
+  name = "a"
+  type = "gauge"
+  path = "status.restarts"
+
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+label_selector = "app=web"
+  [[resources.metrics]]
+  name = "b"
+  type = "gauge"
+  path = "status.restarts"
+"#,
+    );
+    let (samples, _) = apply(&pipeline, &vmi());
+    let names: Vec<_> = samples.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn cluster_scoped_objects_have_an_empty_namespace_in_their_id() {
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}});
+    assert_eq!(
+        ObjectPipeline::source_id(&node).as_deref(),
+        Some("v1/Node//node-1")
+    );
+    assert_eq!(ObjectPipeline::source_id(&json!({"kind": "Node"})), None);
+}
+
+#[test]
+fn remove_ignores_selectors_so_deselected_objects_can_be_removed() {
+    let pipeline = pipeline(
+        "[[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachineInstance\"\n\
+         label_selector = \"app=db\"\n\
+         [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n",
+    );
+    assert!(pipeline.apply(&vmi(), 0).is_none());
+    let removal = pipeline.remove(&vmi()).unwrap();
+    assert!(removal.is_remove());
+    assert_eq!(
+        removal.source_id(),
+        "kubevirt.io/v1/VirtualMachineInstance/prod/vm1"
+    );
+    assert_eq!(removal.update().source().uid, "uid-1");
+}
+
+// Compile errors.
+
+fn keys(errors: &[CompileError]) -> Vec<&str> {
+    errors.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn a_bad_path_is_named_by_key_and_span() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status..phase\"\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(keys(&errors), ["resources[0].metrics[0].path"]);
+    let span = errors[0].span.clone().unwrap();
+    assert_eq!(&text[span], "\"status..phase\"");
+    assert!(
+        errors[0].message.contains("at character 8"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let errors = errors(
+        r#"
+[[resources]]
+version = "v1"
+kind = "Node"
+prefix = "node"
+labels = { "bad-label" = "metadata.name", __reserved = "metadata.name" }
+label_selector = "role in (a"
+field_selector = "status.phase=Running"
+
+  [[resources.metrics]]
+  name = "9lives"
+  type = "gauge"
+  path = "status.x"
+
+  [[resources.metrics]]
+  name = "ok"
+  type = "gauge"
+  path = "status[x"
+  each = "status[*"
+"#,
+    );
+    let mut keys = keys(&errors);
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "resources[0].field_selector",
+            "resources[0].label_selector",
+            "resources[0].labels.__reserved",
+            "resources[0].labels.bad-label",
+            "resources[0].metrics[1].each",
+            "resources[0].metrics[1].path",
+        ]
+    );
+}
+
+#[test]
+fn invalid_metric_names_and_prefixes_are_errors() {
+    let errors = errors(
+        "[[resources]]\nversion = \"v1\"\nkind = \"Node\"\n\
+         [[resources.metrics]]\nname = \"bad-name\"\ntype = \"gauge\"\npath = \"a\"\n\
+         [[resources]]\nversion = \"v1\"\nkind = \"Pod\"\nprefix = \"1pod\"\n\
+         [[resources.metrics]]\nname = \"fine\"\ntype = \"gauge\"\npath = \"a\"\n",
+    );
+    assert_eq!(
+        keys(&errors),
+        ["resources[0].metrics[0].name", "resources[1].prefix"]
+    );
+}
+
+#[test]
+fn a_family_with_two_types_across_entries_is_an_error() {
+    let errors = errors(
+        "[[resources]]\nversion = \"v1\"\nkind = \"Node\"\n\
+         [[resources.metrics]]\nname = \"things\"\ntype = \"gauge\"\npath = \"a\"\n\
+         [[resources]]\nversion = \"v1\"\nkind = \"Pod\"\n\
+         [[resources.metrics]]\nname = \"things_total\"\ntype = \"counter\"\npath = \"a\"\n\
+         [[resources]]\nversion = \"v1\"\nkind = \"Service\"\n\
+         [[resources.metrics]]\nname = \"things\"\ntype = \"gauge\"\npath = \"a\"\n",
+    );
+    assert_eq!(keys(&errors), ["resources[1].metrics[0].name"]);
+    assert!(
+        errors[0]
+            .message
+            .contains("is a gauge in resources[0].metrics[0].name but a counter here"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn a_family_defined_twice_in_one_entry_is_an_error() {
+    let errors = errors(&format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"counter\"\npath = \"a\"\n\
+         [[resources.metrics]]\nname = \"x_total\"\ntype = \"counter\"\npath = \"a\"\n"
+    ));
+    assert_eq!(keys(&errors), ["resources[0].metrics[1].name"]);
+}
+
+#[test]
+fn keys_a_metric_type_does_not_allow_are_errors() {
+    let errors = errors(&format!(
+        "{VMI}[[resources.metrics]]\nname = \"info\"\ntype = \"info\"\npath = \"a\"\ndefault = 1\n\
+         [[resources.metrics]]\nname = \"phase\"\ntype = \"stateset\"\npath = \"a\"\nstates = [\"A\"]\nconvert = \"number\"\nunit = \"x\"\n\
+         [[resources.metrics]]\nname = \"g\"\ntype = \"gauge\"\npath = \"a\"\nstates = [\"A\"]\nlabel = \"l\"\n"
+    ));
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].path",
+            "resources[0].metrics[0].default",
+            "resources[0].metrics[1].unit",
+            "resources[0].metrics[1].convert",
+            "resources[0].metrics[2].states",
+            "resources[0].metrics[2].label",
+        ]
+    );
+    assert_eq!(errors[0].message, "`path` is not allowed for a info metric");
+}
+
+#[test]
+fn keys_a_metric_type_needs_are_errors_when_missing() {
+    let errors = errors(&format!(
+        "{VMI}[[resources.metrics]]\nname = \"g\"\ntype = \"gauge\"\n\
+         [[resources.metrics]]\nname = \"s\"\ntype = \"stateset\"\n\
+         [[resources.metrics]]\nname = \"e\"\ntype = \"stateset\"\npath = \"a\"\nstates = []\n\
+         [[resources.metrics]]\nname = \"d\"\ntype = \"stateset\"\npath = \"a\"\nstates = [\"A\", \"A\"]\n"
+    ));
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].path",
+            "resources[0].metrics[1].path",
+            "resources[0].metrics[1].states",
+            "resources[0].metrics[2].states",
+            "resources[0].metrics[3].states",
+        ]
+    );
+}
+
+#[test]
+fn a_metric_label_may_not_repeat_an_entry_label_or_the_state_label() {
+    let errors = errors(&format!(
+        "{VMI}[[resources.metrics]]\nname = \"i\"\ntype = \"info\"\nlabels = {{ node = \"a\" }}\n\
+         [[resources.metrics]]\nname = \"s\"\ntype = \"stateset\"\npath = \"a\"\nstates = [\"A\"]\nlabel = \"state\"\nlabels = {{ state = \"b\" }}\n"
+    ));
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].labels.node",
+            "resources[0].metrics[1].labels.state",
+        ]
+    );
+}
+
+#[test]
+fn an_entry_without_metrics_is_an_error() {
+    let errors = errors("[[resources]]\nversion = \"v1\"\nkind = \"Node\"\n");
+    assert_eq!(keys(&errors), ["resources[0].metrics"]);
+}
