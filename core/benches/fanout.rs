@@ -71,12 +71,17 @@ fn build_updates() -> Vec<SourceUpdate> {
                     kind: FamilyKind::StateSet,
                 });
                 for phase in ["Pending", "Scheduling", "Scheduled", "Running", "Succeeded"] {
-                    w.sample(family, Suffix::None, f64::from(u8::from(phase == "Running")), 1_700_000_000_000)
-                        .label("namespace", "default")
-                        .label("name", name)
-                        .label("node", if i % 2 == 0 { "node-a" } else { "node-b" })
-                        .label("os", "fedora")
-                        .label("phase", phase);
+                    w.sample(
+                        family,
+                        Suffix::None,
+                        f64::from(u8::from(phase == "Running")),
+                        1_700_000_000_000,
+                    )
+                    .label("namespace", "default")
+                    .label("name", name)
+                    .label("node", if i % 2 == 0 { "node-a" } else { "node-b" })
+                    .label("os", "fedora")
+                    .label("phase", phase);
                 }
             })
         })
@@ -97,7 +102,9 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
         let metrics = telemetry.exporter(&name);
         let spec = WorkerSpec {
             dead_letter: DeadLetter::new(&dead_letters, &name),
-            plugin: Plugin::in_process(periscope_plugin_api::__private::root_module::<Null>("null", "0")),
+            plugin: Plugin::in_process(periscope_plugin_api::__private::root_module::<Null>(
+                "null", "0",
+            )),
             config_text: String::new(),
             queue: Arc::new(MemoryQueue::new(1024, WhenFull::Block, metrics.clone())),
             batch: BatchConfig {
@@ -110,7 +117,9 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
             readiness: Readiness::default(),
             name,
         };
-        workers.push(Worker::start(spec, collector.subscribe(), resync_tx.clone()).expect("start worker"));
+        workers.push(
+            Worker::start(spec, collector.subscribe(), resync_tx.clone()).expect("start worker"),
+        );
     }
     let (tx, rx) = mpsc::channel(4096);
     let started = Instant::now();
@@ -132,7 +141,11 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
 }
 
 fn rate(d: Duration) -> String {
-    format!("{:>12.0} samples/s  ({:>7.2} ms)", TOTAL as f64 / d.as_secs_f64(), d.as_secs_f64() * 1e3)
+    format!(
+        "{:>12.0} samples/s  ({:>7.2} ms)",
+        TOTAL as f64 / d.as_secs_f64(),
+        d.as_secs_f64() * 1e3
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -142,24 +155,47 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    println!("periscope fan-out benchmark: {SOURCES} sources × {SAMPLES_PER_SOURCE} samples × 5 labels = {TOTAL} samples, median of {ROUNDS}");
+    println!(
+        "periscope fan-out benchmark: {SOURCES} sources × {SAMPLES_PER_SOURCE} samples × 5 labels = {TOTAL} samples, median of {ROUNDS}"
+    );
 
-    let build = median((0..ROUNDS).map(|_| { let t = Instant::now(); std::hint::black_box(build_updates()); t.elapsed() }).collect());
+    let build = median(
+        (0..ROUNDS)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(build_updates());
+                t.elapsed()
+            })
+            .collect(),
+    );
     println!("build per-source updates        {}", rate(build));
 
-    let merge = median((0..ROUNDS).map(|_| {
-        let updates = build_updates();
-        let t = Instant::now();
-        let mut b = periscope_plugin_api::BatchBuilder::new();
-        for u in &updates { b.append(u.batch()); }
-        std::hint::black_box(b.build());
-        t.elapsed()
-    }).collect());
+    let merge = median(
+        (0..ROUNDS)
+            .map(|_| {
+                let updates = build_updates();
+                let t = Instant::now();
+                let mut b = periscope_plugin_api::BatchBuilder::new();
+                for u in &updates {
+                    b.append(u.batch());
+                }
+                std::hint::black_box(b.build());
+                t.elapsed()
+            })
+            .collect(),
+    );
     println!("merge into one batch            {}", rate(merge));
 
     let mut base = Duration::ZERO;
     for exporters in [0, 1, 3] {
-        let d = median((0..ROUNDS).map(|_| { let u = build_updates(); runtime.block_on(fan_out(u, exporters)) }).collect());
+        let d = median(
+            (0..ROUNDS)
+                .map(|_| {
+                    let u = build_updates();
+                    runtime.block_on(fan_out(u, exporters))
+                })
+                .collect(),
+        );
         if exporters == 0 {
             base = d;
             println!("collector, no exporter          {}", rate(d));
