@@ -1,5 +1,6 @@
 //! The host's log: `tracing-subscriber` in text or JSON, and the callback plugins log through.
 
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use abi_stable::std_types::RStr;
@@ -28,6 +29,7 @@ pub fn init(format: LogFormat) {
     MAX_LEVEL.store(max, Ordering::Relaxed);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // Fails only if a subscriber is already set (tests), which is fine.
     let _ = match format {

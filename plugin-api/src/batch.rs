@@ -390,11 +390,13 @@ impl Batch {
 
     /// The approximate size of the batch in memory, in bytes: what queue limits count.
     pub fn byte_size(&self) -> usize {
-        self.text.len()
-            + self.families.len() * size_of::<FamilyRaw>()
-            + self.updates.len() * size_of::<UpdateRaw>()
-            + self.samples.len() * size_of::<SampleRaw>()
-            + self.labels.len() * size_of::<LabelRaw>()
+        byte_size(
+            self.text.len(),
+            self.families.len(),
+            self.updates.len(),
+            self.samples.len(),
+            self.labels.len(),
+        )
     }
 
     /// Whether two batches say the same thing, ignoring sample timestamps: same updates of the same
@@ -513,8 +515,19 @@ pub struct FamilyId(u32);
 /// ```
 #[derive(Default)]
 pub struct BatchBuilder {
-    batch: Batch,
+    parts: Parts,
     family_ids: HashMap<String, FamilyId>,
+}
+
+/// A batch under construction, in std collections (whose growth is cheaper than the ABI types'),
+/// handed over to the ABI types without copying by [`BatchBuilder::build`].
+#[derive(Default)]
+struct Parts {
+    text: String,
+    families: Vec<FamilyRaw>,
+    updates: Vec<UpdateRaw>,
+    samples: Vec<SampleRaw>,
+    labels: Vec<LabelRaw>,
 }
 
 impl BatchBuilder {
@@ -535,8 +548,8 @@ impl BatchBuilder {
             unit: self.push_str(family.unit),
             kind: family.kind,
         };
-        let id = FamilyId(to_u32(self.batch.families.len()));
-        self.batch.families.push(raw);
+        let id = FamilyId(to_u32(self.parts.families.len()));
+        self.parts.families.push(raw);
         self.family_ids.insert(family.name.to_owned(), id);
         id
     }
@@ -554,16 +567,16 @@ impl BatchBuilder {
 
     /// Appends every update of `other`, mapping its families onto this batch's table by name.
     pub fn append(&mut self, other: &Batch) {
-        let shift = to_u32(self.batch.text.len());
-        self.batch.text.push_str(&other.text);
+        let shift = to_u32(self.parts.text.len());
+        self.parts.text.push_str(&other.text);
         let family_map: Vec<u32> = other.families().map(|f| self.family(f).0).collect();
-        let sample_shift = to_u32(self.batch.samples.len());
-        let label_shift = to_u32(self.batch.labels.len());
+        let sample_shift = to_u32(self.parts.samples.len());
+        let label_shift = to_u32(self.parts.labels.len());
         let moved = |s: Span| Span {
             start: s.start + shift,
             len: s.len,
         };
-        self.batch
+        self.parts
             .updates
             .extend(other.updates.iter().map(|u| UpdateRaw {
                 kind: u.kind,
@@ -579,14 +592,14 @@ impl BatchBuilder {
                 first_sample: u.first_sample + sample_shift,
                 sample_count: u.sample_count,
             }));
-        self.batch
+        self.parts
             .samples
             .extend(other.samples.iter().map(|s| SampleRaw {
                 family: family_map[s.family as usize],
                 first_label: s.first_label + label_shift,
                 ..*s
             }));
-        self.batch
+        self.parts
             .labels
             .extend(other.labels.iter().map(|l| LabelRaw {
                 name: moved(l.name),
@@ -596,22 +609,36 @@ impl BatchBuilder {
 
     /// How many samples have been added so far.
     pub fn sample_count(&self) -> usize {
-        self.batch.samples.len()
+        self.parts.samples.len()
     }
 
     /// How many updates have been added so far.
     pub fn update_count(&self) -> usize {
-        self.batch.updates.len()
+        self.parts.updates.len()
     }
 
     /// The size in bytes of what has been added so far (see [`Batch::byte_size`]).
     pub fn byte_size(&self) -> usize {
-        self.batch.byte_size()
+        let p = &self.parts;
+        byte_size(
+            p.text.len(),
+            p.families.len(),
+            p.updates.len(),
+            p.samples.len(),
+            p.labels.len(),
+        )
     }
 
     /// Finishes the batch.
     pub fn build(self) -> Batch {
-        self.batch
+        let p = self.parts;
+        Batch {
+            text: p.text.into(),
+            families: p.families.into(),
+            updates: p.updates.into(),
+            samples: p.samples.into(),
+            labels: p.labels.into(),
+        }
     }
 
     fn push_update(&mut self, kind: UpdateKind, source: Source<'_>) {
@@ -624,8 +651,8 @@ impl BatchBuilder {
             name: self.push_str(source.name),
             uid: self.push_str(source.uid),
         };
-        let first_sample = to_u32(self.batch.samples.len());
-        self.batch.updates.push(UpdateRaw {
+        let first_sample = to_u32(self.parts.samples.len());
+        self.parts.updates.push(UpdateRaw {
             kind,
             source: raw,
             first_sample,
@@ -637,8 +664,8 @@ impl BatchBuilder {
         if s.is_empty() {
             return Span::default();
         }
-        let start = to_u32(self.batch.text.len());
-        self.batch.text.push_str(s);
+        let start = to_u32(self.parts.text.len());
+        self.parts.text.push_str(s);
         Span {
             start,
             len: to_u32(s.len()),
@@ -660,9 +687,9 @@ impl ReplaceWriter<'_> {
         value: f64,
         timestamp_ms: i64,
     ) -> SampleWriter<'_> {
-        let batch = &mut self.builder.batch;
-        let first_label = to_u32(batch.labels.len());
-        batch.samples.push(SampleRaw {
+        let parts = &mut self.builder.parts;
+        let first_label = to_u32(parts.labels.len());
+        parts.samples.push(SampleRaw {
             family: family.0,
             suffix,
             first_label,
@@ -670,7 +697,7 @@ impl ReplaceWriter<'_> {
             value,
             timestamp_ms,
         });
-        if let Some(update) = batch.updates.last_mut() {
+        if let Some(update) = parts.updates.last_mut() {
             update.sample_count += 1;
         }
         SampleWriter {
@@ -696,9 +723,9 @@ impl SampleWriter<'_> {
             name: self.builder.push_str(name),
             value: self.builder.push_str(value),
         };
-        let batch = &mut self.builder.batch;
-        batch.labels.push(label);
-        if let Some(sample) = batch.samples.last_mut() {
+        let parts = &mut self.builder.parts;
+        parts.labels.push(label);
+        if let Some(sample) = parts.samples.last_mut() {
             sample.label_count += 1;
         }
         self
@@ -721,6 +748,13 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn byte_size(text: usize, families: usize, updates: usize, samples: usize, labels: usize) -> usize {
+    text + families * size_of::<FamilyRaw>()
+        + updates * size_of::<UpdateRaw>()
+        + samples * size_of::<SampleRaw>()
+        + labels * size_of::<LabelRaw>()
 }
 
 /// Offsets are 32-bit: a batch holds at most 4 GiB of text and 4G records. The host bounds every

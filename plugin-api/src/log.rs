@@ -5,6 +5,7 @@
 //! [`install`] sets that copy's global subscriber to a layer that formats each event and hands it to
 //! the host's [`LogFn`]. Plugin authors just call `tracing::info!` and friends.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -47,8 +48,25 @@ struct Bridge {
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
-/// Routes this library's `tracing` events to the host. Only the first call has an effect.
+thread_local! {
+    static IN_EVENT: Cell<bool> = const { Cell::new(false) };
+}
+
+struct ResetOnDrop;
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        IN_EVENT.set(false);
+    }
+}
+
+/// Routes this library's `tracing` events to the host. Only the first call has an effect, and none
+/// if this copy of `tracing` already has a global subscriber (the plugin set its own, or the plugin
+/// is linked into the host's own process, as in benchmarks).
 pub fn install(plugin: &'static str, log: LogFn, max_level: u8) {
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
     INSTALLED.get_or_init(|| {
         let subscriber = Registry::default().with(Bridge {
             plugin,
@@ -76,6 +94,12 @@ impl<S: Subscriber> Layer<S> for Bridge {
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        // If the host's callback logs back into this subscriber (one process, one `tracing`), stop
+        // instead of recursing.
+        if IN_EVENT.replace(true) {
+            return;
+        }
+        let _reset = ResetOnDrop;
         let mut text = Fields::default();
         event.record(&mut text);
         let metadata = event.metadata();

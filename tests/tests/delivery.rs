@@ -142,9 +142,11 @@ fn rejected_batch_goes_to_the_dead_letter_file_and_is_counted() {
     assert_eq!(lines[0]["metric"], "demo_value");
     assert_eq!(lines[0]["value"], 7.0);
     assert!(lines[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
-    assert_eq!(
-        host.metric("periscope_exporter_rejected_samples_total{exporter=\"chaos\"}"),
-        1.0
+    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"chaos\"}";
+    assert!(
+        wait_until(Duration::from_secs(5), || host.metric(rejected) == 1.0),
+        "{}",
+        host.metrics()
     );
     assert!(host.stop().success());
 }
@@ -168,4 +170,55 @@ fn shutdown_delivers_what_is_queued() {
     assert!(host.stop().success());
     let values = recorded_values(&read_ndjson(&dir.path().join("record.ndjson")), "a");
     assert_eq!(values.last(), Some(&4.0), "{values:?}");
+}
+
+#[test]
+fn exporter_that_falls_behind_is_resynced_and_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    for i in 0..20 {
+        write_configmap(dir.path(), &format!("cm{i}"), 0.0);
+    }
+    // A fan-out of one batch, a queue of one batch and a slow exporter: the intake blocks on the
+    // full queue, the fan-out overwrites what it has not read, and the worker must resync.
+    let config = demo_config(&format!(
+        "{}config = {{ record = \"record.ndjson\", export_delay_ms = 500 }}\n",
+        CHAOS.replace(
+            "batch = {",
+            "queue = { type = \"memory\", capacity = 1 }\nbatch = {"
+        )
+    ))
+    .replace(
+        "flush_interval = \"50ms\"",
+        "flush_interval = \"10ms\"\nfanout_capacity = 1",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    for round in 1..=5 {
+        for i in 0..20 {
+            write_configmap(dir.path(), &format!("cm{i}"), f64::from(round));
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+    let record = dir.path().join("record.ndjson");
+    let converged = || {
+        let lines = read_ndjson(&record);
+        (0..20).all(|i| recorded_values(&lines, &format!("cm{i}")).last() == Some(&5.0))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), converged),
+        "the exporter did not converge to the final state:\n{}",
+        host.log()
+    );
+    assert!(
+        host.metric("periscope_exporter_lagged_batches_total{exporter=\"chaos\"}") > 0.0,
+        "{}",
+        host.metrics()
+    );
+    assert!(
+        host.metric("periscope_exporter_resyncs_total{exporter=\"chaos\"}") > 0.0,
+        "{}",
+        host.metrics()
+    );
+    assert!(host.stop().success());
 }

@@ -138,3 +138,31 @@ fn plugin_of_another_abi_version_is_refused_in_one_line_and_others_keep_working(
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("exporter:old: plugin refused"), "{body}");
 }
+
+#[test]
+fn two_plugins_in_one_host_each_run_their_own_code() {
+    // abi_stable's cached loaders hand back the first library for every later file; the host must
+    // not, so two different plugins each produce their own output.
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file", "chaos"]);
+    write_configmap(dir.path(), "a", 9.0);
+    let config = demo_config(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nbatch = { max_wait = \"10ms\" }\nconfig = { path = \"out/metrics.ndjson\" }\n\n\
+         [[exporters]]\nname = \"chaos\"\nplugin = \"chaos\"\nbatch = { max_wait = \"10ms\" }\nconfig = { record = \"record.ndjson\" }\n",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let files = dir.path().join("out/metrics.ndjson");
+    let record = dir.path().join("record.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || !read_ndjson(&files).is_empty()
+            && !read_ndjson(&record).is_empty()),
+        "{}",
+        host.log()
+    );
+    // The file plugin's records and the chaos plugin's records have different shapes.
+    assert_eq!(read_ndjson(&files)[0]["metric"], "demo_value");
+    assert!(read_ndjson(&files)[0].get("call").is_none());
+    assert!(read_ndjson(&record)[0]["call"].as_u64().is_some());
+    assert!(host.stop().success());
+}

@@ -198,6 +198,8 @@ impl Delivery {
         let span = info_span!("exporter", name = %self.spec.name);
         let _entered = span.enter();
         let mut backoff = Backoff::new(&self.spec.retry);
+        // Start at once, so readiness and start-up errors show before the first batch.
+        let _ = self.instance_or_start(&mut backoff);
         while let Some(batch) = self.next_batch() {
             if !self.deliver(&batch, &mut backoff) {
                 self.drop_on_shutdown(&batch);
@@ -282,8 +284,8 @@ impl Delivery {
                     error!(%reason, "exporter failed; restarting it");
                     self.spec.set_ready(Err(format!("failed: {reason}")));
                     self.discard_instance();
-                    metrics.restarts.inc();
                     metrics.retries.inc();
+                    metrics.restarts.inc();
                     self.stop.sleep(backoff.next_wait());
                 }
             }
