@@ -5,6 +5,9 @@
 //! The host binary and plugins are built by `cargo build --workspace` (the test script runs it
 //! first). `PERISCOPE_BIN_DIR` points elsewhere if they were built into another directory.
 
+pub mod controlplane;
+pub mod prometheus;
+
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;

@@ -1,0 +1,1 @@
+//! (being written: the real kube-apiserver + etcd harness)
