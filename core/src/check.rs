@@ -77,6 +77,13 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         }
     };
 
+    let allow_secrets = config.kubernetes.as_ref().is_some_and(|k| k.allow_secrets);
+    problems.extend(
+        periscope_scraper::kube::check_secrets(&config.resources, allow_secrets)
+            .into_iter()
+            .map(|e| text.problem(e.key, e.span, e.message)),
+    );
+
     for (i, files) in config.sources.files.iter().enumerate() {
         if !std::path::Path::new(&files.path).exists() {
             problems.push(text.problem(

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use periscope_plugin_api::config::{ByteSize, ConfigError, Duration, line_column};
 use periscope_scraper::config::{FilesConfig, ResourceConfig};
+use periscope_scraper::kube::KubernetesConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,6 +29,9 @@ pub struct Config {
     /// The host itself: listen address, plugin directories, timings.
     #[serde(default)]
     pub host: HostConfig,
+    /// The cluster to watch; without this table, no watcher runs.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
     /// Where objects come from besides a cluster.
     #[serde(default)]
     pub sources: SourcesConfig,

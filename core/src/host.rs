@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use periscope_scraper::files::FilesSource;
+use periscope_scraper::kube::{KubeWatch, watch_targets};
+use periscope_scraper::shard::Shard;
 use periscope_scraper::{Event, SourceUpdate};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,9 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The Kubernetes client could not be set up.
+    #[error("{0}")]
+    Kubernetes(#[from] periscope_scraper::kube::ConnectError),
     /// A delivery thread could not be spawned.
     #[error("cannot start the delivery thread of exporter `{name}`: {source}")]
     Thread {
@@ -42,8 +47,9 @@ pub enum RunError {
     },
 }
 
-/// Runs `plan` until `shutdown` is cancelled, then shuts down in order.
-pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), RunError> {
+/// Runs `plan` until `shutdown` is cancelled, then shuts down in order. `shard` selects the share
+/// of watched objects this instance keeps.
+pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Result<(), RunError> {
     let telemetry = Telemetry::new();
     let readiness = Readiness::default();
     let host = &plan.config.host;
@@ -114,17 +120,32 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), RunError
     let mut inputs = Vec::new();
     for files in &plan.config.sources.files {
         let source = FilesSource::new(files, plan.pipeline.clone());
-        let name = source.input_name();
-        readiness.expect(&format!("input:{name}"), "first read not done");
-        let (events_tx, events_rx) = mpsc::channel(1024);
-        inputs.push(tokio::spawn(source.run(events_tx, shutdown.clone())));
-        inputs.push(tokio::spawn(forward(
-            name.clone(),
-            events_rx,
-            updates_tx.clone(),
-            telemetry.input(&name),
-            readiness.clone(),
-        )));
+        inputs.extend(spawn_input(
+            source.input_name(),
+            &readiness,
+            &telemetry,
+            &updates_tx,
+            |events| source.run(events, shutdown.clone()),
+        ));
+    }
+    if let Some(kubernetes) = &plan.config.kubernetes {
+        let client = periscope_scraper::kube::connect(kubernetes).await?;
+        for target in watch_targets(&plan.config.resources) {
+            let watch = KubeWatch::new(
+                client.clone(),
+                target,
+                plan.pipeline.clone(),
+                shard,
+                kubernetes.page_size,
+            );
+            inputs.extend(spawn_input(
+                watch.input_name(),
+                &readiness,
+                &telemetry,
+                &updates_tx,
+                |events| watch.run(events, shutdown.clone()),
+            ));
+        }
     }
     drop(updates_tx);
     let collector = tokio::spawn(collector.run(updates_rx, resync_rx));
@@ -144,6 +165,31 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), RunError
     }
     info!("stopped");
     Ok(())
+}
+
+/// Starts an input (`run` gets the sender of its events) and the task that forwards them.
+fn spawn_input<F>(
+    name: String,
+    readiness: &Readiness,
+    telemetry: &Telemetry,
+    updates: &mpsc::Sender<SourceUpdate>,
+    run: impl FnOnce(mpsc::Sender<Event>) -> F,
+) -> [tokio::task::JoinHandle<()>; 2]
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    readiness.expect(&format!("input:{name}"), "first read not done");
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    [
+        tokio::spawn(run(events_tx)),
+        tokio::spawn(forward(
+            name.clone(),
+            events_rx,
+            updates.clone(),
+            telemetry.input(&name),
+            readiness.clone(),
+        )),
+    ]
 }
 
 /// Counts an input's events into its self-metrics and readiness, and passes updates on.

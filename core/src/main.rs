@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use periscope_core::config::{ConfigErrors, ConfigText};
 use periscope_core::logging::{self, LogFormat};
-use periscope_core::{check, host, plugins};
+use periscope_core::{check, host, plugins, rbac};
+use periscope_scraper::shard::Shard;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
@@ -28,6 +29,24 @@ enum Command {
         /// The config file; without it, the embedded quick-start config.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// This instance's shard: it keeps the watched objects whose uid hashes to it.
+        #[arg(long, default_value_t = 0, requires = "total_shards")]
+        shard: u32,
+        /// How many shards share the watched objects.
+        #[arg(long, default_value_t = 1)]
+        total_shards: u32,
+    },
+    /// Prints the least-privilege ClusterRole, ServiceAccount and ClusterRoleBinding for a config.
+    Rbac {
+        /// The config file; without it, the embedded quick-start config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The ServiceAccount's (and the role's) name.
+        #[arg(long, default_value = "periscope")]
+        name: String,
+        /// The ServiceAccount's namespace.
+        #[arg(long, default_value = "monitoring")]
+        namespace: String,
     },
     /// Checks a config and the plugins it names; exits 1 with every problem found.
     Check {
@@ -55,7 +74,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Run { config } => run(config.as_deref()),
+        Command::Run {
+            config,
+            shard,
+            total_shards,
+        } => match Shard::new(shard, total_shards) {
+            Some(shard) => run(config.as_deref(), shard),
+            None => {
+                eprintln!(
+                    "--shard must be below --total-shards ({shard} is not below {total_shards})"
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Command::Rbac {
+            config,
+            name,
+            namespace,
+        } => match read(config.as_deref()).parse() {
+            Ok(parsed) => {
+                print!("{}", rbac::manifests(&parsed.resources, &name, &namespace));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match check::check(&read(config.as_deref())) {
             Ok(plan) if !plan.refused.is_empty() => {
                 let problems = plan.refused.into_iter().map(|r| r.problem).collect();
@@ -105,7 +150,7 @@ fn read(config: Option<&Path>) -> ConfigText {
     }
 }
 
-fn run(config: Option<&Path>) -> ExitCode {
+fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
     let plan = match check::check(&read(config)) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -123,7 +168,7 @@ fn run(config: Option<&Path>) -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
-        match host::run(plan, shutdown).await {
+        match host::run(plan, shard, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{e}");

@@ -14,9 +14,11 @@
 pub mod config;
 mod event;
 pub mod files;
+pub mod kube;
 pub mod objects;
 pub mod path;
 pub mod selector;
+pub mod shard;
 pub mod value;
 
 pub use event::{Event, SourceUpdate};

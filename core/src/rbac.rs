@@ -1,0 +1,89 @@
+//! `periscope rbac`: the least-privilege RBAC objects for a config — get, list and watch on exactly
+//! the configured resources, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use kube::api::{ApiResource, GroupVersionKind};
+use periscope_scraper::config::ResourceConfig;
+
+/// The RBAC manifests (YAML, several documents) for `resources`, for a ServiceAccount `name` in
+/// `namespace`. Resource names (plurals) are inferred from the kinds the way kube-rs does
+/// (`VirtualMachineInstance` → `virtualmachineinstances`).
+pub fn manifests(resources: &[ResourceConfig], name: &str, namespace: &str) -> String {
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in resources {
+        let plural =
+            ApiResource::from_gvk(&GroupVersionKind::gvk(&r.group, &r.version, &r.kind)).plural;
+        let list = by_group.entry(r.group.clone()).or_default();
+        if !list.contains(&plural) {
+            list.push(plural);
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {}\nrules:",
+        quote(name)
+    );
+    if by_group.is_empty() {
+        out.truncate(out.len() - "rules:\n".len());
+        out.push_str("rules: []\n");
+    }
+    for (group, mut plurals) in by_group {
+        plurals.sort();
+        let _ = writeln!(
+            out,
+            "  - apiGroups: [{}]\n    resources: [{}]\n    verbs: [\"get\", \"list\", \"watch\"]",
+            quote(&group),
+            plurals
+                .iter()
+                .map(|p| quote(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {n}\n  namespace: {ns}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {n}\n\
+         roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {n}\n\
+         subjects:\n  - kind: ServiceAccount\n    name: {n}\n    namespace: {ns}",
+        n = quote(name),
+        ns = quote(namespace)
+    );
+    out
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn quote(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_grants_read_on_exactly_the_configured_resources() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            resources: Vec<ResourceConfig>,
+        }
+        let doc: Doc = periscope_plugin_api::config::parse(
+            "[[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachineInstance\"\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n\
+             [[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachine\"\n\
+             [[resources.metrics]]\nname = \"y\"\ntype = \"info\"\n\
+             [[resources]]\nversion = \"v1\"\nkind = \"Node\"\n\
+             [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\n",
+        )
+        .unwrap();
+        let text = manifests(&doc.resources, "periscope", "monitoring");
+        assert!(text.contains("  - apiGroups: [\"\"]\n    resources: [\"nodes\"]\n    verbs: [\"get\", \"list\", \"watch\"]"), "{text}");
+        assert!(text.contains("  - apiGroups: [\"kubevirt.io\"]\n    resources: [\"virtualmachineinstances\", \"virtualmachines\"]"), "{text}");
+        assert_eq!(text.matches("verbs:").count(), 2, "{text}");
+        assert!(text.contains("kind: ServiceAccount\nmetadata:\n  name: \"periscope\"\n  namespace: \"monitoring\""), "{text}");
+        assert!(text.contains("kind: ClusterRoleBinding"), "{text}");
+    }
+}
