@@ -248,6 +248,7 @@ impl ControlPlane {
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=periscope={peer_url}"))
             .arg("--unsafe-no-fsync")
+            .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone etcd.log"))
             .stderr(log)
             .spawn()
@@ -361,12 +362,16 @@ impl ControlPlane {
                 "--service-account-signing-key-file={}",
                 file("sa.key")
             ))
+            // 1.37 refuses a loopback advertise address for the `kubernetes` Service's
+            // endpoints ("may not be in the loopback range"); nothing here needs them.
+            .arg("--endpoint-reconciler-type=none")
             .arg("--authorization-mode=RBAC")
             // Without a controller-manager no `default` ServiceAccount appears, and this plugin
             // would refuse every pod for lacking it (envtest turns it off too).
             .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--allow-privileged=true")
             .arg("--profiling=false")
+            .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone kube-apiserver.log"))
             .stderr(log)
             .spawn()
