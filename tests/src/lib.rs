@@ -8,6 +8,7 @@
 pub mod controlplane;
 pub mod prometheus;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
@@ -115,6 +116,44 @@ pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// One sample of the current state: metric name, labels (as JSON text) and value.
+pub type StateSample = (String, String, String);
+
+/// The current state an NDJSON file of the file exporter describes: for every source still
+/// present, the samples of its latest `Replace`.
+pub fn ndjson_state(records: &[serde_json::Value]) -> BTreeMap<String, BTreeSet<StateSample>> {
+    let mut state: BTreeMap<String, BTreeSet<StateSample>> = BTreeMap::new();
+    let mut last_replace: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for record in records {
+        let id = record["source"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match record["op"].as_str() {
+            Some("remove") => {
+                state.remove(&id);
+                last_replace.remove(&id);
+            }
+            Some("replace") => {
+                // The samples of one Replace share its timestamp; a new timestamp starts a new set.
+                if last_replace.get(&id) != Some(&record["ts"]) {
+                    last_replace.insert(id.clone(), record["ts"].clone());
+                    state.insert(id.clone(), BTreeSet::new());
+                }
+                if record.get("metric").is_some() {
+                    state.entry(id).or_default().insert((
+                        record["metric"].as_str().unwrap_or_default().to_owned(),
+                        record["labels"].to_string(),
+                        record["value"].to_string(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
 /// The value of the self-metric line `name{labels}` in a Prometheus text page, if present.
 pub fn metric_value(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|l| {
@@ -152,6 +191,11 @@ impl Host {
     /// Starts `periscope run --config <dir>/periscope.toml` in `dir` with `config`, whose
     /// `{listen}` placeholder becomes a free loopback address.
     pub fn start(dir: &Path, config: &str) -> Host {
+        Host::start_with(dir, config, &[])
+    }
+
+    /// Like [`Host::start`], with extra arguments after `run` (such as `--shard 1`).
+    pub fn start_with(dir: &Path, config: &str, args: &[&str]) -> Host {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config_path = dir.join("periscope.toml");
         std::fs::write(&config_path, config.replace("{listen}", &addr.to_string()))
@@ -161,6 +205,7 @@ impl Host {
         let child = Command::new(periscope_bin())
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -1,0 +1,181 @@
+//! A source's pre-rendered block: the sample lines of every series of one source, grouped by
+//! family, rendered once when the source is replaced and copied verbatim into every page.
+//!
+//! This is kube-state-metrics' trick: a scrape concatenates blocks instead of formatting numbers
+//! and escaping labels again. A sample line is the same text in both formats (no timestamps,
+//! same names, same escaping), so one block serves text 0.0.4 and OpenMetrics alike; only the
+//! `# HELP`/`# TYPE` headers differ, and the page writes those (see [`crate::render`]).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use periscope_plugin_api::{FamilyKind, Sample, Suffix};
+
+use crate::names::{self, push_label_value, push_value};
+use crate::stats::StatsDelta;
+
+/// How many groups a family's samples can fall into: the main group and one per suffix.
+pub const GROUPS: usize = 10;
+
+/// The suffixes by their `repr(u8)` value, to turn a group back into its suffix.
+pub const SUFFIXES: [Suffix; 9] = [
+    Suffix::None,
+    Suffix::Total,
+    Suffix::Created,
+    Suffix::Bucket,
+    Suffix::Count,
+    Suffix::Sum,
+    Suffix::Info,
+    Suffix::GCount,
+    Suffix::GSum,
+];
+
+/// The group of a sample within its family: `0` for the samples that make up the family's main
+/// exposed family (`_total` of a counter, `_bucket`/`_count`/`_sum` of a histogram, …), otherwise
+/// `1 +` the suffix (a counter's `_created`, or a suffix the type does not have). The text format
+/// exposes each non-main group as a family of its own.
+pub fn group_of(kind: FamilyKind, suffix: Suffix) -> u8 {
+    let main = match kind {
+        FamilyKind::Gauge | FamilyKind::StateSet | FamilyKind::Unknown => suffix == Suffix::None,
+        FamilyKind::Counter => suffix == Suffix::Total,
+        FamilyKind::Info => suffix == Suffix::Info,
+        FamilyKind::Histogram => matches!(suffix, Suffix::Bucket | Suffix::Count | Suffix::Sum),
+        FamilyKind::Summary => matches!(suffix, Suffix::None | Suffix::Count | Suffix::Sum),
+        FamilyKind::GaugeHistogram => {
+            matches!(suffix, Suffix::Bucket | Suffix::GCount | Suffix::GSum)
+        }
+    };
+    if main { 0 } else { 1 + suffix as u8 }
+}
+
+/// The lines of one family group inside a [`Block`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The family's id in [`crate::state::State`].
+    pub family: u32,
+    /// See [`group_of`].
+    pub group: u8,
+    /// Where the lines are in [`Block::text`].
+    pub range: Range<usize>,
+    /// How many lines (series).
+    pub series: u64,
+    /// How many lines break a rule of the family's OpenMetrics type (an info whose value is not 1,
+    /// a state set sample without the label named after the family or not 0/1); the family is then
+    /// exposed as a gauge in OpenMetrics.
+    pub om_violations: u64,
+}
+
+/// Every series of one source, rendered.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// Sample lines (`name{labels} value\n`), segment after segment.
+    pub text: Box<[u8]>,
+    /// Sorted by `(family, group)`.
+    pub segments: Box<[Segment]>,
+}
+
+impl Block {
+    /// The series of the block, as rendered without the value (`name{labels}`), one per line.
+    pub fn series(&self) -> impl Iterator<Item = &[u8]> {
+        self.text
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let end = line.iter().rposition(|b| *b == b' ').unwrap_or(line.len());
+                &line[..end]
+            })
+    }
+
+    /// How many series the block holds.
+    pub fn series_count(&self) -> u64 {
+        self.segments.iter().map(|s| s.series).sum()
+    }
+}
+
+/// What rendering a sample needs besides the sample: limits and constant labels.
+#[derive(Debug, Clone, Default)]
+pub struct LineOptions {
+    /// Label values longer than this are cut.
+    pub max_label_value_length: Option<usize>,
+    /// Added to every sample that has no label of the same name.
+    pub const_labels: Vec<(String, String)>,
+}
+
+/// Appends the line of `sample` (`<base><suffix>{labels} value\n`) to `out`, counting what had
+/// to be fixed into `delta`. Returns whether the sample breaks a rule of its family's OpenMetrics
+/// type (see [`Segment::om_violations`]).
+///
+/// A label whose (sanitized) name an earlier label of the sample already has is dropped; a
+/// constant label is added only when the sample has no label of that name.
+pub fn write_line(
+    out: &mut Vec<u8>,
+    base: &str,
+    kind: FamilyKind,
+    sample: &Sample<'_>,
+    options: &LineOptions,
+    delta: &mut StatsDelta,
+) -> bool {
+    out.extend_from_slice(base.as_bytes());
+    out.extend_from_slice(sample.suffix().as_str().as_bytes());
+    let mut first = true;
+    let mut has_state_label = false;
+    for (i, (name, value)) in sample.labels().enumerate() {
+        let name = names::sanitize_label_name(name);
+        if matches!(name, Cow::Owned(_)) {
+            delta.invalid_label_names += 1;
+        }
+        if sample
+            .labels()
+            .take(i)
+            .any(|(n, _)| names::sanitize_label_name(n) == name)
+        {
+            delta.duplicate_labels += 1;
+            continue;
+        }
+        let value = match options
+            .max_label_value_length
+            .and_then(|max| names::truncate(value, max))
+        {
+            Some(cut) => {
+                delta.truncated_label_values += 1;
+                cut
+            }
+            None => value,
+        };
+        if name == base {
+            has_state_label = true;
+        }
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        push_label_value(out, value);
+        out.push(b'"');
+    }
+    for (name, value) in &options.const_labels {
+        if sample
+            .labels()
+            .any(|(n, _)| names::sanitize_label_name(n) == name.as_str())
+        {
+            continue;
+        }
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        push_label_value(out, value);
+        out.push(b'"');
+    }
+    if !first {
+        out.push(b'}');
+    }
+    out.push(b' ');
+    let value = sample.value();
+    push_value(out, value);
+    out.push(b'\n');
+    match kind {
+        FamilyKind::Info => value != 1.0,
+        FamilyKind::StateSet => !has_state_label || !(value == 0.0 || value == 1.0),
+        _ => false,
+    }
+}

@@ -1,0 +1,266 @@
+//! Prometheus remote write 1.0: the protobuf messages, the snappy-compressed request, and what a
+//! response means for the host.
+//!
+//! Requests are sent synchronously from `export` (the host batches; nothing is held back here).
+//! A batch larger than `max_samples_per_request` goes out as several requests, in order; the first
+//! failure stops the batch: connection errors, timeouts, 5xx and 429 ask the host to retry it
+//! (the receiver ignores samples it already has), any other 4xx rejects it with the receiver's
+//! message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+
+use crate::config::RemoteWriteConfig;
+use crate::stats::{RequestResult, Stats};
+
+/// `prometheus.WriteRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WriteRequest {
+    /// The series, each with its samples.
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+/// `prometheus.TimeSeries`: labels sorted by name, `__name__` among them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimeSeries {
+    /// The label pairs.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    /// The samples, oldest first.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+}
+
+/// `prometheus.Label`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Label {
+    /// The name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `prometheus.Sample`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sample {
+    /// The value.
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// What sending a batch achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every request was accepted.
+    Ok,
+    /// Worth retrying the batch after `after`.
+    Retry {
+        /// The shortest wait (the receiver's `Retry-After`, or a second).
+        after: Duration,
+        /// What failed.
+        reason: String,
+    },
+    /// The receiver refuses the batch for good.
+    Reject {
+        /// The receiver's status and message.
+        reason: String,
+    },
+}
+
+/// The snappy (block format) compressed protobuf body of a request for `series`.
+pub fn encode(series: Vec<TimeSeries>) -> Result<Vec<u8>, snap::Error> {
+    let proto = WriteRequest { timeseries: series }.encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&proto)
+}
+
+/// A remote-write client.
+pub struct RemoteWriter {
+    agent: ureq::Agent,
+    url: String,
+    authorization: Option<String>,
+    max_samples: usize,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for RemoteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWriter")
+            .field("url", &self.url)
+            .field("max_samples", &self.max_samples)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wait before retrying when the receiver does not say.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How much of a refusal's body goes into the reason.
+const MAX_REASON_BYTES: usize = 1024;
+
+impl RemoteWriter {
+    /// A client for `config` (validated).
+    pub fn new(config: &RemoteWriteConfig, stats: Arc<Stats>) -> Result<Self, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.timeout.0))
+            .user_agent(concat!(
+                "periscope-exporter-prometheus/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .into();
+        Ok(RemoteWriter {
+            agent,
+            url: config.url.clone(),
+            authorization: config.credentials()?.map(|c| c.header_value()),
+            max_samples: config.max_samples_per_request.max(1),
+            stats,
+        })
+    }
+
+    /// Sends `series` in requests of at most `max_samples_per_request` samples, in order.
+    pub fn send(&self, series: Vec<TimeSeries>) -> Outcome {
+        let mut chunk = Vec::new();
+        let mut samples = 0;
+        for s in series {
+            if samples + s.samples.len() > self.max_samples && !chunk.is_empty() {
+                let outcome = self.post(std::mem::take(&mut chunk), samples);
+                if outcome != Outcome::Ok {
+                    return outcome;
+                }
+                samples = 0;
+            }
+            samples += s.samples.len();
+            chunk.push(s);
+        }
+        if chunk.is_empty() {
+            Outcome::Ok
+        } else {
+            self.post(chunk, samples)
+        }
+    }
+
+    fn post(&self, series: Vec<TimeSeries>, samples: usize) -> Outcome {
+        let outcome = self.post_inner(series);
+        let result = match outcome {
+            Outcome::Ok => RequestResult::Ok,
+            Outcome::Retry { .. } => RequestResult::Retry,
+            Outcome::Reject { .. } => RequestResult::Reject,
+        };
+        self.stats.remote_write(result, samples as u64);
+        outcome
+    }
+
+    fn post_inner(&self, series: Vec<TimeSeries>) -> Outcome {
+        let body = match encode(series) {
+            Ok(body) => body,
+            Err(e) => {
+                return Outcome::Reject {
+                    reason: format!("cannot compress the request: {e}"),
+                };
+            }
+        };
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let mut response = match request.send(&body[..]) {
+            Ok(response) => response,
+            Err(e) => {
+                return Outcome::Retry {
+                    after: DEFAULT_RETRY_AFTER,
+                    reason: format!("remote write to {}: {e}", self.url),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Outcome::Ok;
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+        let mut message = response.body_mut().read_to_string().unwrap_or_default();
+        if let Some(cut) = crate::names::truncate(&message, MAX_REASON_BYTES) {
+            message = cut.to_owned();
+        }
+        let reason = format!(
+            "remote write to {}: HTTP {status}: {}",
+            self.url,
+            message.trim()
+        );
+        classify(status, retry_after, reason)
+    }
+}
+
+/// What a non-2xx status means: 429 and 5xx are retried, other statuses rejected.
+pub fn classify(status: u16, retry_after: Duration, reason: String) -> Outcome {
+    if status == 429 || !(200..500).contains(&status) {
+        Outcome::Retry {
+            after: retry_after,
+            reason,
+        }
+    } else {
+        Outcome::Reject { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_round_trips_through_snappy_and_protobuf() {
+        let series = vec![TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                },
+                Label {
+                    name: "job".into(),
+                    value: "x".into(),
+                },
+            ],
+            samples: vec![Sample {
+                value: 1.5,
+                timestamp: 1000,
+            }],
+        }];
+        let body = encode(series.clone()).unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let decoded = WriteRequest::decode(&raw[..]).unwrap();
+        assert_eq!(decoded.timeseries, series);
+    }
+
+    #[test]
+    fn statuses_map_to_retry_or_reject() {
+        let retry = |s| {
+            matches!(
+                classify(s, DEFAULT_RETRY_AFTER, String::new()),
+                Outcome::Retry { .. }
+            )
+        };
+        assert!(retry(429));
+        assert!(retry(500));
+        assert!(retry(503));
+        assert!(!retry(400));
+        assert!(!retry(404));
+    }
+}

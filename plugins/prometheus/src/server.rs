@@ -1,0 +1,307 @@
+//! The HTTP(S) server of the metrics page, on a tokio runtime the exporter owns.
+//!
+//! The runtime is created in the exporter's `new` and shut down in its `shutdown` (or drop): no
+//! runtime context crosses the plugin boundary. The listener is bound synchronously in `new`, so
+//! an address in use is an error of `new`, not a log line. A scrape takes the current state (one
+//! pointer clone) and renders it on a blocking thread, so a large page never stalls other
+//! connections, and ingestion never waits for a scrape.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::config::{Credentials, TlsConfig};
+use crate::format::{Format, accepts_gzip, negotiate};
+use crate::render::render;
+use crate::state::Published;
+use crate::stats::Stats;
+
+/// What the server needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The page's path.
+    pub path: String,
+    /// HTTPS with these files.
+    pub tls: Option<TlsConfig>,
+    /// Credentials a scraper must present.
+    pub auth: Option<Credentials>,
+}
+
+/// A running server; stopped by [`Server::shutdown`] or when dropped.
+#[derive(Debug)]
+pub struct Server {
+    runtime: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+}
+
+struct Context {
+    path: String,
+    authorization: Option<String>,
+    challenge: &'static str,
+    published: Arc<Published>,
+    stats: Arc<Stats>,
+}
+
+/// How long a client may take to send its request headers, or to finish a TLS handshake.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Server {
+    /// Binds `options.listen` and starts serving `published`.
+    pub fn start(
+        options: &ServerOptions,
+        published: Arc<Published>,
+        stats: Arc<Stats>,
+    ) -> Result<Server, String> {
+        let tls = options.tls.as_ref().map(load_tls).transpose()?;
+        let listener = std::net::TcpListener::bind(options.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .thread_name("prometheus-exporter")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the server's runtime: {e}"))?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+        };
+        let context = Arc::new(Context {
+            path: options.path.clone(),
+            authorization: options.auth.as_ref().map(Credentials::header_value),
+            challenge: match options.auth {
+                Some(Credentials::Basic { .. }) => "Basic realm=\"periscope\"",
+                _ => "Bearer",
+            },
+            published,
+            stats,
+        });
+        runtime.spawn(accept_loop(listener, tls, context));
+        Ok(Server {
+            runtime: Some(runtime),
+            addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drops open connections and joins the runtime's threads.
+    pub fn shutdown(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "cannot read the certificates in {}: {e}",
+                tls.cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", tls.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| format!("cannot read the private key in {}: {e}", tls.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "TLS: {} and {} do not make a usable certificate and key: {e}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    context: Arc<Context>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(%error, "accepting a scrape connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let context = context.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve(TokioIo::new(stream), context).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve(TokioIo::new(stream), context).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve<I>(io: I, context: Arc<Context>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| handle(context.clone(), request));
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(CLIENT_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, "scrape connection ended with an error");
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Compares without an early exit, so the time taken says nothing about the secret.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(
+    context: Arc<Context>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() != context.path {
+        return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
+    }
+    if let Some(expected) = &context.authorization {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !given.is_some_and(|given| same_secret(given, expected.as_bytes())) {
+            context.stats.unauthorized();
+            let mut response = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(context.challenge),
+            );
+            return Ok(response);
+        }
+    }
+    let header_text = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let format = negotiate(header_text(header::ACCEPT));
+    let gzip = accepts_gzip(header_text(header::ACCEPT_ENCODING));
+    let head = request.method() == Method::HEAD;
+    let state = context.published.get();
+    let stats = context.stats.clone();
+    let body = tokio::task::spawn_blocking(move || page(&state, format, gzip, &stats)).await;
+    let Ok(Some(body)) = body else {
+        return Ok(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering the page failed\n",
+        ));
+    };
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}
+
+/// The page body, gzipped when asked; `None` only if compression failed.
+fn page(state: &crate::state::State, format: Format, gzip: bool, stats: &Stats) -> Option<Vec<u8>> {
+    stats.scrape(format);
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let rendered = render(state, format, stats, &mut out);
+    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.rendered(micros, rendered.conflicts);
+    if !gzip {
+        return Some(out);
+    }
+    // The fastest level: pages are large and compress well even so; a scrape should not cost
+    // seconds of CPU.
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(out.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(&out).ok()?;
+    encoder.finish().ok()
+}

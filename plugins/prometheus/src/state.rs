@@ -1,0 +1,365 @@
+//! The exporter's state: every source's rendered [`Block`] and the table of families, held in
+//! persistent (structurally shared) collections.
+//!
+//! Cloning a [`State`] is O(1), which gives both guarantees the exporter needs:
+//! - *transactions*: `export` applies a batch to a clone and keeps it only if the batch succeeded
+//!   (remote write acknowledged it), so a retried batch never applies twice;
+//! - *snapshots*: a scrape takes the current `Arc<State>` under a lock held only to clone that one
+//!   pointer ([`Published`]); it never sees half a batch and never blocks ingestion while it renders.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use periscope_plugin_api::batch::Samples;
+use periscope_plugin_api::{Family, FamilyKind, Update};
+
+use crate::block::{Block, LineOptions, Segment, group_of, write_line};
+use crate::names;
+use crate::remote_write::{Label, Sample, TimeSeries};
+use crate::stats::StatsDelta;
+
+/// The special NaN Prometheus reads as "this series ended" (a stale marker).
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// A metric family as exposed: its final (prefixed, sanitized) name and what the page needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyInfo {
+    /// The exposed family name, without sample suffix.
+    pub base: Arc<str>,
+    /// Help text, unescaped.
+    pub help: Arc<str>,
+    /// Unit, or empty.
+    pub unit: Arc<str>,
+    /// Type.
+    pub kind: FamilyKind,
+    /// Live series over all sources; a family without series is left off the page.
+    pub series: u64,
+    /// Live samples that break a rule of the OpenMetrics type (see [`Segment::om_violations`]).
+    pub om_violations: u64,
+}
+
+/// Every source's block and the family table.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    sources: imbl::OrdMap<Arc<str>, Arc<Block>>,
+    families: imbl::Vector<FamilyInfo>,
+    family_index: imbl::HashMap<Arc<str>, u32>,
+    series: u64,
+}
+
+/// How samples become series: what the config says about names, labels and limits.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Put in front of every family name.
+    pub metric_prefix: String,
+    /// Label limits and constant labels.
+    pub line: LineOptions,
+    /// Series kept per family over all sources.
+    pub max_series_per_family: Option<u64>,
+}
+
+/// One export's work in progress: a family cache, the counts, and (with remote write) the series
+/// to push.
+pub struct Ingest<'o> {
+    options: &'o Options,
+    /// Families by the address and length of their name in the batch (unique per family there).
+    cache: HashMap<(usize, usize), FamilyRef>,
+    delta: StatsDelta,
+    push: Option<Vec<TimeSeries>>,
+    now_ms: i64,
+}
+
+#[derive(Clone)]
+struct FamilyRef {
+    id: u32,
+    base: Arc<str>,
+    kind: FamilyKind,
+}
+
+impl<'o> Ingest<'o> {
+    /// Starts an export; `push` collects the series to push (stale markers stamped `now_ms`).
+    pub fn new(options: &'o Options, push: bool, now_ms: i64) -> Self {
+        Ingest {
+            options,
+            cache: HashMap::new(),
+            delta: StatsDelta::default(),
+            push: push.then(Vec::new),
+            now_ms,
+        }
+    }
+
+    /// The counts and the series to push.
+    pub fn finish(self) -> (StatsDelta, Vec<TimeSeries>) {
+        (self.delta, self.push.unwrap_or_default())
+    }
+
+    fn family(&mut self, state: &mut State, family: Family<'_>) -> FamilyRef {
+        let key = (family.name.as_ptr() as usize, family.name.len());
+        if let Some(found) = self.cache.get(&key) {
+            return found.clone();
+        }
+        let full = format!("{}{}", self.options.metric_prefix, family.name);
+        let base = names::sanitize_metric_name(&full);
+        if matches!(base, Cow::Owned(_)) {
+            self.delta.invalid_metric_names += 1;
+        }
+        let found = state.register(&base, family);
+        self.cache.insert(key, found.clone());
+        found
+    }
+}
+
+/// One rendered line on its way into a block.
+struct Line {
+    family: u32,
+    group: u8,
+    range: std::ops::Range<usize>,
+    om_violation: bool,
+    value: f64,
+    timestamp_ms: i64,
+}
+
+impl State {
+    /// Applies one update.
+    pub fn apply(&mut self, update: Update<'_>, ingest: &mut Ingest<'_>) {
+        match update {
+            Update::Replace { source, samples } => self.replace(source.id, samples, ingest),
+            Update::Remove { source } => self.remove(source.id, ingest),
+        }
+    }
+
+    /// The table of families, by id.
+    pub fn families(&self) -> &imbl::Vector<FamilyInfo> {
+        &self.families
+    }
+
+    /// Every source's block, in source id order.
+    pub fn blocks(&self) -> impl Iterator<Item = &Arc<Block>> {
+        self.sources.values()
+    }
+
+    /// The block of source `id`.
+    pub fn block(&self, id: &str) -> Option<&Arc<Block>> {
+        self.sources.get(id)
+    }
+
+    /// How many sources are held.
+    pub fn source_count(&self) -> u64 {
+        self.sources.len() as u64
+    }
+
+    /// How many series are held.
+    pub fn series_count(&self) -> u64 {
+        self.series
+    }
+
+    fn register(&mut self, base: &str, family: Family<'_>) -> FamilyRef {
+        if let Some(&id) = self.family_index.get(base)
+            && let Some(info) = self.families.get_mut(id as usize)
+        {
+            // The latest definition wins (a config reload may change help or type).
+            if *info.help != *family.help || *info.unit != *family.unit || info.kind != family.kind
+            {
+                info.help = family.help.into();
+                info.unit = family.unit.into();
+                info.kind = family.kind;
+            }
+            return FamilyRef {
+                id,
+                base: info.base.clone(),
+                kind: info.kind,
+            };
+        }
+        let id = u32::try_from(self.families.len()).unwrap_or(u32::MAX);
+        let base: Arc<str> = base.into();
+        self.families.push_back(FamilyInfo {
+            base: base.clone(),
+            help: family.help.into(),
+            unit: family.unit.into(),
+            kind: family.kind,
+            series: 0,
+            om_violations: 0,
+        });
+        self.family_index.insert(base.clone(), id);
+        FamilyRef {
+            id,
+            base,
+            kind: family.kind,
+        }
+    }
+
+    fn live_series(&self, family: u32) -> u64 {
+        self.families.get(family as usize).map_or(0, |f| f.series)
+    }
+
+    /// Adds (`sign = 1`) or takes away (`-1`) the counts of a block.
+    fn count(&mut self, block: &Block, add: bool) {
+        for segment in block.segments.iter() {
+            if let Some(info) = self.families.get_mut(segment.family as usize) {
+                if add {
+                    info.series += segment.series;
+                    info.om_violations += segment.om_violations;
+                } else {
+                    info.series = info.series.saturating_sub(segment.series);
+                    info.om_violations = info.om_violations.saturating_sub(segment.om_violations);
+                }
+            }
+        }
+        let series = block.series_count();
+        self.series = if add {
+            self.series + series
+        } else {
+            self.series.saturating_sub(series)
+        };
+    }
+
+    fn replace(&mut self, id: &str, samples: Samples<'_>, ingest: &mut Ingest<'_>) {
+        let old = self.sources.get(id).cloned();
+        if let Some(old) = &old {
+            self.count(old, false);
+        }
+        let mut text = Vec::new();
+        let mut lines: Vec<Line> = Vec::with_capacity(samples.len());
+        // Series admitted so far in this block, per family.
+        let mut admitted: Vec<(u32, u64)> = Vec::new();
+        for sample in samples.iter() {
+            let family = ingest.family(self, sample.family());
+            let slot = match admitted.iter().position(|(f, _)| *f == family.id) {
+                Some(slot) => slot,
+                None => {
+                    admitted.push((family.id, 0));
+                    admitted.len() - 1
+                }
+            };
+            if let Some(max) = ingest.options.max_series_per_family
+                && self.live_series(family.id) + admitted[slot].1 >= max
+            {
+                ingest.delta.series_over_limit += 1;
+                continue;
+            }
+            admitted[slot].1 += 1;
+            let start = text.len();
+            let om_violation = write_line(
+                &mut text,
+                &family.base,
+                family.kind,
+                &sample,
+                &ingest.options.line,
+                &mut ingest.delta,
+            );
+            lines.push(Line {
+                family: family.id,
+                group: group_of(family.kind, sample.suffix()),
+                range: start..text.len(),
+                om_violation,
+                value: sample.value(),
+                timestamp_ms: sample.timestamp_ms(),
+            });
+        }
+        if !lines.is_sorted_by_key(|l| (l.family, l.group)) {
+            lines.sort_by_key(|l| (l.family, l.group));
+            let mut sorted = Vec::with_capacity(text.len());
+            for line in &mut lines {
+                let start = sorted.len();
+                sorted.extend_from_slice(&text[line.range.clone()]);
+                line.range = start..sorted.len();
+            }
+            text = sorted;
+        }
+        let mut segments: Vec<Segment> = Vec::new();
+        for line in &lines {
+            match segments.last_mut() {
+                Some(s) if s.family == line.family && s.group == line.group => {
+                    s.range.end = line.range.end;
+                    s.series += 1;
+                    s.om_violations += u64::from(line.om_violation);
+                }
+                _ => segments.push(Segment {
+                    family: line.family,
+                    group: line.group,
+                    range: line.range.clone(),
+                    series: 1,
+                    om_violations: u64::from(line.om_violation),
+                }),
+            }
+        }
+        let block = Arc::new(Block {
+            text: text.into_boxed_slice(),
+            segments: segments.into_boxed_slice(),
+        });
+        if let Some(push) = &mut ingest.push {
+            for line in &lines {
+                let rendered = &block.text[line.range.clone()];
+                let key = rendered
+                    .iter()
+                    .rposition(|b| *b == b' ')
+                    .map_or(rendered, |end| &rendered[..end]);
+                if let Some(series) = time_series(key, line.value, line.timestamp_ms) {
+                    push.push(series);
+                }
+            }
+            if let Some(old) = &old {
+                let current: std::collections::HashSet<&[u8]> = block.series().collect();
+                let gone = old.series().filter(|s| !current.contains(s));
+                push.extend(gone.filter_map(|s| stale(s, ingest.now_ms)));
+            }
+        }
+        self.count(&block, true);
+        self.sources.insert(Arc::from(id), block);
+    }
+
+    fn remove(&mut self, id: &str, ingest: &mut Ingest<'_>) {
+        let Some(old) = self.sources.remove(id) else {
+            return;
+        };
+        self.count(&old, false);
+        if let Some(push) = &mut ingest.push {
+            push.extend(old.series().filter_map(|s| stale(s, ingest.now_ms)));
+        }
+    }
+}
+
+/// The remote-write series of a rendered series key with one sample.
+fn time_series(key: &[u8], value: f64, timestamp: i64) -> Option<TimeSeries> {
+    let (name, pairs) = names::parse_series(std::str::from_utf8(key).ok()?)?;
+    let mut labels: Vec<Label> = std::iter::once(("__name__".to_owned(), name))
+        .chain(pairs)
+        .map(|(name, value)| Label { name, value })
+        .collect();
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(TimeSeries {
+        labels,
+        samples: vec![Sample { value, timestamp }],
+    })
+}
+
+fn stale(key: &[u8], now_ms: i64) -> Option<TimeSeries> {
+    time_series(key, f64::from_bits(STALE_NAN), now_ms)
+}
+
+/// The state scrapes read: replaced whole after every successful export.
+#[derive(Debug, Default)]
+pub struct Published {
+    current: Mutex<Arc<State>>,
+}
+
+impl Published {
+    /// The current state (the lock is held only to clone the pointer).
+    pub fn get(&self) -> Arc<State> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `state` the one scrapes see.
+    pub fn set(&self, state: Arc<State>) {
+        let old = std::mem::replace(
+            &mut *self.current.lock().unwrap_or_else(PoisonError::into_inner),
+            state,
+        );
+        // The previous state may be the last reference to many blocks: free them unlocked.
+        drop(old);
+    }
+}

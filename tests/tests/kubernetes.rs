@@ -1,0 +1,478 @@
+//! The Kubernetes watcher against a real kube-apiserver and etcd (`tests/controlplane`): objects
+//! followed through create, update and delete; CRDs appearing and vanishing; convergence after an
+//! apiserver restart with changes it could not see; RBAC from `periscope rbac`; sharding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::{
+    Host, StateSample, http_get, ndjson_state, periscope, plugin_dir, read_ndjson, wait_until,
+};
+
+const NS: &str = "demo";
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: meta(name),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create namespace");
+}
+
+/// Creates or replaces ConfigMap `name` in `demo` with `data.value = value`.
+async fn put_configmap(client: &kube::Client, name: &str, value: &str) {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), NS);
+    let mut cm = ConfigMap {
+        metadata: meta(name),
+        data: Some([("value".to_owned(), value.to_owned())].into()),
+        ..Default::default()
+    };
+    match api.get_opt(name).await.expect("get configmap") {
+        Some(old) => {
+            cm.metadata.resource_version = old.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &cm)
+                .await
+                .expect("replace configmap");
+        }
+        None => {
+            api.create(&PostParams::default(), &cm)
+                .await
+                .expect("create configmap");
+        }
+    }
+}
+
+async fn delete_configmap(client: &kube::Client, name: &str) {
+    Api::<ConfigMap>::namespaced(client.clone(), NS)
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete configmap");
+}
+
+/// A config watching ConfigMaps (`demo_value{name}` from `data.value`) and whatever `more` adds,
+/// exporting to `out/metrics.ndjson`.
+fn config(kubeconfig: &Path, more: &str) -> String {
+    format!(
+        r#"[host]
+listen = "{{listen}}"
+plugin_dirs = ["plugins"]
+flush_interval = "50ms"
+
+[kubernetes]
+kubeconfig = "{kubeconfig}"
+
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+namespaces = ["{NS}"]
+prefix = "demo"
+labels = {{ name = "metadata.name" }}
+
+  [[resources.metrics]]
+  name = "value"
+  type = "gauge"
+  path = "data.value"
+
+{more}
+[[exporters]]
+name = "files"
+plugin = "file"
+batch = {{ max_wait = "10ms" }}
+config = {{ path = "out/metrics.ndjson", fsync = "never" }}
+"#,
+        kubeconfig = kubeconfig.display()
+    )
+}
+
+/// `demo_value` per ConfigMap name in the current state of the NDJSON output.
+fn values(dir: &Path) -> BTreeMap<String, f64> {
+    ndjson_state(&read_ndjson(&dir.join("out/metrics.ndjson")))
+        .into_values()
+        .flatten()
+        .filter(|(metric, _, _)| metric == "demo_value")
+        .filter_map(|(_, labels, value)| {
+            let labels: serde_json::Value = serde_json::from_str(&labels).ok()?;
+            Some((labels["name"].as_str()?.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn expect_values(host: &Host, dir: &Path, expected: &[(&str, f64)]) {
+    let expected: BTreeMap<String, f64> =
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || values(dir) == expected),
+        "expected {expected:?}, found {:?}\n{}",
+        values(dir),
+        host.log()
+    );
+}
+
+fn host_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_followed_through_create_update_and_delete() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    namespace(&client, NS).await;
+    put_configmap(&client, "a", "1").await;
+
+    let dir = host_dir();
+    let mut host = Host::start(dir.path(), &config(cp.kubeconfig_path(), ""));
+    host.wait_ready(Duration::from_secs(30));
+    expect_values(&host, dir.path(), &[("a", 1.0)]);
+
+    put_configmap(&client, "b", "2").await;
+    put_configmap(&client, "a", "3").await;
+    expect_values(&host, dir.path(), &[("a", 3.0), ("b", 2.0)]);
+
+    delete_configmap(&client, "b").await;
+    expect_values(&host, dir.path(), &[("a", 3.0)]);
+    let removes: Vec<_> = read_ndjson(&dir.path().join("out/metrics.ndjson"))
+        .into_iter()
+        .filter(|r| r["op"] == "remove")
+        .collect();
+    assert_eq!(removes.len(), 1, "{removes:?}");
+    assert_eq!(removes[0]["source"]["id"], "v1/ConfigMap/demo/b");
+    assert_eq!(host.metric("periscope_sources"), 1.0);
+    assert!(host.stop().success());
+}
+
+fn widget_crd() -> CustomResourceDefinition {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": "widgets.example.com" },
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": { "plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList" },
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } }
+            }]
+        }
+    }))
+    .expect("valid CRD")
+}
+
+const WIDGETS: &str = r#"[[resources]]
+group = "example.com"
+version = "v1"
+kind = "Widget"
+prefix = "example_widget"
+labels = { name = "metadata.name" }
+
+  [[resources.metrics]]
+  name = "size"
+  type = "gauge"
+  path = "spec.size"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_installed_after_start_is_picked_up_and_its_deletion_removes_the_series() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    namespace(&client, NS).await;
+
+    let dir = host_dir();
+    let mut host = Host::start(dir.path(), &config(cp.kubeconfig_path(), WIDGETS));
+    // A kind that is not served yet does not hold readiness back.
+    host.wait_ready(Duration::from_secs(30));
+
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .expect("create CRD");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource);
+    let mut widget = DynamicObject::new("w1", &resource);
+    widget.data = serde_json::json!({ "spec": { "size": 5 } });
+    let mut created = false;
+    for _ in 0..100 {
+        if widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .is_ok()
+        {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "the Widget CRD never became usable");
+
+    let out = dir.path().join("out/metrics.ndjson");
+    let widget_series = |records: &[serde_json::Value]| -> Vec<StateSample> {
+        ndjson_state(records)
+            .into_values()
+            .flatten()
+            .filter(|(m, _, _)| m == "example_widget_size")
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || widget_series(&read_ndjson(
+            &out
+        ))
+        .len()
+            == 1),
+        "the Widget was not picked up:\n{}",
+        host.log()
+    );
+    assert_eq!(widget_series(&read_ndjson(&out))[0].2, "5.0");
+
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .expect("delete CRD");
+    assert!(
+        wait_until(Duration::from_secs(30), || widget_series(&read_ndjson(
+            &out
+        ))
+        .is_empty()),
+        "the Widget's series outlived its CRD:\n{}",
+        host.log()
+    );
+    assert!(host.stop().success());
+}
+
+/// Talks to etcd's JSON gateway.
+fn etcd(cp: &ControlPlane, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let text = agent
+        .post(&format!("{}{path}", cp.etcd_url()))
+        .send(body.to_string())
+        .unwrap_or_else(|e| panic!("etcd {path}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("etcd answer");
+    serde_json::from_str(&text).expect("etcd JSON")
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_apiserver_restart_and_a_compacted_watch_the_state_is_exact() {
+    let mut cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    namespace(&client, NS).await;
+    for (name, value) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        put_configmap(&client, name, value).await;
+    }
+    let dir = host_dir();
+    let mut host = Host::start(dir.path(), &config(cp.kubeconfig_path(), ""));
+    host.wait_ready(Duration::from_secs(30));
+    expect_values(&host, dir.path(), &[("a", 1.0), ("b", 2.0), ("c", 3.0)]);
+
+    // While kube-apiserver is down, change etcd behind its back: delete b, create d, then compact
+    // the history so no watch can resume across the change (410 Gone forces a relist).
+    cp.stop_apiserver();
+    etcd(
+        &cp,
+        "/v3/kv/deleterange",
+        serde_json::json!({ "key": b64("/registry/configmaps/demo/b") }),
+    );
+    let d = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "d", "namespace": NS, "uid": "5d7e2c9a-0000-4000-8000-00000000000d",
+                      "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "data": { "value": "4" }
+    });
+    let put = etcd(
+        &cp,
+        "/v3/kv/put",
+        serde_json::json!({ "key": b64("/registry/configmaps/demo/d"), "value": b64(&d.to_string()) }),
+    );
+    let revision = put["header"]["revision"]
+        .as_str()
+        .expect("etcd revision")
+        .to_owned();
+    etcd(
+        &cp,
+        "/v3/kv/compaction",
+        serde_json::json!({ "revision": revision, "physical": true }),
+    );
+    cp.start_apiserver();
+
+    expect_values(&host, dir.path(), &[("a", 1.0), ("c", 3.0), ("d", 4.0)]);
+    assert!(wait_until(Duration::from_secs(10), || host
+        .metric("periscope_sources")
+        == 3.0));
+
+    // And it keeps following changes after the restart.
+    put_configmap(&client, "a", "10").await;
+    expect_values(&host, dir.path(), &[("a", 10.0), ("c", 3.0), ("d", 4.0)]);
+    assert!(host.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_account_from_periscope_rbac_watches_everything_configured_and_no_secret() {
+    let cp = ControlPlane::start();
+    let admin = kube_client(cp.kubeconfig_path()).await;
+    namespace(&admin, NS).await;
+    namespace(&admin, "monitoring").await;
+    put_configmap(&admin, "a", "1").await;
+    Api::<Secret>::namespaced(admin.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: meta("password"),
+                string_data: Some([("password".to_owned(), "hunter2".to_owned())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create secret");
+
+    // Apply what `periscope rbac` prints.
+    let dir = host_dir();
+    std::fs::write(
+        dir.path().join("rbac.toml"),
+        config(cp.kubeconfig_path(), "").replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let (status, yaml, stderr) = periscope(
+        &["rbac", "--config", "rbac.toml", "--namespace", "monitoring"],
+        dir.path(),
+    );
+    assert!(status.success(), "{stderr}");
+    for document in yaml.split("\n---\n") {
+        let object: DynamicObject = serde_yaml_ng::from_str(document).expect("rbac YAML");
+        let types = object.types.clone().expect("apiVersion and kind");
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(admin.clone(), ns, &resource),
+            None => Api::all_with(admin.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("apply rbac object");
+    }
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), "monitoring")
+        .create_token_request(
+            "periscope",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec::default()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("token request")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    let kubeconfig = dir.path().join("periscope.kubeconfig");
+    cp.token_kubeconfig(&token, &kubeconfig);
+
+    // Everything configured works with that identity…
+    let mut host = Host::start(dir.path(), &config(&kubeconfig, ""));
+    host.wait_ready(Duration::from_secs(30));
+    expect_values(&host, dir.path(), &[("a", 1.0)]);
+    assert_eq!(
+        host.metric("periscope_input_errors_total{input=\"kubernetes:v1/ConfigMap@demo\"}"),
+        0.0
+    );
+    assert!(host.stop().success());
+
+    // …and reading a Secret is forbidden.
+    let as_periscope = kube_client(&kubeconfig).await;
+    let err = Api::<Secret>::namespaced(as_periscope, NS)
+        .get("password")
+        .await
+        .expect_err("reading a Secret must be forbidden");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_together_produce_exactly_the_series_of_one_instance() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    namespace(&client, NS).await;
+    for i in 0..30 {
+        put_configmap(&client, &format!("cm{i:02}"), &i.to_string()).await;
+    }
+    let expected: Vec<(String, f64)> = (0..30)
+        .map(|i| (format!("cm{i:02}"), f64::from(i)))
+        .collect();
+
+    let run = |args: &[&str]| {
+        let dir = host_dir();
+        let mut host = Host::start_with(dir.path(), &config(cp.kubeconfig_path(), ""), args);
+        host.wait_ready(Duration::from_secs(30));
+        (dir, host)
+    };
+    let whole = run(&[]);
+    let shards: Vec<_> = (0..3)
+        .map(|i| run(&["--shard", &i.to_string(), "--total-shards", "3"]))
+        .collect();
+
+    let all: BTreeMap<String, f64> = expected.iter().cloned().collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || values(whole.0.path()) == all),
+        "{:?}",
+        values(whole.0.path())
+    );
+    let union = || {
+        let mut union = BTreeMap::new();
+        let mut total = 0;
+        for (dir, _) in &shards {
+            let part = values(dir.path());
+            total += part.len();
+            union.extend(part);
+        }
+        (union, total)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || union() == (all.clone(), 30)),
+        "{:?}",
+        union()
+    );
+    // Every shard holds some of them (30 uids over 3 shards).
+    let sizes: BTreeSet<usize> = shards
+        .iter()
+        .map(|(dir, _)| values(dir.path()).len())
+        .collect();
+    assert!(!sizes.contains(&0), "{sizes:?}");
+    let (status, body) = http_get(&format!("http://{}/metrics", whole.1.addr)).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("periscope_sources 30"), "{body}");
+}
