@@ -27,6 +27,8 @@ fn quickstart_config() -> String {
         std::fs::read_to_string(repo_root().join("examples/quickstart/periscope.toml")).unwrap();
     assert!(text.contains("path = \"examples/quickstart/manifests\""));
     assert!(text.contains("listen = \"127.0.0.1:9464\""));
+    assert!(text.contains("listen = \"127.0.0.1:9465\""));
+    let prometheus = format!("listen = \"127.0.0.1:{}\"", periscope_tests::free_port());
     text.replace(
         "path = \"examples/quickstart/manifests\"",
         "path = \"manifests\"",
@@ -35,6 +37,7 @@ fn quickstart_config() -> String {
         "listen = \"127.0.0.1:9464\"",
         "listen = \"{listen}\"\nplugin_dirs = [\"plugins\"]",
     )
+    .replace("listen = \"127.0.0.1:9465\"", &prometheus)
 }
 
 fn copy_manifests(dir: &Path) {
@@ -51,7 +54,7 @@ fn embedded_default_config_checks_out_from_the_repository_root() {
     let (status, stdout, stderr) = periscope(&["check"], &repo_root());
     assert!(status.success(), "{stderr}");
     assert!(
-        stdout.contains("config ok: 3 resource(s), 1 input(s), 1 exporter(s)"),
+        stdout.contains("config ok: 3 resource(s), 1 input(s), 2 exporter(s)"),
         "{stdout}"
     );
 }
@@ -59,7 +62,7 @@ fn embedded_default_config_checks_out_from_the_repository_root() {
 #[test]
 fn quickstart_writes_kubevirt_metrics_and_follows_manifest_edits() {
     let dir = tempfile::tempdir().unwrap();
-    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    plugin_dir(&dir.path().join("plugins"), &["file", "prometheus"]);
     copy_manifests(dir.path());
     let mut host = Host::start(dir.path(), &quickstart_config());
     host.wait_ready(Duration::from_secs(20));
@@ -146,9 +149,20 @@ fn quickstart_writes_kubevirt_metrics_and_follows_manifest_edits() {
     assert_eq!(vm["labels"]["status"], "Paused");
 
     // The host's own metrics show the delivery.
+    // (The file is written before the host counts the export, so wait for the count.)
+    let sent = "periscope_exporter_sent_samples_total{exporter=\"files\"}";
     assert!(
-        host.metric("periscope_exporter_sent_samples_total{exporter=\"files\"}")
-            >= records.len() as f64
+        wait_until(Duration::from_secs(5), || host.metric(sent)
+            >= records.len() as f64),
+        "{}",
+        host.metrics()
+    );
+    let sent_prometheus = "periscope_exporter_sent_samples_total{exporter=\"prometheus\"}";
+    assert!(
+        wait_until(Duration::from_secs(5), || host.metric(sent_prometheus)
+            == host.metric(sent)),
+        "{}",
+        host.metrics()
     );
     assert_eq!(
         host.metric("periscope_input_synced{input=\"files:manifests\"}"),

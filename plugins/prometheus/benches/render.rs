@@ -1,7 +1,7 @@
 //! Render and ingest figures of the Prometheus exporter:
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/tmp/target-prom cargo bench -p periscope-exporter-prometheus --bench render
+//! cargo bench -p periscope-exporter-prometheus --bench render
 //! ```
 //!
 //! For 100k and 1M series (3 labels each, 10 series per source, 5 families) it prints the time to
