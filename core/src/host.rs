@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use periscope_scraper::files::FilesSource;
 use periscope_scraper::kube::{KubeWatch, watch_targets};
+use periscope_scraper::objects::ObjectPipeline;
 use periscope_scraper::shard::Shard;
 use periscope_scraper::{Event, SourceUpdate};
 use tokio::sync::mpsc;
@@ -147,6 +148,17 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             ));
         }
     }
+    if plan.pipeline.has_derived() {
+        let pipeline = plan.pipeline.clone();
+        let interval = host.flush_interval.0;
+        inputs.extend(spawn_input(
+            "derived".to_owned(),
+            &readiness,
+            &telemetry,
+            &updates_tx,
+            |events| derived(pipeline, interval, events, shutdown.clone()),
+        ));
+    }
     drop(updates_tx);
     let collector = tokio::spawn(collector.run(updates_rx, resync_rx));
 
@@ -165,6 +177,35 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     }
     info!("stopped");
     Ok(())
+}
+
+/// The input of aggregates and derived metrics: every `interval`, what changed since the last time
+/// (computed by the pipeline from what the other inputs fed it). It ends with one last round once
+/// the other inputs have stopped, so nothing they sent is left out.
+async fn derived(
+    pipeline: Arc<ObjectPipeline>,
+    interval: std::time::Duration,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    let input = "derived".to_owned();
+    let _ = events.send(Event::Synced { input }).await;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        for update in pipeline.derived_updates(periscope_plugin_api::now_ms()) {
+            if events.send(Event::Update(update)).await.is_err() {
+                return;
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Starts an input (`run` gets the sender of its events) and the task that forwards them.

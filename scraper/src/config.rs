@@ -1,5 +1,6 @@
-//! What the config says about the scraper: `[[resources]]` (which objects become which metrics) and
-//! `[[sources.files]]` (the offline input).
+//! What the config says about the scraper: `[[resources]]` (which objects become which metrics,
+//! with their `[[resources.aggregates]]` over many objects and `[[resources.derived]]` over time)
+//! and `[[sources.files]]` (the offline input).
 //!
 //! These are plain serde structs, parsed strictly (unknown keys are errors). Paths, names and
 //! selectors are kept with their byte spans ([`Spanned`]) so that
@@ -61,6 +62,12 @@ pub struct ResourceConfig {
     /// The metrics read from each object.
     #[serde(default)]
     pub metrics: Vec<MetricConfig>,
+    /// Counts and sums over every selected object, by labels.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateConfig>,
+    /// Metrics derived from how objects change over time.
+    #[serde(default)]
+    pub derived: Vec<DerivedConfig>,
 }
 
 impl ResourceConfig {
@@ -72,6 +79,56 @@ impl ResourceConfig {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    /// Every field path of the entry with its key (`metrics[0].labels.node`, without the
+    /// `resources[i].` in front), for checks that look at what a config may read.
+    pub fn paths(&self) -> Vec<(String, &Spanned<String>)> {
+        let mut out = Paths::default();
+        out.labels("labels", &self.labels);
+        for (j, metric) in self.metrics.iter().enumerate() {
+            let key = format!("metrics[{j}]");
+            out.optional(&key, "path", &metric.path);
+            out.optional(&key, "each", &metric.each);
+            out.labels(&format!("{key}.labels"), &metric.labels);
+        }
+        for (j, aggregate) in self.aggregates.iter().enumerate() {
+            let key = format!("aggregates[{j}]");
+            out.optional(&key, "path", &aggregate.path);
+            if let Some(filter) = &aggregate.filter {
+                out.0
+                    .push((format!("{key}.where.path"), &filter.get_ref().path));
+            }
+            out.labels(&format!("{key}.by"), &aggregate.by);
+        }
+        for (j, derived) in self.derived.iter().enumerate() {
+            let key = format!("derived[{j}]");
+            out.optional(&key, "path", &derived.path);
+            out.optional(&key, "each", &derived.each);
+            out.optional(&key, "start", &derived.start);
+            out.optional(&key, "end", &derived.end);
+            out.labels(&format!("{key}.by"), &derived.by);
+        }
+        out.0
+    }
+}
+
+/// The paths of an entry being listed, with their keys.
+#[derive(Default)]
+struct Paths<'c>(Vec<(String, &'c Spanned<String>)>);
+
+impl<'c> Paths<'c> {
+    fn optional(&mut self, key: &str, field: &str, path: &'c Option<Spanned<String>>) {
+        self.0
+            .extend(path.iter().map(|path| (format!("{key}.{field}"), path)));
+    }
+
+    fn labels(&mut self, key: &str, labels: &'c BTreeMap<Spanned<String>, Spanned<String>>) {
+        self.0.extend(
+            labels
+                .iter()
+                .map(|(name, path)| (format!("{key}.{}", name.get_ref()), path)),
+        );
     }
 }
 
@@ -141,6 +198,178 @@ impl MetricType {
             MetricType::Counter => "counter",
             MetricType::Info => "info",
             MetricType::StateSet => "stateset",
+        }
+    }
+}
+
+/// One `[[resources.aggregates]]` entry: one gauge family computed over every selected object,
+/// one sample per group of objects sharing the values of the `by` labels.
+///
+/// ```toml
+/// [[resources.aggregates]]
+/// name = "phase_count"
+/// type = "count"
+/// by = { phase = "status.phase", node = "status.nodeName" }
+///
+/// [[resources.aggregates]]
+/// name = "cpu_cores"
+/// type = "sum"
+/// path = "spec.domain.cpu.cores"
+/// by = { node = "status.nodeName" }
+/// where = { path = "status.phase", in = ["Running"] }
+/// ```
+///
+/// Groups whose last object went away disappear; an aggregate without `by` has one sample, `0`
+/// when no object counts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// The family name, after the entry's prefix.
+    pub name: Spanned<String>,
+    /// One line of help; by default it says what is counted or summed.
+    #[serde(default)]
+    pub help: Option<String>,
+    /// `count` (objects per group) or `sum` (of `path` per group).
+    #[serde(rename = "type")]
+    pub aggregate_type: Spanned<AggregateType>,
+    /// The path of the value summed; `sum` only. Objects where it reaches nothing (and that have
+    /// no `default`) are left out of the sum.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// The unit of the sum (`bytes`, `cores`); `sum` only.
+    #[serde(default)]
+    pub unit: Option<Spanned<String>>,
+    /// How the value becomes a number, as for metrics; `sum` only.
+    #[serde(default)]
+    pub convert: Option<Spanned<Convert>>,
+    /// Numbers for string values, tried before `convert`; `sum` only.
+    #[serde(default)]
+    pub value_map: Option<Spanned<BTreeMap<String, f64>>>,
+    /// The value when `path` reaches nothing; `sum` only.
+    #[serde(default)]
+    pub default: Option<Spanned<f64>>,
+    /// The group labels: label name to path from the object's root. A path that reaches nothing
+    /// gives the empty value.
+    #[serde(default)]
+    pub by: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Only objects whose value at a path is (or is not) one of a list.
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<FilterConfig>>,
+}
+
+/// What an aggregate computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateType {
+    /// The number of objects in each group.
+    Count,
+    /// The sum of a field over the objects of each group.
+    Sum,
+}
+
+impl AggregateType {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateType::Count => "count",
+            AggregateType::Sum => "sum",
+        }
+    }
+}
+
+/// A `where` table: keeps the objects whose value at `path` (as label text; empty when the path
+/// reaches nothing) is one of `in`, or none of `not_in`. Exactly one of the two is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The path of the value compared, from the object's root.
+    pub path: Spanned<String>,
+    /// The values that keep an object.
+    #[serde(default, rename = "in")]
+    pub any_of: Option<Spanned<Vec<String>>>,
+    /// The values that leave an object out.
+    #[serde(default)]
+    pub not_in: Option<Spanned<Vec<String>>>,
+}
+
+/// One `[[resources.derived]]` entry: a metric only a watcher can compute, from how objects change.
+///
+/// ```toml
+/// [[resources.derived]]
+/// name = "phase_transitions_total"
+/// type = "transitions"
+/// path = "status.phase"
+///
+/// [[resources.derived]]
+/// name = "phase_transition_time_from_creation_seconds"
+/// type = "duration_histogram"
+/// each = "status.phaseTransitionTimestamps[*]"
+/// start = "$.metadata.creationTimestamp"
+/// end = "phaseTransitionTimestamp"
+/// by = { phase = "phase" }
+/// buckets = [1, 5, 10, 30, 60]
+///
+/// [[resources.derived]]
+/// name = "age_seconds"
+/// type = "age"
+/// path = "metadata.creationTimestamp"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedConfig {
+    /// The metric name, after the entry's prefix (a `_total` of transitions is the counter's).
+    pub name: Spanned<String>,
+    /// One line of help; by default it says what is derived from which fields.
+    #[serde(default)]
+    pub help: Option<String>,
+    /// What is derived.
+    #[serde(rename = "type")]
+    pub derived_type: Spanned<DerivedType>,
+    /// The watched value (`transitions`) or the time counted from (`age`).
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// One observation per value this path reaches (`duration_histogram`); `start`, `end` and
+    /// `by` are then relative to each item, `$.…` reaching the object.
+    #[serde(default)]
+    pub each: Option<Spanned<String>>,
+    /// The RFC 3339 time a duration starts at (`duration_histogram`).
+    #[serde(default)]
+    pub start: Option<Spanned<String>>,
+    /// The RFC 3339 time a duration ends at (`duration_histogram`).
+    #[serde(default)]
+    pub end: Option<Spanned<String>>,
+    /// The upper bounds of the histogram buckets in seconds, ascending (`duration_histogram`);
+    /// the `+Inf` bucket is added.
+    #[serde(default)]
+    pub buckets: Option<Spanned<Vec<f64>>>,
+    /// Extra labels: label name to path. For transitions and ages they are read from the object;
+    /// for histograms from each item.
+    #[serde(default)]
+    pub by: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// How often ages are computed again (`age`); `"15s"` by default.
+    #[serde(default)]
+    pub refresh: Option<Spanned<Duration>>,
+}
+
+/// What a derived metric computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DerivedType {
+    /// A counter of changes of a value, labelled `from` and `to`.
+    Transitions,
+    /// A histogram of the seconds between two times, each observation counted once.
+    DurationHistogram,
+    /// A gauge per object: the seconds since a time.
+    Age,
+}
+
+impl DerivedType {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DerivedType::Transitions => "transitions",
+            DerivedType::DurationHistogram => "duration_histogram",
+            DerivedType::Age => "age",
         }
     }
 }
@@ -241,6 +470,85 @@ labels = { node = "status.nodeName" }
                     [[resources.metrics]]\nname = \"x\"\ntype = \"histogram\"\npath = \"a\"\n";
         let err = parse::<Config>(text).unwrap_err();
         assert!(err.key.starts_with("resources[0].metrics[0].type"), "{err}");
+    }
+
+    #[test]
+    fn aggregates_and_derived_metrics_parse() {
+        let text = r#"
+[[resources]]
+version = "v1"
+kind = "Pod"
+
+  [[resources.aggregates]]
+  name = "phase_count"
+  type = "count"
+  by = { phase = "status.phase" }
+  where = { path = "status.phase", not_in = ["Succeeded"] }
+
+  [[resources.derived]]
+  name = "phase_transitions_total"
+  type = "transitions"
+  path = "status.phase"
+
+  [[resources.derived]]
+  name = "ready_seconds"
+  type = "duration_histogram"
+  start = "metadata.creationTimestamp"
+  end = "status.conditions[type=Ready].lastTransitionTime"
+  buckets = [1, 2.5, 10]
+
+  [[resources.derived]]
+  name = "age_seconds"
+  type = "age"
+  path = "metadata.creationTimestamp"
+  refresh = "1m"
+"#;
+        let config: Config = parse(text).unwrap();
+        let resource = &config.resources[0];
+        let aggregate = &resource.aggregates[0];
+        assert_eq!(*aggregate.aggregate_type.get_ref(), AggregateType::Count);
+        let filter = aggregate.filter.as_ref().unwrap().get_ref();
+        assert_eq!(filter.not_in.as_ref().unwrap().get_ref(), &["Succeeded"]);
+        assert!(filter.any_of.is_none());
+        let types: Vec<_> = resource
+            .derived
+            .iter()
+            .map(|d| *d.derived_type.get_ref())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                DerivedType::Transitions,
+                DerivedType::DurationHistogram,
+                DerivedType::Age
+            ]
+        );
+        assert_eq!(
+            resource.derived[1].buckets.as_ref().unwrap().get_ref(),
+            &[1.0, 2.5, 10.0]
+        );
+        let refresh = resource.derived[2].refresh.as_ref().unwrap();
+        assert_eq!(refresh.get_ref().0.as_secs(), 60);
+        let keys: Vec<String> = resource.paths().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "aggregates[0].where.path",
+                "aggregates[0].by.phase",
+                "derived[0].path",
+                "derived[1].start",
+                "derived[1].end",
+                "derived[2].path",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_derived_types_are_errors() {
+        let text = "[[resources]]\nversion = \"v1\"\nkind = \"Node\"\n\
+                    [[resources.derived]]\nname = \"x\"\ntype = \"rate\"\npath = \"a\"\n";
+        let err = parse::<Config>(text).unwrap_err();
+        assert!(err.key.starts_with("resources[0].derived[0].type"), "{err}");
     }
 
     #[test]

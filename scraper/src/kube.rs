@@ -116,26 +116,10 @@ pub fn check_secrets(resources: &[ResourceConfig], allow: bool) -> Vec<CompileEr
             });
             continue;
         }
-        let mut paths: Vec<(String, &toml::Spanned<String>)> = resource
-            .labels
-            .iter()
-            .map(|(name, path)| (format!("resources[{i}].labels.{}", name.get_ref()), path))
-            .collect();
-        for (j, metric) in resource.metrics.iter().enumerate() {
-            let key = format!("resources[{i}].metrics[{j}]");
-            paths.extend(metric.path.iter().map(|p| (format!("{key}.path"), p)));
-            paths.extend(metric.each.iter().map(|p| (format!("{key}.each"), p)));
-            paths.extend(
-                metric
-                    .labels
-                    .iter()
-                    .map(|(name, p)| (format!("{key}.labels.{}", name.get_ref()), p)),
-            );
-        }
-        for (key, path) in paths {
+        for (key, path) in resource.paths() {
             if reaches_secret_data(path.get_ref()) {
                 errors.push(CompileError {
-                    key,
+                    key: format!("resources[{i}].{key}"),
                     span: Some(path.span()),
                     message: format!(
                         "{:?} would read a Secret's data, which Periscope never exports",
@@ -150,7 +134,11 @@ pub fn check_secrets(resources: &[ResourceConfig], allow: bool) -> Vec<CompileEr
 
 /// Whether a path starts at a Secret's `data` or `stringData`, or at every field of the object.
 fn reaches_secret_data(path: &str) -> bool {
-    let path = path.trim().trim_start_matches('.');
+    let path = path.trim();
+    let path = path
+        .strip_prefix('$')
+        .unwrap_or(path)
+        .trim_start_matches('.');
     path.starts_with('[')
         || ["data", "stringData"].iter().any(|field| {
             path.strip_prefix(field).is_some_and(|rest| {
@@ -592,6 +580,26 @@ mod tests {
         let allowed = check_secrets(&config, true);
         assert_eq!(allowed.len(), 1);
         assert_eq!(allowed[0].key, "resources[0].metrics[0].labels.pw");
+    }
+
+    #[test]
+    fn secret_data_is_refused_in_aggregates_and_derived_metrics_too() {
+        let config = resources(
+            "[[resources]]\nversion = \"v1\"\nkind = \"Secret\"\n\
+             [[resources.aggregates]]\nname = \"n\"\ntype = \"count\"\nby = { pw = \"$.data.password\" }\n\
+             [[resources.derived]]\nname = \"t\"\ntype = \"transitions\"\npath = \"stringData\"\n",
+        );
+        let keys: Vec<_> = check_secrets(&config, true)
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "resources[0].aggregates[0].by.pw",
+                "resources[0].derived[0].path"
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! Kubernetes object (as JSON) into the [`SourceUpdate`] of that object. Inputs feed objects through
 //! it and send [`Event`]s to the host:
 //! - [`files`]: the offline input, manifests read from disk;
+//! - [`kube`]: the watcher of a live cluster.
+//!
+//! Aggregates over many objects (`[[resources.aggregates]]`: counts and sums by labels) and
+//! metrics derived over time (`[[resources.derived]]`: transitions, duration histograms, ages)
+//! are kept by the same pipeline; the host pulls their sources with
+//! [`ObjectPipeline::derived_updates`](objects::ObjectPipeline::derived_updates).
 //!
 //! The pieces of the config language: [`config`] (what the TOML says), [`path`] (field paths such as
 //! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels),

@@ -6,13 +6,24 @@
 //! `Replace` of that object's source ([`ObjectPipeline::apply`]) or its `Remove`
 //! ([`ObjectPipeline::remove`]). Every input (files, watchers) goes through the same pipeline, so an
 //! object yields the same samples wherever it was read.
+//!
+//! Aggregates (`[[resources.aggregates]]`) and derived metrics (`[[resources.derived]]`) span many
+//! objects or time, so they are not part of an object's update: applying or removing an object
+//! only records what it contributes, and the host pulls the sources that changed with
+//! [`ObjectPipeline::derived_updates`] (the module `tracked` tells how).
 
+mod age;
+mod aggregate;
 mod compile;
+mod durations;
 mod extract;
+mod tracked;
+mod transitions;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use periscope_plugin_api::batch::{FamilyKind, Source, SourceKind, Suffix};
 use serde_json::Value;
@@ -22,6 +33,7 @@ use crate::event::SourceUpdate;
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
+use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,15 +53,22 @@ impl fmt::Display for CompileError {
 }
 
 /// The compiled `[[resources]]` config: turns objects into source updates.
+///
+/// It is shared by every input (`apply` and `remove` take `&self`): the state of aggregates and
+/// derived metrics sits behind a mutex, locked once per object.
 #[derive(Debug)]
 pub struct ObjectPipeline {
     resources: Vec<Resource>,
+    tracker: Mutex<Tracker>,
 }
 
 impl ObjectPipeline {
     /// Compiles the `[[resources]]` entries, reporting every problem found, not only the first.
     pub fn compile(resources: &[ResourceConfig]) -> Result<ObjectPipeline, Vec<CompileError>> {
-        compile::compile(resources).map(|resources| ObjectPipeline { resources })
+        compile::compile(resources).map(|resources| ObjectPipeline {
+            tracker: Mutex::new(Tracker::new(&resources)),
+            resources,
+        })
     }
 
     /// The update of one object: a `Replace` with the samples of every entry matching the object
@@ -59,16 +78,22 @@ impl ObjectPipeline {
     /// Alongside come the problems met while extracting (a value that is not a number, a path that
     /// reached several values), each naming the metric and path. The samples they concern are left
     /// out; the others are still there.
+    ///
+    /// The object's contributions to aggregates and derived metrics are recorded too (and
+    /// dropped from the entries that no longer select it); they show in the next
+    /// [`derived_updates`](Self::derived_updates). An entry with only aggregates or derived
+    /// metrics gives the object an empty `Replace`: `None` keeps meaning "not selected".
     pub fn apply(&self, object: &Value, now_ms: i64) -> Option<(SourceUpdate, Vec<String>)> {
         let key = ObjectKey::of(object)?;
+        let id = key.source_id();
+        let mut problems = Vec::new();
+        self.track(&key, &id, Some(object), &mut problems);
         let mut matching = self
             .resources
             .iter()
             .filter(|resource| resource.selects(&key, object))
             .peekable();
         matching.peek()?;
-        let id = key.source_id();
-        let mut problems = Vec::new();
         let update = SourceUpdate::replace(key.source(&id), |writer| {
             for resource in matching {
                 resource.write(object, now_ms, writer, &mut problems);
@@ -83,18 +108,82 @@ impl ObjectPipeline {
     /// Namespaces and selectors are not looked at: an object whose labels changed so that it is no
     /// longer selected must be removed too, so a caller for whom [`apply`](Self::apply) returns
     /// `None` for an object it saw before sends this `Remove`.
+    ///
+    /// Only the identity of the object is read (apiVersion, kind, name, namespace, uid): its
+    /// contributions to aggregates and derived metrics are dropped by source id.
     pub fn remove(&self, object: &Value) -> Option<SourceUpdate> {
         let key = ObjectKey::of(object)?;
+        let id = key.source_id();
+        self.track(&key, &id, None, &mut Vec::new());
         self.resources
             .iter()
             .any(|resource| resource.is_kind_of(&key))
-            .then(|| SourceUpdate::remove(key.source(&key.source_id())))
+            .then(|| SourceUpdate::remove(key.source(&id)))
+    }
+
+    /// The updates of aggregate and derived sources that changed since the last call, and of
+    /// ages due for their refresh: one `Replace` per family (source kind `Aggregate`, id
+    /// `aggregate:<family>`). Every source is sent at the first call, so aggregates without
+    /// labels show their `0` before any object arrived.
+    ///
+    /// The host calls this every flush interval: objects only record their contributions, and
+    /// the sources are rebuilt here, once per call, however many objects changed.
+    pub fn derived_updates(&self, now_ms: i64) -> Vec<SourceUpdate> {
+        self.lock().updates(&self.resources, now_ms)
+    }
+
+    /// Whether the config has any aggregate or derived metric (the host needs to call
+    /// [`derived_updates`](Self::derived_updates) only then).
+    pub fn has_derived(&self) -> bool {
+        self.resources.iter().any(|r| !r.tracked.is_empty())
     }
 
     /// The source id of an object, `<apiVersion>/<kind>/<namespace>/<name>` (namespace empty for
     /// cluster-scoped objects), or `None` if it has no apiVersion, kind or name.
     pub fn source_id(object: &Value) -> Option<String> {
         ObjectKey::of(object).map(|key| key.source_id())
+    }
+
+    /// Records what the object contributes to every aggregate and derived metric of its kind:
+    /// `object` is `None` when it is gone; entries that do not select it drop its contributions.
+    /// Everything is read from the object first, then the state is locked once.
+    fn track(
+        &self,
+        key: &ObjectKey<'_>,
+        id: &str,
+        object: Option<&Value>,
+        problems: &mut Vec<String>,
+    ) {
+        let mut observations = Vec::new();
+        let of_kind = self
+            .resources
+            .iter()
+            .filter(|resource| !resource.tracked.is_empty() && resource.is_kind_of(key));
+        for resource in of_kind {
+            let selected = object.filter(|object| resource.selects(key, object));
+            for tracked in &resource.tracked {
+                let observation = match selected {
+                    Some(object) => tracked.observe(object, problems),
+                    None => Observation::Gone,
+                };
+                observations.push((tracked, observation));
+            }
+        }
+        if observations.is_empty() {
+            return;
+        }
+        // Durations are counted once per object for good, so they follow the uid, which a
+        // re-created object does not share; without one, the source id.
+        let object_key = if key.uid.is_empty() { id } else { key.uid };
+        let mut tracker = self.lock();
+        for (tracked, observation) in observations {
+            tracker.record(tracked, id, object_key, observation);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tracker> {
+        // A panic while the state was locked leaves it as consistent as any single record.
+        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -151,10 +240,12 @@ struct Resource {
     field_selector: FieldSelector,
     labels: Vec<LabelSpec>,
     metrics: Vec<Metric>,
+    /// The entry's aggregates and derived metrics.
+    tracked: Vec<Tracked>,
 }
 
 /// A label read from a path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LabelSpec {
     name: String,
     path: Path,
@@ -185,12 +276,7 @@ struct FamilyDef {
 #[derive(Debug)]
 enum ValueSpec {
     /// A gauge or counter: one number.
-    Number {
-        path: Path,
-        convert: Convert,
-        value_map: HashMap<String, f64>,
-        default: Option<f64>,
-    },
+    Number(NumberSpec),
     /// Constant `1`.
     Info,
     /// One sample per state.
@@ -199,6 +285,15 @@ enum ValueSpec {
         states: Vec<String>,
         label: String,
     },
+}
+
+/// How a number is read: a path, a value map, a conversion and a default.
+#[derive(Debug)]
+struct NumberSpec {
+    path: Path,
+    convert: Convert,
+    value_map: HashMap<String, f64>,
+    default: Option<f64>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //! - `a[*]` yields every item of a list or every value of a map;
 //! - `a[type=Ready]`, `a[type="Ready"]` yield every list item whose field `type` equals the value
 //!   (numbers and booleans compare by their JSON text);
-//! - `a["x.y/z"]`, `a['x.y/z']` walk into a map key that contains dots or slashes.
+//! - `a["x.y/z"]`, `a['x.y/z']` walk into a map key that contains dots or slashes;
+//! - a leading `$` anchors the path at the object's root even where paths are relative to an
+//!   item (inside `each`): `$.metadata.creationTimestamp`, `$["metadata"]`; `$` alone is the object.
 
 use std::fmt;
 
@@ -22,6 +24,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
     text: String,
+    /// Whether the path starts with `$`: it is read from the object even inside an `each`.
+    anchored: bool,
     segments: Vec<Segment>,
 }
 
@@ -66,9 +70,10 @@ impl Path {
     /// assert_eq!(path.eval(&object), [&json!("True")]);
     /// ```
     pub fn parse(text: &str) -> Result<Path, PathError> {
-        let segments = Parser::new(text).segments()?;
+        let (anchored, segments) = Parser::new(text).path()?;
         Ok(Path {
             text: text.to_owned(),
+            anchored,
             segments,
         })
     }
@@ -78,9 +83,14 @@ impl Path {
         &self.text
     }
 
-    /// Whether the path is `.`, the value itself.
+    /// Whether the path is `.`, the value itself (or `$`, the object).
     pub fn is_root(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Whether the path starts with `$`, anchored at the object's root.
+    pub fn is_anchored(&self) -> bool {
+        self.anchored
     }
 
     /// Every value the path reaches from `root`, in document order; empty when nothing matches.
@@ -94,6 +104,30 @@ impl Path {
     /// collecting them.
     pub fn visit<'a>(&self, root: &'a Value, found: &mut impl FnMut(&'a Value)) {
         walk(&self.segments, root, found);
+    }
+
+    /// Like [`visit`](Self::visit) for a path relative to `item`, one item of an `each` inside
+    /// `object`: an anchored path (`$.…`) starts at `object`, any other at `item`.
+    ///
+    /// ```
+    /// use periscope_scraper::path::Path;
+    /// use serde_json::json;
+    ///
+    /// let object = json!({"metadata": {"name": "vm1"}, "items": [{"name": "eth0"}]});
+    /// let item = &object["items"][0];
+    /// let mut found = Vec::new();
+    /// Path::parse("$.metadata.name").unwrap().visit_in(&object, item, &mut |v| found.push(v));
+    /// Path::parse("name").unwrap().visit_in(&object, item, &mut |v| found.push(v));
+    /// assert_eq!(found, [&json!("vm1"), &json!("eth0")]);
+    /// ```
+    pub fn visit_in<'a>(
+        &self,
+        object: &'a Value,
+        item: &'a Value,
+        found: &mut impl FnMut(&'a Value),
+    ) {
+        let start = if self.anchored { object } else { item };
+        walk(&self.segments, start, found);
     }
 }
 
@@ -171,14 +205,26 @@ impl<'t> Parser<'t> {
         }
     }
 
-    fn segments(mut self) -> Result<Vec<Segment>, PathError> {
-        let mut segments = Vec::new();
+    /// The whole path: whether it is anchored (`$`), and its segments.
+    fn path(mut self) -> Result<(bool, Vec<Segment>), PathError> {
         if self.text.is_empty() {
             return Err(self.error("the path is empty; write `.` for the value itself"));
         }
         if self.text == "." {
-            return Ok(segments);
+            return Ok((false, Vec::new()));
         }
+        if !self.eat('$') {
+            return Ok((false, self.segments()?));
+        }
+        match self.peek() {
+            None => Ok((true, Vec::new())),
+            Some('.' | '[') => Ok((true, self.segments()?)),
+            Some(c) => Err(self.error(&format!("expected `.` or `[` after `$`, found `{c}`"))),
+        }
+    }
+
+    fn segments(&mut self) -> Result<Vec<Segment>, PathError> {
+        let mut segments = Vec::new();
         self.eat('.');
         // After a leading `.` or a `.` separator a field name must follow; the first field may
         // also be a bracket (`[0]`, `["a.b"]`).
@@ -339,7 +385,7 @@ impl<'t> Parser<'t> {
 }
 
 fn is_name_char(c: char) -> bool {
-    !matches!(c, '.' | '[' | ']' | '"' | '\'' | '=' | '*') && !c.is_whitespace()
+    !matches!(c, '.' | '[' | ']' | '"' | '\'' | '=' | '*' | '$') && !c.is_whitespace()
 }
 
 #[cfg(test)]
@@ -470,6 +516,36 @@ mod tests {
             let err = Path::parse(path).unwrap_err();
             assert_eq!(err.position, position, "{path}: {err}");
             assert!(err.message.contains(message), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn dollar_anchors_the_path_at_the_object() {
+        let object = object();
+        let item = &object["status"]["interfaces"][1];
+        let found = |path: &str| {
+            let mut out = Vec::new();
+            Path::parse(path)
+                .unwrap()
+                .visit_in(&object, item, &mut |v| out.push(v.clone()));
+            out
+        };
+        assert_eq!(found("name"), [json!("eth1")]);
+        assert_eq!(found("$.metadata.name"), [json!("vm1")]);
+        assert_eq!(found("$[\"metadata\"].name"), [json!("vm1")]);
+        assert_eq!(found("$"), std::slice::from_ref(&object));
+        assert_eq!(found("."), std::slice::from_ref(item));
+        assert!(Path::parse("$.status").unwrap().is_anchored());
+        assert!(!Path::parse("status").unwrap().is_anchored());
+        // Outside an `each` the object is the item: `$` changes nothing.
+        assert_eq!(eval("$.status.phase"), [json!("Running")]);
+    }
+
+    #[test]
+    fn dollar_must_be_followed_by_a_dot_or_a_bracket() {
+        for (path, position) in [("$metadata", 2), ("a.$b", 3), ("$.", 3), ("$$", 2)] {
+            let err = Path::parse(path).unwrap_err();
+            assert_eq!(err.position, position, "{path}: {err}");
         }
     }
 

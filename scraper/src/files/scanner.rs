@@ -77,7 +77,13 @@ impl Scanner {
         gone.sort_unstable();
         for id in gone {
             if let Some(last) = self.sent.remove(&id) {
-                events.push(Event::Update(SourceUpdate::remove(last.update().source())));
+                // Through the pipeline, so the object's share of aggregates goes with it.
+                let source = last.update().source();
+                let update = self
+                    .pipeline
+                    .remove(&identity_of(&source))
+                    .unwrap_or_else(|| SourceUpdate::remove(source));
+                events.push(Event::Update(update));
             }
         }
         events
@@ -186,6 +192,19 @@ impl Scanner {
             message,
         }
     }
+}
+
+/// The identity of the object a source came from (what [`ObjectPipeline::remove`] reads).
+fn identity_of(source: &periscope_plugin_api::batch::Source<'_>) -> Value {
+    serde_json::json!({
+        "apiVersion": source.api_version,
+        "kind": source.object_kind,
+        "metadata": {
+            "name": source.name,
+            "namespace": source.namespace,
+            "uid": source.uid,
+        },
+    })
 }
 
 /// The manifest files of a directory, sorted by name; not recursive.

@@ -1,5 +1,8 @@
 //! Checking the `[[resources]]` config and compiling it: every path parsed, every name checked,
-//! every key allowed by the metric's type, every family given one type.
+//! every key allowed by the metric's type, every family given one type. Aggregates and derived
+//! metrics are compiled in [`tracked`].
+
+mod tracked;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -7,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use periscope_plugin_api::batch::{FamilyKind, Suffix};
 use toml::Spanned;
 
-use super::{CompileError, FamilyDef, LabelSpec, Metric, Resource, ValueSpec};
+use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, ValueSpec};
 use crate::config::{MetricConfig, MetricType, ResourceConfig};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -30,8 +33,20 @@ pub(super) fn compile(configs: &[ResourceConfig]) -> Result<Vec<Resource>, Vec<C
 #[derive(Default)]
 struct Compiler {
     errors: Vec<CompileError>,
-    /// Every family defined so far: its type and the key of the metric that defined it first.
-    families: HashMap<String, (FamilyKind, String)>,
+    /// Every family defined so far.
+    families: HashMap<String, Defined>,
+    /// How many aggregates and derived metrics were compiled: the next one's slot.
+    tracked: usize,
+}
+
+/// A family defined by a metric, an aggregate or a derived metric.
+struct Defined {
+    kind: FamilyKind,
+    /// The key of the name that defined it first.
+    key: String,
+    /// Whether it is an aggregate or derived family: its own source, which no other entry
+    /// may share.
+    tracked: bool,
 }
 
 impl Compiler {
@@ -45,8 +60,8 @@ impl Compiler {
                 );
             }
         }
-        if config.metrics.is_empty() {
-            let message = "the entry defines no metrics".to_owned();
+        if config.metrics.is_empty() && config.aggregates.is_empty() && config.derived.is_empty() {
+            let message = "the entry defines no metrics, aggregates or derived metrics".to_owned();
             self.push(format!("{key}.metrics"), None, message);
         }
         let label_selector = config
@@ -94,6 +109,15 @@ impl Compiler {
                 self.metric(&context, metric, &mut names_in_entry)
             })
             .collect();
+        let context = tracked::Context {
+            key,
+            prefix,
+            prefix_valid: config.prefix.is_none() || prefix.is_some(),
+            api_version: &api_version,
+            kind: &config.kind,
+            labels: &labels,
+        };
+        let tracked = self.tracked(&context, config);
         Resource {
             api_version,
             kind: config.kind.clone(),
@@ -102,6 +126,7 @@ impl Compiler {
             field_selector,
             labels,
             metrics,
+            tracked,
         }
     }
 
@@ -246,17 +271,22 @@ impl Compiler {
                 "a stateset metric needs `states`".to_owned(),
             );
         }
-        if let Some(unit) = &config.unit
-            && !unit
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if let Some(unit) = &config.unit {
+            self.check_unit(&format!("{key}.unit"), unit);
+        }
+    }
+
+    fn check_unit(&mut self, key: &str, unit: &Spanned<String>) {
+        let valid = unit
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
             let message = format!(
                 "{:?} is not a valid unit (letters, digits, `_`)",
                 unit.get_ref()
             );
-            self.error(&format!("{key}.unit"), Some(unit), &message);
+            self.error(key, Some(unit), &message);
         }
     }
 
@@ -273,20 +303,12 @@ impl Compiler {
             .and_then(|path| self.path(&format!("{key}.path"), path));
         match metric_type {
             MetricType::Info => Some(ValueSpec::Info),
-            MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number {
-                path: path?,
-                convert: config
-                    .convert
-                    .as_ref()
-                    .map(|c| *c.get_ref())
-                    .unwrap_or_default(),
-                value_map: config
-                    .value_map
-                    .as_ref()
-                    .map(|m| m.get_ref().clone().into_iter().collect())
-                    .unwrap_or_default(),
-                default: config.default.as_ref().map(|d| *d.get_ref()),
-            }),
+            MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number(number_spec(
+                path?,
+                config.convert.as_ref(),
+                config.value_map.as_ref(),
+                config.default.as_ref(),
+            ))),
             MetricType::StateSet => {
                 let states = config.states.as_ref()?;
                 self.check_states(&format!("{key}.states"), states);
@@ -331,24 +353,49 @@ impl Compiler {
             return false;
         }
         names_in_entry.insert(family.to_owned(), key.to_owned());
+        self.family_is_free(key, span, family, kind, false)
+    }
+
+    /// Records the family, or reports it defined before with another type, or defined before
+    /// at all when it or the first definition is an aggregate or derived family (`tracked`).
+    fn family_is_free(
+        &mut self,
+        key: &str,
+        span: &Spanned<String>,
+        family: &str,
+        kind: FamilyKind,
+        tracked: bool,
+    ) -> bool {
         match self.families.entry(family.to_owned()) {
             Entry::Occupied(first) => {
-                let (first_kind, first_key) = first.get();
-                if *first_kind != kind {
-                    let message = format!(
-                        "metric family `{family}` is a {} in {first_key} but a {} here",
-                        first_kind.as_str(),
+                let first = first.get();
+                let message = if tracked || first.tracked {
+                    format!(
+                        "metric family `{family}` is already defined by {}; an aggregate or derived family must have a name of its own",
+                        first.key
+                    )
+                } else if first.kind != kind {
+                    format!(
+                        "metric family `{family}` is a {} in {} but a {} here",
+                        first.kind.as_str(),
+                        first.key,
                         kind.as_str()
-                    );
-                    self.error(key, Some(span), &message);
-                    return false;
-                }
+                    )
+                } else {
+                    return true;
+                };
+                self.error(key, Some(span), &message);
+                false
             }
             Entry::Vacant(slot) => {
-                slot.insert((kind, key.to_owned()));
+                slot.insert(Defined {
+                    kind,
+                    key: key.to_owned(),
+                    tracked,
+                });
+                true
             }
         }
-        true
     }
 
     /// Compiles a `labels` table; `taken` are label names already used on the same samples.
@@ -367,7 +414,7 @@ impl Compiler {
                     self.error(&label_key, Some(name), &message);
                 } else if taken.contains(&name.get_ref().as_str()) {
                     let message = format!(
-                        "label `{}` is already set on these samples (by the entry's labels or the state label)",
+                        "label `{}` is already set on these samples (by the entry's labels or by the metric's type)",
                         name.get_ref()
                     );
                     self.error(&label_key, Some(name), &message);
@@ -407,6 +454,23 @@ impl Compiler {
 
     fn push(&mut self, key: String, span: Option<std::ops::Range<usize>>, message: String) {
         self.errors.push(CompileError { key, span, message });
+    }
+}
+
+/// How a number is read, from the keys shared by metrics and sums.
+fn number_spec(
+    path: Path,
+    convert: Option<&Spanned<crate::value::Convert>>,
+    value_map: Option<&Spanned<BTreeMap<String, f64>>>,
+    default: Option<&Spanned<f64>>,
+) -> NumberSpec {
+    NumberSpec {
+        path,
+        convert: convert.map(|c| *c.get_ref()).unwrap_or_default(),
+        value_map: value_map
+            .map(|m| m.get_ref().clone().into_iter().collect())
+            .unwrap_or_default(),
+        default: default.map(|d| *d.get_ref()),
     }
 }
 

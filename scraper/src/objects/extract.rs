@@ -3,7 +3,7 @@
 use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
-use super::{LabelSpec, Metric, ObjectKey, Resource, ValueSpec};
+use super::{LabelSpec, Metric, NumberSpec, ObjectKey, Resource, ValueSpec};
 use crate::path::Path;
 use crate::value::{self, Convert};
 
@@ -33,7 +33,7 @@ impl Resource {
         writer: &mut ReplaceWriter<'_>,
         problems: &mut Vec<String>,
     ) {
-        let common = label_values(&self.labels, object);
+        let common = label_values(&self.labels, object, object);
         for metric in &self.metrics {
             let family = writer.family(Family {
                 name: &metric.family.name,
@@ -43,6 +43,7 @@ impl Resource {
             });
             let mut out = Out {
                 writer: &mut *writer,
+                object,
                 family,
                 metric,
                 common: &common,
@@ -57,19 +58,24 @@ impl Resource {
     }
 }
 
-/// Label names and values read from `root`.
-fn label_values<'s>(specs: &'s [LabelSpec], root: &Value) -> Vec<(&'s str, String)> {
+/// Label names and values read from `item` of `object` (both the object outside an `each`).
+fn label_values<'s>(
+    specs: &'s [LabelSpec],
+    object: &Value,
+    item: &Value,
+) -> Vec<(&'s str, String)> {
     specs
         .iter()
-        .map(|spec| (spec.name.as_str(), label_value(&spec.path, root)))
+        .map(|spec| (spec.name.as_str(), label_value(&spec.path, object, item)))
         .collect()
 }
 
-/// Every value the path reaches, as label text joined with `,`; empty when it reaches nothing.
-fn label_value(path: &Path, root: &Value) -> String {
+/// Every value the path reaches from `item` of `object`, as label text joined with `,`; empty
+/// when it reaches nothing.
+pub(super) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
     let mut text = String::new();
     let mut first = true;
-    path.visit(root, &mut |value| {
+    path.visit_in(object, item, &mut |value| {
         if !first {
             text.push(',');
         }
@@ -82,6 +88,7 @@ fn label_value(path: &Path, root: &Value) -> String {
 /// Writes the samples of one metric, for the object or for one item of its `each`.
 struct Out<'w, 'b, 'm> {
     writer: &'w mut ReplaceWriter<'b>,
+    object: &'w Value,
     family: FamilyId,
     metric: &'m Metric,
     common: &'w [(&'m str, String)],
@@ -91,7 +98,7 @@ struct Out<'w, 'b, 'm> {
 
 impl Out<'_, '_, '_> {
     fn item(&mut self, item: &Value) {
-        let own = label_values(&self.metric.labels, item);
+        let own = label_values(&self.metric.labels, self.object, item);
         let labels = || {
             self.common
                 .iter()
@@ -104,38 +111,21 @@ impl Out<'_, '_, '_> {
                     .sample(self.family, self.metric.suffix, 1.0, self.now_ms)
                     .labels(labels());
             }
-            ValueSpec::Number {
-                path,
-                convert,
-                value_map,
-                default,
-            } => {
-                let number = match single(path, item) {
-                    Single::None => *default,
-                    Single::One(value) => match mapped(value, value_map, *convert) {
-                        Ok(number) => Some(number),
-                        Err(message) => {
-                            self.problem(path, &message);
-                            None
-                        }
-                    },
-                    Single::Many(count) => {
-                        self.too_many(path, count);
-                        None
-                    }
-                };
-                if let Some(number) = number {
+            ValueSpec::Number(spec) => match spec.read(self.object, item) {
+                Ok(Some(number)) => {
                     self.writer
                         .sample(self.family, self.metric.suffix, number, self.now_ms)
                         .labels(labels());
                 }
-            }
+                Ok(None) => {}
+                Err(message) => self.problem(&spec.path, &message),
+            },
             ValueSpec::StateSet {
                 path,
                 states,
                 label,
             } => {
-                let current = match single(path, item) {
+                let current = match single(path, self.object, item) {
                     Single::None => None,
                     Single::One(value) => {
                         let text = value::label_text(value);
@@ -146,7 +136,7 @@ impl Out<'_, '_, '_> {
                         Some(text)
                     }
                     Single::Many(count) => {
-                        self.too_many(path, count);
+                        self.problem(path, &too_many(count));
                         return;
                     }
                 };
@@ -165,30 +155,43 @@ impl Out<'_, '_, '_> {
         }
     }
 
-    fn too_many(&mut self, path: &Path, count: usize) {
-        let message = format!(
-            "reached {count} values; a value path must reach at most one (use `each` for one sample per item)"
-        );
-        self.problem(path, &message);
-    }
-
     fn problem(&mut self, path: &Path, message: &str) {
         self.problems
             .push(format!("{}: {path}: {message}", self.metric.name));
     }
 }
 
+impl NumberSpec {
+    /// The number at the path from `item` of `object`: the default (or `None`) when the path
+    /// reaches nothing; an error saying why when the value is not a number or not one value.
+    pub(super) fn read(&self, object: &Value, item: &Value) -> Result<Option<f64>, String> {
+        match single(&self.path, object, item) {
+            Single::None => Ok(self.default),
+            Single::One(value) => mapped(value, &self.value_map, self.convert).map(Some),
+            Single::Many(count) => Err(too_many(count)),
+        }
+    }
+}
+
+/// The problem of a value path that reached several values.
+pub(super) fn too_many(count: usize) -> String {
+    format!(
+        "reached {count} values; a value path must reach at most one (use `each` for one sample per item)"
+    )
+}
+
 /// What a value path reached.
-enum Single<'a> {
+pub(super) enum Single<'a> {
     None,
     One(&'a Value),
     Many(usize),
 }
 
-fn single<'a>(path: &Path, root: &'a Value) -> Single<'a> {
+/// The value a path reaches from `item` of `object`, if it reaches exactly one.
+pub(super) fn single<'a>(path: &Path, object: &'a Value, item: &'a Value) -> Single<'a> {
     let mut first = None;
     let mut count = 0;
-    path.visit(root, &mut |value| {
+    path.visit_in(object, item, &mut |value| {
         count += 1;
         first.get_or_insert(value);
     });
@@ -200,7 +203,7 @@ fn single<'a>(path: &Path, root: &'a Value) -> Single<'a> {
 }
 
 /// The number for `value`: from the value map when it has the value's text, converted otherwise.
-fn mapped(
+pub(super) fn mapped(
     value: &Value,
     value_map: &std::collections::HashMap<String, f64>,
     convert: Convert,

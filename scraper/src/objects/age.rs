@@ -1,0 +1,97 @@
+//! Ages (`type = "age"`): a gauge per object, the seconds since an RFC 3339 time of it.
+//!
+//! An age changes with the clock, not with the object, so the state keeps only the time and the
+//! labels of every object, and the family's source is built again every `refresh` with the ages
+//! at that moment, for every object known then: objects that appeared or went away show at the
+//! next refresh too.
+
+use std::collections::BTreeMap;
+
+use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
+use serde_json::Value;
+
+use super::LabelSpec;
+use super::extract::{Single, label_value, single, too_many};
+use crate::path::Path;
+use crate::value::{self, Convert};
+
+/// A compiled age metric.
+#[derive(Debug)]
+pub(super) struct Age {
+    /// The time the age counts from.
+    pub(super) path: Path,
+    /// The entry's labels, then the metric's `by` labels.
+    pub(super) labels: Vec<LabelSpec>,
+    /// How often the source is built again.
+    pub(super) refresh_ms: i64,
+}
+
+/// What the state keeps of one object: its label values and the time, in Unix seconds.
+#[derive(Debug, PartialEq)]
+pub(super) struct Aged {
+    labels: Vec<String>,
+    since: f64,
+}
+
+impl Age {
+    /// The object's labels and time; `None` (and maybe a problem) when it has no time.
+    pub(super) fn observe(
+        &self,
+        object: &Value,
+        problem: &mut impl FnMut(&dyn std::fmt::Display, &str),
+    ) -> Option<Aged> {
+        let since = match single(&self.path, object, object) {
+            Single::None => return None,
+            Single::One(found) => value::to_number(found, Convert::Timestamp)
+                .map_err(|e| problem(&self.path, &e.to_string()))
+                .ok()?,
+            Single::Many(count) => {
+                problem(&self.path, &too_many(count));
+                return None;
+            }
+        };
+        let labels = self
+            .labels
+            .iter()
+            .map(|spec| label_value(&spec.path, object, object))
+            .collect();
+        Some(Aged { labels, since })
+    }
+
+    /// One sample per object, in source id order: `now - time`.
+    pub(super) fn write(
+        &self,
+        state: &AgeState,
+        writer: &mut ReplaceWriter<'_>,
+        family: FamilyId,
+        now_ms: i64,
+    ) {
+        let now = now_ms as f64 / 1000.0;
+        for aged in state.objects.values() {
+            let names = self.labels.iter().map(|spec| spec.name.as_str());
+            writer
+                .sample(family, Suffix::None, now - aged.since, now_ms)
+                .labels(names.zip(aged.labels.iter().map(String::as_str)));
+        }
+    }
+}
+
+/// The time and labels of every object that has one.
+#[derive(Debug, Default)]
+pub(super) struct AgeState {
+    objects: BTreeMap<String, Aged>,
+}
+
+impl AgeState {
+    /// Records (or, with `None`, drops) object `id`; whether anything changed.
+    pub(super) fn record(&mut self, id: &str, aged: Option<Aged>) -> bool {
+        match aged {
+            Some(aged) if self.objects.get(id) == Some(&aged) => false,
+            Some(aged) => {
+                self.objects.insert(id.to_owned(), aged);
+                true
+            }
+            None => self.objects.remove(id).is_some(),
+        }
+    }
+}
