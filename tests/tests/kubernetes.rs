@@ -434,9 +434,11 @@ async fn three_shards_together_produce_exactly_the_series_of_one_instance() {
         .map(|i| (format!("cm{i:02}"), f64::from(i)))
         .collect();
 
+    // A count over all ConfigMaps: each shard counts its share, and the shares add up.
+    let count = "  [[resources.aggregates]]\n  name = \"count\"\n  type = \"count\"\n";
     let run = |args: &[&str]| {
         let dir = host_dir();
-        let mut host = Host::start_with(dir.path(), &config(cp.kubeconfig_path(), ""), args);
+        let mut host = Host::start_with(dir.path(), &config(cp.kubeconfig_path(), count), args);
         host.wait_ready(Duration::from_secs(30));
         (dir, host)
     };
@@ -472,7 +474,37 @@ async fn three_shards_together_produce_exactly_the_series_of_one_instance() {
         .map(|(dir, _)| values(dir.path()).len())
         .collect();
     assert!(!sizes.contains(&0), "{sizes:?}");
+    let counted = |dir: &Path| -> f64 {
+        ndjson_state(&read_ndjson(&dir.join("out/metrics.ndjson")))
+            .get("aggregate:demo_count")
+            .and_then(|samples| {
+                samples
+                    .iter()
+                    .next()
+                    .map(|(_, _, v)| v.parse().unwrap_or(f64::NAN))
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || counted(whole.0.path()) == 30.0),
+        "{}",
+        counted(whole.0.path())
+    );
+    let shard_counts = || {
+        shards
+            .iter()
+            .map(|(dir, _)| counted(dir.path()))
+            .sum::<f64>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || shard_counts() == 30.0),
+        "{}",
+        shard_counts()
+    );
     let (status, body) = http_get(&format!("http://{}/metrics", whole.1.addr)).unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("periscope_sources 30"), "{body}");
+    assert!(
+        body.contains("periscope_sources 31"),
+        "30 ConfigMaps and the count: {body}"
+    );
 }
