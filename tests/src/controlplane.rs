@@ -218,6 +218,8 @@ pub struct ControlPlane {
     etcd_url: String,
     apiserver: Option<Child>,
     apiserver_port: u16,
+    /// Extra kube-apiserver flags, kept across restarts.
+    apiserver_args: Vec<String>,
     kubeconfig: PathBuf,
 }
 
@@ -226,6 +228,12 @@ impl ControlPlane {
     /// waits until kube-apiserver's `/readyz` answers 200 (failing, with the tail of both logs,
     /// if it does not within 60 s).
     pub fn start() -> ControlPlane {
+        ControlPlane::start_with(&[])
+    }
+
+    /// Like [`ControlPlane::start`], with extra kube-apiserver flags (such as
+    /// `--watch-cache=false`), used on every start of it.
+    pub fn start_with(apiserver_args: &[&str]) -> ControlPlane {
         let etcd_bin = binary("etcd");
         binary("kube-apiserver");
         let dir = tempfile::Builder::new()
@@ -262,6 +270,7 @@ impl ControlPlane {
             etcd_url,
             apiserver: None,
             apiserver_port,
+            apiserver_args: apiserver_args.iter().map(|a| a.to_string()).collect(),
         };
         cp.write_kubeconfig();
         cp.wait_etcd();
@@ -371,6 +380,7 @@ impl ControlPlane {
             .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--allow-privileged=true")
             .arg("--profiling=false")
+            .args(&self.apiserver_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone kube-apiserver.log"))
             .stderr(log)

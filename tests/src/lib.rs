@@ -7,6 +7,7 @@
 
 pub mod controlplane;
 pub mod prometheus;
+pub mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;

@@ -1,6 +1,7 @@
 //! The Kubernetes watcher against a real kube-apiserver and etcd (`tests/controlplane`): objects
 //! followed through create, update and delete; CRDs appearing and vanishing; convergence after an
-//! apiserver restart with changes it could not see; RBAC from `periscope rbac`; sharding.
+//! apiserver restart and after an expired watch, each with changes the watcher could not see; RBAC
+//! from `periscope rbac`; sharding.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::proxy::TcpProxy;
 use periscope_tests::{
     Host, StateSample, http_get, ndjson_state, periscope, plugin_dir, read_ndjson, wait_until,
 };
@@ -333,6 +335,66 @@ async fn after_an_apiserver_restart_and_a_compacted_watch_the_state_is_exact() {
     // And it keeps following changes after the restart.
     put_configmap(&client, "a", "10").await;
     expect_values(&host, dir.path(), &[("a", 10.0), ("c", 3.0), ("d", 4.0)]);
+    assert!(host.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_watch_relists_and_the_state_is_exact() {
+    // Without the watch cache, a watch resumes from etcd, which has compacted the history the
+    // watcher last saw: the resumed watch gets 410 Gone and the watcher must relist.
+    let cp = ControlPlane::start_with(&["--watch-cache=false"]);
+    let client = kube_client(cp.kubeconfig_path()).await;
+    namespace(&client, NS).await;
+    for (name, value) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        put_configmap(&client, name, value).await;
+    }
+    // Periscope reaches the apiserver through a proxy the test can cut.
+    let server: std::net::SocketAddr = cp
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let proxy = TcpProxy::start(server);
+    let kubeconfig = cp.dir().join("proxied.kubeconfig");
+    let text = std::fs::read_to_string(cp.kubeconfig_path()).unwrap();
+    assert!(text.contains(&cp.server_url()));
+    std::fs::write(
+        &kubeconfig,
+        text.replace(&cp.server_url(), &format!("https://{}", proxy.addr())),
+    )
+    .unwrap();
+
+    let dir = host_dir();
+    let mut host = Host::start(dir.path(), &config(&kubeconfig, ""));
+    host.wait_ready(Duration::from_secs(30));
+    expect_values(&host, dir.path(), &[("a", 1.0), ("b", 2.0), ("c", 3.0)]);
+
+    // Cut the watcher off, change things it cannot see, compact them away, let it back in.
+    proxy.pause();
+    delete_configmap(&client, "b").await;
+    put_configmap(&client, "d", "4").await;
+    put_configmap(&client, "c", "30").await;
+    let revision = etcd(
+        &cp,
+        "/v3/kv/range",
+        serde_json::json!({ "key": b64("/registry/configmaps/demo/c") }),
+    )["header"]["revision"]
+        .as_str()
+        .expect("etcd revision")
+        .to_owned();
+    etcd(
+        &cp,
+        "/v3/kv/compaction",
+        serde_json::json!({ "revision": revision, "physical": true }),
+    );
+    proxy.resume();
+
+    expect_values(&host, dir.path(), &[("a", 1.0), ("c", 30.0), ("d", 4.0)]);
+    // The way back was the expiry: the resumed watch was refused as too old, and a relist followed.
+    assert!(host.log().contains("too old"), "{}", host.log());
+    assert!(wait_until(Duration::from_secs(10), || host
+        .metric("periscope_sources")
+        == 3.0));
     assert!(host.stop().success());
 }
 

@@ -291,5 +291,61 @@ async fn the_kubevirt_example_produces_its_documented_metrics_from_the_cluster()
         report.contains(kubevirt_name) || out.status.success(),
         "{report}"
     );
+
+    // Custom resources followed through update and delete: one VMI changes phase, one goes away
+    // with every series it had; the phase count follows both.
+    let vmi = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "kubevirt.io",
+        "v1",
+        "VirtualMachineInstance",
+    ));
+    let vmis: Vec<DynamicObject> = Api::<DynamicObject>::all_with(client.clone(), &vmi)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let (first, second) = (&vmis[0], &vmis[1]);
+    let (first_ns, first_name) = (
+        first.metadata.namespace.clone().unwrap(),
+        first.metadata.name.clone().unwrap(),
+    );
+    let (second_ns, second_name) = (
+        second.metadata.namespace.clone().unwrap(),
+        second.metadata.name.clone().unwrap(),
+    );
+    let mut changed = second.clone();
+    changed.data["status"]["phase"] = "Failed".into();
+    Api::<DynamicObject>::namespaced_with(client.clone(), &second_ns, &vmi)
+        .replace(&second_name, &PostParams::default(), &changed)
+        .await
+        .expect("update a VMI");
+    Api::<DynamicObject>::namespaced_with(client.clone(), &first_ns, &vmi)
+        .delete(&first_name, &Default::default())
+        .await
+        .expect("delete a VMI");
+    let first_id = format!("kubevirt.io/v1/VirtualMachineInstance/{first_ns}/{first_name}");
+    let second_id = format!("kubevirt.io/v1/VirtualMachineInstance/{second_ns}/{second_name}");
+    let followed = || {
+        let state = ndjson_state(&read_ndjson(&cluster_dir.path().join("out/metrics.ndjson")));
+        let count: f64 = by_family(cluster_dir.path())
+            .get("kubevirt_vmi_phase_count")
+            .map(|s| {
+                s.iter()
+                    .map(|(_, _, v)| v.parse::<f64>().unwrap_or(0.0))
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        let second_failed = state.get(&second_id).is_some_and(|samples| {
+            samples.iter().any(|(m, labels, _)| {
+                m == "kubevirt_vmi_info" && labels.contains("\"phase\":\"Failed\"")
+            })
+        });
+        !state.contains_key(&first_id) && second_failed && count == 11.0
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), followed),
+        "{}",
+        cluster_host.log()
+    );
     drop((disk_host, cluster_host));
 }
