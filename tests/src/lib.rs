@@ -8,6 +8,7 @@
 pub mod controlplane;
 pub mod prometheus;
 pub mod proxy;
+pub mod search_node;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
