@@ -18,9 +18,9 @@ use abi_stable::std_types::{RString, RVec};
 /// A span of the batch's string buffer.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
 }
 
 /// What a source is.
@@ -127,57 +127,57 @@ impl Suffix {
 
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
-struct FamilyRaw {
-    name: Span,
-    help: Span,
-    unit: Span,
-    kind: FamilyKind,
+pub(crate) struct FamilyRaw {
+    pub(crate) name: Span,
+    pub(crate) help: Span,
+    pub(crate) unit: Span,
+    pub(crate) kind: FamilyKind,
 }
 
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
-struct SourceRaw {
-    kind: SourceKind,
-    id: Span,
-    api_version: Span,
-    object_kind: Span,
-    namespace: Span,
-    name: Span,
-    uid: Span,
+pub(crate) struct SourceRaw {
+    pub(crate) kind: SourceKind,
+    pub(crate) id: Span,
+    pub(crate) api_version: Span,
+    pub(crate) object_kind: Span,
+    pub(crate) namespace: Span,
+    pub(crate) name: Span,
+    pub(crate) uid: Span,
 }
 
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
-enum UpdateKind {
+pub(crate) enum UpdateKind {
     Replace = 0,
     Remove = 1,
 }
 
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
-struct UpdateRaw {
-    kind: UpdateKind,
-    source: SourceRaw,
-    first_sample: u32,
-    sample_count: u32,
+pub(crate) struct UpdateRaw {
+    pub(crate) kind: UpdateKind,
+    pub(crate) source: SourceRaw,
+    pub(crate) first_sample: u32,
+    pub(crate) sample_count: u32,
 }
 
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
-struct SampleRaw {
-    family: u32,
-    suffix: Suffix,
-    first_label: u32,
-    label_count: u32,
-    value: f64,
-    timestamp_ms: i64,
+pub(crate) struct SampleRaw {
+    pub(crate) family: u32,
+    pub(crate) suffix: Suffix,
+    pub(crate) first_label: u32,
+    pub(crate) label_count: u32,
+    pub(crate) value: f64,
+    pub(crate) timestamp_ms: i64,
 }
 
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
-struct LabelRaw {
-    name: Span,
-    value: Span,
+pub(crate) struct LabelRaw {
+    pub(crate) name: Span,
+    pub(crate) value: Span,
 }
 
 /// A set of updates with the table of the metric families they use.
@@ -187,11 +187,11 @@ struct LabelRaw {
 #[repr(C)]
 #[derive(StableAbi, Clone, Default)]
 pub struct Batch {
-    text: RString,
-    families: RVec<FamilyRaw>,
-    updates: RVec<UpdateRaw>,
-    samples: RVec<SampleRaw>,
-    labels: RVec<LabelRaw>,
+    pub(crate) text: RString,
+    pub(crate) families: RVec<FamilyRaw>,
+    pub(crate) updates: RVec<UpdateRaw>,
+    pub(crate) samples: RVec<SampleRaw>,
+    pub(crate) labels: RVec<LabelRaw>,
 }
 
 /// Where a set of samples came from. The same struct describes a source when building a batch and

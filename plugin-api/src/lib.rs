@@ -10,6 +10,7 @@
 //! Modules:
 //! - [`batch`]: the data model (updates keyed by source, families, samples) and its builder;
 //! - [`exporter`]: the safe trait, its results and the export macro;
+//! - [`codec`]: a checked binary form of a batch, for queues on disk;
 //! - [`config`]: strict TOML parsing with errors that name key, line and column;
 //! - [`abi`]: the stable ABI itself (root module, trait object, version), for the host;
 //! - [`log`]: the bridge that makes a plugin's `tracing` events appear in the host's log.
@@ -18,6 +19,7 @@
 
 pub mod abi;
 pub mod batch;
+pub mod codec;
 pub mod config;
 pub mod exporter;
 pub mod log;
