@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use periscope_core::collector::Collector;
 use periscope_core::config::{BatchConfig, RetryConfig, WhenFull};
-use periscope_core::delivery::{DeadLetter, MemoryQueue, Worker, WorkerSpec};
+use periscope_core::delivery::{DeadLetter, MemoryQueue, Queue, Worker, WorkerSpec};
 use periscope_core::plugins::Plugin;
 use periscope_core::readiness::Readiness;
 use periscope_core::telemetry::Telemetry;
@@ -106,7 +106,11 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
                 "null", "0",
             )),
             config_text: String::new(),
-            queue: Arc::new(MemoryQueue::new(1024, WhenFull::Block, metrics.clone())),
+            queue: Queue::Memory(Arc::new(MemoryQueue::new(
+                1024,
+                WhenFull::Block,
+                metrics.clone(),
+            ))),
             batch: BatchConfig {
                 max_samples: 100_000,
                 max_bytes: ByteSize(64 << 20),

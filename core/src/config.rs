@@ -128,6 +128,35 @@ pub enum QueueConfig {
         #[serde(default)]
         when_full: WhenFull,
     },
+    /// Segment files on disk: survives a crash and is replayed on start.
+    Disk {
+        /// The queue's directory (one per exporter).
+        path: PathBuf,
+        /// The most the segment files may hold.
+        #[serde(default = "default_disk_max_bytes")]
+        max_bytes: ByteSize,
+        /// When writes are synced.
+        #[serde(default)]
+        fsync: DiskFsync,
+        /// What happens when it is full.
+        #[serde(default)]
+        when_full: WhenFull,
+    },
+}
+
+fn default_disk_max_bytes() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+/// When the disk queue syncs what it writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskFsync {
+    /// After every batch written and every delivery recorded: survives a power loss.
+    #[default]
+    Always,
+    /// Leave it to the operating system: survives a crash of the host process, not of the machine.
+    Never,
 }
 
 impl Default for QueueConfig {
@@ -414,7 +443,10 @@ mod tests {
         let QueueConfig::Memory {
             capacity,
             when_full,
-        } = config.exporters[0].queue.clone();
+        } = config.exporters[0].queue.clone()
+        else {
+            panic!("a memory queue by default");
+        };
         assert_eq!((capacity, when_full), (1024, WhenFull::Block));
     }
 }

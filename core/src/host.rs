@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::check::Plan;
 use crate::collector::Collector;
 use crate::config::QueueConfig;
-use crate::delivery::{DeadLetter, MemoryQueue, Worker, WorkerSpec};
+use crate::delivery::{DeadLetter, DiskQueue, MemoryQueue, Queue, Worker, WorkerSpec};
 use crate::readiness::Readiness;
 use crate::server;
 use crate::telemetry::{InputMetrics, Telemetry};
@@ -38,6 +38,16 @@ pub enum RunError {
     /// The Kubernetes client could not be set up.
     #[error("{0}")]
     Kubernetes(#[from] periscope_scraper::kube::ConnectError),
+    /// A disk queue could not be opened.
+    #[error("cannot open the disk queue of exporter `{name}` in {}: {source}", path.display())]
+    Queue {
+        /// The exporter.
+        name: String,
+        /// The queue's directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A delivery thread could not be spawned.
     #[error("cannot start the delivery thread of exporter `{name}`: {source}")]
     Thread {
@@ -88,11 +98,29 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     let mut workers = Vec::new();
     for exporter in plan.exporters {
         let metrics = telemetry.exporter(&exporter.name);
-        let queue = match exporter.queue {
+        let queue = match &exporter.queue {
             QueueConfig::Memory {
                 capacity,
                 when_full,
-            } => Arc::new(MemoryQueue::new(capacity, when_full, metrics.clone())),
+            } => Queue::Memory(Arc::new(MemoryQueue::new(
+                *capacity,
+                *when_full,
+                metrics.clone(),
+            ))),
+            QueueConfig::Disk {
+                path,
+                max_bytes,
+                fsync,
+                when_full,
+            } => Queue::Disk(Arc::new(
+                DiskQueue::open(path, max_bytes.0, *when_full, *fsync, metrics.clone()).map_err(
+                    |source| RunError::Queue {
+                        name: exporter.name.clone(),
+                        path: path.clone(),
+                        source,
+                    },
+                )?,
+            )),
         };
         readiness.expect(&format!("exporter:{}", exporter.name), "starting");
         let spec = WorkerSpec {

@@ -34,6 +34,7 @@ struct ExporterVecs {
     lagged: IntCounterVec,
     resyncs: IntCounterVec,
     restarts: IntCounterVec,
+    corrupt: IntCounterVec,
     up: IntGaugeVec,
     latency: HistogramVec,
 }
@@ -72,6 +73,8 @@ pub struct ExporterMetrics {
     pub resyncs: IntCounter,
     /// Times the exporter was restarted after a failure or panic.
     pub restarts: IntCounter,
+    /// Torn or corrupt records found in the disk queue (cut, never delivered).
+    pub queue_corrupt_records: IntCounter,
     /// 1 while an exporter instance is running.
     pub up: IntGauge,
     /// Duration of `export` calls.
@@ -146,6 +149,12 @@ impl Telemetry {
                 &registry,
                 "periscope_exporter_resyncs_total",
                 "Full snapshots sent to the exporter.",
+                &["exporter"],
+            ),
+            corrupt: counter_vec(
+                &registry,
+                "periscope_exporter_queue_corrupt_records_total",
+                "Torn or corrupt records found in the disk queue; cut and never delivered.",
                 &["exporter"],
             ),
             restarts: counter_vec(
@@ -253,6 +262,7 @@ impl Telemetry {
             lagged: e.lagged.with_label_values(&one),
             resyncs: e.resyncs.with_label_values(&one),
             restarts: e.restarts.with_label_values(&one),
+            queue_corrupt_records: e.corrupt.with_label_values(&one),
             up: e.up.with_label_values(&one),
             latency: e.latency.with_label_values(&one),
         }

@@ -260,6 +260,13 @@ impl Host {
         text
     }
 
+    /// Kills the host with SIGKILL, as a crash would, and waits for it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("host still running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and waits (up to 30 s) for the host to exit; its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("host still running");

@@ -3,10 +3,12 @@
 
 mod backoff;
 mod dead_letter;
+mod disk_queue;
 mod queue;
 mod worker;
 
 pub use backoff::{Backoff, Stop};
 pub use dead_letter::DeadLetter;
-pub use queue::MemoryQueue;
+pub use disk_queue::DiskQueue;
+pub use queue::{MemoryQueue, Queue};
 pub use worker::{Worker, WorkerSpec};

@@ -1,4 +1,5 @@
-//! The bounded in-memory queue between an exporter's intake (async) and its delivery thread.
+//! The queue between an exporter's intake (async) and its delivery thread: bounded in memory, or
+//! durable on disk ([`super::DiskQueue`]); [`Queue`] is either.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -9,6 +10,69 @@ use tokio::sync::Notify;
 
 use crate::config::WhenFull;
 use crate::telemetry::ExporterMetrics;
+
+/// An exporter's queue, in memory or on disk.
+#[derive(Clone)]
+pub enum Queue {
+    /// Bounded, in memory: lost on a crash.
+    Memory(Arc<MemoryQueue>),
+    /// Segment files: replayed after a crash.
+    Disk(Arc<super::DiskQueue>),
+}
+
+impl Queue {
+    /// Adds a batch at the tail (see each queue's `push` for what happens when full).
+    pub async fn push(&self, batch: Arc<Batch>) {
+        match self {
+            Queue::Memory(q) => q.push(batch).await,
+            Queue::Disk(q) => q.push(batch).await,
+        }
+    }
+
+    /// Takes the batch at the head, waiting at most until `deadline`; `None` when closed and empty.
+    pub fn pop(&self, deadline: Option<Instant>) -> Option<Arc<Batch>> {
+        match self {
+            Queue::Memory(q) => q.pop(deadline),
+            Queue::Disk(q) => q.pop(deadline),
+        }
+    }
+
+    /// Everything popped so far is delivered (or dead-lettered): a disk queue will not replay it.
+    pub fn commit(&self) {
+        if let Queue::Disk(q) = self {
+            q.commit();
+        }
+    }
+
+    /// Whether what is still queued at shutdown survives (and so is not dropped).
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Queue::Disk(_))
+    }
+
+    /// Takes what an in-memory queue still holds (a disk queue keeps its batches for the next run).
+    pub fn drain(&self) -> Vec<Arc<Batch>> {
+        match self {
+            Queue::Memory(q) => q.drain(),
+            Queue::Disk(_) => Vec::new(),
+        }
+    }
+
+    /// No more pushes will come.
+    pub fn close(&self) {
+        match self {
+            Queue::Memory(q) => q.close(),
+            Queue::Disk(q) => q.close(),
+        }
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Queue::Memory(q) => q.is_closed(),
+            Queue::Disk(q) => q.is_closed(),
+        }
+    }
+}
 
 /// A bounded FIFO of batches: pushed by the intake task, popped by the delivery thread.
 pub struct MemoryQueue {

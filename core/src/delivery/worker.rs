@@ -18,7 +18,7 @@ use tracing::{error, info, info_span, warn};
 
 use super::backoff::{Backoff, Stop};
 use super::dead_letter::DeadLetter;
-use super::queue::MemoryQueue;
+use super::queue::Queue;
 use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::logging;
@@ -35,7 +35,7 @@ pub struct WorkerSpec {
     /// The exporter's own config, as TOML text.
     pub config_text: String,
     /// The queue between intake and delivery.
-    pub queue: Arc<MemoryQueue>,
+    pub queue: Queue,
     /// Merge limits.
     pub batch: BatchConfig,
     /// Backoff limits.
@@ -140,7 +140,7 @@ async fn intake(
     mut fanout: broadcast::Receiver<Stamped>,
     mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
     resync: ResyncLink,
-    queue: Arc<MemoryQueue>,
+    queue: Queue,
     metrics: ExporterMetrics,
 ) {
     // Batches numbered up to `covered` are already part of a queued snapshot.
@@ -201,7 +201,12 @@ impl Delivery {
         // Start at once, so readiness and start-up errors show before the first batch.
         let _ = self.instance_or_start(&mut backoff);
         while let Some(batch) = self.next_batch() {
-            if !self.deliver(&batch, &mut backoff) {
+            if self.deliver(&batch, &mut backoff) {
+                self.spec.queue.commit();
+            } else if self.spec.queue.is_durable() {
+                // Shutdown's deadline came first: the batch stays on disk for the next run.
+                break;
+            } else {
                 self.drop_on_shutdown(&batch);
                 for rest in self.spec.queue.drain() {
                     self.drop_on_shutdown(&rest);
