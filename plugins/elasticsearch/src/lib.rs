@@ -1,1 +1,323 @@
-//! (being written)
+//! # periscope-exporter-elasticsearch
+//!
+//! A Periscope exporter plugin (`plugin = "elasticsearch"`) that indexes every sample, and every
+//! removal of a source, as one document into Elasticsearch with the `_bulk` API, so the index
+//! holds the history of every series.
+//!
+//! Start with [`ElasticsearchExporter`]; its options are in [`config::ElasticsearchConfig`].
+//!
+//! Modules:
+//! - [`config`]: the options (`url`, `index`, `template`, auth, TLS, `timeout`);
+//! - [`document`]: samples → documents, their deterministic ids, the index name's date math;
+//! - [`bulk`]: a batch → one `_bulk` request;
+//! - [`response`]: the per-item results of a `_bulk` response;
+//! - [`template`]: the index template (mappings) installed at start;
+//! - [`client`]: the official `elasticsearch` client and the requests it makes.
+//!
+//! Delivery: one `_bulk` request per `export`, acknowledged only once the node acknowledged every
+//! item. An item answered 429 or 5xx, an unreachable node, a timeout or a 429/5xx on the request
+//! make the whole batch [`Export::Retry`]: the ids are deterministic and the operations are
+//! `index`, so the items already indexed are overwritten, not duplicated. Items refused for good
+//! (a 400 mapping conflict) make it [`Export::Reject`] naming each refused item, once no item
+//! needs a retry: every other item of the batch is indexed by then. (The host dead-letters the
+//! whole batch on a `Reject`, the indexed items too; see the reason for which ones failed.)
+//!
+//! The client is async: the exporter owns a current-thread tokio runtime, created in `new` and
+//! shut down in `shutdown`.
+
+pub mod bulk;
+pub mod client;
+pub mod config;
+pub mod document;
+pub mod response;
+pub mod template;
+
+use std::time::Duration;
+
+use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter, Health};
+
+use crate::client::{Client, SendError};
+use crate::config::ElasticsearchConfig;
+use crate::document::IndexPattern;
+use crate::response::Outcome;
+
+/// The shortest wait before a retry the host is asked for.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The wait asked for when the node refuses our credentials: only an operator can fix that.
+const RETRY_AFTER_UNAUTHORIZED: Duration = Duration::from_secs(30);
+
+/// How many refused items a `Reject` reason lists one by one.
+const LISTED_REJECTIONS: usize = 20;
+
+/// The Elasticsearch exporter.
+pub struct ElasticsearchExporter {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Client,
+    index: IndexPattern,
+    /// The template still to install (name and body), when it could not be installed yet.
+    pending_template: Option<(String, serde_json::Value)>,
+    /// The last failure, cleared by the next success; reported by `health`.
+    last_error: Option<(Health, String)>,
+}
+
+impl Exporter for ElasticsearchExporter {
+    type Config = ElasticsearchConfig;
+
+    fn new(config: ElasticsearchConfig, context: Context<'_>) -> Result<Self, BoxError> {
+        config.validate()?;
+        let index = IndexPattern::new(&config.index)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the exporter's tokio runtime: {e}"))?;
+        let client = Client::new(&config)?;
+        let pending_template = match (config.template, index.template_pattern()) {
+            (true, Some(pattern)) => Some((
+                template::name(&pattern),
+                template::body(&pattern, config.number_of_replicas),
+            )),
+            _ => None,
+        };
+        let mut exporter = ElasticsearchExporter {
+            runtime: Some(runtime),
+            client,
+            index,
+            pending_template,
+            last_error: None,
+        };
+        match exporter.install_template() {
+            Ok(()) => {}
+            // A node that is not up yet is no reason to fail: the first export tries again.
+            Err(SendError::Unavailable(reason) | SendError::Unauthorized(reason)) => {
+                tracing::warn!(%reason, "index template not installed yet; will retry before the first export");
+            }
+            Err(SendError::Refused(reason)) => {
+                return Err(format!("the index template was refused: {reason}").into());
+            }
+        }
+        tracing::info!(
+            exporter = context.exporter,
+            url = %config.url,
+            index = %config.index,
+            template = config.template,
+            "indexing into Elasticsearch"
+        );
+        Ok(exporter)
+    }
+
+    fn export(&mut self, batch: &Batch) -> Result<Export, BoxError> {
+        let result = self.export_batch(batch)?;
+        self.last_error = match &result {
+            Export::Ok => None,
+            Export::Retry { reason, after } => {
+                tracing::warn!(%reason, "export failed; the host will retry it");
+                let health = if *after >= RETRY_AFTER_UNAUTHORIZED {
+                    Health::Unhealthy(reason.clone())
+                } else {
+                    Health::Degraded(reason.clone())
+                };
+                Some((health, reason.clone()))
+            }
+            // A refused item says nothing about the node's health.
+            Export::Reject { .. } => None,
+        };
+        Ok(result)
+    }
+
+    fn health(&self) -> Health {
+        match &self.last_error {
+            None => Health::Healthy,
+            Some((health, _)) => health.clone(),
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), BoxError> {
+        // Every export waited for its answer: nothing is in flight or buffered.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+}
+
+impl ElasticsearchExporter {
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, BoxError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| "the exporter was shut down".into())
+    }
+
+    /// Puts the pending index template, if any.
+    fn install_template(&mut self) -> Result<(), SendError> {
+        let Some((name, body)) = &self.pending_template else {
+            return Ok(());
+        };
+        let Ok(runtime) = self.runtime() else {
+            return Err(SendError::Unavailable("the exporter was shut down".into()));
+        };
+        runtime.block_on(self.client.put_template(name, body.clone()))?;
+        tracing::info!(template = %name, "index template installed");
+        self.pending_template = None;
+        Ok(())
+    }
+
+    fn export_batch(&mut self, batch: &Batch) -> Result<Export, BoxError> {
+        let request = bulk::build(batch, &self.index, periscope_plugin_api::now_ms());
+        if request.sent.is_empty() && request.unsendable.is_empty() {
+            return Ok(Export::Ok);
+        }
+        match self.install_template() {
+            Ok(()) => {}
+            Err(e) => return Ok(retry_or_reject(e, "installing the index template")),
+        }
+        let mut rejected: Vec<String> = request.unsendable;
+        let total = request.sent.len() + rejected.len();
+        if !request.sent.is_empty() {
+            let sent = request.sent;
+            let answer = self.runtime()?.block_on(self.client.bulk(request.body));
+            let body = match answer {
+                Ok(body) => body,
+                Err(e) => return Ok(retry_or_reject(e, "sending the batch")),
+            };
+            match response::classify(&body, sent.len()) {
+                // Nothing tells which items were indexed: sending them again is safe.
+                Err(reason) => return Ok(retry(RETRY_AFTER, reason)),
+                Ok(Outcome::Indexed) => {}
+                Ok(Outcome::Retry { items, first }) => {
+                    return Ok(retry(
+                        RETRY_AFTER,
+                        format!(
+                            "{items} of {} documents must be sent again (429/5xx), first: {first}",
+                            sent.len()
+                        ),
+                    ));
+                }
+                Ok(Outcome::Rejected(items)) => {
+                    rejected.extend(items.iter().map(|r| {
+                        let what = sent.get(r.position).map_or("", |s| s.what.as_str());
+                        format!("{} ({what}): HTTP {}: {}", r.id, r.status, r.error)
+                    }));
+                }
+            }
+        }
+        if rejected.is_empty() {
+            return Ok(Export::Ok);
+        }
+        Ok(Export::Reject {
+            reason: rejection_reason(&rejected, total),
+        })
+    }
+}
+
+fn retry(after: Duration, reason: String) -> Export {
+    Export::Retry { after, reason }
+}
+
+/// The result of a request that got no usable answer.
+fn retry_or_reject(error: SendError, doing: &str) -> Export {
+    match error {
+        SendError::Unavailable(reason) => retry(RETRY_AFTER, format!("{doing}: {reason}")),
+        SendError::Unauthorized(reason) => retry(
+            RETRY_AFTER_UNAUTHORIZED,
+            format!("{doing}: {reason} (check the credentials)"),
+        ),
+        SendError::Refused(reason) => Export::Reject {
+            reason: format!("{doing}: {reason}"),
+        },
+    }
+}
+
+/// `N of M documents rejected …; id (what): error; …`.
+fn rejection_reason(rejected: &[String], total: usize) -> String {
+    let mut reason = format!(
+        "{} of {total} documents rejected by Elasticsearch (the other {} are indexed): ",
+        rejected.len(),
+        total - rejected.len()
+    );
+    reason.push_str(
+        &rejected
+            .iter()
+            .take(LISTED_REJECTIONS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    if rejected.len() > LISTED_REJECTIONS {
+        reason.push_str(&format!(
+            "; and {} more",
+            rejected.len() - LISTED_REJECTIONS
+        ));
+    }
+    reason
+}
+
+periscope_plugin_api::export_exporter!(name = "elasticsearch", exporter = ElasticsearchExporter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_plugin_api::config::parse;
+    use periscope_plugin_api::{BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
+
+    fn batch() -> Batch {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "up",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        b.replace(Source::new(SourceKind::Endpoint, "e"))
+            .sample(f, Suffix::None, 1.0, 1);
+        b.build()
+    }
+
+    #[test]
+    fn a_node_that_is_down_means_retry_and_degraded_health() {
+        // A port nobody listens on: the start does not fail, the export asks for a retry.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ntimeout = \"2s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        match exporter.export(&batch()).unwrap() {
+            Export::Retry { after, reason } => {
+                assert_eq!(after, RETRY_AFTER);
+                assert!(reason.contains("index template"), "{reason}");
+                assert!(reason.contains(&port.to_string()), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(exporter.health(), Health::Degraded(_)));
+        assert_eq!(exporter.export(&Batch::new()).unwrap(), Export::Ok);
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_bad_config_fails_new() {
+        let config = parse("index = \"UPPER\"").unwrap();
+        let err = ElasticsearchExporter::new(config, Context { exporter: "t" })
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn a_rejection_lists_the_items_and_counts_the_rest() {
+        let items: Vec<String> = (0..25)
+            .map(|i| format!("id{i} (s m): HTTP 400: bad"))
+            .collect();
+        let reason = rejection_reason(&items, 30);
+        assert!(reason.starts_with(
+            "25 of 30 documents rejected by Elasticsearch (the other 5 are indexed): id0 (s m)"
+        ));
+        assert!(reason.contains("id19") && !reason.contains("id20 "));
+        assert!(reason.ends_with("; and 5 more"));
+    }
+}

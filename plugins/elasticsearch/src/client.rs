@@ -1,0 +1,184 @@
+//! The HTTP side: the official `elasticsearch` client, built from the options, and the two
+//! requests the exporter makes (put the index template, send a `_bulk`).
+
+use std::time::Duration;
+
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::indices::IndicesPutIndexTemplateParts;
+use elasticsearch::{BulkOperations, BulkParts, Elasticsearch};
+
+use crate::config::{Auth, ElasticsearchConfig};
+
+/// Why a request did not get an answer the exporter can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The node is down, slow, overloaded (429) or failing (5xx): the same request may work later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The node refuses our credentials (401, 403): nothing works until the operator fixes them,
+    /// but the data must wait, not go.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The node refuses the request itself for good (another 4xx).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A client of one node.
+pub struct Client {
+    es: Elasticsearch,
+    url: String,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Builds the client; reads `ca_file`. Does not connect.
+    pub fn new(config: &ElasticsearchConfig) -> Result<Self, String> {
+        let url =
+            url::Url::parse(&config.url).map_err(|e| format!("`url` {:?}: {e}", config.url))?;
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(config.timeout.0);
+        builder = match config.auth()? {
+            Auth::None => builder,
+            Auth::Basic { username, password } => {
+                builder.auth(Credentials::Basic(username, password))
+            }
+            Auth::ApiKey(key) => builder.auth(Credentials::EncodedApiKey(key)),
+        };
+        if let Some(path) = &config.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("`ca_file` {}: {e}", path.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("`ca_file` {}: not a PEM certificate: {e}", path.display()))?;
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        } else if config.insecure_skip_verify {
+            builder = builder.cert_validation(CertificateValidation::None);
+        }
+        let transport = builder
+            .build()
+            .map_err(|e| format!("cannot build the client for {}: {e}", config.url))?;
+        Ok(Client {
+            es: Elasticsearch::new(transport),
+            url: config.url.clone(),
+            timeout: config.timeout.0,
+        })
+    }
+
+    /// `PUT _index_template/<name>`.
+    pub async fn put_template(&self, name: &str, body: serde_json::Value) -> Result<(), SendError> {
+        let indices = self.es.indices();
+        let request = indices
+            .put_index_template(IndicesPutIndexTemplateParts::Name(name))
+            .body(body)
+            .send();
+        let response = self.within_timeout("PUT _index_template", request).await?;
+        let status = response.status_code().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        check_status(&format!("PUT _index_template/{name}"), status, &text)
+    }
+
+    /// `POST _bulk`: the response body once the node answered 2xx.
+    pub async fn bulk(&self, body: BulkOperations) -> Result<Vec<u8>, SendError> {
+        let request = self.es.bulk(BulkParts::None).body(vec![body]).send();
+        let response = self.within_timeout("POST _bulk", request).await?;
+        let status = response.status_code().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| SendError::Unavailable(format!("reading the _bulk response: {e}")))?;
+        check_status("POST _bulk", status, &String::from_utf8_lossy(&bytes))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Runs `request` with the configured timeout (the transport's own covers each attempt; this
+    /// one also covers connecting and reading the headers).
+    async fn within_timeout<F>(
+        &self,
+        what: &str,
+        request: F,
+    ) -> Result<elasticsearch::http::response::Response, SendError>
+    where
+        F: Future<Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>>,
+    {
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(SendError::Unavailable(format!(
+                "{what} to {}: no answer within {:?}",
+                self.url, self.timeout
+            ))),
+            Ok(Err(e)) => Err(SendError::Unavailable(format!(
+                "{what} to {}: {}",
+                self.url,
+                error_chain(&e)
+            ))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// Sorts a response status into success or a [`SendError`].
+fn check_status(what: &str, status: u16, body: &str) -> Result<(), SendError> {
+    let detail = || {
+        let body = body.trim();
+        let cut = body.char_indices().nth(500).map_or(body.len(), |(i, _)| i);
+        format!("{what}: HTTP {status}: {}", &body[..cut])
+    };
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(SendError::Unauthorized(detail())),
+        s if crate::response::is_retryable(s) => Err(SendError::Unavailable(detail())),
+        _ => Err(SendError::Refused(detail())),
+    }
+}
+
+/// An error with its causes, `: `-separated (reqwest hides "connection refused" in a cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_sort_into_retry_wait_and_refuse() {
+        assert_eq!(check_status("x", 200, ""), Ok(()));
+        assert!(matches!(
+            check_status("x", 429, ""),
+            Err(SendError::Unavailable(_))
+        ));
+        assert!(matches!(
+            check_status("x", 503, ""),
+            Err(SendError::Unavailable(_))
+        ));
+        assert!(matches!(
+            check_status("x", 401, ""),
+            Err(SendError::Unauthorized(_))
+        ));
+        match check_status("POST _bulk", 413, "too large") {
+            Err(SendError::Refused(text)) => assert_eq!(text, "POST _bulk: HTTP 413: too large"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let config: ElasticsearchConfig = periscope_plugin_api::config::parse(
+            "url = \"https://a:9200\"\nca_file = \"/nonexistent/ca.pem\"",
+        )
+        .unwrap();
+        let err = Client::new(&config).err().unwrap();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+}

@@ -1,0 +1,464 @@
+//! Batch → Elasticsearch documents: one per sample, one per removed source.
+//!
+//! ```json
+//! {"@timestamp":"2026-11-25T17:00:00.123Z","op":"replace","metric":"vm_memory_bytes","family":"vm_memory",
+//!  "type":"gauge","unit":"bytes","value":2.5,"labels":{"node":"n1"},
+//!  "source":{"kind":"object","id":"kubevirt.io/v1/VirtualMachineInstance/default/vm1","api_version":"kubevirt.io/v1",
+//!            "object_kind":"VirtualMachineInstance","namespace":"default","name":"vm1","uid":"…"}}
+//! {"@timestamp":"…","op":"remove","source":{…}}
+//! ```
+//!
+//! Empty source fields and an empty unit are left out. JSON has no NaN or infinities: such a value
+//! is written as `"value": null` with `"value_text": "NaN"` (or `"+Inf"`, `"-Inf"`).
+//!
+//! Every document has a deterministic `_id` ([`Document::id`]), so indexing a retried batch again
+//! overwrites the same documents instead of adding copies.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use periscope_plugin_api::{Sample, Source};
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use sha2::{Digest, Sha256};
+
+/// What a document records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// One sample of a `Replace`.
+    Replace,
+    /// A source that is gone.
+    Remove,
+}
+
+impl Op {
+    /// The `op` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Replace => "replace",
+            Op::Remove => "remove",
+        }
+    }
+}
+
+/// One document, borrowing from the batch.
+#[derive(Debug, Clone)]
+pub struct Document<'a> {
+    /// What it records.
+    pub op: Op,
+    /// Milliseconds since the Unix epoch: the sample's timestamp, or the export time for removals.
+    pub timestamp_ms: i64,
+    /// The source.
+    pub source: Source<'a>,
+    /// The sample, for [`Op::Replace`].
+    pub sample: Option<Sample<'a>>,
+}
+
+impl<'a> Document<'a> {
+    /// The document of one sample of `source`.
+    pub fn sample(source: Source<'a>, sample: Sample<'a>) -> Self {
+        Document {
+            op: Op::Replace,
+            timestamp_ms: sample.timestamp_ms(),
+            source,
+            sample: Some(sample),
+        }
+    }
+
+    /// The document saying `source` is gone, stamped `now_ms`.
+    pub fn remove(source: Source<'a>, now_ms: i64) -> Self {
+        Document {
+            op: Op::Remove,
+            timestamp_ms: now_ms,
+            source,
+            sample: None,
+        }
+    }
+
+    /// The metric name (family plus suffix), empty for removals.
+    pub fn metric(&self) -> String {
+        self.sample.map(|s| s.metric_name()).unwrap_or_default()
+    }
+
+    /// The deterministic `_id`: the first 128 bits of a SHA-256, in hex, over the source id, the
+    /// metric, the labels sorted by name, the timestamp and the op. A removal's id leaves out the
+    /// timestamp (a removal has none of its own: it is stamped at export time, which a retry
+    /// would change) and takes the source's uid instead, so a retried removal is indexed once.
+    pub fn id(&self) -> String {
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        field(self.op.as_str().as_bytes());
+        field(self.source.id.as_bytes());
+        match self.sample {
+            Some(sample) => {
+                field(self.metric().as_bytes());
+                let mut labels: Vec<(&str, &str)> = sample.labels().collect();
+                labels.sort_unstable();
+                field(&(labels.len() as u64).to_le_bytes());
+                for (name, value) in labels {
+                    field(name.as_bytes());
+                    field(value.as_bytes());
+                }
+                field(&self.timestamp_ms.to_le_bytes());
+            }
+            None => field(self.source.uid.as_bytes()),
+        }
+        let digest = hash.finalize();
+        hex::encode(&digest[..16])
+    }
+
+    /// The timestamp as RFC 3339 in UTC, or why it cannot be written.
+    pub fn timestamp_text(&self) -> Result<String, String> {
+        Timestamp::from_millisecond(self.timestamp_ms)
+            .map(|t| t.to_string())
+            .map_err(|e| format!("timestamp {} ms is out of range: {e}", self.timestamp_ms))
+    }
+
+    /// A short description for error messages: source id and metric.
+    pub fn describe(&self) -> String {
+        match self.op {
+            Op::Replace => format!("{} {}", self.source.id, self.metric()),
+            Op::Remove => format!("{} (remove)", self.source.id),
+        }
+    }
+
+    /// The serializable body, with its timestamp already formatted.
+    pub fn body(&self) -> Result<Body<'_, 'a>, String> {
+        Ok(Body {
+            doc: self,
+            timestamp: self.timestamp_text()?,
+        })
+    }
+}
+
+/// A document's JSON body (see the module docs).
+pub struct Body<'d, 'a> {
+    doc: &'d Document<'a>,
+    timestamp: String,
+}
+
+impl Serialize for Body<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("@timestamp", &self.timestamp)?;
+        map.serialize_entry("op", self.doc.op.as_str())?;
+        if let Some(sample) = self.doc.sample {
+            let family = sample.family();
+            map.serialize_entry("metric", &sample.metric_name())?;
+            map.serialize_entry("family", family.name)?;
+            map.serialize_entry("type", family.kind.as_str())?;
+            if !family.unit.is_empty() {
+                map.serialize_entry("unit", family.unit)?;
+            }
+            let value = sample.value();
+            if value.is_finite() {
+                map.serialize_entry("value", &value)?;
+            } else {
+                map.serialize_entry("value", &())?;
+                map.serialize_entry("value_text", non_finite_text(value))?;
+            }
+            map.serialize_entry("labels", &Labels(sample))?;
+        }
+        map.serialize_entry("source", &SourceBody(self.doc.source))?;
+        map.end()
+    }
+}
+
+/// The Prometheus spelling of a value JSON cannot hold.
+pub fn non_finite_text(value: f64) -> &'static str {
+    if value.is_nan() {
+        "NaN"
+    } else if value > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
+struct Labels<'a>(Sample<'a>);
+
+impl Serialize for Labels<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.labels().len()))?;
+        for (name, value) in self.0.labels() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+struct SourceBody<'a>(Source<'a>);
+
+impl Serialize for SourceBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let s = self.0;
+        let mut out = serializer.serialize_struct("source", 7)?;
+        out.serialize_field("kind", s.kind.as_str())?;
+        out.serialize_field("id", s.id)?;
+        for (key, value) in [
+            ("api_version", s.api_version),
+            ("object_kind", s.object_kind),
+            ("namespace", s.namespace),
+            ("name", s.name),
+            ("uid", s.uid),
+        ] {
+            if value.is_empty() {
+                out.skip_field(key)?;
+            } else {
+                out.serialize_field(key, value)?;
+            }
+        }
+        out.end()
+    }
+}
+
+/// The `index` option: an index name with `strftime` date math over the document's timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPattern {
+    pattern: String,
+}
+
+impl IndexPattern {
+    /// Checks that `pattern` formats into a valid index name.
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        let this = IndexPattern {
+            pattern: pattern.to_owned(),
+        };
+        // 2001-02-03T04:05:06Z: every field differs, so a bad specifier shows.
+        this.name(981_173_106_000)
+            .map_err(|e| format!("`index` {pattern:?}: {e}"))?;
+        Ok(this)
+    }
+
+    /// The index name for a document at `timestamp_ms` (UTC).
+    pub fn name(&self, timestamp_ms: i64) -> Result<String, String> {
+        let name = if self.pattern.contains('%') {
+            let time = Timestamp::from_millisecond(timestamp_ms)
+                .map_err(|e| format!("timestamp {timestamp_ms} ms is out of range: {e}"))?
+                .to_zoned_datetime(TimeZone::UTC);
+            jiff::fmt::strtime::format(&self.pattern, &time).map_err(|e| e.to_string())?
+        } else {
+            self.pattern.clone()
+        };
+        check_index_name(&name)?;
+        Ok(name)
+    }
+
+    /// The `index_patterns` entry of a template covering every index this pattern names: the
+    /// fixed prefix followed by `*`, or the name itself without date math; `None` when the
+    /// pattern starts with date math (the template would match every index).
+    pub fn template_pattern(&self) -> Option<String> {
+        match self.pattern.find('%') {
+            None => Some(self.pattern.clone()),
+            Some(0) => None,
+            Some(i) => Some(format!("{}*", &self.pattern[..i])),
+        }
+    }
+}
+
+/// Elasticsearch's rules for index names.
+fn check_index_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid index name"));
+    }
+    if name.len() > 255 {
+        return Err(format!("index name {name:?} is longer than 255 bytes"));
+    }
+    if name.chars().any(|c| c.is_uppercase()) {
+        return Err(format!("index name {name:?} must be lowercase"));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        matches!(
+            c,
+            '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':'
+        )
+    }) {
+        return Err(format!("index name {name:?} must not contain {c:?}"));
+    }
+    if name.starts_with(['-', '_', '+']) {
+        return Err(format!(
+            "index name {name:?} must not start with '-', '_' or '+'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_plugin_api::{
+        Batch, BatchBuilder, Family, FamilyKind, SourceKind, Suffix, Update,
+    };
+
+    fn source() -> Source<'static> {
+        Source {
+            kind: SourceKind::Object,
+            id: "v1/ConfigMap/demo/a",
+            api_version: "v1",
+            object_kind: "ConfigMap",
+            namespace: "demo",
+            name: "a",
+            uid: "uid-a",
+        }
+    }
+
+    /// A test sample: value, timestamp, labels.
+    type TestSample<'a> = (f64, i64, &'a [(&'a str, &'a str)]);
+
+    /// One sample per `(value, timestamp, labels)`.
+    fn batch(samples: &[TestSample<'_>]) -> Batch {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "demo_bytes",
+            help: "",
+            unit: "bytes",
+            kind: FamilyKind::Counter,
+        });
+        let mut r = b.replace(source());
+        for (value, ts, labels) in samples {
+            r.sample(f, Suffix::Total, *value, *ts)
+                .labels(labels.iter().copied());
+        }
+        b.remove(source());
+        b.build()
+    }
+
+    fn documents(batch: &Batch) -> Vec<Document<'_>> {
+        let mut out = Vec::new();
+        for update in batch.updates() {
+            match update {
+                Update::Replace { source, samples } => {
+                    out.extend(samples.iter().map(|s| Document::sample(source, s)));
+                }
+                Update::Remove { source } => out.push(Document::remove(source, 7)),
+            }
+        }
+        out
+    }
+
+    fn json(doc: &Document<'_>) -> serde_json::Value {
+        serde_json::to_value(doc.body().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_sample_document_has_every_field() {
+        let b = batch(&[(2.5, 1_764_090_000_123, &[("node", "n1"), ("a.b/c", "x")])]);
+        let docs = documents(&b);
+        assert_eq!(
+            json(&docs[0]),
+            serde_json::json!({
+                "@timestamp": "2025-11-25T17:00:00.123Z",
+                "op": "replace",
+                "metric": "demo_bytes_total",
+                "family": "demo_bytes",
+                "type": "counter",
+                "unit": "bytes",
+                "value": 2.5,
+                "labels": {"node": "n1", "a.b/c": "x"},
+                "source": {"kind": "object", "id": "v1/ConfigMap/demo/a", "api_version": "v1",
+                           "object_kind": "ConfigMap", "namespace": "demo", "name": "a", "uid": "uid-a"},
+            })
+        );
+        let remove = json(&docs[1]);
+        assert_eq!(remove["op"], "remove");
+        assert_eq!(remove["@timestamp"], "1970-01-01T00:00:00.007Z");
+        assert!(remove.get("value").is_none() && remove.get("metric").is_none());
+        assert_eq!(remove["source"]["name"], "a");
+    }
+
+    #[test]
+    fn non_finite_values_are_null_with_a_text() {
+        let b = batch(&[
+            (f64::NAN, 1, &[]),
+            (f64::INFINITY, 2, &[]),
+            (f64::NEG_INFINITY, 3, &[]),
+        ]);
+        let docs = documents(&b);
+        for (doc, text) in docs.iter().zip(["NaN", "+Inf", "-Inf"]) {
+            let v = json(doc);
+            assert!(v["value"].is_null(), "{v}");
+            assert_eq!(v["value_text"], text);
+        }
+    }
+
+    #[test]
+    fn empty_source_fields_are_left_out() {
+        let mut b = BatchBuilder::new();
+        b.remove(Source::new(SourceKind::Endpoint, "http://a/metrics"));
+        let b = b.build();
+        let v = json(&documents(&b)[0]);
+        assert_eq!(
+            v["source"],
+            serde_json::json!({"kind": "endpoint", "id": "http://a/metrics"})
+        );
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_tell_samples_apart() {
+        let b = batch(&[
+            (1.0, 10, &[("x", "1"), ("y", "2")]),
+            (9.0, 10, &[("y", "2"), ("x", "1")]), // same series and time, labels in another order
+            (1.0, 11, &[("x", "1"), ("y", "2")]), // another time
+            (1.0, 10, &[("x", "1"), ("y", "3")]), // another label value
+            (1.0, 10, &[("x", "1")]),             // fewer labels
+        ]);
+        let ids: Vec<String> = documents(&b).iter().map(Document::id).collect();
+        let again: Vec<String> = documents(&b).iter().map(Document::id).collect();
+        assert_eq!(ids, again);
+        assert_eq!(ids[0].len(), 32);
+        assert!(ids[0].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            ids[0], ids[1],
+            "the value and label order do not change the id"
+        );
+        let mut distinct = vec![&ids[0], &ids[2], &ids[3], &ids[4], &ids[5]];
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "{ids:?}");
+    }
+
+    #[test]
+    fn a_removal_id_ignores_the_export_time() {
+        let b = batch(&[]);
+        let source = b.updates().next().unwrap().source();
+        assert_eq!(
+            Document::remove(source, 1).id(),
+            Document::remove(source, 2).id()
+        );
+    }
+
+    #[test]
+    fn index_names_use_date_math_in_utc() {
+        let daily = IndexPattern::new("periscope-%Y.%m.%d").unwrap();
+        // 2025-11-25T23:59:59.999Z and one millisecond later.
+        assert_eq!(
+            daily.name(1_764_115_199_999).unwrap(),
+            "periscope-2025.11.25"
+        );
+        assert_eq!(
+            daily.name(1_764_115_200_000).unwrap(),
+            "periscope-2025.11.26"
+        );
+        assert_eq!(daily.template_pattern().as_deref(), Some("periscope-*"));
+        let fixed = IndexPattern::new("metrics").unwrap();
+        assert_eq!(fixed.name(0).unwrap(), "metrics");
+        assert_eq!(fixed.template_pattern().as_deref(), Some("metrics"));
+        assert_eq!(IndexPattern::new("%Y-x").unwrap().template_pattern(), None);
+        assert!(daily.name(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn bad_index_patterns_are_refused() {
+        assert!(
+            IndexPattern::new("Periscope")
+                .unwrap_err()
+                .contains("lowercase")
+        );
+        assert!(IndexPattern::new("p-%b").unwrap_err().contains("lowercase"));
+        assert!(IndexPattern::new("a b").is_err());
+        assert!(IndexPattern::new("_x").is_err());
+        assert!(IndexPattern::new("").is_err());
+        assert!(IndexPattern::new("x-%Q").is_err());
+    }
+}

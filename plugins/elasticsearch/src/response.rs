@@ -1,0 +1,212 @@
+//! Reading a `_bulk` response: every item is checked, since a `200` can still carry per-item
+//! failures (`"errors": true`).
+
+use serde::Deserialize;
+
+/// A `_bulk` response body (the parts the exporter reads).
+#[derive(Debug, Deserialize)]
+pub struct BulkResponse {
+    /// Whether any item failed.
+    #[serde(default)]
+    pub errors: bool,
+    /// One entry per operation, in request order.
+    #[serde(default)]
+    pub items: Vec<std::collections::HashMap<String, Item>>,
+}
+
+/// The result of one operation.
+#[derive(Debug, Deserialize)]
+pub struct Item {
+    /// The document id.
+    #[serde(rename = "_id", default)]
+    pub id: Option<String>,
+    /// The operation's HTTP status.
+    pub status: u16,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<ItemError>,
+}
+
+/// An item's error.
+#[derive(Debug, Deserialize)]
+pub struct ItemError {
+    /// The exception type (`document_parsing_exception`).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The message.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What a `_bulk` response means for the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every item was indexed.
+    Indexed,
+    /// Some item hit a 429 or a 5xx: send the whole batch again (ids make that safe).
+    Retry {
+        /// How many items asked for it.
+        items: usize,
+        /// The first such item's error.
+        first: String,
+    },
+    /// No item needs a retry, but these items were refused for good; the others are indexed.
+    Rejected(Vec<Rejection>),
+}
+
+/// One item the node refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The item's position in the request.
+    pub position: usize,
+    /// The document id.
+    pub id: String,
+    /// The status.
+    pub status: u16,
+    /// `type: reason` from the node.
+    pub error: String,
+}
+
+/// Whether an item (or request) status asks for the same request to be sent again.
+pub fn is_retryable(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Classifies a `_bulk` response of a request with `sent` operations.
+pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, String> {
+    let response: BulkResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "unreadable _bulk response ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        )
+    })?;
+    if response.items.len() != sent {
+        return Err(format!(
+            "the _bulk response has {} items for {sent} operations",
+            response.items.len()
+        ));
+    }
+    let mut retry = 0;
+    let mut first_retry = String::new();
+    let mut rejected = Vec::new();
+    for (position, item) in response.items.iter().enumerate() {
+        let Some(item) = item.values().next() else {
+            return Err(format!("item {position} of the _bulk response is empty"));
+        };
+        if (200..300).contains(&item.status) {
+            continue;
+        }
+        let error = item.error.as_ref().map_or_else(
+            || format!("status {}", item.status),
+            |e| format!("{}: {}", e.kind, e.reason),
+        );
+        if is_retryable(item.status) {
+            if retry == 0 {
+                first_retry = error;
+            }
+            retry += 1;
+        } else {
+            rejected.push(Rejection {
+                position,
+                id: item.id.clone().unwrap_or_default(),
+                status: item.status,
+                error,
+            });
+        }
+    }
+    Ok(if retry > 0 {
+        Outcome::Retry {
+            items: retry,
+            first: first_retry,
+        }
+    } else if rejected.is_empty() {
+        Outcome::Indexed
+    } else {
+        Outcome::Rejected(rejected)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, status: u16, error: Option<&str>) -> String {
+        let error = error.map_or(String::new(), |e| {
+            format!(r#","error":{{"type":"{e}","reason":"{e} happened"}}"#)
+        });
+        format!(r#"{{"index":{{"_index":"p","_id":"{id}","status":{status}{error}}}}}"#)
+    }
+
+    fn body(errors: bool, items: &[String]) -> Vec<u8> {
+        format!(
+            r#"{{"took":3,"errors":{errors},"items":[{}]}}"#,
+            items.join(",")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn all_created_or_updated_is_indexed() {
+        let b = body(false, &[item("a", 201, None), item("b", 200, None)]);
+        assert_eq!(classify(&b, 2), Ok(Outcome::Indexed));
+    }
+
+    #[test]
+    fn a_mapping_conflict_rejects_that_item_only() {
+        // As the 8.19 node answered (tests/search-node/README.md).
+        let b = br#"{"errors":true,"took":5,"items":[
+            {"index":{"_index":"pods","_id":"p1","_version":1,"result":"created","status":201}},
+            {"index":{"_index":"pods","_id":"p2","status":400,"error":{"type":"document_parsing_exception",
+              "reason":"[1:13] failed to parse field [restarts] of type [long] in document with id 'p2'. Preview of field's value: 'many'"}}}]}"#;
+        match classify(b, 2).unwrap() {
+            Outcome::Rejected(r) => {
+                assert_eq!(r.len(), 1);
+                assert_eq!(
+                    (r[0].position, r[0].id.as_str(), r[0].status),
+                    (1, "p2", 400)
+                );
+                assert!(r[0].error.starts_with(
+                    "document_parsing_exception: [1:13] failed to parse field [restarts]"
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_429_or_5xx_item_retries_the_batch_even_beside_rejections() {
+        let b = body(
+            true,
+            &[
+                item("a", 201, None),
+                item("b", 400, Some("mapper_parsing_exception")),
+                item("c", 429, Some("es_rejected_execution_exception")),
+                item("d", 503, Some("unavailable_shards_exception")),
+            ],
+        );
+        assert_eq!(
+            classify(&b, 4),
+            Ok(Outcome::Retry {
+                items: 2,
+                first: "es_rejected_execution_exception: es_rejected_execution_exception happened"
+                    .into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_response_that_does_not_match_the_request_is_an_error() {
+        assert!(classify(&body(false, &[item("a", 201, None)]), 2).is_err());
+        assert!(
+            classify(b"<html>proxy error</html>", 1)
+                .unwrap_err()
+                .contains("proxy error")
+        );
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        assert!(is_retryable(429) && is_retryable(500) && is_retryable(503));
+        assert!(!is_retryable(400) && !is_retryable(404) && !is_retryable(409));
+    }
+}

@@ -1,0 +1,258 @@
+//! The Elasticsearch exporter end to end: a real host process over offline manifests, a real
+//! Elasticsearch 8.19 node (`tests/search-node`), and the file exporter beside it as the witness
+//! of what was produced.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{demo_config, write_configmap};
+use periscope_tests::search_node::SearchNode;
+use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
+use serde_json::{Value, json};
+
+/// The file exporter, the witness.
+const FILES: &str = r#"[[exporters]]
+name = "files"
+plugin = "file"
+batch = { max_wait = "10ms" }
+config = { path = "out/samples.ndjson" }
+"#;
+
+/// The exporter under test, writing to `url` with `extra` config keys.
+fn search_exporter(url: &str, extra: &str) -> String {
+    format!(
+        r#"[[exporters]]
+name = "search"
+plugin = "elasticsearch"
+batch = {{ max_wait = "10ms" }}
+retry = {{ initial = "100ms", max = "1s" }}
+config = {{ url = "{url}", number_of_replicas = 0, timeout = "5s"{extra} }}
+"#
+    )
+}
+
+/// A sample or removal, as both exporters can describe it: op, source id, metric, labels, time.
+type Key = (String, String, String, String, String);
+
+/// What the file exporter wrote: every distinct sample (source, metric, labels, timestamp) and
+/// every removed source. Removals carry the export time, which differs between exporters, so they
+/// are keyed by source only.
+fn produced(records: &[Value]) -> BTreeSet<Key> {
+    records
+        .iter()
+        .filter_map(|r| match r["op"].as_str() {
+            Some("replace") if r.get("metric").is_some() => Some((
+                "replace".to_owned(),
+                r["source"]["id"].as_str()?.to_owned(),
+                r["metric"].as_str()?.to_owned(),
+                r["labels"].to_string(),
+                r["ts"].to_string(),
+            )),
+            Some("remove") => Some(remove_key(r["source"]["id"].as_str()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn remove_key(source: &str) -> Key {
+    let empty = String::new;
+    ("remove".into(), source.into(), empty(), empty(), empty())
+}
+
+/// The same keys from the indexed documents.
+fn indexed(docs: &[Value]) -> Vec<Key> {
+    docs.iter()
+        .map(|d| {
+            let source = d["source"]["id"].as_str().unwrap_or_default();
+            if d["op"] == "remove" {
+                return remove_key(source);
+            }
+            let ts = d["@timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .unwrap_or_else(|| panic!("bad @timestamp in {d}"))
+                .as_millisecond();
+            (
+                "replace".to_owned(),
+                source.to_owned(),
+                d["metric"].as_str().unwrap_or_default().to_owned(),
+                d["labels"].to_string(),
+                ts.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn samples_reach_the_node_and_an_outage_loses_and_duplicates_nothing() {
+    let mut node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    write_configmap(dir.path(), "b", 2.0);
+    let config = demo_config(&format!("{FILES}\n{}", search_exporter(&node.url(), "")));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+
+    // The first samples are searchable, with every field.
+    let query_a = json!({"bool": {"filter": [
+        {"term": {"source.name": "a"}}, {"term": {"metric": "demo_value"}}]}});
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .count("periscope-*", Some(query_a.clone()))
+            > 0),
+        "nothing indexed:\n{}",
+        host.log()
+    );
+    let doc = &node.search("periscope-*", query_a)[0];
+    assert_eq!(doc["op"], "replace");
+    assert_eq!(doc["family"], "demo_value");
+    assert_eq!(doc["type"], "gauge");
+    assert_eq!(doc["value"], 1.0);
+    assert_eq!(doc["labels"]["name"], "a");
+    assert_eq!(
+        doc["source"],
+        json!({"kind": "object", "id": "v1/ConfigMap/demo/a", "api_version": "v1",
+               "object_kind": "ConfigMap", "namespace": "demo", "name": "a", "uid": "uid-a"})
+    );
+    assert!(doc["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // The template gave the index its mappings.
+    let (_, mapping) = node.request("GET", "/periscope-*/_mapping", None);
+    let index = mapping.as_object().unwrap().values().next().unwrap();
+    assert_eq!(
+        index["mappings"]["properties"]["labels"]["type"],
+        "flattened"
+    );
+    assert_eq!(index["mappings"]["properties"]["value"]["type"], "double");
+    assert_eq!(index["mappings"]["properties"]["metric"]["type"], "keyword");
+
+    // The node goes away; the manifests change meanwhile: new values, a new object, a deletion.
+    node.stop();
+    let retries = "periscope_exporter_retries_total{exporter=\"search\"}";
+    let retried_before = host.metric(retries);
+    write_configmap(dir.path(), "a", 3.0);
+    write_configmap(dir.path(), "c", 5.0);
+    std::thread::sleep(Duration::from_millis(400));
+    write_configmap(dir.path(), "b", 4.0);
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::remove_file(dir.path().join("manifests/b.yaml")).unwrap();
+    let out = dir.path().join("out/samples.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || produced(&read_ndjson(&out))
+            .contains(&remove_key("v1/ConfigMap/demo/b"))),
+        "the file exporter did not see the deletion:\n{}",
+        host.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(retries)
+            > retried_before),
+        "the exporter did not retry while the node was down:\n{}",
+        host.metrics()
+    );
+
+    // The node is back: everything arrives, nothing twice.
+    node.start_again();
+    let expected = produced(&read_ndjson(&out));
+    assert!(expected.len() >= 6, "{expected:?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || node.count("periscope-*", None)
+            >= expected.len() as u64),
+        "not everything arrived: {} of {}:\n{}",
+        node.count("periscope-*", None),
+        expected.len(),
+        host.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Nothing new was produced meanwhile (the manifests did not change).
+    assert_eq!(produced(&read_ndjson(&out)), expected);
+    assert_eq!(node.count("periscope-*", None), expected.len() as u64);
+    let docs = node.search("periscope-*", json!({"match_all": {}}));
+    let keys = indexed(&docs);
+    let distinct: BTreeSet<Key> = keys.iter().cloned().collect();
+    assert_eq!(distinct.len(), keys.len(), "duplicates: {keys:?}");
+    assert_eq!(distinct, expected);
+    let c = node.search("periscope-*", json!({"term": {"source.name": "c"}}));
+    assert_eq!(c[0]["value"], 5.0);
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_mapping_conflict_is_dead_lettered_and_the_rest_is_indexed() {
+    let node = SearchNode::start();
+    // An index where the label `name` must be a number: ConfigMap "7" fits, "bad" does not.
+    let (status, answer) = node.request(
+        "PUT",
+        "/conflict",
+        Some(&json!({"settings": {"number_of_replicas": 0},
+            "mappings": {"properties": {"labels": {"properties": {"name": {"type": "long"}}}}}})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    // Both in one manifest: one read, one batch. The name "7" is quoted to stay a string in YAML.
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let configmap = |name: &str, value: f64| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{name}\"\n  namespace: demo\n  uid: uid-{name}\ndata:\n  value: \"{value}\"\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("both.yaml"),
+        format!("{}---\n{}", configmap("7", 1.0), configmap("bad", 2.0)),
+    )
+    .unwrap();
+    let config = demo_config(&search_exporter(
+        &node.url(),
+        ", index = \"conflict\", template = false",
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+
+    let dead = dir.path().join("dead-letter/search.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(20), || read_ndjson(&dead)
+            .iter()
+            .any(|l| l["source"] == "v1/ConfigMap/demo/bad")),
+        "no dead letter:\n{}",
+        host.log()
+    );
+    let lines = read_ndjson(&dead);
+    let bad = lines
+        .iter()
+        .find(|l| l["source"] == "v1/ConfigMap/demo/bad")
+        .unwrap();
+    let reason = bad["reason"].as_str().unwrap();
+    assert!(reason.contains("rejected by Elasticsearch"), "{reason}");
+    assert!(reason.contains("document_parsing_exception"), "{reason}");
+    assert!(
+        reason.contains("v1/ConfigMap/demo/bad demo_value"),
+        "{reason}"
+    );
+    assert!(!reason.contains("v1/ConfigMap/demo/7 "), "{reason}");
+    assert!(
+        reason.starts_with("1 of 2 documents rejected by Elasticsearch (the other 1 are indexed)"),
+        "{reason}"
+    );
+    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"search\"}";
+    assert!(
+        wait_until(Duration::from_secs(5), || host.metric(rejected) >= 1.0),
+        "{}",
+        host.metrics()
+    );
+    // The other document of the batch is indexed.
+    assert!(
+        wait_until(Duration::from_secs(10), || node
+            .count("conflict", Some(json!({"term": {"source.name": "7"}})))
+            == 1),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        node.count("conflict", Some(json!({"term": {"source.name": "bad"}}))),
+        0
+    );
+    assert!(host.stop().success());
+}
