@@ -24,6 +24,7 @@ use periscope_plugin_api::Batch;
 use tokio::sync::Notify;
 use tracing::{error, info};
 
+use super::queue::wait_until;
 use crate::config::{DiskFsync, WhenFull};
 use crate::telemetry::ExporterMetrics;
 
@@ -220,22 +221,7 @@ impl DiskQueue {
             if state.closed {
                 return None;
             }
-            state = match deadline {
-                None => self
-                    .not_empty
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    self.not_empty
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            state = wait_until(&self.not_empty, state, deadline)?;
         }
     }
 

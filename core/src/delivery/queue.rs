@@ -74,6 +74,32 @@ impl Queue {
     }
 }
 
+/// Waits on `condvar` until notified or `deadline` (forever without one); `None` once the
+/// deadline has passed. Shared by both queues' `pop`.
+pub(super) fn wait_until<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> Option<MutexGuard<'a, T>> {
+    // A poisoned lock means a panic while holding it; both queues keep their state consistent
+    // between single mutations, so carry on.
+    match deadline {
+        None => Some(condvar.wait(guard).unwrap_or_else(|e| e.into_inner())),
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            Some(
+                condvar
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0,
+            )
+        }
+    }
+}
+
 /// A bounded FIFO of batches: pushed by the intake task, popped by the delivery thread.
 pub struct MemoryQueue {
     state: Mutex<State>,
@@ -143,22 +169,7 @@ impl MemoryQueue {
             if state.closed {
                 return None;
             }
-            state = match deadline {
-                None => self
-                    .not_empty
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    self.not_empty
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            state = wait_until(&self.not_empty, state, deadline)?;
         }
     }
 
