@@ -419,33 +419,9 @@ fn scan(path: &Path, start: u64, metrics: &ExporterMetrics) -> io::Result<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::test_batches::{batch, batch_of, value};
     use crate::telemetry::Telemetry;
-    use periscope_plugin_api::{
-        BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix, Update,
-    };
     use std::time::Duration;
-
-    fn batch(value: f64) -> Arc<Batch> {
-        let mut b = BatchBuilder::new();
-        let f = b.family(Family {
-            name: "x",
-            help: "",
-            unit: "",
-            kind: FamilyKind::Gauge,
-        });
-        b.replace(Source::new(SourceKind::Object, "s"))
-            .sample(f, Suffix::None, value, 0);
-        Arc::new(b.build())
-    }
-
-    fn value(b: &Batch) -> f64 {
-        match b.updates().next() {
-            Some(Update::Replace { samples, .. }) => {
-                samples.iter().next().map_or(f64::NAN, |s| s.value())
-            }
-            _ => f64::NAN,
-        }
-    }
 
     fn open(dir: &Path, metrics: &ExporterMetrics) -> Arc<DiskQueue> {
         Arc::new(
@@ -547,18 +523,9 @@ mod tests {
             )
             .unwrap(),
         );
-        let big = |v: f64| {
-            let mut b = BatchBuilder::new();
-            let f = b.family(Family {
-                name: "x",
-                help: "",
-                unit: "",
-                kind: FamilyKind::Gauge,
-            });
-            b.replace(Source::new(SourceKind::Object, &"s".repeat(1000)))
-                .sample(f, Suffix::None, v, 0);
-            Arc::new(b.build())
-        };
+        // ~1 KiB batches: a long source id.
+        let long_id = "s".repeat(1000);
+        let big = |v: f64| batch_of(&long_id, v);
         for i in 0..200 {
             queue.push(big(f64::from(i))).await;
         }
@@ -599,16 +566,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let mut b = BatchBuilder::new();
-        let f = b.family(Family {
-            name: "x",
-            help: "",
-            unit: "",
-            kind: FamilyKind::Gauge,
-        });
-        b.replace(Source::new(SourceKind::Object, &"s".repeat(1000)))
-            .sample(f, Suffix::None, 1.0, 0);
-        let big = Arc::new(b.build());
+        let big = batch_of(&"s".repeat(1000), 1.0);
         for _ in 0..200 {
             queue.push(big.clone()).await;
         }

@@ -5,6 +5,8 @@ mod backoff;
 mod dead_letter;
 mod disk_queue;
 mod queue;
+#[cfg(test)]
+mod test_batches;
 mod worker;
 
 pub use backoff::{Backoff, Stop};

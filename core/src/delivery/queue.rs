@@ -212,31 +212,9 @@ impl MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::test_batches::{batch, value};
     use crate::telemetry::Telemetry;
-    use periscope_plugin_api::{BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
     use std::time::Duration;
-
-    fn batch(value: f64) -> Arc<Batch> {
-        let mut b = BatchBuilder::new();
-        let f = b.family(Family {
-            name: "x",
-            help: "",
-            unit: "",
-            kind: FamilyKind::Gauge,
-        });
-        b.replace(Source::new(SourceKind::Object, "s"))
-            .sample(f, Suffix::None, value, 0);
-        Arc::new(b.build())
-    }
-
-    fn value(b: &Batch) -> f64 {
-        match b.updates().next() {
-            Some(periscope_plugin_api::Update::Replace { samples, .. }) => {
-                samples.iter().next().map(|s| s.value()).unwrap_or(f64::NAN)
-            }
-            _ => f64::NAN,
-        }
-    }
 
     #[tokio::test]
     async fn drop_oldest_keeps_the_newest_and_counts_the_drop() {
