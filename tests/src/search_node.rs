@@ -182,9 +182,29 @@ impl SearchNode {
         (status, json)
     }
 
+    /// Waits until the primaries of `index` have started: an index the exporter has just created
+    /// answers searches with 503 `no_shard_available_action_exception` for a moment.
+    /// A missing index has nothing to wait for (the health API would wait for it to appear).
+    fn wait_for_primaries(&self, index: &str) {
+        if self.request("GET", &format!("/{index}"), None).0 == 404 {
+            return;
+        }
+        let (status, health) = self.request(
+            "GET",
+            &format!("/_cluster/health/{index}?wait_for_status=yellow&timeout=30s"),
+            None,
+        );
+        assert!(
+            status == 200 && health["timed_out"] == false,
+            "the primaries of {index} did not start: {health}\n{}",
+            self.log()
+        );
+    }
+
     /// Refreshes `index` (so what was indexed is searchable) and counts its documents matching
     /// `query` (every document when `None`). A missing index counts 0.
     pub fn count(&self, index: &str, query: Option<serde_json::Value>) -> u64 {
+        self.wait_for_primaries(index);
         let (status, _) = self.request("POST", &format!("/{index}/_refresh"), None);
         if status == 404 {
             return 0;
@@ -197,6 +217,7 @@ impl SearchNode {
 
     /// Refreshes `index` and returns the `_source` of up to 10 000 documents matching `query`.
     pub fn search(&self, index: &str, query: serde_json::Value) -> Vec<serde_json::Value> {
+        self.wait_for_primaries(index);
         self.request("POST", &format!("/{index}/_refresh"), None);
         let body = serde_json::json!({ "query": query, "size": 10000 });
         let (status, answer) = self.request("POST", &format!("/{index}/_search"), Some(&body));
