@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use periscope_scraper::endpoints::{self, Endpoint};
 use periscope_scraper::objects::ObjectPipeline;
 
 use crate::config::{
@@ -24,6 +25,8 @@ pub struct Plan {
     pub listen: SocketAddr,
     /// The compiled `[[resources]]`.
     pub pipeline: Arc<ObjectPipeline>,
+    /// The compiled `[[endpoints]]`.
+    pub endpoints: Vec<Arc<Endpoint>>,
     /// The exporters, with their plugins loaded.
     pub exporters: Vec<PlannedExporter>,
     /// Exporters whose plugin file exists but was refused (another ABI version, writable by others,
@@ -76,6 +79,29 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             None
         }
     };
+
+    let endpoints = match endpoints::compile(&config.endpoints) {
+        Ok(endpoints) => Some(endpoints),
+        Err(errors) => {
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| text.problem(e.key, e.span, e.message)),
+            );
+            None
+        }
+    };
+    if config.kubernetes.is_none() {
+        for (i, endpoint) in config.endpoints.iter().enumerate() {
+            if endpoint.kubernetes.is_some() {
+                problems.push(text.problem(
+                    format!("endpoints[{i}].kubernetes"),
+                    None,
+                    "discovering targets needs the [kubernetes] table (which cluster to ask)",
+                ));
+            }
+        }
+    }
 
     let allow_secrets = config.kubernetes.as_ref().is_some_and(|k| k.allow_secrets);
     problems.extend(
@@ -180,11 +206,12 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         });
     }
 
-    match (problems.is_empty(), listen, pipeline) {
-        (true, Some(listen), Some(pipeline)) => Ok(Plan {
+    match (problems.is_empty(), listen, pipeline, endpoints) {
+        (true, Some(listen), Some(pipeline), Some(endpoints)) => Ok(Plan {
             config,
             listen,
             pipeline: Arc::new(pipeline),
+            endpoints,
             exporters,
             refused,
         }),

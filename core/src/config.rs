@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use periscope_plugin_api::config::{ByteSize, ConfigError, Duration, line_column};
-use periscope_scraper::config::{FilesConfig, ResourceConfig};
+use periscope_scraper::config::{EndpointConfig, FilesConfig, ResourceConfig};
 use periscope_scraper::kube::KubernetesConfig;
 use serde::Deserialize;
 use toml::Spanned;
@@ -38,6 +38,9 @@ pub struct Config {
     /// Which objects become which metrics.
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
+    /// HTTP endpoints polled for metrics.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
     /// Where the metrics go.
     #[serde(default)]
     pub exporters: Vec<ExporterConfig>,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use periscope_scraper::endpoints::EndpointInput;
 use periscope_scraper::files::FilesSource;
 use periscope_scraper::kube::{KubeWatch, watch_targets};
 use periscope_scraper::objects::ObjectPipeline;
@@ -157,8 +158,11 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             |events| source.run(events, shutdown.clone()),
         ));
     }
-    if let Some(kubernetes) = &plan.config.kubernetes {
-        let client = periscope_scraper::kube::connect(kubernetes).await?;
+    let client = match &plan.config.kubernetes {
+        Some(kubernetes) => Some(periscope_scraper::kube::connect(kubernetes).await?),
+        None => None,
+    };
+    if let (Some(kubernetes), Some(client)) = (&plan.config.kubernetes, &client) {
         for target in watch_targets(&plan.config.resources) {
             let watch = KubeWatch::new(
                 client.clone(),
@@ -175,6 +179,16 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
                 |events| watch.run(events, shutdown.clone()),
             ));
         }
+    }
+    for endpoint in &plan.endpoints {
+        let input = EndpointInput::new(endpoint.clone(), client.clone(), shard);
+        inputs.extend(spawn_input(
+            input.input_name(),
+            &readiness,
+            &telemetry,
+            &updates_tx,
+            |events| input.run(events, shutdown.clone()),
+        ));
     }
     if plan.pipeline.has_derived() {
         let pipeline = plan.pipeline.clone();

@@ -93,7 +93,10 @@ fn main() -> ExitCode {
             namespace,
         } => match read(config.as_deref()).parse() {
             Ok(parsed) => {
-                print!("{}", rbac::manifests(&parsed.resources, &name, &namespace));
+                print!(
+                    "{}",
+                    rbac::manifests(&parsed.resources, &parsed.endpoints, &name, &namespace)
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {

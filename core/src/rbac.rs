@@ -1,23 +1,40 @@
 //! `periscope rbac`: the least-privilege RBAC objects for a config — get, list and watch on exactly
-//! the configured resources, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
+//! the configured resources and the Pods or EndpointSlices that endpoint targets are discovered
+//! from, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use kube::api::{ApiResource, GroupVersionKind};
-use periscope_scraper::config::ResourceConfig;
+use periscope_scraper::config::{DiscoveryRole, EndpointConfig, ResourceConfig};
 
-/// The RBAC manifests (YAML, several documents) for `resources`, for a ServiceAccount `name` in
-/// `namespace`. Resource names (plurals) are inferred from the kinds the way kube-rs does
-/// (`VirtualMachineInstance` → `virtualmachineinstances`).
-pub fn manifests(resources: &[ResourceConfig], name: &str, namespace: &str) -> String {
+/// The RBAC manifests (YAML, several documents) for `resources` and the discovery of
+/// `endpoints`, for a ServiceAccount `name` in `namespace`. Resource names (plurals) are inferred
+/// from the kinds the way kube-rs does (`VirtualMachineInstance` → `virtualmachineinstances`).
+pub fn manifests(
+    resources: &[ResourceConfig],
+    endpoints: &[EndpointConfig],
+    name: &str,
+    namespace: &str,
+) -> String {
     let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut grant = |group: &str, plural: String| {
+        let list = by_group.entry(group.to_owned()).or_default();
+        if !list.contains(&plural) {
+            list.push(plural);
+        }
+    };
     for r in resources {
         let plural =
             ApiResource::from_gvk(&GroupVersionKind::gvk(&r.group, &r.version, &r.kind)).plural;
-        let list = by_group.entry(r.group.clone()).or_default();
-        if !list.contains(&plural) {
-            list.push(plural);
+        grant(&r.group, plural);
+    }
+    for discovery in endpoints.iter().filter_map(|e| e.kubernetes.as_ref()) {
+        match discovery.role {
+            DiscoveryRole::Pod => grant("", "pods".to_owned()),
+            DiscoveryRole::EndpointSlice => {
+                grant("discovery.k8s.io", "endpointslices".to_owned());
+            }
         }
     }
     let mut out = String::new();
@@ -69,6 +86,7 @@ mod tests {
         #[derive(serde::Deserialize)]
         struct Doc {
             resources: Vec<ResourceConfig>,
+            endpoints: Vec<EndpointConfig>,
         }
         let doc: Doc = periscope_plugin_api::config::parse(
             "[[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachineInstance\"\n\
@@ -76,13 +94,21 @@ mod tests {
              [[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachine\"\n\
              [[resources.metrics]]\nname = \"y\"\ntype = \"info\"\n\
              [[resources]]\nversion = \"v1\"\nkind = \"Node\"\n\
-             [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\n",
+             [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\n\
+             [[endpoints]]\nname = \"a\"\n[endpoints.kubernetes]\nrole = \"pod\"\nport = 80\n\
+             [[endpoints]]\nname = \"b\"\n[endpoints.kubernetes]\nrole = \"endpointslice\"\nport = \"m\"\n",
         )
         .unwrap();
-        let text = manifests(&doc.resources, "periscope", "monitoring");
-        assert!(text.contains("  - apiGroups: [\"\"]\n    resources: [\"nodes\"]\n    verbs: [\"get\", \"list\", \"watch\"]"), "{text}");
+        let text = manifests(&doc.resources, &doc.endpoints, "periscope", "monitoring");
+        assert!(text.contains("  - apiGroups: [\"\"]\n    resources: [\"nodes\", \"pods\"]\n    verbs: [\"get\", \"list\", \"watch\"]"), "{text}");
+        assert!(
+            text.contains(
+                "  - apiGroups: [\"discovery.k8s.io\"]\n    resources: [\"endpointslices\"]"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  - apiGroups: [\"kubevirt.io\"]\n    resources: [\"virtualmachineinstances\", \"virtualmachines\"]"), "{text}");
-        assert_eq!(text.matches("verbs:").count(), 2, "{text}");
+        assert_eq!(text.matches("verbs:").count(), 3, "{text}");
         assert!(text.contains("kind: ServiceAccount\nmetadata:\n  name: \"periscope\"\n  namespace: \"monitoring\""), "{text}");
         assert!(text.contains("kind: ClusterRoleBinding"), "{text}");
     }

@@ -1,11 +1,13 @@
 //! What the config says about the scraper: `[[resources]]` (which objects become which metrics,
-//! with their `[[resources.aggregates]]` over many objects and `[[resources.derived]]` over time)
-//! and `[[sources.files]]` (the offline input).
+//! with their `[[resources.aggregates]]` over many objects and `[[resources.derived]]` over time),
+//! `[[endpoints]]` (HTTP endpoints polled for metrics) and `[[sources.files]]` (the offline input).
 //!
 //! These are plain serde structs, parsed strictly (unknown keys are errors). Paths, names and
 //! selectors are kept with their byte spans ([`Spanned`]) so that
 //! [`ObjectPipeline::compile`](crate::objects::ObjectPipeline::compile), which checks everything
 //! the types cannot, can point at the text at fault.
+
+mod endpoints;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::value::Convert;
+
+pub use endpoints::{
+    BasicAuthConfig, DiscoveryConfig, DiscoveryRole, EndpointConfig, EndpointFormat, PortRef,
+    Scheme, TlsConfig,
+};
 
 /// One `[[resources]]` entry: a kind of Kubernetes object and the metrics read from it.
 ///

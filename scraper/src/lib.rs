@@ -6,7 +6,9 @@
 //! Kubernetes object (as JSON) into the [`SourceUpdate`] of that object. Inputs feed objects through
 //! it and send [`Event`]s to the host:
 //! - [`files`]: the offline input, manifests read from disk;
-//! - [`kube`]: the watcher of a live cluster.
+//! - [`kube`]: the watcher of a live cluster;
+//! - [`endpoints`]: HTTP endpoints polled for metrics (Prometheus text, OpenMetrics, parsed by
+//!   [`exposition`], or JSON), given by URL or discovered from Pods and EndpointSlices.
 //!
 //! Aggregates over many objects (`[[resources.aggregates]]`: counts and sums by labels) and
 //! metrics derived over time (`[[resources.derived]]`: transitions, duration histograms, ages)
@@ -18,7 +20,9 @@
 //! [`selector`] (Kubernetes label and field selectors).
 
 pub mod config;
+pub mod endpoints;
 mod event;
+pub mod exposition;
 pub mod files;
 pub mod kube;
 pub mod objects;

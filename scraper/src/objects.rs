@@ -14,7 +14,7 @@
 
 mod age;
 mod aggregate;
-mod compile;
+pub(crate) mod compile;
 mod durations;
 mod extract;
 mod tracked;
@@ -184,6 +184,39 @@ impl ObjectPipeline {
     fn lock(&self) -> MutexGuard<'_, Tracker> {
         // A panic while the state was locked leaves it as consistent as any single record.
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The metrics read from a JSON document that is not a Kubernetes object: the answer of a JSON
+/// endpoint. The same `[[…metrics]]` entries and path language as objects use; no selectors, no
+/// aggregates.
+#[derive(Debug)]
+pub struct DocumentMetrics {
+    resource: Resource,
+}
+
+impl DocumentMetrics {
+    /// Compiles `metrics`; `key` names the entry in errors (`endpoints[0]`), `what` names the
+    /// document in default help texts (`endpoint virt-handler`).
+    pub fn compile(
+        key: &str,
+        what: &str,
+        prefix: Option<&toml::Spanned<String>>,
+        metrics: &[crate::config::MetricConfig],
+    ) -> Result<DocumentMetrics, Vec<CompileError>> {
+        compile::document(key, what, prefix, metrics).map(|resource| DocumentMetrics { resource })
+    }
+
+    /// Writes the samples of every metric read from `document`; problems met (a value that is
+    /// not a number, …) are pushed to `problems` and their samples left out.
+    pub fn write(
+        &self,
+        document: &Value,
+        now_ms: i64,
+        writer: &mut periscope_plugin_api::batch::ReplaceWriter<'_>,
+        problems: &mut Vec<String>,
+    ) {
+        self.resource.write(document, now_ms, writer, problems);
     }
 }
 

@@ -38,7 +38,7 @@ impl Shard {
 }
 
 /// FNV-1a, 64 bit.
-fn fnv64a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv64a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         hash ^= u64::from(*b);

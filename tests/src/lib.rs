@@ -6,6 +6,7 @@
 //! first). `PERISCOPE_BIN_DIR` points elsewhere if they were built into another directory.
 
 pub mod controlplane;
+pub mod endpoint_server;
 pub mod prometheus;
 pub mod proxy;
 pub mod search_node;

@@ -103,3 +103,19 @@ fn plugin_refusing_its_own_config_is_named() {
         );
     }
 }
+
+#[test]
+fn endpoint_problems_are_named_with_their_line() {
+    let config = demo_config(&format!(
+        "{}\n[[endpoints]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9/metrics\"]\ninterval = \"1s\"\ntimeout = \"7s\"\n",
+        file_exporter()
+    ));
+    let line = line_of(&config, "timeout = \"7s\"");
+    for error in both_refuse(&config) {
+        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        assert!(
+            error.contains("`endpoints[0].timeout`: must be more than 0s and at most the interval"),
+            "{error}"
+        );
+    }
+}

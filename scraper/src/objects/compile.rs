@@ -30,6 +30,48 @@ pub(super) fn compile(configs: &[ResourceConfig]) -> Result<Vec<Resource>, Vec<C
     }
 }
 
+/// Compiles the metrics of a JSON document that is not a Kubernetes object (a JSON endpoint's
+/// answer): `key` names the entry in errors (`endpoints[0]`), `what` names the document in
+/// default help texts.
+pub(super) fn document(
+    key: &str,
+    what: &str,
+    prefix: Option<&Spanned<String>>,
+    metrics: &[MetricConfig],
+) -> Result<Resource, Vec<CompileError>> {
+    let mut compiler = Compiler::default();
+    let (prefix_text, prefix_valid) = compiler.prefix(key, prefix);
+    let mut names_in_entry = HashMap::new();
+    let metrics = metrics
+        .iter()
+        .enumerate()
+        .filter_map(|(j, metric)| {
+            let context = MetricContext {
+                key: format!("{key}.metrics[{j}]"),
+                prefix: prefix_text,
+                prefix_valid,
+                api_version: "",
+                kind: what,
+                resource_labels: &[],
+            };
+            compiler.metric(&context, metric, &mut names_in_entry)
+        })
+        .collect();
+    if !compiler.errors.is_empty() {
+        return Err(compiler.errors);
+    }
+    Ok(Resource {
+        api_version: String::new(),
+        kind: String::new(),
+        namespaces: Vec::new(),
+        label_selector: LabelSelector::default(),
+        field_selector: FieldSelector::default(),
+        labels: Vec::new(),
+        metrics,
+        tracked: Vec::new(),
+    })
+}
+
 #[derive(Default)]
 struct Compiler {
     errors: Vec<CompileError>,
@@ -80,15 +122,7 @@ impl Compiler {
                 self.check(&format!("{key}.field_selector"), s, parsed)
             })
             .unwrap_or_default();
-        let prefix = match &config.prefix {
-            Some(prefix) if !is_metric_name(prefix.get_ref()) => {
-                let message = format!("{:?} is not a valid metric name prefix", prefix.get_ref());
-                self.error(&format!("{key}.prefix"), Some(prefix), &message);
-                None
-            }
-            Some(prefix) => Some(prefix.get_ref().as_str()),
-            None => None,
-        };
+        let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
         let labels = self.labels(&format!("{key}.labels"), &config.labels, &[]);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
         let api_version = config.api_version();
@@ -101,7 +135,7 @@ impl Compiler {
                 let context = MetricContext {
                     key: format!("{key}.metrics[{j}]"),
                     prefix,
-                    prefix_valid: config.prefix.is_none() || prefix.is_some(),
+                    prefix_valid,
                     api_version: &api_version,
                     kind: &config.kind,
                     resource_labels: &resource_labels,
@@ -112,7 +146,7 @@ impl Compiler {
         let context = tracked::Context {
             key,
             prefix,
-            prefix_valid: config.prefix.is_none() || prefix.is_some(),
+            prefix_valid,
             api_version: &api_version,
             kind: &config.kind,
             labels: &labels,
@@ -127,6 +161,24 @@ impl Compiler {
             labels,
             metrics,
             tracked,
+        }
+    }
+
+    /// The entry's prefix if it is valid, and whether it is (no prefix is valid); a bad prefix
+    /// is reported here, once.
+    fn prefix<'p>(
+        &mut self,
+        key: &str,
+        prefix: Option<&'p Spanned<String>>,
+    ) -> (Option<&'p str>, bool) {
+        match prefix {
+            Some(prefix) if !is_metric_name(prefix.get_ref()) => {
+                let message = format!("{:?} is not a valid metric name prefix", prefix.get_ref());
+                self.error(&format!("{key}.prefix"), Some(prefix), &message);
+                (None, false)
+            }
+            Some(prefix) => (Some(prefix.get_ref().as_str()), true),
+            None => (None, true),
         }
     }
 
@@ -508,7 +560,11 @@ fn default_help(
     metric_type: MetricType,
     config: &MetricConfig,
 ) -> String {
-    let object = format!("{} ({})", context.kind, context.api_version);
+    let object = if context.api_version.is_empty() {
+        context.kind.to_owned()
+    } else {
+        format!("{} ({})", context.kind, context.api_version)
+    };
     let path = config.path.as_ref().map_or("", |p| p.get_ref().as_str());
     let each = config
         .each

@@ -1,0 +1,226 @@
+//! Unit tests of the endpoint pieces that need no network: config checks, target building from
+//! Pods and EndpointSlices, offsets. Scraping itself is tested end to end against real HTTP
+//! servers in `tests/tests/endpoints.rs`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::compile;
+use super::discovery::{pod_targets, slice_targets};
+use crate::config::EndpointConfig;
+
+#[derive(Deserialize)]
+struct Doc {
+    endpoints: Vec<EndpointConfig>,
+}
+
+fn compile_text(text: &str) -> Result<Vec<std::sync::Arc<super::Endpoint>>, Vec<String>> {
+    let doc: Doc = periscope_plugin_api::config::parse(text).expect("valid TOML");
+    compile(&doc.endpoints).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect()
+    })
+}
+
+#[test]
+fn a_good_entry_compiles() {
+    let endpoints = compile_text(
+        r#"
+[[endpoints]]
+name = "app"
+urls = ["http://127.0.0.1:9100/metrics"]
+keep = ["http_.*"]
+drop = ["http_debug_.*"]
+labels = { cluster = "lab" }
+"#,
+    )
+    .unwrap();
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint.input_name(), "endpoints:app");
+    assert!(endpoint.keeps("http_requests_total"));
+    assert!(!endpoint.keeps("http_debug_total"), "drop wins");
+    assert!(!endpoint.keeps("go_goroutines"), "not kept");
+    assert!(
+        !endpoint.keeps("xhttp_requests"),
+        "patterns match whole names"
+    );
+    assert_eq!(endpoint.interval, Duration::from_secs(15));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let errors = compile_text(
+        r#"
+[[endpoints]]
+name = "a"
+urls = ["ftp://x/metrics", "not a url"]
+interval = "1s"
+timeout = "2s"
+keep = ["("]
+labels = { job = "x", "bad-name" = "y" }
+metrics = [{ name = "m", type = "gauge", path = "a" }]
+
+[[endpoints]]
+name = "a"
+format = "json"
+
+[[endpoints]]
+name = "b"
+urls = ["http://x/"]
+bearer_token_file = "/nonexistent/token"
+tls = { cert_file = "/nonexistent/cert.pem" }
+
+  [endpoints.kubernetes]
+  role = "pod"
+  port = ""
+  label_selector = "a in (b"
+"#,
+    )
+    .unwrap_err();
+    let has = |key: &str, text: &str| {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(key) && e.contains(text)),
+            "no error {key}…{text} in {errors:#?}"
+        );
+    };
+    has("endpoints[0].urls[0]", "only http and https");
+    has("endpoints[0].urls[1]", "");
+    has("endpoints[0].timeout", "at most the interval");
+    has("endpoints[0].keep[0]", "");
+    has("endpoints[0].labels.job", "the target's");
+    has("endpoints[0].labels.bad-name", "");
+    has("endpoints[0].metrics", "for `format = \"json\"`");
+    has("endpoints[1].name", "unique");
+    has("endpoints[1].urls", "give `urls`");
+    has("endpoints[1].metrics", "needs `[[endpoints.metrics]]`");
+    has("endpoints[2].bearer_token_file", "/nonexistent/token");
+    has("endpoints[2].tls.key_file", "needed with cert_file");
+    has("endpoints[2].kubernetes.port", "must not be empty");
+    has("endpoints[2].kubernetes.label_selector", "");
+}
+
+#[test]
+fn json_metrics_are_checked_like_object_metrics() {
+    let errors = compile_text(
+        r#"
+[[endpoints]]
+name = "j"
+urls = ["http://x/"]
+format = "json"
+metrics = [{ name = "bad name", type = "gauge", path = "a[" }]
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("endpoints[0].metrics[0].name")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("endpoints[0].metrics[0].path")),
+        "{errors:#?}"
+    );
+}
+
+fn discovering(role: &str, port: &str) -> std::sync::Arc<super::Endpoint> {
+    compile_text(&format!(
+        r#"
+[[endpoints]]
+name = "d"
+  [endpoints.kubernetes]
+  role = "{role}"
+  port = {port}
+  path = "/stats"
+  scheme = "https"
+  labels = {{ node = "spec.nodeName", pod = "metadata.labels.app" }}
+"#
+    ))
+    .unwrap()
+    .remove(0)
+}
+
+#[test]
+fn a_running_pod_with_an_ip_is_a_target_on_its_named_port() {
+    let endpoint = discovering("pod", "\"metrics\"");
+    let discovery = endpoint.discovery.as_ref().unwrap();
+    let pod = json!({
+        "metadata": {"name": "web-0", "namespace": "apps", "uid": "u1", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [
+            {"ports": [{"name": "http", "containerPort": 80}]},
+            {"ports": [{"name": "metrics", "containerPort": 9100}]}]},
+        "status": {"phase": "Running", "podIP": "10.1.2.3"}
+    });
+    let targets = pod_targets(discovery, &pod);
+    assert_eq!(targets.len(), 1);
+    let target = &targets[0];
+    assert_eq!(target.url.as_str(), "https://10.1.2.3:9100/stats");
+    assert_eq!(target.instance, "10.1.2.3:9100");
+    // A configured label replaces a fixed one of the same name.
+    assert_eq!(
+        target.labels,
+        [("namespace", "apps"), ("node", "n1"), ("pod", "web")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .to_vec()
+    );
+    assert_eq!(target.object.as_ref().unwrap().uid, "u1");
+
+    let mut ended = pod.clone();
+    ended["status"]["phase"] = json!("Succeeded");
+    assert!(pod_targets(discovery, &ended).is_empty());
+    let mut no_ip = pod.clone();
+    no_ip["status"] = json!({"phase": "Pending"});
+    assert!(pod_targets(discovery, &no_ip).is_empty());
+    let mut no_port = pod;
+    no_port["spec"]["containers"] = json!([]);
+    assert!(pod_targets(discovery, &no_port).is_empty());
+}
+
+#[test]
+fn every_endpoint_of_a_slice_is_a_target_on_the_slice_port() {
+    let endpoint = discovering("endpointslice", "8443");
+    let discovery = endpoint.discovery.as_ref().unwrap();
+    let slice = json!({
+        "metadata": {"name": "api-x", "namespace": "apps", "uid": "s1",
+                     "labels": {"kubernetes.io/service-name": "api"}},
+        "ports": [{"name": "web", "port": 80}, {"name": "metrics", "port": 8443}],
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "api-0"}},
+            {"addresses": ["fd00::5"]},
+            {"addresses": []}
+        ]
+    });
+    let targets = slice_targets(discovery, &slice);
+    let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://10.0.0.1:8443/stats",
+            "https://[fd00::5]:8443/stats"
+        ]
+    );
+    assert_eq!(targets[1].instance, "[fd00::5]:8443");
+    let labels = |t: &super::targets::Target| {
+        t.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    };
+    // The configured `pod` path (empty here) replaces the pod named by the address.
+    assert_eq!(
+        labels(&targets[0]),
+        ["namespace=apps", "service=api", "node=", "pod="]
+    );
+    assert_eq!(
+        labels(&targets[1]),
+        ["namespace=apps", "service=api", "node=", "pod="]
+    );
+}
