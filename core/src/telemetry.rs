@@ -55,11 +55,12 @@ pub struct ExporterMetrics {
     pub queued_samples: IntGauge,
     /// Samples the exporter accepted.
     pub sent: IntCounter,
-    /// `export` calls that returned Ok.
+    /// `export` calls that delivered their batch: Ok, or every item but those it refused.
     pub exports: IntCounter,
     /// Batches tried again: `export` answered Retry, or failed and the exporter was restarted.
     pub retries: IntCounter,
-    /// Samples the target rejected (written to the dead-letter file).
+    /// Samples the target rejected (written to the dead-letter file), whether the whole batch was
+    /// rejected or single items of it.
     pub rejected: IntCounter,
     /// Samples dropped because the queue was full.
     pub dropped_queue_full: IntCounter,
@@ -118,7 +119,7 @@ impl Telemetry {
             exports: counter_vec(
                 &registry,
                 "periscope_exporter_exports_total",
-                "Export calls that succeeded.",
+                "Export calls that delivered their batch, wholly or all but the items the target refused.",
                 &["exporter"],
             ),
             retries: counter_vec(
