@@ -113,7 +113,8 @@ impl Export {
     }
 }
 
-/// How an exporter feels about its target, reported on the host's `/readyz`.
+/// How an exporter feels about its target. The host asks after every export and shows it in its
+/// self-metrics (`periscope_exporter_health{state}`), logging each change with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     /// Working normally.

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use abi_stable::std_types::RStr;
-use periscope_plugin_api::abi::{ExportResult, ExporterBox, HostContext, RejectedItemFfi};
+use periscope_plugin_api::abi::{
+    ExportResult, ExporterBox, HealthFfi, HostContext, RejectedItemFfi,
+};
 use periscope_plugin_api::{Batch, BatchBuilder};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, info_span, warn};
@@ -26,7 +28,7 @@ use crate::config::{BatchConfig, RetryConfig};
 use crate::logging;
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
-use crate::telemetry::ExporterMetrics;
+use crate::telemetry::{ExporterHealth, ExporterMetrics};
 
 /// Everything a worker needs, gathered by the host at start-up.
 pub struct WorkerSpec {
@@ -93,6 +95,7 @@ impl Worker {
             },
             stop: stop.clone(),
             instance: None,
+            health: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("export-{name}"))
@@ -193,6 +196,8 @@ struct Delivery {
     resync: ResyncLink,
     stop: Arc<Stop>,
     instance: Option<ExporterBox>,
+    /// What the running instance last said of its target.
+    health: Option<(ExporterHealth, String)>,
 }
 
 impl Delivery {
@@ -267,6 +272,9 @@ impl Delivery {
             let started = Instant::now();
             let result = instance.export(batch);
             metrics.latency.observe(started.elapsed().as_secs_f64());
+            if !matches!(result, ExportResult::Failed { .. }) {
+                self.observe_health();
+            }
             match result {
                 ExportResult::Ok => {
                     metrics.exports.inc();
@@ -345,6 +353,33 @@ impl Delivery {
         }
     }
 
+    /// Asks the running instance how its target is, records it in the self-metrics and logs a
+    /// change (with the exporter's reason).
+    fn observe_health(&mut self) {
+        let Some(instance) = self.instance.as_ref() else {
+            return;
+        };
+        let (state, reason) = match instance.health() {
+            HealthFfi::Healthy => (ExporterHealth::Healthy, String::new()),
+            HealthFfi::Degraded { reason } => (ExporterHealth::Degraded, reason.into_string()),
+            HealthFfi::Unhealthy { reason } => (ExporterHealth::Unhealthy, reason.into_string()),
+        };
+        self.spec.metrics.health.set(Some(state));
+        let changed = self.health.as_ref().is_none_or(|(s, _)| *s != state);
+        if changed {
+            match state {
+                ExporterHealth::Healthy if self.health.is_some() => {
+                    info!("exporter reports its target healthy again");
+                }
+                ExporterHealth::Healthy => {}
+                _ => {
+                    warn!(state = state.as_str(), %reason, "exporter reports a problem with its target")
+                }
+            }
+        }
+        self.health = Some((state, reason));
+    }
+
     /// The running instance, starting one if there is none. A start that fails is counted as a
     /// restart and waits out a backoff before returning `None`.
     fn instance_or_start(&mut self, backoff: &mut Backoff) -> Option<&mut ExporterBox> {
@@ -407,7 +442,9 @@ impl Delivery {
 
     fn discard_instance(&mut self) {
         self.instance = None;
+        self.health = None;
         self.spec.metrics.up.set(0);
+        self.spec.metrics.health.set(None);
     }
 
     fn close_instance(&mut self) {
@@ -420,7 +457,9 @@ impl Delivery {
             }
             info!("exporter stopped");
         }
+        self.health = None;
         self.spec.metrics.up.set(0);
+        self.spec.metrics.health.set(None);
     }
 }
 
@@ -541,6 +580,7 @@ mod tests {
             resync: ResyncLink { requests, reply },
             stop: Arc::new(Stop::default()),
             instance: None,
+            health: None,
         };
         delivery.run();
         let lines = std::fs::read_to_string(dir.path().join("t.ndjson"))
