@@ -44,7 +44,8 @@ use crate::response::Outcome;
 /// The shortest wait before a retry the host is asked for.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The wait asked for when the node refuses our credentials: only an operator can fix that.
+/// The wait asked for when the node refuses our credentials, or we refuse its certificate: only
+/// an operator can fix that.
 const RETRY_AFTER_UNAUTHORIZED: Duration = Duration::from_secs(30);
 
 /// The Elasticsearch exporter.
@@ -86,7 +87,11 @@ impl Exporter for ElasticsearchExporter {
         match exporter.install_template() {
             Ok(()) => {}
             // A node that is not up yet is no reason to fail: the first export tries again.
-            Err(SendError::Unavailable(reason) | SendError::Unauthorized(reason)) => {
+            Err(
+                SendError::Unavailable(reason)
+                | SendError::Unauthorized(reason)
+                | SendError::Untrusted(reason),
+            ) => {
                 tracing::warn!(%reason, "index template not installed yet; will retry before the first export");
             }
             Err(SendError::Refused(reason)) => {
@@ -235,6 +240,13 @@ fn retry_or_reject(error: SendError, doing: &str) -> Export {
         SendError::Unauthorized(reason) => retry(
             RETRY_AFTER_UNAUTHORIZED,
             format!("{doing}: {reason} (check the credentials)"),
+        ),
+        SendError::Untrusted(reason) => retry(
+            RETRY_AFTER_UNAUTHORIZED,
+            format!(
+                "{doing}: {reason} (check `ca_file`: it must hold the CA that signed the node's \
+                 certificate, and the certificate must name the host in `url`)"
+            ),
         ),
         SendError::Refused(reason) => Export::Reject {
             reason: format!("{doing}: {reason}"),
