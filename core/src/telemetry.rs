@@ -36,6 +36,7 @@ struct ExporterVecs {
     restarts: IntCounterVec,
     corrupt: IntCounterVec,
     up: IntGaugeVec,
+    health: IntGaugeVec,
     latency: HistogramVec,
 }
 
@@ -55,11 +56,12 @@ pub struct ExporterMetrics {
     pub queued_samples: IntGauge,
     /// Samples the exporter accepted.
     pub sent: IntCounter,
-    /// `export` calls that returned Ok.
+    /// `export` calls that delivered their batch: Ok, or every item but those it refused.
     pub exports: IntCounter,
     /// Batches tried again: `export` answered Retry, or failed and the exporter was restarted.
     pub retries: IntCounter,
-    /// Samples the target rejected (written to the dead-letter file).
+    /// Samples the target rejected (written to the dead-letter file), whether the whole batch was
+    /// rejected or single items of it.
     pub rejected: IntCounter,
     /// Samples dropped because the queue was full.
     pub dropped_queue_full: IntCounter,
@@ -77,8 +79,53 @@ pub struct ExporterMetrics {
     pub queue_corrupt_records: IntCounter,
     /// 1 while an exporter instance is running.
     pub up: IntGauge,
+    /// What the exporter says of its target after each export.
+    pub health: HealthGauges,
     /// Duration of `export` calls.
     pub latency: Histogram,
+}
+
+/// What an exporter says of its target (its `health()`), as the host records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExporterHealth {
+    /// Working normally.
+    Healthy,
+    /// Working, with a problem worth reporting.
+    Degraded,
+    /// Not working.
+    Unhealthy,
+}
+
+impl ExporterHealth {
+    /// The `state` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExporterHealth::Healthy => "healthy",
+            ExporterHealth::Degraded => "degraded",
+            ExporterHealth::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// `periscope_exporter_health{exporter, state}` of one exporter: 1 for the current state, 0 for
+/// the others; all 0 while no instance runs.
+#[derive(Clone)]
+pub struct HealthGauges {
+    healthy: IntGauge,
+    degraded: IntGauge,
+    unhealthy: IntGauge,
+}
+
+impl HealthGauges {
+    /// Records the current state (`None`: no instance, nothing known).
+    pub fn set(&self, state: Option<ExporterHealth>) {
+        self.healthy
+            .set(i64::from(state == Some(ExporterHealth::Healthy)));
+        self.degraded
+            .set(i64::from(state == Some(ExporterHealth::Degraded)));
+        self.unhealthy
+            .set(i64::from(state == Some(ExporterHealth::Unhealthy)));
+    }
 }
 
 /// The self-metrics of one input.
@@ -118,7 +165,7 @@ impl Telemetry {
             exports: counter_vec(
                 &registry,
                 "periscope_exporter_exports_total",
-                "Export calls that succeeded.",
+                "Export calls that delivered their batch, wholly or all but the items the target refused.",
                 &["exporter"],
             ),
             retries: counter_vec(
@@ -168,6 +215,13 @@ impl Telemetry {
                 "periscope_exporter_up",
                 "1 while an exporter instance is running.",
                 &["exporter"],
+            ),
+            health: gauge_vec(
+                &registry,
+                "periscope_exporter_health",
+                "What the exporter says of its target after each export: 1 for the current state \
+                 (healthy, degraded, unhealthy); the reason is in the log.",
+                &["exporter", "state"],
             ),
             latency: {
                 let vec = HistogramVec::new(
@@ -264,6 +318,11 @@ impl Telemetry {
             restarts: e.restarts.with_label_values(&one),
             queue_corrupt_records: e.corrupt.with_label_values(&one),
             up: e.up.with_label_values(&one),
+            health: HealthGauges {
+                healthy: e.health.with_label_values(&[name, "healthy"]),
+                degraded: e.health.with_label_values(&[name, "degraded"]),
+                unhealthy: e.health.with_label_values(&[name, "unhealthy"]),
+            },
             latency: e.latency.with_label_values(&one),
         }
     }
@@ -336,5 +395,31 @@ mod tests {
             text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"queue_full\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn exporter_health_is_one_series_per_state_with_the_current_one_set() {
+        let t = Telemetry::new();
+        let m = t.exporter("search");
+        let series = |state: &str| {
+            let name =
+                format!("periscope_exporter_health{{exporter=\"search\",state=\"{state}\"}} ");
+            t.render()
+                .lines()
+                .find_map(|l| l.strip_prefix(&name).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        m.health.set(Some(ExporterHealth::Unhealthy));
+        assert_eq!(
+            (series("healthy"), series("degraded"), series("unhealthy")),
+            ("0".into(), "0".into(), "1".into())
+        );
+        m.health.set(Some(ExporterHealth::Healthy));
+        assert_eq!(
+            (series("healthy"), series("unhealthy")),
+            ("1".into(), "0".into())
+        );
+        m.health.set(None);
+        assert_eq!(series("healthy"), "0");
     }
 }

@@ -4,23 +4,33 @@
 //! [`crate::export_exporter!`]. The host loads a plugin's [`ExporterModRef`] and creates exporter
 //! instances through it.
 //!
-//! Evolution is append-only: new module fields and trait methods go last; any other change bumps
-//! [`ABI_VERSION`], and the host then refuses plugins built against another version.
+//! Any change a host relies on bumps [`ABI_VERSION`], and the host then refuses plugins built
+//! against another version with one line asking for a rebuild. abi_stable 0.11's layout check
+//! accepts a library whose prefix types (the root module, the vtable) have *more* fields than the
+//! host's, never fewer: a field or method appended in a minor version would let newer plugins load
+//! into older hosts, but a host that relies on it refuses every older plugin ("too many fields").
+//! New module fields and trait methods still go last, so that an older host can load a newer
+//! plugin of the same major version.
+//!
+//! History:
+//! - 1: [`ExporterFfi`] with `export`, `flush`, `health`, `shutdown`; [`ExporterMod`].
+//! - 2: [`ExportResult::RejectItems`]: an exporter can refuse single items of a batch, and the
+//!   host dead-letters only those.
 // `#[sabi_trait]` expands to impls that trip this lint on current compilers.
 #![allow(non_local_definitions)]
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, RResult, RStr, RString};
+use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 use crate::batch::Batch;
 
 /// The version of this ABI. A host loads only plugins built against the same version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// [`ABI_VERSION`] as the `major.minor.patch` string abi_stable checks (major = ABI version).
-const ABI_VERSION_STRING: &str = "1.0.0";
+const ABI_VERSION_STRING: &str = "2.0.0";
 
 /// What one `export` call achieved.
 #[repr(u8)]
@@ -40,11 +50,34 @@ pub enum ExportResult {
         /// The target's reason.
         reason: RString,
     },
+    /// The target took every item of the batch durably except `items`, which it refused for good;
+    /// the host writes only those to the dead-letter file (ABI 2).
+    RejectItems {
+        /// The refused items, each with its reason.
+        items: RVec<RejectedItemFfi>,
+    },
     /// The exporter itself failed (an error or a caught panic); the host restarts it and retries.
     Failed {
         /// What went wrong.
         reason: RString,
     },
+}
+
+/// One item of a batch that the target refused for good (ABI 2).
+///
+/// Items are addressed by position: `update` is the index of the update in
+/// [`Batch::updates`](crate::batch::Batch::updates), `sample` the index of the sample within that
+/// update's samples. Without `sample`, the whole update is meant: a `Remove`, or every sample of a
+/// `Replace`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct RejectedItemFfi {
+    /// The update's position in the batch.
+    pub update: u64,
+    /// The sample's position in the update, or none for the whole update.
+    pub sample: ROption<u64>,
+    /// The target's reason for this item.
+    pub reason: RString,
 }
 
 /// How an exporter feels about its target.

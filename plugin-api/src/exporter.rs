@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::abi::{
     ABI_VERSION, ExportResult, ExporterBox, ExporterFfi, ExporterFfi_TO, ExporterMod,
-    ExporterModRef, HealthFfi, HostContext,
+    ExporterModRef, HealthFfi, HostContext, RejectedItemFfi,
 };
 use crate::batch::Batch;
 use crate::config;
@@ -19,7 +19,10 @@ use crate::config;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What an `export` call achieved, from the plugin author's side.
+///
+/// Non-exhaustive: later versions of the ABI may add results, so a `match` on it needs a `_` arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Export {
     /// The batch is durably handed over. Return this only then: the host forgets the batch.
     Ok,
@@ -31,15 +34,87 @@ pub enum Export {
         /// Why, for the log.
         reason: String,
     },
-    /// The target refuses this batch for good (a 4xx, a mapping conflict); the host writes it to
-    /// the dead-letter file and counts it.
+    /// The target refuses this batch for good (a 4xx on the whole request); the host writes the
+    /// whole batch to the dead-letter file and counts it. When the target took some items and
+    /// refused others, say which with [`Export::RejectItems`] instead.
     Reject {
         /// The target's reason.
         reason: String,
     },
+    /// The target took every item of the batch durably except `items`, which it refused for good
+    /// (a mapping conflict on one document of a bulk request). The host writes only those to the
+    /// dead-letter file, each with its reason, counts them as rejected and the rest as sent.
+    /// An empty list means [`Export::Ok`]. (New in ABI 2.)
+    RejectItems {
+        /// The refused items, each with its reason.
+        items: Vec<RejectedItem>,
+    },
 }
 
-/// How an exporter feels about its target, reported on the host's `/readyz`.
+/// One item of a batch that the target refused for good; see [`Export::RejectItems`].
+///
+/// Items are addressed by position, as [`Batch::updates`] and [`crate::batch::Samples::iter`] yield
+/// them: count while you iterate the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// The update's position in [`Batch::updates`].
+    pub update: usize,
+    /// The sample's position in that update's samples; `None` means the whole update (a
+    /// `Remove`, or every sample of a `Replace`).
+    pub sample: Option<usize>,
+    /// Why the target refused it.
+    pub reason: String,
+}
+
+impl RejectedItem {
+    /// Sample `sample` of update `update` was refused.
+    pub fn sample(update: usize, sample: usize, reason: impl Into<String>) -> Self {
+        RejectedItem {
+            update,
+            sample: Some(sample),
+            reason: reason.into(),
+        }
+    }
+
+    /// All of update `update` was refused (for a `Remove`, the removal itself).
+    pub fn update(update: usize, reason: impl Into<String>) -> Self {
+        RejectedItem {
+            update,
+            sample: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Export {
+    /// The ABI form of this result.
+    fn into_ffi(self) -> ExportResult {
+        match self {
+            Export::Ok => ExportResult::Ok,
+            Export::Retry { after, reason } => ExportResult::Retry {
+                after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                reason: reason.into(),
+            },
+            Export::Reject { reason } => ExportResult::Reject {
+                reason: reason.into(),
+            },
+            Export::RejectItems { items } if items.is_empty() => ExportResult::Ok,
+            Export::RejectItems { items } => ExportResult::RejectItems {
+                items: items
+                    .into_iter()
+                    .map(|item| RejectedItemFfi {
+                        update: item.update as u64,
+                        sample: item.sample.map(|s| s as u64).into(),
+                        reason: item.reason.into(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// How an exporter feels about its target. The host asks after every export and shows it in its
+/// self-metrics (`periscope_exporter_health{state}`), logging each change with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     /// Working normally.
@@ -135,18 +210,7 @@ impl<E: Exporter> ExporterFfi for Adapter<E> {
         let failed = |reason: String| ExportResult::Failed {
             reason: reason.into(),
         };
-        self.guarded(failed, |exporter| {
-            Ok(match exporter.export(batch)? {
-                Export::Ok => ExportResult::Ok,
-                Export::Retry { after, reason } => ExportResult::Retry {
-                    after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
-                    reason: reason.into(),
-                },
-                Export::Reject { reason } => ExportResult::Reject {
-                    reason: reason.into(),
-                },
-            })
-        })
+        self.guarded(failed, |exporter| Ok(exporter.export(batch)?.into_ffi()))
     }
 
     fn flush(&mut self) -> RResult<(), RString> {
@@ -300,4 +364,109 @@ macro_rules! export_exporter {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
+    use abi_stable::std_types::ROption;
+
+    /// Answers every export with what its config names.
+    struct Answering(Export);
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AnswerConfig {
+        answer: String,
+    }
+
+    impl Exporter for Answering {
+        type Config = AnswerConfig;
+
+        fn new(config: AnswerConfig, _: Context<'_>) -> Result<Self, BoxError> {
+            Ok(Answering(match config.answer.as_str() {
+                "ok" => Export::Ok,
+                "reject" => Export::Reject {
+                    reason: "all bad".into(),
+                },
+                "none" => Export::RejectItems { items: Vec::new() },
+                "items" => Export::RejectItems {
+                    items: vec![
+                        RejectedItem::sample(0, 1, "bad sample"),
+                        RejectedItem::update(1, "bad removal"),
+                    ],
+                },
+                other => return Err(format!("unknown answer {other}").into()),
+            }))
+        }
+
+        fn export(&mut self, _: &Batch) -> Result<Export, BoxError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    extern "C" fn no_log(_: u8, _: RStr<'_>, _: RStr<'_>, _: RStr<'_>) {}
+
+    fn instance(answer: &str) -> ExporterBox {
+        let module = root_module::<Answering>("answering", "0.0.0");
+        let config = format!("answer = \"{answer}\"");
+        let context = HostContext {
+            exporter: RStr::from_str("t"),
+            log: no_log,
+            max_level: 0,
+        };
+        module.new()(RStr::from_str(&config), context)
+            .into_result()
+            .expect("the exporter starts")
+    }
+
+    fn batch() -> Batch {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "up",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        let mut r = b.replace(Source::new(SourceKind::Endpoint, "e1"));
+        r.sample(f, Suffix::None, 1.0, 1);
+        r.sample(f, Suffix::None, 2.0, 1);
+        b.remove(Source::new(SourceKind::Endpoint, "e2"));
+        b.build()
+    }
+
+    #[test]
+    fn refused_items_cross_the_abi_with_their_positions_and_reasons() {
+        assert_eq!(
+            instance("items").export(&batch()),
+            ExportResult::RejectItems {
+                items: vec![
+                    RejectedItemFfi {
+                        update: 0,
+                        sample: ROption::RSome(1),
+                        reason: "bad sample".into(),
+                    },
+                    RejectedItemFfi {
+                        update: 1,
+                        sample: ROption::RNone,
+                        reason: "bad removal".into(),
+                    },
+                ]
+                .into(),
+            }
+        );
+    }
+
+    #[test]
+    fn no_refused_items_is_ok_and_whole_batch_results_pass_through() {
+        assert_eq!(instance("none").export(&batch()), ExportResult::Ok);
+        assert_eq!(instance("ok").export(&batch()), ExportResult::Ok);
+        assert_eq!(
+            instance("reject").export(&batch()),
+            ExportResult::Reject {
+                reason: "all bad".into(),
+            }
+        );
+    }
 }

@@ -29,7 +29,7 @@ pub use batch::{
     Batch, BatchBuilder, Family, FamilyId, FamilyKind, Sample, Source, SourceKind, Suffix, Update,
     now_ms,
 };
-pub use exporter::{BoxError, Context, Export, Exporter, Health};
+pub use exporter::{BoxError, Context, Export, Exporter, Health, RejectedItem};
 
 /// Re-exports used by [`export_exporter!`]; not part of the public API.
 #[doc(hidden)]

@@ -10,6 +10,7 @@ pub mod endpoint_server;
 pub mod prometheus;
 pub mod proxy;
 pub mod search_node;
+pub mod tls_proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
@@ -168,6 +169,33 @@ pub fn metric_value(page: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The CPU time (user + system, all threads) process `pid` has used so far, in seconds, from
+/// `/proc/<pid>/stat`; `None` when the process is gone or the file unreadable.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the file (utime, stime) are the 12th and 13th after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if it cannot be asked.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 /// Runs `periscope ARGS…` to completion; its exit status, stdout and stderr.
 pub fn periscope(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
     let out = Command::new(periscope_bin())
@@ -259,6 +287,11 @@ impl Host {
             let _ = f.read_to_string(&mut text);
         }
         text
+    }
+
+    /// The host's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the host with SIGKILL, as a crash would, and waits for it.

@@ -108,6 +108,16 @@ impl SearchNode {
         );
     }
 
+    /// The node's process id (the JVM: `run.sh` execs it), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its HTTP address, `127.0.0.1:<port>`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
     /// Its base URL, `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -201,30 +211,50 @@ impl SearchNode {
         );
     }
 
+    /// Sends a read (`_count`, `_search`) to `index` after a refresh, waiting for its primaries
+    /// first. A wildcard may match an index the exporter creates between that wait and the read,
+    /// which then answers 503 `no_shard_available_action_exception`: wait again and repeat, for up
+    /// to 30 s. `None` when the index does not exist.
+    fn read(
+        &self,
+        index: &str,
+        endpoint: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Option<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            self.wait_for_primaries(index);
+            let (status, _) = self.request("POST", &format!("/{index}/_refresh"), None);
+            if status == 404 {
+                return None;
+            }
+            let (status, answer) = self.request("POST", &format!("/{index}/{endpoint}"), body);
+            if status == 503 && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            assert_eq!(status, 200, "{endpoint}: {answer}");
+            return Some(answer);
+        }
+    }
+
     /// Refreshes `index` (so what was indexed is searchable) and counts its documents matching
     /// `query` (every document when `None`). A missing index counts 0.
     pub fn count(&self, index: &str, query: Option<serde_json::Value>) -> u64 {
-        self.wait_for_primaries(index);
-        let (status, _) = self.request("POST", &format!("/{index}/_refresh"), None);
-        if status == 404 {
-            return 0;
-        }
         let body = query.map(|q| serde_json::json!({ "query": q }));
-        let (status, answer) = self.request("POST", &format!("/{index}/_count"), body.as_ref());
-        assert_eq!(status, 200, "_count: {answer}");
-        answer["count"].as_u64().expect("a count")
+        self.read(index, "_count", body.as_ref())
+            .map_or(0, |answer| answer["count"].as_u64().expect("a count"))
     }
 
     /// Refreshes `index` and returns the `_source` of up to 10 000 documents matching `query`.
     pub fn search(&self, index: &str, query: serde_json::Value) -> Vec<serde_json::Value> {
-        self.wait_for_primaries(index);
-        self.request("POST", &format!("/{index}/_refresh"), None);
         let body = serde_json::json!({ "query": query, "size": 10000 });
-        let (status, answer) = self.request("POST", &format!("/{index}/_search"), Some(&body));
-        assert_eq!(status, 200, "_search: {answer}");
-        answer["hits"]["hits"]
-            .as_array()
-            .map(|hits| hits.iter().map(|h| h["_source"].clone()).collect())
+        self.read(index, "_search", Some(&body))
+            .and_then(|answer| {
+                answer["hits"]["hits"]
+                    .as_array()
+                    .map(|hits| hits.iter().map(|h| h["_source"].clone()).collect())
+            })
             .unwrap_or_default()
     }
 }

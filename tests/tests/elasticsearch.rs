@@ -5,10 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use common::{demo_config, write_configmap};
 use periscope_tests::search_node::SearchNode;
+use periscope_tests::tls_proxy::{Ca, Credentials, TlsProxy};
 use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
 use serde_json::{Value, json};
 
@@ -22,12 +24,18 @@ config = { path = "out/samples.ndjson" }
 
 /// The exporter under test, writing to `url` with `extra` config keys.
 fn search_exporter(url: &str, extra: &str) -> String {
+    search_exporter_queued(url, "", extra)
+}
+
+/// [`search_exporter`] with a `queue = …` line (empty for the default memory queue).
+fn search_exporter_queued(url: &str, queue: &str, extra: &str) -> String {
     format!(
         r#"[[exporters]]
 name = "search"
 plugin = "elasticsearch"
 batch = {{ max_wait = "10ms" }}
 retry = {{ initial = "100ms", max = "1s" }}
+{queue}
 config = {{ url = "{url}", number_of_replicas = 0, timeout = "5s"{extra} }}
 "#
     )
@@ -179,7 +187,116 @@ fn samples_reach_the_node_and_an_outage_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn a_mapping_conflict_is_dead_lettered_and_the_rest_is_indexed() {
+fn a_host_killed_while_the_node_is_down_replays_its_disk_queue_exactly_once() {
+    let mut node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    write_configmap(dir.path(), "b", 2.0);
+    let queue = r#"queue = { type = "disk", path = "queue/search", fsync = "always" }"#;
+    let config = demo_config(&format!(
+        "{FILES}\n{}",
+        search_exporter_queued(&node.url(), queue, "")
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let out = dir.path().join("out/samples.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(20), || node.count("periscope-*", None)
+            >= 2),
+        "the first documents were not indexed:\n{}",
+        host.log()
+    );
+
+    // The node goes away; new documents are produced and pile up in the disk queue.
+    node.stop();
+    write_configmap(dir.path(), "a", 3.0);
+    std::thread::sleep(Duration::from_millis(400));
+    write_configmap(dir.path(), "c", 5.0);
+    std::thread::sleep(Duration::from_millis(400));
+    write_configmap(dir.path(), "b", 4.0);
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::remove_file(dir.path().join("manifests/b.yaml")).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    write_configmap(dir.path(), "a", 6.0);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let produced = produced(&read_ndjson(&out));
+            produced.contains(&remove_key("v1/ConfigMap/demo/b"))
+                && read_ndjson(&out)
+                    .iter()
+                    .any(|r| r["source"]["name"] == "a" && r["value"] == 6.0)
+        }),
+        "the file exporter did not see every change:\n{}",
+        host.log()
+    );
+    // The batch being retried was taken from the queue (it stays on disk until delivered); the
+    // later ones wait in the queue, as the self-metrics say.
+    let queued = "periscope_exporter_queued_samples{exporter=\"search\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(queued) >= 1.0),
+        "nothing is queued for the exporter:\n{}",
+        host.metrics()
+    );
+    let retries = "periscope_exporter_retries_total{exporter=\"search\"}";
+    assert!(host.metric(retries) >= 1.0, "{}", host.metrics());
+    // Let the intake write whatever the last flush produced, then crash.
+    std::thread::sleep(Duration::from_millis(500));
+    host.kill();
+    let produced_by_the_crashed_run = produced(&read_ndjson(&out));
+
+    // The node comes back, then a new host with the same config and queue directory.
+    node.start_again();
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(host.log().contains("replaying"), "{}", host.log());
+    // The new run reads a = 6 and c = 5 again (new timestamps, so new documents, witnessed by the
+    // file exporter too); b = 4 and b's removal can only come from the replayed queue.
+    let expected_at_least = produced_by_the_crashed_run.len() + 2;
+    assert!(
+        wait_until(Duration::from_secs(10), || produced(&read_ndjson(&out))
+            .len()
+            >= expected_at_least),
+        "the new run produced nothing:\n{}",
+        host.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            node.count("periscope-*", None) >= produced(&read_ndjson(&out)).len() as u64
+        }),
+        "not everything arrived: {} of {}:\n{}",
+        node.count("periscope-*", None),
+        produced(&read_ndjson(&out)).len(),
+        host.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(queued) == 0.0),
+        "{}",
+        host.metrics()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let expected = produced(&read_ndjson(&out));
+    assert!(expected.is_superset(&produced_by_the_crashed_run));
+    assert_eq!(node.count("periscope-*", None), expected.len() as u64);
+    let keys = indexed(&node.search("periscope-*", json!({"match_all": {}})));
+    let distinct: BTreeSet<Key> = keys.iter().cloned().collect();
+    assert_eq!(distinct.len(), keys.len(), "duplicates: {keys:?}");
+    assert_eq!(distinct, expected);
+    let b = node.search(
+        "periscope-*",
+        json!({"bool": {"filter": [{"term": {"source.name": "b"}}, {"term": {"value": 4.0}}]}}),
+    );
+    assert_eq!(
+        b.len(),
+        1,
+        "b = 4 was produced only by the crashed run: {b:?}"
+    );
+    assert!(distinct.contains(&remove_key("v1/ConfigMap/demo/b")));
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_mapping_conflict_dead_letters_only_the_conflicting_document() {
     let node = SearchNode::start();
     // An index where the label `name` must be a number: ConfigMap "7" fits, "bad" does not.
     let (status, answer) = node.request(
@@ -211,42 +328,51 @@ fn a_mapping_conflict_is_dead_lettered_and_the_rest_is_indexed() {
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(20));
 
-    let dead = dir.path().join("dead-letter/search.ndjson");
+    // The other document of the batch is indexed.
     assert!(
-        wait_until(Duration::from_secs(20), || read_ndjson(&dead)
-            .iter()
-            .any(|l| l["source"] == "v1/ConfigMap/demo/bad")),
-        "no dead letter:\n{}",
+        wait_until(Duration::from_secs(20), || node
+            .count("conflict", Some(json!({"term": {"source.name": "7"}})))
+            == 1),
+        "{}",
         host.log()
     );
+    let dead = dir.path().join("dead-letter/search.ndjson");
+    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"search\"}";
+    let sent = "periscope_exporter_sent_samples_total{exporter=\"search\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(rejected) >= 1.0),
+        "nothing counted as rejected:\n{}",
+        host.log()
+    );
+    // Nothing else is on its way (the manifest does not change): the counts are final.
+    std::thread::sleep(Duration::from_secs(1));
+    // Exactly the refused sample is dead-lettered, with the node's reason; the indexed one is not.
     let lines = read_ndjson(&dead);
-    let bad = lines
-        .iter()
-        .find(|l| l["source"] == "v1/ConfigMap/demo/bad")
-        .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let bad = &lines[0];
+    assert_eq!(bad["source"], "v1/ConfigMap/demo/bad");
+    assert_eq!(bad["op"], "replace");
+    assert_eq!(bad["metric"], "demo_value");
+    assert_eq!(bad["labels"]["name"], "bad");
+    assert_eq!(bad["value"], 2.0);
     let reason = bad["reason"].as_str().unwrap();
-    assert!(reason.contains("rejected by Elasticsearch"), "{reason}");
-    assert!(reason.contains("document_parsing_exception"), "{reason}");
+    assert!(
+        reason.starts_with("rejected by Elasticsearch: HTTP 400: document_parsing_exception"),
+        "{reason}"
+    );
     assert!(
         reason.contains("v1/ConfigMap/demo/bad demo_value"),
         "{reason}"
     );
-    assert!(!reason.contains("v1/ConfigMap/demo/7 "), "{reason}");
+    assert!(!reason.contains("demo/7"), "{reason}");
+    // Both documents went in one export; one sample is counted as rejected, the other as sent.
+    let exports = "periscope_exporter_exports_total{exporter=\"search\"}";
+    assert_eq!(host.metric(exports), 1.0, "{}", host.metrics());
+    assert_eq!(host.metric(rejected), 1.0, "{}", host.metrics());
+    assert_eq!(host.metric(sent), 1.0, "{}", host.metrics());
     assert!(
-        reason.starts_with("1 of 2 documents rejected by Elasticsearch (the other 1 are indexed)"),
-        "{reason}"
-    );
-    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"search\"}";
-    assert!(
-        wait_until(Duration::from_secs(5), || host.metric(rejected) >= 1.0),
-        "{}",
-        host.metrics()
-    );
-    // The other document of the batch is indexed.
-    assert!(
-        wait_until(Duration::from_secs(10), || node
-            .count("conflict", Some(json!({"term": {"source.name": "7"}})))
-            == 1),
+        host.log()
+            .contains("items rejected; written to the dead-letter file"),
         "{}",
         host.log()
     );
@@ -255,4 +381,252 @@ fn a_mapping_conflict_is_dead_lettered_and_the_rest_is_indexed() {
         0
     );
     assert!(host.stop().success());
+}
+
+/// Basic credentials the TLS proxy accepts.
+fn basic(password: &str) -> Credentials {
+    Credentials::Basic {
+        username: "periscope".into(),
+        password: password.into(),
+    }
+}
+
+/// The exporter's `config` keys for `credentials`.
+fn credential_keys(credentials: &Credentials) -> String {
+    match credentials {
+        Credentials::Basic { username, password } => {
+            format!(", username = \"{username}\", password = \"{password}\"")
+        }
+        Credentials::ApiKey(key) => format!(", api_key = \"{key}\""),
+    }
+}
+
+/// The `periscope_exporter_health` series of the exporter under test in `state`.
+fn health(state: &str) -> String {
+    format!("periscope_exporter_health{{exporter=\"search\",state=\"{state}\"}}")
+}
+
+#[test]
+fn documents_arrive_over_tls_with_basic_auth_and_with_an_api_key() {
+    let node = SearchNode::start();
+    let api_key = base64_of("periscope-key-id:periscope-key-secret");
+    for (case, credentials) in [
+        ("basic", basic("s3cret")),
+        ("api-key", Credentials::ApiKey(api_key)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = TlsProxy::start(node.addr(), &credentials, dir.path());
+        plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+        write_configmap(dir.path(), "a", 1.0);
+        let index = format!("tls-{case}");
+        let config = demo_config(&search_exporter(
+            &proxy.url(),
+            &format!(
+                ", index = \"{index}\", ca_file = \"{}\"{}",
+                proxy.ca_file().display(),
+                credential_keys(&credentials)
+            ),
+        ));
+        let mut host = Host::start(dir.path(), &config);
+        host.wait_ready(Duration::from_secs(20));
+        assert!(
+            wait_until(Duration::from_secs(20), || node.count(&index, None) == 1),
+            "{case}: nothing arrived through the proxy:\n{}",
+            host.log()
+        );
+        // The template went through the proxy too, with the same credentials.
+        let (status, _) = node.request("GET", &format!("/_index_template/periscope-{index}"), None);
+        assert_eq!(status, 200, "{case}: no index template");
+        assert_eq!(proxy.unauthorized(), 0, "{case}");
+        assert!(proxy.forwarded() >= 2, "{case}: template and _bulk");
+        assert_eq!(
+            host.metric(&health("healthy")),
+            1.0,
+            "{case}: {}",
+            host.metrics()
+        );
+        assert!(host.stop().success());
+    }
+}
+
+#[test]
+fn wrong_credentials_are_a_clear_error_and_the_documents_wait_until_accepted() {
+    let node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TlsProxy::start(node.addr(), &basic("right"), dir.path());
+    plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    write_configmap(dir.path(), "b", 2.0);
+    let config = demo_config(&format!(
+        "{FILES}\n{}",
+        search_exporter(
+            &proxy.url(),
+            &format!(
+                ", index = \"auth\", ca_file = \"{}\"{}",
+                proxy.ca_file().display(),
+                credential_keys(&basic("wrong"))
+            ),
+        )
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+
+    // Refused: a clear line in the log, and the self-metrics say so; nothing is sent or dropped.
+    assert!(
+        wait_until(Duration::from_secs(20), || host
+            .log()
+            .contains("check the credentials")),
+        "{}",
+        host.log()
+    );
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("check the credentials"))
+        .unwrap();
+    assert!(line.contains("HTTP 401"), "{line}");
+    assert!(line.contains("security_exception"), "{line}");
+    assert!(line.contains(&proxy.url()), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(10), || host
+            .metric(&health("unhealthy"))
+            == 1.0),
+        "{}",
+        host.metrics()
+    );
+    let sent = "periscope_exporter_sent_samples_total{exporter=\"search\"}";
+    let retries = "periscope_exporter_retries_total{exporter=\"search\"}";
+    assert!(host.metric(retries) >= 1.0, "{}", host.metrics());
+    assert_eq!(host.metric(sent), 0.0);
+    assert_eq!(
+        host.metric(
+            "periscope_exporter_dropped_samples_total{exporter=\"search\",reason=\"shutdown\"}"
+        ),
+        0.0
+    );
+    assert!(proxy.unauthorized() >= 1);
+    assert_eq!(node.count("auth", None), 0);
+
+    // The cluster side accepts those credentials now: at the next retry everything arrives.
+    proxy.accept(&basic("wrong"));
+    let out = dir.path().join("out/samples.ndjson");
+    let expected = produced(&read_ndjson(&out));
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    assert!(
+        wait_until(Duration::from_secs(60), || node.count("auth", None) >= 2),
+        "nothing arrived once the credentials were accepted:\n{}",
+        host.log()
+    );
+    let keys = indexed(&node.search("auth", json!({"match_all": {}})));
+    assert_eq!(keys.iter().cloned().collect::<BTreeSet<Key>>(), expected);
+    assert_eq!(keys.len(), expected.len(), "duplicates: {keys:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || host.metric(&health("healthy"))
+            == 1.0),
+        "{}",
+        host.metrics()
+    );
+    assert_eq!(host.metric(sent), 2.0);
+    assert!(host.stop().success());
+}
+
+#[test]
+fn an_unknown_ca_is_a_clear_error_and_the_documents_arrive_once_the_config_is_right() {
+    let node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = basic("s3cret");
+    let proxy = TlsProxy::start(node.addr(), &credentials, dir.path());
+    let other_ca = dir.path().join("other-ca.pem");
+    Ca::generate("not-the-proxys-ca").write_pem(&other_ca);
+    plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let queue = r#"queue = { type = "disk", path = "queue/search", fsync = "always" }"#;
+    let config = |ca_file: &Path| {
+        demo_config(&format!(
+            "{FILES}\n{}",
+            search_exporter_queued(
+                &proxy.url(),
+                queue,
+                &format!(
+                    ", index = \"ca\", ca_file = \"{}\"{}",
+                    ca_file.display(),
+                    credential_keys(&credentials)
+                ),
+            )
+        ))
+    };
+
+    // First run: the exporter trusts another CA. It says so, keeps retrying, sends nothing.
+    let mut host = Host::start(dir.path(), &config(&other_ca));
+    host.wait_ready(Duration::from_secs(20));
+    let retries = "periscope_exporter_retries_total{exporter=\"search\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(retries) >= 1.0),
+        "{}",
+        host.log()
+    );
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("export failed; the host will retry it"))
+        .unwrap_or_else(|| panic!("no retry line:\n{log}"));
+    assert!(line.contains("certificate"), "{line}");
+    assert!(line.contains("ca_file"), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(10), || host
+            .metric(&health("unhealthy"))
+            == 1.0),
+        "{}",
+        host.metrics()
+    );
+    assert_eq!(
+        host.metric("periscope_exporter_sent_samples_total{exporter=\"search\"}"),
+        0.0
+    );
+    assert_eq!(
+        proxy.forwarded() + proxy.unauthorized(),
+        0,
+        "no request got through TLS"
+    );
+    write_configmap(dir.path(), "a", 2.0);
+    let out = dir.path().join("out/samples.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || produced(&read_ndjson(&out))
+            .len()
+            >= 2),
+        "{}",
+        host.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Stopped with documents undelivered: they stay in the disk queue.
+    assert!(host.stop().success(), "{}", host.log());
+    assert_eq!(node.count("ca", None), 0);
+
+    // The operator fixes `ca_file` and starts the host again: the queue replays, nothing is lost.
+    let mut host = Host::start(dir.path(), &config(proxy.ca_file()));
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            node.count("ca", None) >= produced(&read_ndjson(&out)).len() as u64
+        }),
+        "{}",
+        host.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let expected = produced(&read_ndjson(&out));
+    let keys = indexed(&node.search("ca", json!({"match_all": {}})));
+    assert_eq!(keys.iter().cloned().collect::<BTreeSet<Key>>(), expected);
+    assert_eq!(keys.len(), expected.len(), "duplicates: {keys:?}");
+    // a = 1 only ever existed in the first run: it came from the replayed queue.
+    assert!(
+        node.search("ca", json!({"term": {"value": 1.0}})).len() == 1,
+        "{keys:?}"
+    );
+    assert_eq!(host.metric(&health("healthy")), 1.0, "{}", host.metrics());
+    assert!(host.stop().success());
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -115,7 +115,7 @@ fn plugin_of_another_abi_version_is_refused_in_one_line_and_others_keep_working(
         .collect();
     assert_eq!(lines.len(), 1, "one line naming the file:\n{stderr}");
     assert!(
-        lines[0].contains("ABI version 2") && lines[0].contains("version 1"),
+        lines[0].contains("ABI version 3") && lines[0].contains("version 2"),
         "{}",
         lines[0]
     );

@@ -1,13 +1,15 @@
-//! The dead-letter file: where batches an exporter's target rejected go, so nothing disappears.
+//! The dead-letter file: where what an exporter's target refused goes, so nothing disappears.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write as _};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use periscope_plugin_api::{Batch, Update};
+use periscope_plugin_api::{Batch, Sample, Source, Update};
 use serde_json::json;
 
-/// Appends rejected batches to `<dead_letter_dir>/<exporter>.ndjson`, one line per sample (or per
+use super::refusal::{Refusals, Refused};
+
+/// Appends refused samples to `<dead_letter_dir>/<exporter>.ndjson`, one line per sample (or per
 /// `Remove`), each with the target's reason.
 pub struct DeadLetter {
     path: PathBuf,
@@ -28,8 +30,44 @@ impl DeadLetter {
         &self.path
     }
 
-    /// Appends `batch` with `reason` and syncs the file.
+    /// Appends all of `batch` with `reason` and syncs the file.
     pub fn write(&self, reason: &str, batch: &Batch) -> std::io::Result<()> {
+        self.append(|lines| {
+            for update in batch.updates() {
+                lines.update(update, reason)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends the items of `batch` that `refusals` names, each with its own reason, and syncs
+    /// the file.
+    pub fn write_items(&self, batch: &Batch, refusals: &Refusals) -> std::io::Result<()> {
+        self.append(|lines| {
+            for (position, update) in batch.updates().enumerate() {
+                match (refusals.of_update(position), update) {
+                    (None, _) => {}
+                    (Some(Refused::Whole(reason)), update) => lines.update(update, reason)?,
+                    (Some(Refused::Samples(chosen)), Update::Replace { source, samples }) => {
+                        for (index, sample) in samples.iter().enumerate() {
+                            if let Some(reason) = chosen.get(&index) {
+                                lines.sample(source, sample, reason)?;
+                            }
+                        }
+                    }
+                    // `Refusals::resolve` names no samples of a Remove.
+                    (Some(Refused::Samples(_)), Update::Remove { .. }) => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Opens the file for appending, lets `write` add lines, then syncs.
+    fn append(
+        &self,
+        write: impl FnOnce(&mut Lines<'_>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -37,31 +75,50 @@ impl DeadLetter {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        let mut out = BufWriter::new(file);
-        let ts = periscope_plugin_api::now_ms();
-        for update in batch.updates() {
-            let source = update.source();
-            match update {
-                Update::Remove { .. } => {
-                    let line = json!({"ts": ts, "exporter": self.exporter, "reason": reason, "op": "remove", "source": source.id});
-                    writeln!(out, "{line}")?;
+        let mut lines = Lines {
+            out: BufWriter::new(file),
+            exporter: &self.exporter,
+            ts: periscope_plugin_api::now_ms(),
+        };
+        write(&mut lines)?;
+        let file = lines.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()
+    }
+}
+
+/// Writes the lines of one append.
+struct Lines<'a> {
+    out: BufWriter<File>,
+    exporter: &'a str,
+    ts: i64,
+}
+
+impl Lines<'_> {
+    /// Every line of `update`: its removal, or each of its samples.
+    fn update(&mut self, update: Update<'_>, reason: &str) -> std::io::Result<()> {
+        match update {
+            Update::Remove { source } => {
+                let line = json!({"ts": self.ts, "exporter": self.exporter, "reason": reason, "op": "remove", "source": source.id});
+                writeln!(self.out, "{line}")
+            }
+            Update::Replace { source, samples } => {
+                for sample in samples.iter() {
+                    self.sample(source, sample, reason)?;
                 }
-                Update::Replace { samples, .. } => {
-                    for s in samples.iter() {
-                        let labels: serde_json::Map<String, serde_json::Value> =
-                            s.labels().map(|(k, v)| (k.to_owned(), v.into())).collect();
-                        let line = json!({
-                            "ts": ts, "exporter": self.exporter, "reason": reason, "op": "replace",
-                            "source": source.id, "metric": s.metric_name(), "labels": labels,
-                            "value": number(s.value()), "sample_ts": s.timestamp_ms(),
-                        });
-                        writeln!(out, "{line}")?;
-                    }
-                }
+                Ok(())
             }
         }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_data()
+    }
+
+    fn sample(&mut self, source: Source<'_>, s: Sample<'_>, reason: &str) -> std::io::Result<()> {
+        let labels: serde_json::Map<String, serde_json::Value> =
+            s.labels().map(|(k, v)| (k.to_owned(), v.into())).collect();
+        let line = json!({
+            "ts": self.ts, "exporter": self.exporter, "reason": reason, "op": "replace",
+            "source": source.id, "metric": s.metric_name(), "labels": labels,
+            "value": number(s.value()), "sample_ts": s.timestamp_ms(),
+        });
+        writeln!(self.out, "{line}")
     }
 }
 

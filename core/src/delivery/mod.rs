@@ -5,6 +5,7 @@ mod backoff;
 mod dead_letter;
 mod disk_queue;
 mod queue;
+mod refusal;
 #[cfg(test)]
 mod test_batches;
 mod worker;
@@ -13,4 +14,5 @@ pub use backoff::{Backoff, Stop};
 pub use dead_letter::DeadLetter;
 pub use disk_queue::DiskQueue;
 pub use queue::{MemoryQueue, Queue};
+pub use refusal::{RefusalError, Refusals, Refused};
 pub use worker::{Worker, WorkerSpec};

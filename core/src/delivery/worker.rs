@@ -2,7 +2,8 @@
 //! at once, and a dedicated thread that merges queued batches and calls the plugin.
 //!
 //! The thread owns the plugin instance. `Retry` waits with backoff and tries the same batch again;
-//! `Reject` sends the batch to the dead-letter file; a failure or panic drops the instance, waits
+//! `Reject` sends the batch to the dead-letter file, `RejectItems` only the items it names (the
+//! rest counts as sent); a failure or panic drops the instance, waits
 //! with backoff, starts a new one, asks for a resync (the new instance starts empty) and retries the
 //! batch. Nothing leaves the queue uncounted.
 
@@ -11,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use abi_stable::std_types::RStr;
-use periscope_plugin_api::abi::{ExportResult, ExporterBox, HostContext};
+use periscope_plugin_api::abi::{
+    ExportResult, ExporterBox, HealthFfi, HostContext, RejectedItemFfi,
+};
 use periscope_plugin_api::{Batch, BatchBuilder};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, info_span, warn};
@@ -19,12 +22,13 @@ use tracing::{error, info, info_span, warn};
 use super::backoff::{Backoff, Stop};
 use super::dead_letter::DeadLetter;
 use super::queue::Queue;
+use super::refusal::Refusals;
 use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::logging;
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
-use crate::telemetry::ExporterMetrics;
+use crate::telemetry::{ExporterHealth, ExporterMetrics};
 
 /// Everything a worker needs, gathered by the host at start-up.
 pub struct WorkerSpec {
@@ -91,6 +95,7 @@ impl Worker {
             },
             stop: stop.clone(),
             instance: None,
+            health: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("export-{name}"))
@@ -191,6 +196,8 @@ struct Delivery {
     resync: ResyncLink,
     stop: Arc<Stop>,
     instance: Option<ExporterBox>,
+    /// What the running instance last said of its target.
+    health: Option<(ExporterHealth, String)>,
 }
 
 impl Delivery {
@@ -265,6 +272,9 @@ impl Delivery {
             let started = Instant::now();
             let result = instance.export(batch);
             metrics.latency.observe(started.elapsed().as_secs_f64());
+            if !matches!(result, ExportResult::Failed { .. }) {
+                self.observe_health();
+            }
             match result {
                 ExportResult::Ok => {
                     metrics.exports.inc();
@@ -285,6 +295,11 @@ impl Delivery {
                     self.dead_letter(batch, reason.as_str());
                     return true;
                 }
+                ExportResult::RejectItems { items } => {
+                    backoff.reset();
+                    self.reject_items(batch, &items);
+                    return true;
+                }
                 ExportResult::Failed { reason } => {
                     error!(%reason, "exporter failed; restarting it");
                     self.spec.set_ready(Err(format!("failed: {reason}")));
@@ -295,6 +310,74 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// The exporter delivered `batch` except `items`: those go to the dead-letter file, each with
+    /// its reason, and count as rejected; the rest counts as sent. Items the batch does not have
+    /// make the exporter's account untrustworthy: then the whole batch is dead-lettered, as a
+    /// `Reject` would.
+    fn reject_items(&self, batch: &Batch, items: &[RejectedItemFfi]) {
+        let refusals = match Refusals::resolve(batch, items) {
+            Ok(refusals) => refusals,
+            Err(problem) => {
+                let first = items.first().map_or("", |item| item.reason.as_str());
+                error!(%problem, "the exporter's refused items do not match the batch; dead-lettering all of it");
+                self.dead_letter(
+                    batch,
+                    &format!("{problem}; the whole batch is dead-lettered (first reason: {first})"),
+                );
+                return;
+            }
+        };
+        let metrics = &self.spec.metrics;
+        metrics.exports.inc();
+        let total = batch.sample_count();
+        metrics
+            .sent
+            .inc_by(total.saturating_sub(refusals.samples()) as u64);
+        if refusals.is_empty() {
+            return;
+        }
+        let samples = refusals.samples() as u64;
+        let first = refusals.first_reason().unwrap_or_default();
+        let file = self.spec.dead_letter.path().display();
+        match self.spec.dead_letter.write_items(batch, &refusals) {
+            Ok(()) => {
+                metrics.rejected.inc_by(samples);
+                warn!(reason = %first, samples, of = total, %file, "items rejected; written to the dead-letter file (the rest is delivered)");
+            }
+            Err(e) => {
+                metrics.dropped_dead_letter.inc_by(samples);
+                error!(reason = %first, samples, "items rejected and the dead-letter file cannot be written: {e}");
+            }
+        }
+    }
+
+    /// Asks the running instance how its target is, records it in the self-metrics and logs a
+    /// change (with the exporter's reason).
+    fn observe_health(&mut self) {
+        let Some(instance) = self.instance.as_ref() else {
+            return;
+        };
+        let (state, reason) = match instance.health() {
+            HealthFfi::Healthy => (ExporterHealth::Healthy, String::new()),
+            HealthFfi::Degraded { reason } => (ExporterHealth::Degraded, reason.into_string()),
+            HealthFfi::Unhealthy { reason } => (ExporterHealth::Unhealthy, reason.into_string()),
+        };
+        self.spec.metrics.health.set(Some(state));
+        let changed = self.health.as_ref().is_none_or(|(s, _)| *s != state);
+        if changed {
+            match state {
+                ExporterHealth::Healthy if self.health.is_some() => {
+                    info!("exporter reports its target healthy again");
+                }
+                ExporterHealth::Healthy => {}
+                _ => {
+                    warn!(state = state.as_str(), %reason, "exporter reports a problem with its target")
+                }
+            }
+        }
+        self.health = Some((state, reason));
     }
 
     /// The running instance, starting one if there is none. A start that fails is counted as a
@@ -359,7 +442,9 @@ impl Delivery {
 
     fn discard_instance(&mut self) {
         self.instance = None;
+        self.health = None;
         self.spec.metrics.up.set(0);
+        self.spec.metrics.health.set(None);
     }
 
     fn close_instance(&mut self) {
@@ -372,6 +457,237 @@ impl Delivery {
             }
             info!("exporter stopped");
         }
+        self.health = None;
         self.spec.metrics.up.set(0);
+        self.spec.metrics.health.set(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WhenFull;
+    use crate::delivery::{DeadLetter, MemoryQueue};
+    use crate::telemetry::Telemetry;
+    use periscope_plugin_api::{
+        BoxError, Context, Export, Exporter, Family, FamilyKind, RejectedItem, Source, SourceKind,
+        Suffix,
+    };
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    /// Accepts every batch except what its config refuses: the whole batch (`reject`) or items.
+    struct Scripted(ScriptConfig);
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ScriptConfig {
+        #[serde(default)]
+        reject: Option<String>,
+        #[serde(default)]
+        reject_items: Vec<ItemConfig>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ItemConfig {
+        update: usize,
+        sample: Option<usize>,
+        reason: String,
+    }
+
+    impl Exporter for Scripted {
+        type Config = ScriptConfig;
+
+        fn new(config: ScriptConfig, _: Context<'_>) -> Result<Self, BoxError> {
+            Ok(Scripted(config))
+        }
+
+        fn export(&mut self, _: &Batch) -> Result<Export, BoxError> {
+            if let Some(reason) = &self.0.reject {
+                return Ok(Export::Reject {
+                    reason: reason.clone(),
+                });
+            }
+            Ok(Export::RejectItems {
+                items: self
+                    .0
+                    .reject_items
+                    .iter()
+                    .map(|i| RejectedItem {
+                        update: i.update,
+                        sample: i.sample,
+                        reason: i.reason.clone(),
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    /// Replace `a` (values 1, 2, 3), Remove `b`, Replace `c` (value 4): four samples.
+    fn batch() -> Arc<Batch> {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "x",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        let mut a = b.replace(Source::new(SourceKind::Object, "a"));
+        for v in [1.0, 2.0, 3.0] {
+            a.sample(f, Suffix::None, v, 7);
+        }
+        b.remove(Source::new(SourceKind::Object, "b"));
+        b.replace(Source::new(SourceKind::Object, "c"))
+            .sample(f, Suffix::None, 4.0, 7);
+        Arc::new(b.build())
+    }
+
+    /// Runs a delivery thread's loop on this thread over `batches` (queued first, then the queue is
+    /// closed) with the scripted exporter configured by `config`; the exporter's self-metrics and
+    /// the dead-letter file's lines.
+    fn deliver_all(config: &str, batches: &[Arc<Batch>]) -> (ExporterMetrics, Vec<Value>) {
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = Telemetry::new();
+        let metrics = telemetry.exporter("t");
+        let queue = Queue::Memory(Arc::new(MemoryQueue::new(
+            16,
+            WhenFull::Block,
+            metrics.clone(),
+        )));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for batch in batches {
+            runtime.block_on(queue.push(batch.clone()));
+        }
+        queue.close();
+        let module = periscope_plugin_api::__private::root_module::<Scripted>("scripted", "0.0.0");
+        let (requests, _) = mpsc::unbounded_channel();
+        let (reply, _) = mpsc::unbounded_channel();
+        let delivery = Delivery {
+            spec: WorkerSpec {
+                name: "t".into(),
+                plugin: Plugin::in_process(module),
+                config_text: config.into(),
+                queue,
+                batch: BatchConfig::default(),
+                retry: RetryConfig::default(),
+                dead_letter: DeadLetter::new(dir.path(), "t"),
+                metrics: metrics.clone(),
+                readiness: Readiness::default(),
+            },
+            resync: ResyncLink { requests, reply },
+            stop: Arc::new(Stop::default()),
+            instance: None,
+            health: None,
+        };
+        delivery.run();
+        let lines = std::fs::read_to_string(dir.path().join("t.ndjson"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (metrics, lines)
+    }
+
+    /// Source, value (null for a removal) and reason of each dead-letter line.
+    fn summary(lines: &[Value]) -> Vec<(String, Value, String)> {
+        lines
+            .iter()
+            .map(|l| {
+                (
+                    l["source"].as_str().unwrap().to_owned(),
+                    l.get("value").cloned().unwrap_or(Value::Null),
+                    l["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refused_items_alone_are_dead_lettered_and_the_rest_counts_as_sent() {
+        let (metrics, lines) = deliver_all(
+            r#"reject_items = [
+                { update = 0, sample = 1, reason = "a's second is bad" },
+                { update = 1, reason = "b's removal is bad" },
+            ]"#,
+            &[batch()],
+        );
+        assert_eq!(
+            summary(&lines),
+            [
+                ("a".into(), 2.0.into(), "a's second is bad".into()),
+                ("b".into(), Value::Null, "b's removal is bad".into()),
+            ]
+        );
+        assert_eq!(lines[0]["op"], "replace");
+        assert_eq!(lines[1]["op"], "remove");
+        // One sample refused (a removal has none), the other three delivered, nothing retried.
+        assert_eq!(metrics.rejected.get(), 1);
+        assert_eq!(metrics.sent.get(), 3);
+        assert_eq!(metrics.exports.get(), 1);
+        assert_eq!(metrics.retries.get(), 0);
+        assert_eq!(metrics.dropped_dead_letter.get(), 0);
+    }
+
+    #[test]
+    fn a_whole_update_refused_dead_letters_each_of_its_samples() {
+        let (metrics, lines) = deliver_all(
+            r#"reject_items = [{ update = 0, reason = "a is bad" }]"#,
+            &[batch()],
+        );
+        let values: Vec<Value> = summary(&lines).into_iter().map(|s| s.1).collect();
+        assert_eq!(values, [1.0, 2.0, 3.0]);
+        assert_eq!((metrics.rejected.get(), metrics.sent.get()), (3, 1));
+    }
+
+    #[test]
+    fn no_refused_items_is_a_plain_delivery() {
+        let (metrics, lines) = deliver_all("", &[batch()]);
+        assert!(lines.is_empty());
+        assert_eq!((metrics.rejected.get(), metrics.sent.get()), (0, 4));
+        assert_eq!(metrics.exports.get(), 1);
+    }
+
+    #[test]
+    fn a_whole_batch_reject_dead_letters_all_of_it() {
+        let (metrics, lines) = deliver_all(r#"reject = "all bad""#, &[batch()]);
+        assert_eq!(lines.len(), 5, "four samples and a removal: {lines:?}");
+        assert!(lines.iter().all(|l| l["reason"] == "all bad"));
+        assert_eq!((metrics.rejected.get(), metrics.sent.get()), (4, 0));
+        assert_eq!(metrics.exports.get(), 0);
+    }
+
+    #[test]
+    fn refused_items_the_batch_does_not_have_dead_letter_all_of_it() {
+        let (metrics, lines) = deliver_all(
+            r#"reject_items = [{ update = 0, sample = 0, reason = "fine" }, { update = 9, reason = "where?" }]"#,
+            &[batch()],
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        let reason = lines[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("the exporter refused update 9, but the batch has 3 updates"),
+            "{reason}"
+        );
+        assert!(reason.contains("whole batch"), "{reason}");
+        assert_eq!((metrics.rejected.get(), metrics.sent.get()), (4, 0));
+    }
+
+    #[test]
+    fn positions_refer_to_the_merged_batch_the_exporter_saw() {
+        // Two queued batches are merged into one export of six updates: update 3 is the second
+        // batch's Replace of `a`.
+        let (metrics, lines) = deliver_all(
+            r#"reject_items = [{ update = 3, sample = 2, reason = "the second a's third" }]"#,
+            &[batch(), batch()],
+        );
+        assert_eq!(
+            summary(&lines),
+            [("a".into(), 3.0.into(), "the second a's third".into())]
+        );
+        assert_eq!((metrics.rejected.get(), metrics.sent.get()), (1, 7));
+        assert_eq!(metrics.exports.get(), 1);
     }
 }

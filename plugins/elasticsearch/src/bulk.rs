@@ -5,6 +5,16 @@ use periscope_plugin_api::{Batch, Update};
 
 use crate::document::{Document, IndexPattern};
 
+/// Where a document came from in the batch: the update's position in `batch.updates()` and the
+/// sample's position in that update (none for a removal), as the host addresses refused items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The update's position.
+    pub update: usize,
+    /// The sample's position in the update; `None` for the document of a `Remove`.
+    pub sample: Option<usize>,
+}
+
 /// One operation of the request, for reading its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -12,6 +22,17 @@ pub struct Sent {
     pub id: String,
     /// Source id and metric, for error messages.
     pub what: String,
+    /// Where the document came from in the batch.
+    pub position: Position,
+}
+
+/// A document that could not even be written into the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsendable {
+    /// Where the document came from in the batch.
+    pub position: Position,
+    /// `id (what): error`.
+    pub reason: String,
 }
 
 /// A `_bulk` request built from a batch.
@@ -22,7 +43,7 @@ pub struct BulkRequest {
     pub sent: Vec<Sent>,
     /// Documents that could not even be written (a timestamp out of range): the node never sees
     /// them, and the export reports them as rejected.
-    pub unsendable: Vec<String>,
+    pub unsendable: Vec<Unsendable>,
 }
 
 /// Builds the request for every sample and removal in `batch`; removals are stamped `now_ms`.
@@ -34,16 +55,23 @@ pub fn build(batch: &Batch, index: &IndexPattern, now_ms: i64) -> BulkRequest {
     };
     // The samples of one update share a timestamp: format its index name once.
     let mut last_index: Option<(i64, String)> = None;
-    for update in batch.updates() {
-        let documents: Box<dyn Iterator<Item = Document<'_>>> = match update {
-            Update::Replace { source, samples } => {
-                Box::new(samples.iter().map(move |s| Document::sample(source, s)))
-            }
+    for (update_position, update) in batch.updates().enumerate() {
+        let documents: Box<dyn Iterator<Item = (Option<usize>, Document<'_>)>> = match update {
+            Update::Replace { source, samples } => Box::new(
+                samples
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, s)| (Some(i), Document::sample(source, s))),
+            ),
             Update::Remove { source } => {
-                Box::new(std::iter::once(Document::remove(source, now_ms)))
+                Box::new(std::iter::once((None, Document::remove(source, now_ms))))
             }
         };
-        for doc in documents {
+        for (sample, doc) in documents {
+            let position = Position {
+                update: update_position,
+                sample,
+            };
             let id = doc.id();
             let index_name = match &last_index {
                 Some((ts, name)) if *ts == doc.timestamp_ms => Ok(name.clone()),
@@ -61,10 +89,12 @@ pub fn build(batch: &Batch, index: &IndexPattern, now_ms: i64) -> BulkRequest {
                 Ok(()) => request.sent.push(Sent {
                     id,
                     what: doc.describe(),
+                    position,
                 }),
-                Err(error) => request
-                    .unsendable
-                    .push(format!("{id} ({}): {error}", doc.describe())),
+                Err(error) => request.unsendable.push(Unsendable {
+                    position,
+                    reason: format!("{id} ({}): {error}", doc.describe()),
+                }),
             }
         }
     }
@@ -98,9 +128,31 @@ mod tests {
         assert_eq!(request.sent.len(), 3);
         assert_eq!(request.unsendable.len(), 1);
         assert!(
-            request.unsendable[0].contains("out of range"),
+            request.unsendable[0].reason.contains("out of range"),
             "{:?}",
             request.unsendable
+        );
+        // The third sample of the first update; the removal is the whole fourth update.
+        assert_eq!(
+            request.unsendable[0].position,
+            Position {
+                update: 0,
+                sample: Some(2)
+            }
+        );
+        assert_eq!(
+            request.sent[1].position,
+            Position {
+                update: 0,
+                sample: Some(1)
+            }
+        );
+        assert_eq!(
+            request.sent[2].position,
+            Position {
+                update: 2,
+                sample: None
+            }
         );
         let body = String::from_utf8(request.body.bytes().unwrap().to_vec()).unwrap();
         let lines: Vec<serde_json::Value> = body

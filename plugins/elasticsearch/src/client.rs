@@ -21,6 +21,10 @@ pub enum SendError {
     /// but the data must wait, not go.
     #[error("{0}")]
     Unauthorized(String),
+    /// We refuse the node's certificate (an unknown CA, a name that does not match the `url`):
+    /// like wrong credentials, only the operator can fix it, and the data waits.
+    #[error("{0}")]
+    Untrusted(String),
     /// The node refuses the request itself for good (another 4xx).
     #[error("{0}")]
     Refused(String),
@@ -76,7 +80,11 @@ impl Client {
         let response = self.within_timeout("PUT _index_template", request).await?;
         let status = response.status_code().as_u16();
         let text = response.text().await.unwrap_or_default();
-        check_status(&format!("PUT _index_template/{name}"), status, &text)
+        check_status(
+            &format!("PUT {}/_index_template/{name}", self.url),
+            status,
+            &text,
+        )
     }
 
     /// `POST _bulk`: the response body once the node answered 2xx.
@@ -88,7 +96,11 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| SendError::Unavailable(format!("reading the _bulk response: {e}")))?;
-        check_status("POST _bulk", status, &String::from_utf8_lossy(&bytes))?;
+        check_status(
+            &format!("POST {}/_bulk", self.url),
+            status,
+            &String::from_utf8_lossy(&bytes),
+        )?;
         Ok(bytes.to_vec())
     }
 
@@ -107,11 +119,14 @@ impl Client {
                 "{what} to {}: no answer within {:?}",
                 self.url, self.timeout
             ))),
-            Ok(Err(e)) => Err(SendError::Unavailable(format!(
-                "{what} to {}: {}",
-                self.url,
-                error_chain(&e)
-            ))),
+            Ok(Err(e)) => {
+                let text = format!("{what} to {}: {}", self.url, error_chain(&e));
+                Err(if is_certificate_error(&text) {
+                    SendError::Untrusted(text)
+                } else {
+                    SendError::Unavailable(text)
+                })
+            }
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -130,6 +145,14 @@ fn check_status(what: &str, status: u16, body: &str) -> Result<(), SendError> {
         s if crate::response::is_retryable(s) => Err(SendError::Unavailable(detail())),
         _ => Err(SendError::Refused(detail())),
     }
+}
+
+/// Whether a request failed because the node's certificate was refused. rustls says so in its
+/// error (`invalid peer certificate: UnknownIssuer`), which reqwest keeps among the causes; the
+/// TLS error does not survive as a type through reqwest's `std::io::Error` wrapping, so the text
+/// is what is left to go by.
+fn is_certificate_error(chain: &str) -> bool {
+    chain.contains("invalid peer certificate")
 }
 
 /// An error with its causes, `: `-separated (reqwest hides "connection refused" in a cause).
@@ -170,6 +193,18 @@ mod tests {
             Err(SendError::Refused(text)) => assert_eq!(text, "POST _bulk: HTTP 413: too large"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_told_apart_from_a_node_that_is_down() {
+        assert!(is_certificate_error(
+            "POST _bulk to https://127.0.0.1:9200: error sending request: client error (Connect): \
+             invalid peer certificate: UnknownIssuer"
+        ));
+        assert!(!is_certificate_error(
+            "POST _bulk to http://127.0.0.1:9200: error sending request: tcp connect error: \
+             Connection refused (os error 111)"
+        ));
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //! item. An item answered 429 or 5xx, an unreachable node, a timeout or a 429/5xx on the request
 //! make the whole batch [`Export::Retry`]: the ids are deterministic and the operations are
 //! `index`, so the items already indexed are overwritten, not duplicated. Items refused for good
-//! (a 400 mapping conflict) make it [`Export::Reject`] naming each refused item, once no item
-//! needs a retry: every other item of the batch is indexed by then. (The host dead-letters the
-//! whole batch on a `Reject`, the indexed items too; see the reason for which ones failed.)
+//! (a 400 mapping conflict), once no item needs a retry, make it [`Export::RejectItems`] naming
+//! each refused sample (or removal) with the node's reason: every other item of the batch is
+//! indexed by then, and the host dead-letters only the refused ones.
 //!
 //! The client is async: the exporter owns a current-thread tokio runtime, created in `new` and
 //! shut down in `shutdown`.
@@ -34,7 +34,7 @@ pub mod template;
 
 use std::time::Duration;
 
-use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter, Health};
+use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter, Health, RejectedItem};
 
 use crate::client::{Client, SendError};
 use crate::config::ElasticsearchConfig;
@@ -44,11 +44,9 @@ use crate::response::Outcome;
 /// The shortest wait before a retry the host is asked for.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The wait asked for when the node refuses our credentials: only an operator can fix that.
+/// The wait asked for when the node refuses our credentials, or we refuse its certificate: only
+/// an operator can fix that.
 const RETRY_AFTER_UNAUTHORIZED: Duration = Duration::from_secs(30);
-
-/// How many refused items a `Reject` reason lists one by one.
-const LISTED_REJECTIONS: usize = 20;
 
 /// The Elasticsearch exporter.
 pub struct ElasticsearchExporter {
@@ -89,7 +87,11 @@ impl Exporter for ElasticsearchExporter {
         match exporter.install_template() {
             Ok(()) => {}
             // A node that is not up yet is no reason to fail: the first export tries again.
-            Err(SendError::Unavailable(reason) | SendError::Unauthorized(reason)) => {
+            Err(
+                SendError::Unavailable(reason)
+                | SendError::Unauthorized(reason)
+                | SendError::Untrusted(reason),
+            ) => {
                 tracing::warn!(%reason, "index template not installed yet; will retry before the first export");
             }
             Err(SendError::Refused(reason)) => {
@@ -120,7 +122,7 @@ impl Exporter for ElasticsearchExporter {
                 Some((health, reason.clone()))
             }
             // A refused item says nothing about the node's health.
-            Export::Reject { .. } => None,
+            _ => None,
         };
         Ok(result)
     }
@@ -171,8 +173,11 @@ impl ElasticsearchExporter {
             Ok(()) => {}
             Err(e) => return Ok(retry_or_reject(e, "installing the index template")),
         }
-        let mut rejected: Vec<String> = request.unsendable;
-        let total = request.sent.len() + rejected.len();
+        let mut rejected: Vec<RejectedItem> = request
+            .unsendable
+            .into_iter()
+            .map(|u| refused(u.position, u.reason))
+            .collect();
         if !request.sent.is_empty() {
             let sent = request.sent;
             let answer = self.runtime()?.block_on(self.client.bulk(request.body));
@@ -194,19 +199,33 @@ impl ElasticsearchExporter {
                     ));
                 }
                 Ok(Outcome::Rejected(items)) => {
-                    rejected.extend(items.iter().map(|r| {
-                        let what = sent.get(r.position).map_or("", |s| s.what.as_str());
-                        format!("{} ({what}): HTTP {}: {}", r.id, r.status, r.error)
-                    }));
+                    for r in items {
+                        // `classify` checked that the response has one item per operation.
+                        let Some(s) = sent.get(r.position) else {
+                            continue;
+                        };
+                        let reason = format!(
+                            "rejected by Elasticsearch: HTTP {}: {} (document {}, {})",
+                            r.status, r.error, s.id, s.what
+                        );
+                        rejected.push(refused(s.position, reason));
+                    }
                 }
             }
         }
         if rejected.is_empty() {
             return Ok(Export::Ok);
         }
-        Ok(Export::Reject {
-            reason: rejection_reason(&rejected, total),
-        })
+        Ok(Export::RejectItems { items: rejected })
+    }
+}
+
+/// A refused document as the host addresses it.
+fn refused(position: bulk::Position, reason: String) -> RejectedItem {
+    RejectedItem {
+        update: position.update,
+        sample: position.sample,
+        reason,
     }
 }
 
@@ -222,34 +241,17 @@ fn retry_or_reject(error: SendError, doing: &str) -> Export {
             RETRY_AFTER_UNAUTHORIZED,
             format!("{doing}: {reason} (check the credentials)"),
         ),
+        SendError::Untrusted(reason) => retry(
+            RETRY_AFTER_UNAUTHORIZED,
+            format!(
+                "{doing}: {reason} (check `ca_file`: it must hold the CA that signed the node's \
+                 certificate, and the certificate must name the host in `url`)"
+            ),
+        ),
         SendError::Refused(reason) => Export::Reject {
             reason: format!("{doing}: {reason}"),
         },
     }
-}
-
-/// `N of M documents rejected …; id (what): error; …`.
-fn rejection_reason(rejected: &[String], total: usize) -> String {
-    let mut reason = format!(
-        "{} of {total} documents rejected by Elasticsearch (the other {} are indexed): ",
-        rejected.len(),
-        total - rejected.len()
-    );
-    reason.push_str(
-        &rejected
-            .iter()
-            .take(LISTED_REJECTIONS)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
-    if rejected.len() > LISTED_REJECTIONS {
-        reason.push_str(&format!(
-            "; and {} more",
-            rejected.len() - LISTED_REJECTIONS
-        ));
-    }
-    reason
 }
 
 periscope_plugin_api::export_exporter!(name = "elasticsearch", exporter = ElasticsearchExporter);
@@ -309,15 +311,56 @@ mod tests {
     }
 
     #[test]
-    fn a_rejection_lists_the_items_and_counts_the_rest() {
-        let items: Vec<String> = (0..25)
-            .map(|i| format!("id{i} (s m): HTTP 400: bad"))
-            .collect();
-        let reason = rejection_reason(&items, 30);
-        assert!(reason.starts_with(
-            "25 of 30 documents rejected by Elasticsearch (the other 5 are indexed): id0 (s m)"
+    fn a_document_that_cannot_be_written_is_refused_alone_by_its_position() {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "up",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        b.remove(Source::new(SourceKind::Endpoint, "gone"));
+        let mut r = b.replace(Source::new(SourceKind::Endpoint, "e"));
+        r.sample(f, Suffix::None, 1.0, i64::MAX);
+        let batch = b.build();
+        // Only the removal would be sent, to a port nobody listens on: a retry.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ntemplate = false\ntimeout = \"2s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        assert!(matches!(
+            exporter.export(&batch).unwrap(),
+            Export::Retry { .. }
         ));
-        assert!(reason.contains("id19") && !reason.contains("id20 "));
-        assert!(reason.ends_with("; and 5 more"));
+        // Without the removal, only the unwritable sample is left: refused by its position.
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "up",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        b.replace(Source::new(SourceKind::Endpoint, "empty"));
+        b.replace(Source::new(SourceKind::Endpoint, "e"))
+            .sample(f, Suffix::None, 1.0, i64::MAX);
+        match exporter.export(&b.build()).unwrap() {
+            Export::RejectItems { items } => {
+                assert_eq!(items.len(), 1, "{items:?}");
+                assert_eq!((items[0].update, items[0].sample), (1, Some(0)));
+                assert!(
+                    items[0].reason.contains("out of range"),
+                    "{}",
+                    items[0].reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        exporter.shutdown().unwrap();
     }
 }

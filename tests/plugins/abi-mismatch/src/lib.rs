@@ -5,7 +5,7 @@
 //!
 //! It does not depend on `periscope-plugin-api`: it exports, with abi_stable directly, a root
 //! module that shares the host's module name (`periscope_exporter`) but declares ABI version
-//! `2.0.0`, with a layout of its own. The host speaks `1.0.0`; abi_stable checks the version before
+//! `3.0.0`, with a layout of its own. The host speaks `2.0.0`; abi_stable checks the version before
 //! the layout, so the host must refuse the file with `IncompatibleVersionNumber` and log one short
 //! line (path, expected and found version) — not a layout-mismatch dump, and not a crash.
 // abi_stable's derive and export macros expand to impls that trip this lint on current compilers.
@@ -18,7 +18,7 @@ use abi_stable::std_types::RStr;
 use abi_stable::{StableAbi, declare_root_module_statics, export_root_module};
 
 /// The ABI version this plugin claims; the host speaks another major version.
-pub const CLAIMED_ABI_VERSION: &str = "2.0.0";
+pub const CLAIMED_ABI_VERSION: &str = "3.0.0";
 
 /// The root module of the pretend future ABI: nothing but a name.
 #[repr(C)]
