@@ -30,8 +30,8 @@ fn vmi_resource() -> ApiResource {
 pub async fn install_crd(client: &Client, crd_file: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(crd_file)
         .map_err(|e| format!("read {}: {e}", crd_file.display()))?;
-    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text)
-        .map_err(|e| format!("parse {}: {e}", crd_file.display()))?;
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("parse {}: {e}", crd_file.display()))?;
     let name = crd.name_any();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.create(&PostParams::default(), &crd)
@@ -61,9 +61,10 @@ pub async fn install_crd(client: &Client, crd_file: &Path) -> Result<(), String>
 pub async fn create_fleet(client: &Client, fleet: &Fleet) -> Result<(), String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for n in 0..NAMESPACES {
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({ "metadata": { "name": Fleet::namespace(n) } }))
-                .map_err(|e| format!("namespace object: {e}"))?;
+        let ns: Namespace = serde_json::from_value(
+            serde_json::json!({ "metadata": { "name": Fleet::namespace(n) } }),
+        )
+        .map_err(|e| format!("namespace object: {e}"))?;
         namespaces
             .create(&PostParams::default(), &ns)
             .await
@@ -145,7 +146,11 @@ pub async fn update_stream(
             let (fleet, applied, failed) = (fleet.clone(), applied.clone(), failed.clone());
             tasks.spawn(async move {
                 let result = api
-                    .patch(&Fleet::name(i), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(
+                        &Fleet::name(i),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await;
                 match result {
                     Ok(_) => {

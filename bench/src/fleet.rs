@@ -39,7 +39,12 @@ const GUESTS: [(&str, &str, &str, &str); 4] = [
         "9.4",
         "5.14.0-427.13.1.el9_4.x86_64",
     ),
-    ("centos-stream9", "CentOS Stream", "9", "5.14.0-480.el9.x86_64"),
+    (
+        "centos-stream9",
+        "CentOS Stream",
+        "9",
+        "5.14.0-480.el9.x86_64",
+    ),
     ("ubuntu", "Ubuntu", "24.04", "6.8.0-45-generic"),
 ];
 

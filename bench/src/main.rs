@@ -152,7 +152,10 @@ fn run(args: &Args) -> Result<(), String> {
         ),
     ] {
         if !procfs::is_executable(&path) {
-            return Err(format!("{} is missing: build it with `{how}`", path.display()));
+            return Err(format!(
+                "{} is missing: build it with `{how}`",
+                path.display()
+            ));
         }
     }
     let plugin = periscope_dir.join(periscope_tests::plugin_file("prometheus"));
@@ -276,9 +279,20 @@ fn run(args: &Args) -> Result<(), String> {
         ),
     );
     let stream_end = Instant::now();
-    catch_up(&fleet, periscope, ksm, stream_end, &mut figures_p, &mut figures_k, t0)?;
+    catch_up(
+        &fleet,
+        periscope,
+        ksm,
+        stream_end,
+        &mut figures_p,
+        &mut figures_k,
+        t0,
+    )?;
     same_series(periscope, ksm)?;
-    say(t0, "after the updates, both pages hold the same series and values again");
+    say(
+        t0,
+        "after the updates, both pages hold the same series and values again",
+    );
 
     for (tool, figures) in [(&*periscope, &mut figures_p), (&*ksm, &mut figures_k)] {
         let (rss, peak) = procfs::rss_bytes(tool.pid())?;
@@ -576,9 +590,7 @@ fn under_updates(
                     next_scrape += interval;
                     for (i, tool) in tools.iter().enumerate() {
                         match tool.scrape() {
-                            Ok(scrape) => {
-                                slowest[i] = slowest[i].max(scrape.latency.as_secs_f64())
-                            }
+                            Ok(scrape) => slowest[i] = slowest[i].max(scrape.latency.as_secs_f64()),
                             Err(e) => errors.push(e),
                         }
                     }
@@ -636,15 +648,14 @@ fn catch_up(
             let scrape = tool.scrape()?;
             let elapsed = stream_end.elapsed().as_secs_f64();
             let text = String::from_utf8_lossy(&scrape.body);
-            let page = Page::parse(&text, PREFIX)?;
-            let shown: BTreeSet<(String, String, String)> = page
-                .with_value("kubevirt_vmi_status_phase", 1.0)
-                .into_iter()
-                .map(|labels| {
-                    let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-                    (get("namespace"), get("name"), get("phase"))
-                })
-                .collect();
+            let shown: BTreeSet<(String, String, String)> =
+                series::labels_with_value(&text, "kubevirt_vmi_status_phase", 1.0)?
+                    .into_iter()
+                    .map(|labels| {
+                        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+                        (get("namespace"), get("name"), get("phase"))
+                    })
+                    .collect();
             if shown == want {
                 figures.catch_up = elapsed;
                 say(
@@ -666,7 +677,7 @@ fn catch_up(
         }
         pending = still;
         if !pending.is_empty() {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())

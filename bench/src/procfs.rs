@@ -37,7 +37,13 @@ pub fn rss_bytes(pid: u32) -> Result<(u64, u64), String> {
     let field = |name: &str| -> Result<u64, String> {
         text.lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib * 1024)
             .ok_or_else(|| format!("{path}: no {name}"))
     };
@@ -70,7 +76,13 @@ pub fn machine() -> String {
     let mem_gib = meminfo
         .lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     format!("{cores} cores (nproc), {model}, {mem_gib:.1} GiB RAM")
 }

@@ -76,8 +76,18 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
     let update_secs = info.update_elapsed.max(0.001);
     let rows: Vec<(&str, f64, f64, usize)> = vec![
-        ("Start: wall time to a complete page (s)", periscope.start_wall, ksm.start_wall, 2),
-        ("Start: CPU time to a complete page (s)", periscope.start_cpu, ksm.start_cpu, 2),
+        (
+            "Start: wall time to a complete page (s)",
+            periscope.start_wall,
+            ksm.start_wall,
+            2,
+        ),
+        (
+            "Start: CPU time to a complete page (s)",
+            periscope.start_cpu,
+            ksm.start_cpu,
+            2,
+        ),
         (
             "Start: peak RSS to a complete page (MiB)",
             periscope.start_peak_rss as f64 / MIB,
@@ -108,7 +118,12 @@ pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
             ksm.scrape_bytes as f64 / 1e6,
             2,
         ),
-        ("Updates: CPU time (s)", periscope.update_cpu, ksm.update_cpu, 2),
+        (
+            "Updates: CPU time (s)",
+            periscope.update_cpu,
+            ksm.update_cpu,
+            2,
+        ),
         (
             "Updates: CPU, % of one core",
             periscope.update_cpu / update_secs * 100.0,

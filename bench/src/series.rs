@@ -41,22 +41,36 @@ impl Page {
         }
         Ok(page)
     }
+}
 
-    /// The label sets of the series named `name` whose value is `value`.
-    pub fn with_value(&self, name: &str, value: f64) -> BTreeSet<&BTreeMap<String, String>> {
-        self.samples
-            .iter()
-            .filter(|((n, _), v)| n == name && **v == value)
-            .map(|((_, labels), _)| labels)
-            .collect()
+/// The label sets of the samples of `name` in `text` whose value is `value`. Reads only those
+/// lines' labels, so it is quick enough to poll a large page with.
+pub fn labels_with_value(
+    text: &str,
+    name: &str,
+    value: f64,
+) -> Result<BTreeSet<BTreeMap<String, String>>, String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !rest.starts_with(['{', ' ']) {
+            continue; // another family whose name starts with this one
+        }
+        let value_text = line.rsplit(' ').next().unwrap_or_default();
+        if parse_value(value_text)? != value {
+            continue;
+        }
+        let ((_, labels), _) = parse_line(line)?;
+        out.insert(labels);
     }
+    Ok(out)
 }
 
 /// `name{a="x",b="y"} value` → the series and its value.
 fn parse_line(line: &str) -> Result<(SeriesKey, f64), String> {
-    let name_end = line
-        .find(['{', ' '])
-        .ok_or_else(|| "no value".to_owned())?;
+    let name_end = line.find(['{', ' ']).ok_or_else(|| "no value".to_owned())?;
     let name = line[..name_end].to_owned();
     let mut labels = BTreeMap::new();
     let mut rest = &line[name_end..];
@@ -128,7 +142,12 @@ pub fn diff(a_name: &str, a: &Page, b_name: &str, b: &Page, limit: usize) -> Vec
             .collect();
         if !missing.is_empty() {
             out.push(format!("{} series only in {name}, e.g.:", missing.len()));
-            out.extend(missing.iter().take(limit).map(|key| format!("  {}", show(key))));
+            out.extend(
+                missing
+                    .iter()
+                    .take(limit)
+                    .map(|key| format!("  {}", show(key))),
+            );
         }
     };
     only(a, b, a_name);
@@ -143,7 +162,10 @@ pub fn diff(a_name: &str, a: &Page, b_name: &str, b: &Page, limit: usize) -> Vec
         })
         .collect();
     if !differing.is_empty() {
-        out.push(format!("{} series with different values, e.g.:", differing.len()));
+        out.push(format!(
+            "{} series with different values, e.g.:",
+            differing.len()
+        ));
         out.extend(differing.into_iter().take(limit));
     }
     out
