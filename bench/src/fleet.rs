@@ -82,7 +82,7 @@ impl Fleet {
     fn interface_count(i: usize) -> usize {
         if first_phase(i) != RUNNING {
             0
-        } else if i % 4 == 0 {
+        } else if i.is_multiple_of(4) {
             2
         } else {
             1

@@ -362,7 +362,7 @@ fn figures_of<'a>(which: Which, p: &'a mut Figures, k: &'a mut Figures) -> &'a m
 
 /// `1000` → `1k`, `100000` → `100k`, `1500` → `1500`.
 fn count_name(n: usize) -> String {
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
