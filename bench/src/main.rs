@@ -165,7 +165,9 @@ fn run(args: &Args) -> Result<(), String> {
             plugin.display()
         ));
     }
-    let ksm_version = command_line_output(&ksm_bin, &["version"]);
+    let ksm_version = command_line_output(&ksm_bin, &["version"])
+        .trim_start_matches("kube-state-metrics, version ")
+        .to_owned();
 
     let work = tempfile::Builder::new()
         .prefix("periscope-bench-")
