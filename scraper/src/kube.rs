@@ -401,7 +401,7 @@ impl WatchState {
         match event {
             watcher::Event::Init => self.relisted = Some(HashMap::new()),
             watcher::Event::InitApply(object) => {
-                if let Some((id, identity)) = self.apply(&object).await
+                if let Some((id, identity)) = self.apply(object).await
                     && let Some(relisted) = &mut self.relisted
                 {
                     relisted.insert(id, identity);
@@ -422,12 +422,12 @@ impl WatchState {
                 self.synced().await;
             }
             watcher::Event::Apply(object) => {
-                if let Some((id, identity)) = self.apply(&object).await {
+                if let Some((id, identity)) = self.apply(object).await {
                     self.known.insert(id, identity);
                 }
             }
             watcher::Event::Delete(object) => {
-                if let Some(value) = self.json_of(&object).await {
+                if let Some(value) = self.json_of(object).await {
                     self.remove(&identity_of(&value)).await;
                 }
             }
@@ -435,38 +435,62 @@ impl WatchState {
     }
 
     /// The object as JSON, with `apiVersion` and `kind` filled in (list items may lack them).
-    async fn json_of(&mut self, object: &DynamicObject) -> Option<Value> {
-        match serde_json::to_value(object) {
-            Ok(mut value) => {
-                if self.kind == "Secret"
-                    && self.api_version == "v1"
-                    && let Some(fields) = value.as_object_mut()
-                {
-                    // Never let a Secret's data into the pipeline, whatever the config says.
-                    fields.remove("data");
-                    fields.remove("stringData");
-                }
-                if value["apiVersion"].is_null() {
-                    value["apiVersion"] = self.api_version.clone().into();
-                }
-                if value["kind"].is_null() {
-                    value["kind"] = self.kind.clone().into();
-                }
-                Some(value)
-            }
-            Err(e) => {
-                self.error(format!("cannot read an object as JSON: {e}"))
+    ///
+    /// The object is taken apart rather than serialized whole: everything but its metadata is
+    /// JSON already, and copying it once more was a sixth of Periscope's CPU time under a stream
+    /// of updates (`bench/`). The result is the same as `serde_json::to_value(object)`.
+    async fn json_of(&mut self, object: DynamicObject) -> Option<Value> {
+        let DynamicObject {
+            types,
+            metadata,
+            data,
+        } = object;
+        let mut fields = match data {
+            Value::Object(fields) => fields,
+            Value::Null => serde_json::Map::new(),
+            other => {
+                self.error(format!("an object that is not a JSON object: {other}"))
                     .await;
-                None
+                return None;
             }
+        };
+        let metadata = match serde_json::to_value(metadata) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                self.error(format!("cannot read an object's metadata as JSON: {e}"))
+                    .await;
+                return None;
+            }
+        };
+        // Serializing the object writes the type fields, then the metadata, then the other
+        // fields, a later key replacing an earlier one: so the other fields win here too.
+        fields.entry("metadata").or_insert(metadata);
+        if let Some(types) = types {
+            fields
+                .entry("apiVersion")
+                .or_insert(types.api_version.into());
+            fields.entry("kind").or_insert(types.kind.into());
         }
+        if self.kind == "Secret" && self.api_version == "v1" {
+            // Never let a Secret's data into the pipeline, whatever the config says.
+            fields.remove("data");
+            fields.remove("stringData");
+        }
+        let mut value = Value::Object(fields);
+        if value["apiVersion"].is_null() {
+            value["apiVersion"] = self.api_version.clone().into();
+        }
+        if value["kind"].is_null() {
+            value["kind"] = self.kind.clone().into();
+        }
+        Some(value)
     }
 
     /// Sends the object's update; returns its id and identity if it is now a known source.
-    async fn apply(&mut self, object: &DynamicObject) -> Option<(String, Value)> {
+    async fn apply(&mut self, object: DynamicObject) -> Option<(String, Value)> {
         let value = self.json_of(object).await?;
         let identity = identity_of(&value);
-        let uid = object.metadata.uid.as_deref().unwrap_or_default();
+        let uid = value["metadata"]["uid"].as_str().unwrap_or_default();
         if !self.shard.keeps(uid) {
             return None;
         }

@@ -1,0 +1,238 @@
+//! The figures of one run and the table that shows them side by side.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Everything measured of one tool.
+#[derive(Debug, Default, Clone)]
+pub struct Figures {
+    /// Wall time from start to the first scrape with every object's series.
+    pub start_wall: f64,
+    /// CPU seconds (user + system) until then.
+    pub start_cpu: f64,
+    /// Peak resident memory (VmHWM) until then, bytes.
+    pub start_peak_rss: u64,
+    /// How many scrapes the wait took (each costs the tool a render).
+    pub start_polls: usize,
+    /// Median time of one scrape of the full page, seconds.
+    pub scrape_median: f64,
+    /// 99th percentile of the same, seconds.
+    pub scrape_p99: f64,
+    /// CPU seconds the tool spent per scrape.
+    pub scrape_cpu: f64,
+    /// Size of the page, bytes.
+    pub scrape_bytes: usize,
+    /// CPU seconds used while the updates ran (including the periodic scrapes).
+    pub update_cpu: f64,
+    /// Largest resident memory sampled while the updates ran, bytes.
+    pub update_max_rss: u64,
+    /// Slowest periodic scrape while the updates ran, seconds.
+    pub update_scrape_max: f64,
+    /// Time from the last update's answer until the page showed every VMI's last phase, seconds.
+    pub catch_up: f64,
+    /// Resident memory at the end, bytes.
+    pub end_rss: u64,
+    /// Peak resident memory over the whole run (VmHWM at the end), bytes.
+    pub end_peak_rss: u64,
+}
+
+/// What the run was, for the header of the results file.
+pub struct RunInfo {
+    /// `YYYY-MM-DD HH:MM UTC`.
+    pub date: String,
+    /// The command line.
+    pub command: String,
+    /// Objects.
+    pub objects: usize,
+    /// Series each tool serves for them.
+    pub series: usize,
+    /// Cores, CPU, memory.
+    pub machine: String,
+    /// `/proc/loadavg` before anything started.
+    pub load_start: String,
+    /// `/proc/loadavg` at the end.
+    pub load_end: String,
+    /// kube-state-metrics' `version` output, first line.
+    pub ksm_version: String,
+    /// Periscope's git revision.
+    pub periscope_rev: String,
+    /// kube-apiserver's version.
+    pub apiserver_version: String,
+    /// How long creating the objects took.
+    pub create_time: Duration,
+    /// The update stream: asked rate, duration, and what it achieved.
+    pub update_summary: String,
+    /// How long the update stream ran, seconds.
+    pub update_elapsed: f64,
+    /// Which tool was started first.
+    pub first: String,
+    /// Scrapes per tool in the latency measurement.
+    pub scrapes: usize,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The side-by-side table (Markdown).
+pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
+    let update_secs = info.update_elapsed.max(0.001);
+    let rows: Vec<(&str, f64, f64, usize)> = vec![
+        (
+            "Start: wall time to a complete page (s)",
+            periscope.start_wall,
+            ksm.start_wall,
+            2,
+        ),
+        (
+            "Start: CPU time to a complete page (s)",
+            periscope.start_cpu,
+            ksm.start_cpu,
+            2,
+        ),
+        (
+            "Start: peak RSS to a complete page (MiB)",
+            periscope.start_peak_rss as f64 / MIB,
+            ksm.start_peak_rss as f64 / MIB,
+            1,
+        ),
+        (
+            "Scrape: latency, median (ms)",
+            periscope.scrape_median * 1e3,
+            ksm.scrape_median * 1e3,
+            1,
+        ),
+        (
+            "Scrape: latency, p99 (ms)",
+            periscope.scrape_p99 * 1e3,
+            ksm.scrape_p99 * 1e3,
+            1,
+        ),
+        (
+            "Scrape: CPU per scrape (ms)",
+            periscope.scrape_cpu * 1e3,
+            ksm.scrape_cpu * 1e3,
+            1,
+        ),
+        (
+            "Scrape: response size (MB)",
+            periscope.scrape_bytes as f64 / 1e6,
+            ksm.scrape_bytes as f64 / 1e6,
+            2,
+        ),
+        (
+            "Updates: CPU time (s)",
+            periscope.update_cpu,
+            ksm.update_cpu,
+            2,
+        ),
+        (
+            "Updates: CPU, % of one core",
+            periscope.update_cpu / update_secs * 100.0,
+            ksm.update_cpu / update_secs * 100.0,
+            1,
+        ),
+        (
+            "Updates: max RSS (MiB)",
+            periscope.update_max_rss as f64 / MIB,
+            ksm.update_max_rss as f64 / MIB,
+            1,
+        ),
+        (
+            "Updates: slowest scrape (ms)",
+            periscope.update_scrape_max * 1e3,
+            ksm.update_scrape_max * 1e3,
+            1,
+        ),
+        (
+            "Updates: catch-up after the last one (s)",
+            periscope.catch_up,
+            ksm.catch_up,
+            2,
+        ),
+        (
+            "End: RSS (MiB)",
+            periscope.end_rss as f64 / MIB,
+            ksm.end_rss as f64 / MIB,
+            1,
+        ),
+        (
+            "End: peak RSS over the run (MiB)",
+            periscope.end_peak_rss as f64 / MIB,
+            ksm.end_peak_rss as f64 / MIB,
+            1,
+        ),
+    ];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| {} objects, {} series | Periscope | kube-state-metrics | Periscope / KSM |",
+        info.objects, info.series
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (name, p, k, digits) in rows {
+        let ratio = if k > 0.0 {
+            format!("{:.2}", p / k)
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(out, "| {name} | {p:.digits$} | {k:.digits$} | {ratio} |");
+    }
+    let _ = writeln!(
+        out,
+        "| Start: scrapes while waiting (1 per poll) | {} | {} | |",
+        periscope.start_polls, ksm.start_polls
+    );
+    out
+}
+
+/// The whole results file: what ran where, the table, and how to read it.
+pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Periscope vs kube-state-metrics: {} VirtualMachineInstances\n",
+        info.objects
+    );
+    let _ = writeln!(out, "- Date: {}", info.date);
+    let _ = writeln!(out, "- Command: `{}`", info.command);
+    let _ = writeln!(out, "- Machine: {}", info.machine);
+    let _ = writeln!(
+        out,
+        "- Load average (1/5/15 min): {} at the start, {} at the end. The machine is shared with \
+         other builds and tests, which this run did not stop; figures taken while they ran are \
+         noisier, CPU seconds least of all (they count only the tool's own time).",
+        info.load_start, info.load_end
+    );
+    let _ = writeln!(
+        out,
+        "- Versions: kube-state-metrics {}; Periscope {}; kube-apiserver {}",
+        info.ksm_version, info.periscope_rev, info.apiserver_version
+    );
+    let _ = writeln!(
+        out,
+        "- Objects: {} VMIs in 10 namespaces, created in {:.1} s; each tool serves {} series \
+         for them (checked equal: names, labels and values)",
+        info.objects,
+        info.create_time.as_secs_f64(),
+        info.series
+    );
+    let _ = writeln!(out, "- Update stream: {}", info.update_summary);
+    let _ = writeln!(
+        out,
+        "- {} started first; the other one was started once it had a complete page.\n",
+        info.first
+    );
+    out.push_str(&table(periscope, ksm, info));
+    let _ = writeln!(
+        out,
+        "\nHow to read it: *Start* runs from the process start to the first scrape that holds \
+         every VMI's series (the page is polled; each poll is a full scrape and its cost is \
+         included). *Scrape* is {} sequential fetches of the whole page per tool while nothing \
+         changes, plain text without compression. *Updates* covers the update stream, with both \
+         tools running and scraped every few seconds; *catch-up* is how long after the last \
+         update each page still showed an old phase (polled, so ± the poll interval). RSS is \
+         VmRSS/VmHWM from /proc. kube-state-metrics runs with its defaults (no GOMEMLIMIT, \
+         GOGC=100).",
+        info.scrapes
+    );
+    out
+}
