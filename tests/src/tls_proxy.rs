@@ -10,7 +10,7 @@
 //! work, and how it behaves when refused — not Elasticsearch's security itself.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +22,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::pki::Ca;
 
 /// The credential a client must present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,57 +52,6 @@ impl Credentials {
     }
 }
 
-/// A throwaway certificate authority.
-pub struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    /// A new CA (ECDSA P-256) named `name`.
-    pub fn generate(name: &str) -> Ca {
-        let key = KeyPair::generate().expect("generate a CA key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).expect("self-sign the CA");
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes the CA's certificate (PEM) to `path`, for a client's `ca_file`.
-    pub fn write_pem(&self, path: &Path) {
-        std::fs::write(path, &self.pem).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    }
-
-    /// A serving certificate for `127.0.0.1` and `localhost`, signed by this CA, with its key.
-    fn serving_certificate(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let key = KeyPair::generate().expect("generate the serving key");
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "periscope-test-search-proxy");
-        params.subject_alt_names = vec![
-            SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
-            SanType::DnsName("localhost".try_into().expect("a valid DNS name")),
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("sign the serving certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (cert.der().clone(), key)
-    }
-}
-
 /// A running proxy on a free loopback port; it stops when dropped.
 pub struct TlsProxy {
     addr: SocketAddr,
@@ -128,7 +74,7 @@ impl TlsProxy {
         let ca = Ca::generate("periscope-test-proxy-ca");
         let ca_file = dir.join("proxy-ca.pem");
         ca.write_pem(&ca_file);
-        let (cert, key) = ca.serving_certificate();
+        let (cert, key) = ca.server_certificate("periscope-test-search-proxy").der();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{demo_config, write_configmap};
+use periscope_tests::pki::Ca;
 use periscope_tests::search_node::SearchNode;
-use periscope_tests::tls_proxy::{Ca, Credentials, TlsProxy};
+use periscope_tests::tls_proxy::{Credentials, TlsProxy};
 use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
 use serde_json::{Value, json};
 

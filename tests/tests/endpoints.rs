@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use periscope_tests::endpoint_server::{EndpointServer, Page, TestPki, Tls};
+use periscope_tests::endpoint_server::{EndpointServer, Page, Tls};
+use periscope_tests::pki::Ca;
 use periscope_tests::{Host, ndjson_state, plugin_dir, read_ndjson, wait_until};
 use serde_json::Value;
 
@@ -513,7 +514,9 @@ max_samples = 1000
 
 #[test]
 fn bearer_token_basic_auth_and_mutual_tls_are_sent() {
-    let pki = TestPki::generate();
+    let ca = Ca::generate("periscope-endpoint-test-ca");
+    let server = ca.server_certificate("endpoint");
+    let client = ca.client_certificate("periscope");
     let plain = EndpointServer::start();
     plain.set(
         "/bearer",
@@ -524,9 +527,9 @@ fn bearer_token_basic_auth_and_mutual_tls_are_sent() {
         Page::text("# TYPE c gauge\nc 1\n").requiring("Basic dXNlcjpwYXNz"),
     );
     let mtls = EndpointServer::start_tls(Tls {
-        cert_pem: pki.server_cert_pem.clone(),
-        key_pem: pki.server_key_pem.clone(),
-        client_ca_pem: Some(pki.ca_pem.clone()),
+        cert_pem: server.cert_pem.clone(),
+        key_pem: server.key_pem.clone(),
+        client_ca_pem: Some(ca.pem().to_owned()),
     });
     mtls.set("/metrics", Page::text("# TYPE t gauge\nt 1\n"));
     let dir = host_dir();
@@ -534,9 +537,9 @@ fn bearer_token_basic_auth_and_mutual_tls_are_sent() {
     for (name, text) in [
         ("token", "s3cret\n"),
         ("password", "pass\n"),
-        ("ca.pem", pki.ca_pem.as_str()),
-        ("client.pem", pki.client_cert_pem.as_str()),
-        ("client.key", pki.client_key_pem.as_str()),
+        ("ca.pem", ca.pem()),
+        ("client.pem", client.cert_pem.as_str()),
+        ("client.key", client.key_pem.as_str()),
     ] {
         std::fs::write(d.join(name), text).unwrap();
     }
