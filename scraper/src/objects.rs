@@ -33,6 +33,7 @@ use crate::event::SourceUpdate;
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
+pub(crate) use extract::label_value;
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.

@@ -218,13 +218,7 @@ fn labels(
 ) -> Vec<(String, String)> {
     let mut labels = fixed;
     for (name, path) in &discovery.labels {
-        let mut value = String::new();
-        path.visit(object, &mut |found| {
-            if !value.is_empty() {
-                value.push(',');
-            }
-            crate::value::write_label(found, &mut value);
-        });
+        let value = crate::objects::label_value(path, object, object);
         labels.retain(|(n, _)| n != name);
         labels.push((name.clone(), value));
     }

@@ -72,7 +72,7 @@ fn label_values<'s>(
 
 /// Every value the path reaches from `item` of `object`, as label text joined with `,`; empty
 /// when it reaches nothing.
-pub(super) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
+pub(crate) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
     let mut text = String::new();
     let mut first = true;
     path.visit_in(object, item, &mut |value| {
