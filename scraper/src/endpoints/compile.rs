@@ -28,7 +28,7 @@ pub fn compile(configs: &[EndpointConfig]) -> Result<Vec<Arc<Endpoint>>, Vec<Com
         .map(|(i, config)| {
             let key = format!("endpoints[{i}]");
             let name = config.name.get_ref();
-            if !is_label_value_ok(name) || !names.insert(name.clone()) {
+            if !is_endpoint_name(name) || !names.insert(name.clone()) {
                 let message =
                     format!("endpoint names must be unique and not empty; {name:?} is not");
                 errors.at(&format!("{key}.name"), Some(&config.name), message);
@@ -43,7 +43,8 @@ pub fn compile(configs: &[EndpointConfig]) -> Result<Vec<Arc<Endpoint>>, Vec<Com
     }
 }
 
-fn is_label_value_ok(name: &str) -> bool {
+/// An entry's name: not empty, and without `:` (it separates the parts of source ids).
+fn is_endpoint_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(':')
 }
 

@@ -67,8 +67,8 @@ enum Content<'p> {
     Json(Batch),
 }
 
-/// Scrapes `target` once.
-pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target) -> Outcome {
+/// Scrapes `target` (whose source id is `id`) once.
+pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Outcome {
     let started = Instant::now();
     let now_ms = periscope_plugin_api::now_ms();
     let fetched = tokio::time::timeout(
@@ -101,8 +101,7 @@ pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target) -> Outcome {
     };
     let duration = started.elapsed();
     let labels = target_labels(endpoint, target);
-    let id = target.source_id(endpoint);
-    let update = SourceUpdate::replace(target.source(&id), |writer| {
+    let update = SourceUpdate::replace(target.source(id), |writer| {
         if let Some(content) = &content {
             write_samples(endpoint, content, &labels, now_ms, &mut kept, writer);
         }

@@ -220,7 +220,7 @@ async fn scrape_loop(
         }
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
-            outcome = scrape(&endpoint, &target) => outcome,
+            outcome = scrape(&endpoint, &target, &id) => outcome,
         };
         let mut messages = Vec::new();
         if let Some(error) = outcome.error {
