@@ -476,7 +476,10 @@ fn wait_complete(
                 }
                 format!("{count} of {expected} series")
             }
-            Err(e) => e,
+            Err(e) => {
+                tool.check_serving()?;
+                e
+            }
         };
         if Instant::now() > deadline {
             return Err(format!(

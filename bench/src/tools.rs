@@ -165,6 +165,22 @@ impl Tool {
         }
     }
 
+    /// Fails, with the tail of its log, if the tool logged that it cannot serve its page: Periscope
+    /// keeps running with a refused exporter plugin (for example one reached through a symlink out
+    /// of its plugin directory), and the benchmark would otherwise wait for the whole start timeout.
+    pub fn check_serving(&self) -> Result<(), String> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if log.contains("exporter disabled") {
+            return Err(format!(
+                "{} disabled its exporter; the end of {}:\n{}",
+                self.which.label(),
+                self.log.display(),
+                tail(&self.log, 30)
+            ));
+        }
+        Ok(())
+    }
+
     /// Fetches the metrics page once (plain text, no compression, as `curl` would).
     pub fn scrape(&self) -> Result<Scrape, String> {
         let start = Instant::now();
