@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ResourceConfig;
 use crate::event::Event;
-use crate::objects::{CompileError, ObjectPipeline};
+use crate::objects::{CompileError, ObjectKey, ObjectPipeline};
 use crate::shard::Shard;
 
 /// `[kubernetes]`: where the cluster is. Its presence turns the watcher on.
@@ -355,8 +355,8 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-/// What a watch remembers: the identity of every object it reported, to remove the ones a relist
-/// no longer shows.
+/// What a watch remembers: the name of every object it reported, to remove the ones a relist no
+/// longer shows.
 struct WatchState {
     input: String,
     /// The watched kind's `apiVersion` and `kind`.
@@ -365,10 +365,11 @@ struct WatchState {
     pipeline: Arc<ObjectPipeline>,
     shard: Shard,
     events: mpsc::Sender<Event>,
-    /// Source id → the object's identity (apiVersion, kind, metadata name/namespace/uid).
-    known: HashMap<String, Value>,
+    /// Source id → the object's name. A few strings per object: the whole object, or even its
+    /// identity as a JSON value, was a sixth of the host's heap at 10k objects (`bench/`).
+    known: HashMap<String, Named>,
     /// Ids listed since the last `Init`.
-    relisted: Option<HashMap<String, Value>>,
+    relisted: Option<HashMap<String, Named>>,
     synced: bool,
 }
 
@@ -401,35 +402,39 @@ impl WatchState {
         match event {
             watcher::Event::Init => self.relisted = Some(HashMap::new()),
             watcher::Event::InitApply(object) => {
-                if let Some((id, identity)) = self.apply(object).await
+                if let Some((id, named)) = self.apply(object).await
                     && let Some(relisted) = &mut self.relisted
                 {
-                    relisted.insert(id, identity);
+                    relisted.insert(id, named);
                 }
             }
             watcher::Event::InitDone => {
                 let relisted = self.relisted.take().unwrap_or_default();
-                let gone: Vec<Value> = self
+                let gone: Vec<Named> = self
                     .known
                     .iter()
                     .filter(|(id, _)| !relisted.contains_key(*id))
-                    .map(|(_, identity)| identity.clone())
+                    .map(|(_, named)| named.clone())
                     .collect();
-                for identity in gone {
-                    self.remove(&identity).await;
+                for named in gone {
+                    self.remove(&named).await;
                 }
                 self.known = relisted;
                 self.synced().await;
             }
             watcher::Event::Apply(object) => {
-                if let Some((id, identity)) = self.apply(object).await {
-                    self.known.insert(id, identity);
+                if let Some((id, named)) = self.apply(object).await {
+                    self.known.insert(id, named);
                 }
             }
             watcher::Event::Delete(object) => {
-                if let Some(value) = self.json_of(object).await {
-                    self.remove(&identity_of(&value)).await;
-                }
+                let metadata = object.metadata;
+                let named = Named {
+                    namespace: metadata.namespace.unwrap_or_default(),
+                    name: metadata.name.unwrap_or_default(),
+                    uid: metadata.uid.unwrap_or_default(),
+                };
+                self.remove(&named).await;
             }
         }
     }
@@ -486,12 +491,11 @@ impl WatchState {
         Some(value)
     }
 
-    /// Sends the object's update; returns its id and identity if it is now a known source.
-    async fn apply(&mut self, object: DynamicObject) -> Option<(String, Value)> {
+    /// Sends the object's update; returns its id and name if it is now a known source.
+    async fn apply(&mut self, object: DynamicObject) -> Option<(String, Named)> {
         let value = self.json_of(object).await?;
-        let identity = identity_of(&value);
-        let uid = value["metadata"]["uid"].as_str().unwrap_or_default();
-        if !self.shard.keeps(uid) {
+        let named = Named::of(&value);
+        if !self.shard.keeps(&named.uid) {
             return None;
         }
         match self.pipeline.apply(&value, periscope_plugin_api::now_ms()) {
@@ -501,31 +505,41 @@ impl WatchState {
                     self.error(format!("{id}: {problem}")).await;
                 }
                 self.send(Event::Update(update)).await;
-                Some((id, identity))
+                Some((id, named))
             }
             None => {
                 // No longer selected (its labels changed): if it was a source, it is gone.
-                self.remove(&identity).await;
+                self.remove(&named).await;
                 None
             }
         }
     }
 
-    async fn remove(&mut self, identity: &Value) {
-        let Some(id) = ObjectPipeline::source_id(identity) else {
+    /// Sends the `Remove` of the object if it was a known source.
+    async fn remove(&mut self, named: &Named) {
+        if named.name.is_empty() {
             return;
+        }
+        // A watch's objects come in the version it asked for, so its apiVersion and kind name
+        // them with the rest.
+        let key = ObjectKey {
+            api_version: &self.api_version,
+            kind: &self.kind,
+            namespace: &named.namespace,
+            name: &named.name,
+            uid: &named.uid,
         };
-        if self.known.remove(&id).is_some()
-            && let Some(update) = self.pipeline.remove(identity)
+        if self.known.remove(&key.source_id()).is_some()
+            && let Some(update) = self.pipeline.remove(&key)
         {
             self.send(Event::Update(update)).await;
         }
     }
 
     async fn remove_all(&mut self) {
-        let all: Vec<Value> = self.known.values().cloned().collect();
-        for identity in all {
-            self.remove(&identity).await;
+        let all: Vec<Named> = self.known.values().cloned().collect();
+        for named in all {
+            self.remove(&named).await;
         }
     }
 
@@ -548,18 +562,29 @@ impl WatchState {
     }
 }
 
-/// The part of an object that names it: enough to build its `Remove` later.
-fn identity_of(object: &Value) -> Value {
-    let metadata = &object["metadata"];
-    serde_json::json!({
-        "apiVersion": object["apiVersion"],
-        "kind": object["kind"],
-        "metadata": {
-            "name": metadata["name"],
-            "namespace": metadata["namespace"],
-            "uid": metadata["uid"],
+/// The part of a watched object that names it, with the watch's apiVersion and kind: enough to
+/// build its `Remove` later.
+#[derive(Debug, Clone)]
+struct Named {
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+impl Named {
+    fn of(object: &Value) -> Named {
+        let field = |name: &str| {
+            object["metadata"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Named {
+            namespace: field("namespace"),
+            name: field("name"),
+            uid: field("uid"),
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -110,15 +110,14 @@ impl ObjectPipeline {
     /// longer selected must be removed too, so a caller for whom [`apply`](Self::apply) returns
     /// `None` for an object it saw before sends this `Remove`.
     ///
-    /// Only the identity of the object is read (apiVersion, kind, name, namespace, uid): its
-    /// contributions to aggregates and derived metrics are dropped by source id.
-    pub fn remove(&self, object: &Value) -> Option<SourceUpdate> {
-        let key = ObjectKey::of(object)?;
+    /// Only the object's key is needed, not the object: its contributions to aggregates and
+    /// derived metrics are dropped by source id.
+    pub fn remove(&self, key: &ObjectKey<'_>) -> Option<SourceUpdate> {
         let id = key.source_id();
-        self.track(&key, &id, None, &mut Vec::new());
+        self.track(key, &id, None, &mut Vec::new());
         self.resources
             .iter()
-            .any(|resource| resource.is_kind_of(&key))
+            .any(|resource| resource.is_kind_of(key))
             .then(|| SourceUpdate::remove(key.source(&id)))
     }
 
@@ -137,12 +136,6 @@ impl ObjectPipeline {
     /// [`derived_updates`](Self::derived_updates) only then).
     pub fn has_derived(&self) -> bool {
         self.resources.iter().any(|r| !r.tracked.is_empty())
-    }
-
-    /// The source id of an object, `<apiVersion>/<kind>/<namespace>/<name>` (namespace empty for
-    /// cluster-scoped objects), or `None` if it has no apiVersion, kind or name.
-    pub fn source_id(object: &Value) -> Option<String> {
-        ObjectKey::of(object).map(|key| key.source_id())
     }
 
     /// Records what the object contributes to every aggregate and derived metric of its kind:
@@ -221,17 +214,25 @@ impl DocumentMetrics {
     }
 }
 
-/// The identifying fields of an object.
-struct ObjectKey<'o> {
-    api_version: &'o str,
-    kind: &'o str,
-    namespace: &'o str,
-    name: &'o str,
-    uid: &'o str,
+/// The fields that name an object: all a watch keeps of an object it reported, to remove it later
+/// ([`ObjectPipeline::remove`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectKey<'o> {
+    /// `apiVersion`, such as `kubevirt.io/v1`.
+    pub api_version: &'o str,
+    /// `kind`, such as `VirtualMachineInstance`.
+    pub kind: &'o str,
+    /// `metadata.namespace`, empty for cluster-scoped objects.
+    pub namespace: &'o str,
+    /// `metadata.name`.
+    pub name: &'o str,
+    /// `metadata.uid`, empty when the object has none (objects read from files).
+    pub uid: &'o str,
 }
 
 impl<'o> ObjectKey<'o> {
-    fn of(object: &'o Value) -> Option<Self> {
+    /// The key of an object as JSON, or `None` if it has no apiVersion, kind or name.
+    pub fn of(object: &'o Value) -> Option<Self> {
         let text = |value: Option<&'o Value>| value.and_then(Value::as_str);
         let metadata = object.get("metadata");
         let field = |name: &str| text(metadata.and_then(|m| m.get(name)));
@@ -244,7 +245,9 @@ impl<'o> ObjectKey<'o> {
         })
     }
 
-    fn source_id(&self) -> String {
+    /// The object's source id, `<apiVersion>/<kind>/<namespace>/<name>` (namespace empty for
+    /// cluster-scoped objects).
+    pub fn source_id(&self) -> String {
         format!(
             "{}/{}/{}/{}",
             self.api_version, self.kind, self.namespace, self.name

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::manifests;
 use crate::event::{Event, SourceUpdate};
-use crate::objects::ObjectPipeline;
+use crate::objects::{ObjectKey, ObjectPipeline};
 
 /// Reads the configured path and works out the events since the previous read.
 pub(super) struct Scanner {
@@ -79,9 +79,16 @@ impl Scanner {
             if let Some(last) = self.sent.remove(&id) {
                 // Through the pipeline, so the object's share of aggregates goes with it.
                 let source = last.update().source();
+                let key = ObjectKey {
+                    api_version: source.api_version,
+                    kind: source.object_kind,
+                    namespace: source.namespace,
+                    name: source.name,
+                    uid: source.uid,
+                };
                 let update = self
                     .pipeline
-                    .remove(&identity_of(&source))
+                    .remove(&key)
                     .unwrap_or_else(|| SourceUpdate::remove(source));
                 events.push(Event::Update(update));
             }
@@ -157,7 +164,7 @@ impl Scanner {
     ) -> Vec<String> {
         let mut ids = Vec::new();
         for (index, object) in objects.iter().enumerate() {
-            if ObjectPipeline::source_id(object).is_none() {
+            if ObjectKey::of(object).is_none() {
                 let message = format!(
                     "{}: object {}: not a Kubernetes object (it needs apiVersion, kind and metadata.name)",
                     path.display(),
@@ -192,19 +199,6 @@ impl Scanner {
             message,
         }
     }
-}
-
-/// The identity of the object a source came from (what [`ObjectPipeline::remove`] reads).
-fn identity_of(source: &periscope_plugin_api::batch::Source<'_>) -> Value {
-    serde_json::json!({
-        "apiVersion": source.api_version,
-        "kind": source.object_kind,
-        "metadata": {
-            "name": source.name,
-            "namespace": source.namespace,
-            "uid": source.uid,
-        },
-    })
 }
 
 /// The manifest files of a directory, sorted by name; not recursive.

@@ -15,6 +15,11 @@ fn resources(text: &str) -> Vec<ResourceConfig> {
         .resources
 }
 
+/// The key of a test object, which has one.
+pub(super) fn key(object: &Value) -> ObjectKey<'_> {
+    ObjectKey::of(object).expect("a test object has apiVersion, kind and name")
+}
+
 fn pipeline(text: &str) -> ObjectPipeline {
     ObjectPipeline::compile(&resources(text)).unwrap()
 }
@@ -465,7 +470,7 @@ fn objects_of_other_kinds_are_not_applied() {
     let mut object = vmi();
     object["kind"] = json!("VirtualMachine");
     assert!(pipeline.apply(&object, 0).is_none());
-    assert!(pipeline.remove(&object).is_none());
+    assert!(pipeline.remove(&key(&object)).is_none());
     object["kind"] = json!("VirtualMachineInstance");
     object["apiVersion"] = json!("kubevirt.io/v1alpha3");
     assert!(pipeline.apply(&object, 0).is_none());
@@ -520,11 +525,8 @@ label_selector = "app=web"
 #[test]
 fn cluster_scoped_objects_have_an_empty_namespace_in_their_id() {
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}});
-    assert_eq!(
-        ObjectPipeline::source_id(&node).as_deref(),
-        Some("v1/Node//node-1")
-    );
-    assert_eq!(ObjectPipeline::source_id(&json!({"kind": "Node"})), None);
+    assert_eq!(key(&node).source_id(), "v1/Node//node-1");
+    assert_eq!(ObjectKey::of(&json!({"kind": "Node"})), None);
 }
 
 #[test]
@@ -535,7 +537,7 @@ fn remove_ignores_selectors_so_deselected_objects_can_be_removed() {
          [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n",
     );
     assert!(pipeline.apply(&vmi(), 0).is_none());
-    let removal = pipeline.remove(&vmi()).unwrap();
+    let removal = pipeline.remove(&key(&vmi())).unwrap();
     assert!(removal.is_remove());
     assert_eq!(
         removal.source_id(),

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
+use crate::objects::tests::key;
 use crate::objects::{CompileError, ObjectPipeline};
 
 #[derive(Deserialize)]
@@ -138,7 +139,7 @@ fn counts_stay_exact_through_updates_deletes_and_relists() {
     pipeline.derived_updates(0);
     // b is scheduled, c deleted, and a relist applies everything again.
     pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
-    pipeline.remove(&vmi("c", "Pending", "")).unwrap();
+    pipeline.remove(&key(&vmi("c", "Pending", ""))).unwrap();
     pipeline.apply(&vmi("a", "Pending", ""), 0).unwrap();
     pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
     assert_eq!(
@@ -152,7 +153,7 @@ fn counts_stay_exact_through_updates_deletes_and_relists() {
         ])
     );
     // The last object of a group gone, the group is gone: no zero series.
-    pipeline.remove(&vmi("a", "", "")).unwrap();
+    pipeline.remove(&key(&vmi("a", "", ""))).unwrap();
     assert_eq!(
         pulled(&pipeline, 2)["aggregate:kubevirt_vmi_phase_count"],
         series(&[(
@@ -198,7 +199,7 @@ where = { path = "status.phase", in = ["Scheduled", "Running"] }
         series(&[("kubevirt_vmi_running{}", 2.0)])
     );
     pipeline.apply(&vmi("a", "Succeeded", "n1"), 0).unwrap();
-    pipeline.remove(&vmi("b", "", "")).unwrap();
+    pipeline.remove(&key(&vmi("b", "", ""))).unwrap();
     assert_eq!(
         pulled(&pipeline, 2)[id],
         series(&[("kubevirt_vmi_running{}", 0.0)])
@@ -326,7 +327,7 @@ by = { node = "status.nodeName" }
     pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
     pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
     pipeline.apply(&vmi("b", "Succeeded", "n1"), 0).unwrap();
-    pipeline.remove(&vmi("b", "", "")).unwrap();
+    pipeline.remove(&key(&vmi("b", "", ""))).unwrap();
     let updates = pipeline.derived_updates(1);
     let Update::Replace { samples, .. } = updates[0].update() else {
         panic!("expected a replace");
@@ -385,7 +386,7 @@ fn duration_histograms_count_each_transition_once() {
     pipeline.apply(&with_transitions("a", &running), 0).unwrap();
     pipeline.apply(&with_transitions("a", &running), 0).unwrap();
     // Deleted and relisted: still counted once.
-    pipeline.remove(&with_transitions("a", &[])).unwrap();
+    pipeline.remove(&key(&with_transitions("a", &[]))).unwrap();
     pipeline.apply(&with_transitions("a", &running), 0).unwrap();
     pipeline
         .apply(&with_transitions("b", &running[1..]), 0)
@@ -454,7 +455,7 @@ refresh = "10s"
         pulled(&pipeline, created_ms + 9_000).is_empty(),
         "not before the refresh"
     );
-    pipeline.remove(&vmi("a", "", "")).unwrap();
+    pipeline.remove(&key(&vmi("a", "", ""))).unwrap();
     assert_eq!(
         pulled(&pipeline, created_ms + 15_000)[id],
         series(&[("kubevirt_vmi_age_seconds{name=\"b\"}", 15.0)])
