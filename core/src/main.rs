@@ -11,6 +11,16 @@ use periscope_scraper::shard::Shard;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+/// The host's allocator: jemalloc, as in other long-running Rust agents. The host frees and
+/// allocates a batch per object update; with glibc's malloc that was a third of its CPU time and
+/// the freed pages stayed with the process. In the 10k-object benchmark (`bench/results/`), jemalloc
+/// took the end-of-run RSS from 149 to 110 MiB and the update stream's CPU from 3.8 to 3.5 s.
+/// Plugins are not affected: a `.so` keeps its own allocator, and what crosses the boundary
+/// carries its own deallocator (`abi_stable`).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// External, autonomous monitoring: watch what a cluster exposes, export it through plugins.
 #[derive(Parser)]
 #[command(name = "periscope", version)]
