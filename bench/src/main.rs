@@ -132,6 +132,8 @@ fn run(args: &Args) -> Result<(), String> {
     let t0 = Instant::now();
     let load_start = procfs::load_average();
     let root = repo_root();
+    // Read before the run, which can last long enough for the tree to change under it.
+    let periscope_rev = git_revision(&root);
     let ksm_bin = match &args.ksm_bin {
         Some(path) => path.clone(),
         None => default_ksm_bin(&root)?,
@@ -299,8 +301,10 @@ fn run(args: &Args) -> Result<(), String> {
     for (tool, figures) in [(&*periscope, &mut figures_p), (&*ksm, &mut figures_k)] {
         let (rss, peak) = procfs::rss_bytes(tool.pid())?;
         figures.end_rss = rss;
+        figures.end_file_rss = procfs::file_rss_bytes(tool.pid())?;
         figures.end_peak_rss = peak;
     }
+    let periscope_state_bytes = periscope.self_metric("periscope_source_state_bytes")?;
     periscope.stop();
     ksm.stop();
     drop(cp);
@@ -316,7 +320,7 @@ fn run(args: &Args) -> Result<(), String> {
         load_start,
         load_end: procfs::load_average(),
         ksm_version,
-        periscope_rev: git_revision(&root),
+        periscope_rev,
         apiserver_version,
         create_time,
         update_summary: format!(
@@ -337,6 +341,7 @@ fn run(args: &Args) -> Result<(), String> {
             First::Periscope => "Periscope".to_owned(),
         },
         scrapes: args.scrapes,
+        periscope_state_bytes,
     };
     println!("{}", report::table(&figures_p, &figures_k, &info));
     if !args.no_write {

@@ -32,22 +32,30 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Resident memory of a process in bytes: `(current VmRSS, peak VmHWM)`.
 pub fn rss_bytes(pid: u32) -> Result<(u64, u64), String> {
+    Ok((status_bytes(pid, "VmRSS:")?, status_bytes(pid, "VmHWM:")?))
+}
+
+/// The part of a process' resident memory that is mapped files (`RssFile`: its binary, shared
+/// libraries, plugins), in bytes; the rest is its heap and stacks.
+pub fn file_rss_bytes(pid: u32) -> Result<u64, String> {
+    status_bytes(pid, "RssFile:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, name: &str) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
-    let field = |name: &str| -> Result<u64, String> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| format!("{path}: no {name}"))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| format!("{path}: no {name}"))
 }
 
 /// `/proc/loadavg`'s first three numbers (1, 5 and 15 minute load averages).

@@ -32,6 +32,8 @@ pub struct Figures {
     pub catch_up: f64,
     /// Resident memory at the end, bytes.
     pub end_rss: u64,
+    /// Of `end_rss`, what is mapped files (the binary, libraries, plugins), bytes.
+    pub end_file_rss: u64,
     /// Peak resident memory over the whole run (VmHWM at the end), bytes.
     pub end_peak_rss: u64,
 }
@@ -68,6 +70,8 @@ pub struct RunInfo {
     pub first: String,
     /// Scrapes per tool in the latency measurement.
     pub scrapes: usize,
+    /// Periscope's `periscope_source_state_bytes` at the end: what the host keeps for resyncs.
+    pub periscope_state_bytes: Option<f64>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -155,6 +159,12 @@ pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
             1,
         ),
         (
+            "End: of that RSS, mapped files: binary, libraries (MiB)",
+            periscope.end_file_rss as f64 / MIB,
+            ksm.end_file_rss as f64 / MIB,
+            1,
+        ),
+        (
             "End: peak RSS over the run (MiB)",
             periscope.end_peak_rss as f64 / MIB,
             ksm.end_peak_rss as f64 / MIB,
@@ -216,6 +226,15 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
         info.series
     );
     let _ = writeln!(out, "- Update stream: {}", info.update_summary);
+    if let Some(bytes) = info.periscope_state_bytes {
+        let _ = writeln!(
+            out,
+            "- Periscope's own `periscope_source_state_bytes` at the end (the last batch of every \
+             source, kept for resyncs): {:.1} MiB, {:.0} bytes per object",
+            bytes / MIB,
+            bytes / info.objects.max(1) as f64
+        );
+    }
     let _ = writeln!(
         out,
         "- {} started first; the other one was started once it had a complete page.\n",
@@ -229,9 +248,10 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          included). *Scrape* is {} sequential fetches of the whole page per tool while nothing \
          changes, plain text without compression. *Updates* covers the update stream, with both \
          tools running and scraped every few seconds; *catch-up* is how long after the last \
-         update each page still showed an old phase (polled, so ± the poll interval). RSS is \
-         VmRSS/VmHWM from /proc. kube-state-metrics runs with its defaults (no GOMEMLIMIT, \
-         GOGC=100).",
+         update each page still showed an old phase (polled, so ± the poll interval; Periscope \
+         gathers changes for its flush interval and each exporter's batch.max_wait, 0.7 s \
+         together by default). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
+         heap and stacks). kube-state-metrics runs with its defaults (no GOMEMLIMIT, GOGC=100).",
         info.scrapes
     );
     out

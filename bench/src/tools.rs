@@ -33,6 +33,9 @@ pub struct Tool {
     child: Child,
     /// `http://127.0.0.1:<port>/metrics`.
     pub metrics_url: String,
+    /// Periscope's own `/metrics` (the host's, not the exporter's page); `None` for
+    /// kube-state-metrics.
+    self_metrics_url: Option<String>,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
     /// When it was started.
@@ -113,7 +116,9 @@ pub fn start_periscope(
             .current_dir(work_dir),
         &log,
     )?;
-    Ok(Tool::new(Which::Periscope, child, port, log))
+    let mut tool = Tool::new(Which::Periscope, child, port, log);
+    tool.self_metrics_url = Some(format!("http://127.0.0.1:{host_port}/metrics"));
+    Ok(tool)
 }
 
 fn spawn(command: &mut Command, log: &Path) -> Result<Child, String> {
@@ -140,6 +145,7 @@ impl Tool {
             which,
             child,
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            self_metrics_url: None,
             log,
             started: Instant::now(),
             agent,
@@ -183,24 +189,42 @@ impl Tool {
 
     /// Fetches the metrics page once (plain text, no compression, as `curl` would).
     pub fn scrape(&self) -> Result<Scrape, String> {
+        self.fetch(&self.metrics_url)
+    }
+
+    /// The value of an unlabelled metric of Periscope's own `/metrics` (the host's self-metrics);
+    /// `None` for kube-state-metrics or if the page does not have it.
+    pub fn self_metric(&self, name: &str) -> Result<Option<f64>, String> {
+        let Some(url) = &self.self_metrics_url else {
+            return Ok(None);
+        };
+        let page = self.fetch(url)?;
+        Ok(String::from_utf8_lossy(&page.body)
+            .lines()
+            .find_map(|line| {
+                let (metric, value) = line.split_once(' ')?;
+                (metric == name).then(|| value.trim().parse().ok())?
+            }))
+    }
+
+    fn fetch(&self, url: &str) -> Result<Scrape, String> {
         let start = Instant::now();
         let mut response = self
             .agent
-            .get(&self.metrics_url)
+            .get(url)
             .header("Accept", "text/plain;version=0.0.4")
             .call()
-            .map_err(|e| format!("GET {}: {e}", self.metrics_url))?;
+            .map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(u64::MAX)
             .read_to_vec()
-            .map_err(|e| format!("read {}: {e}", self.metrics_url))?;
+            .map_err(|e| format!("read {url}: {e}"))?;
         if status != 200 {
             return Err(format!(
-                "GET {}: {status}: {}",
-                self.metrics_url,
+                "GET {url}: {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             ));
         }

@@ -99,7 +99,13 @@ impl Collector {
     fn apply(&mut self, update: SourceUpdate) {
         let id = update.source_id().to_owned();
         let changed = if update.is_remove() {
-            self.state.remove(&id).is_some()
+            let removed = self.state.remove(&id);
+            if let Some(old) = &removed {
+                self.telemetry
+                    .source_state_bytes
+                    .sub(old.batch().byte_size() as i64);
+            }
+            removed.is_some()
         } else {
             !self
                 .state
@@ -111,8 +117,12 @@ impl Collector {
             return;
         }
         self.pending.append(update.batch());
+        let state_bytes = &self.telemetry.source_state_bytes;
         if !update.is_remove() {
-            self.state.insert(id, update);
+            state_bytes.add(update.batch().byte_size() as i64);
+            if let Some(old) = self.state.insert(id, update) {
+                state_bytes.sub(old.batch().byte_size() as i64);
+            }
         }
         self.telemetry.sources.set(self.state.len() as i64);
         self.flush_if_full();
@@ -193,7 +203,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unchanged_updates_are_skipped_and_removes_of_unknown_sources_ignored() {
+    async fn unchanged_updates_are_skipped_removes_of_unknown_sources_ignored_and_state_counted() {
         let telemetry = Telemetry::new();
         let collector = Collector::new(Duration::from_secs(60), 16, telemetry.clone());
         let mut out = collector.subscribe();
@@ -206,6 +216,7 @@ mod tests {
             replace("b", 1.0),
             SourceUpdate::remove(Source::new(SourceKind::Object, "zzz")),
             SourceUpdate::remove(Source::new(SourceKind::Object, "b")),
+            replace("a", 2.0),
         ] {
             tx.send(update).await.unwrap();
         }
@@ -213,9 +224,15 @@ mod tests {
         task.await.unwrap();
         let (seq, batch) = out.recv().await.unwrap();
         assert_eq!(seq, 1);
-        assert_eq!(ids(&batch), ["+a", "+b", "-b"]);
+        assert_eq!(ids(&batch), ["+a", "+b", "-b", "+a"]);
         assert_eq!(telemetry.unchanged_updates.get(), 2);
         assert_eq!(telemetry.sources.get(), 1);
+        let a = replace("a", 1.0);
+        assert_eq!(
+            telemetry.source_state_bytes.get(),
+            a.batch().byte_size() as i64,
+            "only a's last batch is kept: its first was replaced, b's added and taken away"
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,8 @@ pub struct Telemetry {
     input: InputVecs,
     /// Sources currently known to the collector.
     pub sources: IntGauge,
+    /// Bytes the collector keeps for the last update of every source (what a resync sends).
+    pub source_state_bytes: IntGauge,
     /// Batches fanned out to the exporters.
     pub batches: IntCounter,
     /// Updates skipped because they changed nothing.
@@ -260,6 +262,14 @@ impl Telemetry {
             &registry,
             IntGauge::new("periscope_sources", "Sources currently known.").expect("valid gauge"),
         );
+        let source_state_bytes = register(
+            &registry,
+            IntGauge::new(
+                "periscope_source_state_bytes",
+                "Approximate bytes kept for the last update of every source, which resyncs send.",
+            )
+            .expect("valid gauge"),
+        );
         let batches = register(
             &registry,
             IntCounter::new(
@@ -294,6 +304,7 @@ impl Telemetry {
             exporter,
             input,
             sources,
+            source_state_bytes,
             batches,
             unchanged_updates,
         }
