@@ -351,7 +351,12 @@ fn run(args: &Args) -> Result<(), String> {
             .unwrap_or_else(|| root.join("bench/results"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let path = dir.join(format!("{day}-{}.md", count_name(args.objects)));
+        let stem = format!("{day}-{}", count_name(args.objects));
+        // Never replace an earlier run's file (it may hold notes written by hand).
+        let path = std::iter::once(dir.join(format!("{stem}.md")))
+            .chain((2..).map(|n| dir.join(format!("{stem}-{n}.md"))))
+            .find(|path| !path.exists())
+            .expect("an unbounded sequence of names has a free one");
         std::fs::write(&path, report::markdown(&figures_p, &figures_k, &info))
             .map_err(|e| format!("write {}: {e}", path.display()))?;
         say(t0, &format!("results written to {}", path.display()));
