@@ -249,8 +249,8 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          changes, plain text without compression. *Updates* covers the update stream, with both \
          tools running and scraped every few seconds; *catch-up* is how long after the last \
          update each page still showed an old phase (polled, so ± the poll interval; Periscope \
-         gathers changes for its flush interval and each exporter's batch.max_wait, 0.7 s \
-         together by default). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
+         gathers changes for its 200 ms flush interval, and its exporter runs with \
+         batch.max_wait = 0s). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
          heap and stacks). kube-state-metrics runs with its defaults (no GOMEMLIMIT, GOGC=100).",
         info.scrapes
     );

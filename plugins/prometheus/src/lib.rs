@@ -24,6 +24,12 @@
 //! the push side the exporter sends stale markers for series of removed (or shrunk) sources. When
 //! both sides are configured the page changes only after the push succeeded, so a batch the host
 //! retries is never half applied.
+//!
+//! Batching: the host's delivery worker merges batches for up to the exporter's `batch.max_wait`
+//! (500 ms by default) before calling `export`, which saves requests on a push. A page that is
+//! only scraped gains nothing from it: with `batch = { max_wait = "0s" }` the page follows a
+//! change within the host's `flush_interval` (0.15 s after the last of a stream of updates in
+//! `bench/`, against 0.6 s with the default). Keep the default when `remote_write` is set.
 
 pub mod block;
 pub mod config;
