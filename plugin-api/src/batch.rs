@@ -3,9 +3,9 @@
 //! A [`Batch`] crosses the plugin boundary by reference. All of its strings live in one buffer and
 //! every record points into it by offset, so building a batch of 100k samples costs a handful of
 //! allocations instead of one per label. A string written again soon after (a label name, an
-//! object's namespace and name on each of its samples) usually points at its first copy. Plugin authors never touch the raw records: they read a batch
-//! through borrowed views ([`Update`], [`Source`], [`Sample`], [`Family`]). The host and tests build
-//! batches with [`BatchBuilder`].
+//! object's namespace and name on each of its samples) usually points at its first copy. Plugin
+//! authors never touch the raw records: they read a batch through borrowed views ([`Update`],
+//! [`Source`], [`Sample`], [`Family`]). The host and tests build batches with [`BatchBuilder`].
 //!
 //! Semantics: [`Update::Replace`] carries the *complete* current set of samples of its source, so an
 //! exporter replaces every series of that source at once; [`Update::Remove`] says the source is gone.
