@@ -102,9 +102,7 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
         let metrics = telemetry.exporter(&name);
         let spec = WorkerSpec {
             dead_letter: DeadLetter::new(&dead_letters, &name),
-            plugin: Plugin::in_process(periscope_plugin_api::__private::root_module::<Null>(
-                "null", "0",
-            )),
+            plugin: Plugin::in_process::<Null>("null", "0"),
             config_text: String::new(),
             queue: Queue::Memory(Arc::new(MemoryQueue::new(
                 1024,
@@ -117,6 +115,7 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
                 max_wait: periscope_plugin_api::config::Duration(Duration::from_millis(1)),
             },
             retry: RetryConfig::default(),
+            export_timeout: std::time::Duration::from_secs(60),
             metrics,
             readiness: Readiness::default(),
             name,

@@ -57,6 +57,8 @@ pub struct PlannedExporter {
     pub batch: BatchConfig,
     /// Its backoff.
     pub retry: RetryConfig,
+    /// How long one `export` call may take before it is reported stalled.
+    pub export_timeout: std::time::Duration,
 }
 
 /// Checks `text` completely.
@@ -185,13 +187,24 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
                 continue;
             }
         };
-        if let Err(e) = plugin.check_config(&config_text) {
+        if let Err(refusal) = plugin.check_config(&config_text) {
+            // At the key the plugin names, when the file has it (not for a missing key); else at
+            // the table.
+            let table_key = format!("exporters[{i}].config");
+            let key = if refusal.key.is_empty() {
+                table_key
+            } else {
+                format!("{table_key}.{}", refusal.key)
+            };
+            let span = periscope_plugin_api::config::key_span(&text.text, &key)
+                .unwrap_or_else(|| exporter.config.span());
             problems.push(text.problem(
-                format!("exporters[{i}].config"),
-                Some(exporter.config.span()),
+                key,
+                Some(span),
                 format!(
-                    "plugin `{}` refuses its config: {e}",
-                    exporter.plugin.get_ref()
+                    "plugin `{}` refuses its config: {}",
+                    exporter.plugin.get_ref(),
+                    refusal.message
                 ),
             ));
             continue;
@@ -203,6 +216,7 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             queue: exporter.queue.clone(),
             batch: exporter.batch,
             retry: exporter.retry,
+            export_timeout: exporter.export_timeout.0,
         });
     }
 

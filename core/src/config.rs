@@ -113,6 +113,11 @@ pub struct ExporterConfig {
     /// Backoff between retries and restarts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// How long one `export` call may take before the host reports the exporter stalled
+    /// (unhealthy, unready, `periscope_exporter_stalled_exports_total`). The host cannot interrupt
+    /// the call; it keeps queueing meanwhile.
+    #[serde(default = "default_export_timeout")]
+    pub export_timeout: Duration,
     /// The plugin's own config, handed to it as TOML text.
     #[serde(default = "empty_table")]
     pub config: Spanned<toml::Table>,
@@ -240,6 +245,9 @@ fn default_flush_interval() -> Duration {
 fn default_fanout_capacity() -> usize {
     1024
 }
+fn default_export_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
 fn default_shutdown_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
 }
@@ -347,19 +355,21 @@ impl ConfigText {
             .map_err(|e| self.errors(vec![from_parse(e)]))
     }
 
-    /// A problem about `key` at byte `span` of this text.
+    /// A problem about `key` at byte `span` of this text; without a span, at the key itself when
+    /// the text has it.
     pub fn problem(
         &self,
         key: impl Into<String>,
         span: Option<Range<usize>>,
         message: impl Into<String>,
     ) -> Problem {
-        let (line, column) = match span {
-            Some(span) if span.end > 0 => line_column(&self.text, span.start),
-            _ => (0, 0),
-        };
+        let key = key.into();
+        let span = span
+            .filter(|span| span.end > 0)
+            .or_else(|| periscope_plugin_api::config::key_span(&self.text, &key));
+        let (line, column) = span.map_or((0, 0), |span| line_column(&self.text, span.start));
         Problem {
-            key: key.into(),
+            key,
             line,
             column,
             message: message.into(),

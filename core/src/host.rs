@@ -132,6 +132,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             queue,
             batch: exporter.batch,
             retry: exporter.retry,
+            export_timeout: exporter.export_timeout,
             metrics,
             readiness: readiness.clone(),
         };

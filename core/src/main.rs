@@ -205,21 +205,53 @@ async fn on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Prints what a plugin file says about itself. A refused plugin still shows what can be read of it
+/// (its sha256, and its self-description when it passed the file checks), then the refusal.
 fn inspect(file: &Path) -> ExitCode {
-    match plugins::load(file, None) {
-        Ok(plugin) => {
-            let info = plugin.info();
-            println!("name:           {}", info.name);
-            println!("abi version:    {}", info.abi_version);
-            println!("plugin version: {}", info.plugin_version);
-            println!("rustc:          {}", info.rustc_version);
-            println!(
-                "sha256:         {}",
-                plugins::file_sha256(file).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
+    let loaded = plugins::load(file, None);
+    let about = match &loaded {
+        Ok(_) | Err(plugins::PluginError::Library { .. }) => plugins::About::read(file),
+        Err(_) => None,
+    };
+    let field = |key: &str| about.as_ref().and_then(|a| a.get(key)).map(str::to_owned);
+    let info = loaded.as_ref().ok().map(|plugin| plugin.info());
+    let rows = [
+        (
+            "name",
+            info.as_ref()
+                .map(|i| i.name.clone())
+                .or_else(|| field("name")),
+        ),
+        (
+            "abi version",
+            info.as_ref()
+                .map(|i| i.abi_version.to_string())
+                .or_else(|| field("abi_version")),
+        ),
+        (
+            "plugin version",
+            info.as_ref()
+                .map(|i| i.plugin_version.clone())
+                .or_else(|| field("plugin_version")),
+        ),
+        ("plugin api", field("plugin_api_version")),
+        (
+            "rustc",
+            info.as_ref()
+                .map(|i| i.rustc_version.clone())
+                .or_else(|| field("rustc_version")),
+        ),
+        ("sha256", plugins::file_sha256(file).ok()),
+    ];
+    for (label, value) in rows {
+        if let Some(value) = value {
+            println!("{:<16}{value}", format!("{label}:"));
         }
+    }
+    match loaded {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
+            println!("{:<16}refused", "status:");
             eprintln!("{e}");
             ExitCode::FAILURE
         }

@@ -1,17 +1,16 @@
 //! Finding, vetting and loading exporter plugins (shared libraries).
 //!
-//! Rules (DESIGN §3): plugins load only from the configured directories; a file that is group- or
-//! world-writable is refused; an optional SHA-256 pin must match; the ABI version is checked before
-//! anything else and a mismatch is one line naming the file and both versions. Each file is loaded
-//! with `lib_header_from_path` + `init_root_module` (never abi_stable's per-type cached loaders, which
-//! hand back the first plugin for every later file). Libraries are never unloaded.
+//! Rules: plugins load only from the configured directories; a file that is group- or
+//! world-writable is refused; an optional SHA-256 pin must match. Then
+//! [`periscope_plugin_api::host::Plugin::load`] checks the ABI version before anything else (a
+//! mismatch is one line naming the file and both versions) and the layout. Libraries are never
+//! unloaded.
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use abi_stable::library::{LibraryError, RootModule, lib_header_from_path};
-use periscope_plugin_api::abi::ExporterModRef;
+pub use periscope_plugin_api::host::{About, LoadError, Plugin};
 use sha2::{Digest as _, Sha256};
 
 /// Why a plugin could not be loaded. Every message is one line.
@@ -55,86 +54,22 @@ pub enum PluginError {
         /// The file's hash.
         actual: String,
     },
-    /// Built against another ABI version.
-    #[error(
-        "{path}: built for plugin ABI version {found}, this host speaks version {expected}; rebuild the plugin against periscope-plugin-api with ABI version {expected}"
-    )]
-    AbiVersion {
+    /// The library itself was refused by the loader (another ABI version or layout, not a plugin).
+    #[error("{path}: {error}")]
+    Library {
         /// The plugin file.
         path: PathBuf,
-        /// The host's ABI version.
-        expected: u32,
-        /// The plugin's ABI version.
-        found: u32,
+        /// What the loader found.
+        error: LoadError,
     },
-    /// Same version, different layout: the plugin was built against a changed plugin-api.
-    #[error(
-        "{path}: its plugin ABI layout differs from this host's (same version {version}, different types); rebuild the plugin against this host's periscope-plugin-api"
-    )]
-    AbiLayout {
-        /// The plugin file.
-        path: PathBuf,
-        /// The (equal) ABI version.
-        version: u32,
-    },
-    /// Anything else: unreadable, not a shared library, not a Periscope plugin.
+    /// The file cannot be read.
     #[error("{path}: {reason}")]
-    Load {
+    Unreadable {
         /// The plugin file.
         path: PathBuf,
-        /// The first line of the loader's error.
+        /// Why.
         reason: String,
     },
-}
-
-/// A loaded plugin library.
-#[derive(Clone, Copy)]
-pub struct Plugin {
-    module: ExporterModRef,
-}
-
-/// What `periscope plugins inspect` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginInfo {
-    /// The plugin's name.
-    pub name: String,
-    /// The ABI version it was built against.
-    pub abi_version: u32,
-    /// The plugin crate's version.
-    pub plugin_version: String,
-    /// The compiler that built it.
-    pub rustc_version: String,
-}
-
-impl Plugin {
-    /// A plugin whose root module lives in this process (built with
-    /// `periscope_plugin_api::__private::root_module`): for benchmarks and embedding, where going
-    /// through a shared library would only add the `dlopen`.
-    pub fn in_process(module: ExporterModRef) -> Plugin {
-        Plugin { module }
-    }
-
-    /// The root module, to create exporters with.
-    pub fn module(&self) -> ExporterModRef {
-        self.module
-    }
-
-    /// The plugin's self-description.
-    pub fn info(&self) -> PluginInfo {
-        PluginInfo {
-            name: self.module.name().to_string(),
-            abi_version: self.module.abi_version(),
-            plugin_version: self.module.plugin_version().to_string(),
-            rustc_version: self.module.rustc_version().to_string(),
-        }
-    }
-
-    /// Checks an exporter config with the plugin's own parser.
-    pub fn check_config(&self, config: &str) -> Result<(), String> {
-        self.module.check_config()(config.into())
-            .into_result()
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// The file name a plugin called `name` has: `libperiscope_exporter_<name>.so`.
@@ -184,7 +119,7 @@ pub fn find(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, PluginError> {
 
 /// Vets and loads the plugin file at `path`; `sha256` is the optional pin (hex).
 pub fn load(path: &Path, sha256: Option<&str>) -> Result<Plugin, PluginError> {
-    let load_error = |reason: String| PluginError::Load {
+    let load_error = |reason: String| PluginError::Unreadable {
         path: path.to_owned(),
         reason,
     };
@@ -206,11 +141,10 @@ pub fn load(path: &Path, sha256: Option<&str>) -> Result<Plugin, PluginError> {
             });
         }
     }
-    let header = lib_header_from_path(path).map_err(|e| from_library_error(path, e))?;
-    let module = header
-        .init_root_module::<ExporterModRef>()
-        .map_err(|e| from_library_error(path, e))?;
-    Ok(Plugin { module })
+    Plugin::load(path).map_err(|error| PluginError::Library {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 /// The SHA-256 of a file, in lower-case hex.
@@ -226,41 +160,6 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn from_library_error(path: &Path, error: LibraryError) -> PluginError {
-    match error {
-        LibraryError::IncompatibleVersionNumber {
-            expected_version,
-            actual_version,
-            ..
-        } => PluginError::AbiVersion {
-            path: path.to_owned(),
-            expected: expected_version.major,
-            found: actual_version.major,
-        },
-        LibraryError::AbiInstability(_) => PluginError::AbiLayout {
-            path: path.to_owned(),
-            version: periscope_plugin_api::ABI_VERSION,
-        },
-        LibraryError::GetSymbolError { .. } => PluginError::Load {
-            path: path.to_owned(),
-            reason: format!(
-                "not a Periscope plugin (it exports no `{}` root module)",
-                ExporterModRef::NAME
-            ),
-        },
-        other => PluginError::Load {
-            path: path.to_owned(),
-            reason: other
-                .to_string()
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("unknown loader error")
-                .trim()
-                .to_owned(),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ struct ExporterVecs {
     up: IntGaugeVec,
     health: IntGaugeVec,
     latency: HistogramVec,
+    stalled: IntCounterVec,
 }
 
 #[derive(Clone)]
@@ -85,6 +86,8 @@ pub struct ExporterMetrics {
     pub health: HealthGauges,
     /// Duration of `export` calls.
     pub latency: Histogram,
+    /// `export` calls that did not return within the exporter's `export_timeout`.
+    pub stalled_exports: IntCounter,
 }
 
 /// What an exporter says of its target (its `health()`), as the host records it.
@@ -225,6 +228,12 @@ impl Telemetry {
                  (healthy, degraded, unhealthy); the reason is in the log.",
                 &["exporter", "state"],
             ),
+            stalled: counter_vec(
+                &registry,
+                "periscope_exporter_stalled_exports_total",
+                "Export calls that did not return within the exporter's export_timeout.",
+                &["exporter"],
+            ),
             latency: {
                 let vec = HistogramVec::new(
                     HistogramOpts::new(
@@ -335,6 +344,7 @@ impl Telemetry {
                 unhealthy: e.health.with_label_values(&[name, "unhealthy"]),
             },
             latency: e.latency.with_label_values(&one),
+            stalled_exports: e.stalled.with_label_values(&one),
         }
     }
 

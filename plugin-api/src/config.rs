@@ -59,6 +59,42 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The byte span of the key at dotted path `key` (`exporters[0].config.tls.ca_file`, as
+/// [`ConfigError::key`] writes it) in the TOML `text`: the key itself for a table entry, the element
+/// for an array index. `None` when the text does not parse or has no such key.
+pub fn key_span(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
+    let mut span = None;
+    for part in key.split('.') {
+        let (name, indexes) = part
+            .split_once('[')
+            .map_or((part, ""), |(n, rest)| (n, rest));
+        if !name.is_empty() {
+            if let Some(DeValue::Table(inner)) = value.map(toml::Spanned::get_ref) {
+                table = inner;
+            } else if value.is_some() {
+                return None;
+            }
+            let (found_key, found) = table.get_key_value(name)?;
+            span = Some(found_key.span());
+            value = Some(found);
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            let Some(DeValue::Array(items)) = value.map(toml::Spanned::get_ref) else {
+                return None;
+            };
+            let item = items.get(index)?;
+            span = Some(item.span());
+            value = Some(item);
+        }
+    }
+    span
+}
+
 fn from_toml(text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
     let (line, column) = error
         .span()
@@ -132,6 +168,20 @@ impl<'de> Deserialize<'de> for ByteSize {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn key_span_finds_keys_in_tables_inline_tables_and_arrays() {
+        let text = "[host]\nlisten = \"x\"\n\n[[exporters]]\nname = \"a\"\n\n[[exporters]]\nname = \"b\"\nconfig = { path = \"p\", tls = { ca_file = \"c\" } }\nlist = [1, 2]\n";
+        let at = |key: &str| key_span(text, key).map(|span| line_column(text, span.start));
+        assert_eq!(at("host.listen"), Some((2, 1)));
+        assert_eq!(at("exporters[1].name"), Some((8, 1)));
+        assert_eq!(at("exporters[1].config.tls.ca_file"), Some((9, 32)));
+        assert_eq!(at("exporters[1].list[1]"), Some((10, 12)));
+        assert_eq!(at("exporters[1].config.nope"), None);
+        assert_eq!(at("exporters[2].name"), None);
+        assert_eq!(at("host.listen.deeper"), None);
+        assert_eq!(key_span("not toml = = 1", "a"), None);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

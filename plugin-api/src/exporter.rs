@@ -314,6 +314,19 @@ extern "C" fn new_exporter<E: Exporter>(
     }
 }
 
+/// The plugin's description for [`crate::host::ABOUT_SYMBOL`]: built once, kept for the life of
+/// the library. Called by [`crate::export_exporter!`].
+#[doc(hidden)]
+pub fn about(name: &'static str, version: &'static str) -> *const std::ffi::c_char {
+    static ABOUT: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    ABOUT
+        .get_or_init(|| {
+            let text = crate::host::About::text(name, version).replace('\0', "");
+            std::ffi::CString::new(text).unwrap_or_default()
+        })
+        .as_ptr()
+}
+
 /// Builds the root module of a plugin whose exporter is `E`. Called by [`crate::export_exporter!`].
 #[doc(hidden)]
 pub fn root_module<E: Exporter>(name: &'static str, version: &'static str) -> ExporterModRef {
@@ -363,110 +376,14 @@ macro_rules! export_exporter {
                 )
             }
         };
+
+        /// The plugin's self-description as `key=value` lines, in a plain C signature that never
+        /// changes, so that a host can read it even from a plugin it refuses to load
+        /// (`periscope_plugin_api::host::ABOUT_SYMBOL`).
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn periscope_exporter_about() -> *const ::std::ffi::c_char {
+            $crate::__private::about($name, env!("CARGO_PKG_VERSION"))
+        }
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::{BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
-    use abi_stable::std_types::ROption;
-
-    /// Answers every export with what its config names.
-    struct Answering(Export);
-
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct AnswerConfig {
-        answer: String,
-    }
-
-    impl Exporter for Answering {
-        type Config = AnswerConfig;
-
-        fn new(config: AnswerConfig, _: Context<'_>) -> Result<Self, BoxError> {
-            Ok(Answering(match config.answer.as_str() {
-                "ok" => Export::Ok,
-                "reject" => Export::Reject {
-                    reason: "all bad".into(),
-                },
-                "none" => Export::RejectItems { items: Vec::new() },
-                "items" => Export::RejectItems {
-                    items: vec![
-                        RejectedItem::sample(0, 1, "bad sample"),
-                        RejectedItem::update(1, "bad removal"),
-                    ],
-                },
-                other => return Err(format!("unknown answer {other}").into()),
-            }))
-        }
-
-        fn export(&mut self, _: &Batch) -> Result<Export, BoxError> {
-            Ok(self.0.clone())
-        }
-    }
-
-    extern "C" fn no_log(_: u8, _: RStr<'_>, _: RStr<'_>, _: RStr<'_>) {}
-
-    fn instance(answer: &str) -> ExporterBox {
-        let module = root_module::<Answering>("answering", "0.0.0");
-        let config = format!("answer = \"{answer}\"");
-        let context = HostContext {
-            exporter: RStr::from_str("t"),
-            log: no_log,
-            max_level: 0,
-        };
-        module.new()(RStr::from_str(&config), context)
-            .into_result()
-            .expect("the exporter starts")
-    }
-
-    fn batch() -> Batch {
-        let mut b = BatchBuilder::new();
-        let f = b.family(Family {
-            name: "up",
-            help: "",
-            unit: "",
-            kind: FamilyKind::Gauge,
-        });
-        let mut r = b.replace(Source::new(SourceKind::Endpoint, "e1"));
-        r.sample(f, Suffix::None, 1.0, 1);
-        r.sample(f, Suffix::None, 2.0, 1);
-        b.remove(Source::new(SourceKind::Endpoint, "e2"));
-        b.build()
-    }
-
-    #[test]
-    fn refused_items_cross_the_abi_with_their_positions_and_reasons() {
-        assert_eq!(
-            instance("items").export(&batch()),
-            ExportResult::RejectItems {
-                items: vec![
-                    RejectedItemFfi {
-                        update: 0,
-                        sample: ROption::RSome(1),
-                        reason: "bad sample".into(),
-                    },
-                    RejectedItemFfi {
-                        update: 1,
-                        sample: ROption::RNone,
-                        reason: "bad removal".into(),
-                    },
-                ]
-                .into(),
-            }
-        );
-    }
-
-    #[test]
-    fn no_refused_items_is_ok_and_whole_batch_results_pass_through() {
-        assert_eq!(instance("none").export(&batch()), ExportResult::Ok);
-        assert_eq!(instance("ok").export(&batch()), ExportResult::Ok);
-        assert_eq!(
-            instance("reject").export(&batch()),
-            ExportResult::Reject {
-                reason: "all bad".into(),
-            }
-        );
-    }
 }

@@ -95,10 +95,33 @@ fn plugin_refusing_its_own_config_is_named() {
     let config =
         demo_config(&file_exporter().replace("path = \"out.ndjson\"", "pathh = \"out.ndjson\""));
     let line = line_of(&config, "pathh");
+    let column = config.lines().nth(line - 1).unwrap().find("pathh").unwrap() + 1;
     for error in both_refuse(&config) {
-        assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
+        // At the key itself, not at the start of the table.
+        assert!(
+            error.starts_with(&format!(
+                "bad.toml:{line}:{column}: `exporters[0].config.pathh`:"
+            )),
+            "{error}"
+        );
         assert!(
             error.contains("plugin `file` refuses its config") && error.contains("pathh"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_in_an_exporters_config_table_is_named_at_its_own_line() {
+    let config = demo_config(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\n\n  [exporters.config]\n  path = \"out.ndjson\"\n  max_files = \"many\"\n",
+    );
+    let line = line_of(&config, "max_files");
+    for error in both_refuse(&config) {
+        assert!(
+            error.starts_with(&format!(
+                "bad.toml:{line}:3: `exporters[0].config.max_files`: plugin `file` refuses its config:"
+            )),
             "{error}"
         );
     }

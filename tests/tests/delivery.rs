@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{demo_config, distinct_in_order, recorded_values, write_configmap};
-use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
+use periscope_tests::{Host, http_get, plugin_dir, read_ndjson, wait_until};
 
 const CHAOS: &str = r#"[[exporters]]
 name = "chaos"
@@ -149,6 +149,45 @@ fn rejected_batch_goes_to_the_dead_letter_file_and_is_counted() {
         host.metrics()
     );
     assert!(host.stop().success());
+}
+
+#[test]
+fn an_export_past_its_timeout_makes_the_exporter_unready_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    // The first export takes 2 s; the host's patience is 300 ms.
+    let config = demo_config(&format!(
+        "{CHAOS}export_timeout = \"300ms\"\nconfig = {{ record = \"record.ndjson\", export_delay_ms = 2000 }}\n"
+    ));
+    let host = Host::start(dir.path(), &config);
+    let readyz = || http_get(&format!("http://{}/readyz", host.addr)).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (status, body) = readyz();
+            status == 503 && body.contains("exporter:chaos: an export call has not returned")
+        }),
+        "the stalled exporter never showed on /readyz: {:?}\n{}",
+        readyz(),
+        host.log()
+    );
+    let stalled = "periscope_exporter_stalled_exports_total{exporter=\"chaos\"}";
+    assert_eq!(host.metric(stalled), 1.0, "{}", host.metrics());
+    assert_eq!(
+        host.metric("periscope_exporter_health{exporter=\"chaos\",state=\"unhealthy\"}"),
+        1.0
+    );
+    // The call returns, the batch is delivered, the exporter is ready again.
+    assert!(
+        wait_until(Duration::from_secs(10), || readyz().0 == 200),
+        "{:?}\n{}",
+        readyz(),
+        host.log()
+    );
+    let values = recorded_values(&read_ndjson(&dir.path().join("record.ndjson")), "a");
+    assert_eq!(values, [1.0]);
+    assert_eq!(host.metric(stalled), 1.0, "counted once");
+    assert!(host.log().contains("the stalled export call returned"));
 }
 
 #[test]

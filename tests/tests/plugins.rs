@@ -24,14 +24,92 @@ fn sha256_of(path: &Path) -> String {
         .to_owned()
 }
 
+/// Packages periscope-plugin-api with `cargo package` and unpacks the `.crate` into `dir`; the
+/// unpacked crate's directory.
+fn packaged_plugin_api(dir: &Path) -> std::path::PathBuf {
+    let target = dir.join("package-target");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo_root())
+        .args([
+            "package",
+            "-p",
+            "periscope-plugin-api",
+            "--no-verify",
+            "--allow-dirty",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo package");
+    assert!(
+        status.success(),
+        "`cargo package -p periscope-plugin-api` failed"
+    );
+    let crate_file = std::fs::read_dir(target.join("package"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "crate"))
+        .expect("cargo package wrote a .crate file");
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&crate_file)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .expect("run tar");
+    assert!(
+        status.success(),
+        "unpacking {} failed",
+        crate_file.display()
+    );
+    let unpacked = dir.join(crate_file.file_stem().unwrap());
+    assert!(
+        unpacked.join("Cargo.toml").is_file(),
+        "{}",
+        unpacked.display()
+    );
+    unpacked
+}
+
+/// Copies the files of `from` (recursively, without `target/`) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&path, &to.join(entry.file_name()));
+            }
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 #[test]
 fn out_of_tree_exporter_is_built_separately_and_loaded_by_the_unchanged_host() {
     let host_bin = periscope_tests::periscope_bin();
     let host_hash = sha256_of(&host_bin);
 
     // Build the example exactly as a third party would: its own crate, its own lock file, its own
-    // target directory, depending on periscope-plugin-api alone.
-    let example = repo_root().join("examples/third-party-exporter");
+    // target directory, depending on periscope-plugin-api alone — the crate as `cargo package`
+    // ships it, not a path into this workspace.
+    let work = tempfile::tempdir().unwrap();
+    let api = packaged_plugin_api(work.path());
+    let example = work.path().join("csv");
+    copy_dir(&repo_root().join("examples/third-party-exporter"), &example);
+    let manifest = std::fs::read_to_string(example.join("Cargo.toml")).unwrap();
+    let workspace_dependency = r#"periscope-plugin-api = { path = "../../plugin-api" }"#;
+    assert!(manifest.contains(workspace_dependency), "{manifest}");
+    let manifest = manifest.replace(
+        workspace_dependency,
+        &format!(
+            "periscope-plugin-api = {{ path = {:?} }}",
+            api.display().to_string()
+        ),
+    );
+    std::fs::write(example.join("Cargo.toml"), manifest).unwrap();
     let target = repo_root().join("target/third-party");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--manifest-path"])
@@ -137,6 +215,54 @@ fn plugin_of_another_abi_version_is_refused_in_one_line_and_others_keep_working(
     let (status, body) = http_get(&format!("http://{}/readyz", host.addr)).unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("exporter:old: plugin refused"), "{body}");
+}
+
+#[test]
+fn inspect_shows_what_it_can_read_of_a_refused_plugin_and_why_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(dir.path(), &["abi-mismatch", "layout-mismatch", "file"]);
+    let inspect = |name: &str| {
+        let file = plugins.join(plugin_file(name));
+        let (status, stdout, stderr) =
+            periscope(&["plugins", "inspect", file.to_str().unwrap()], dir.path());
+        (status, stdout, stderr, sha256_of(&file))
+    };
+
+    // Same ABI version, another layout: its self-description, its hash, and the type that differs.
+    let (status, stdout, stderr, sha) = inspect("layout-mismatch");
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("name:           layout-mismatch"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("abi version:    2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("sha256:         {sha}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("status:         refused"), "{stdout}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("layout differs") && stderr.contains("different types: "),
+        "the refusal names the difference: {stderr}"
+    );
+
+    // Another ABI version, built without plugin-api's self-description: the hash and the refusal.
+    let (status, stdout, stderr, sha) = inspect("abi-mismatch");
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("sha256:         {sha}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("status:         refused"), "{stdout}");
+    assert!(stderr.contains("ABI version 3"), "{stderr}");
+
+    // A plugin that loads: everything, plugin-api's version included, and success.
+    let (status, stdout, stderr, _) = inspect("file");
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("name:           file"), "{stdout}");
+    assert!(stdout.contains("plugin api:     0."), "{stdout}");
+    assert!(!stdout.contains("status:"), "{stdout}");
 }
 
 #[test]

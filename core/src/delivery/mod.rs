@@ -8,6 +8,7 @@ mod queue;
 mod refusal;
 #[cfg(test)]
 mod test_batches;
+mod watchdog;
 mod worker;
 
 pub use backoff::{Backoff, Stop};
@@ -15,4 +16,5 @@ pub use dead_letter::DeadLetter;
 pub use disk_queue::DiskQueue;
 pub use queue::{MemoryQueue, Queue};
 pub use refusal::{RefusalError, Refusals, Refused};
+pub use watchdog::Watchdog;
 pub use worker::{Worker, WorkerSpec};

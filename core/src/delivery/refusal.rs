@@ -1,10 +1,9 @@
-//! Items of a batch that an exporter's target refused for good (`RejectItems`, ABI 1.1): checked
+//! Items of a batch that an exporter's target refused for good (`RejectItems`, ABI 2): checked
 //! against the batch, deduplicated and counted, before they go to the dead-letter file.
 
 use std::collections::BTreeMap;
 
-use periscope_plugin_api::abi::RejectedItemFfi;
-use periscope_plugin_api::{Batch, Update};
+use periscope_plugin_api::{Batch, RejectedItem, Update};
 
 /// What was refused of one update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +28,7 @@ pub enum RefusalError {
     #[error("the exporter refused update {update}, but the batch has {updates} updates")]
     NoSuchUpdate {
         /// The position named.
-        update: u64,
+        update: usize,
         /// How many updates the batch has.
         updates: usize,
     },
@@ -39,7 +38,7 @@ pub enum RefusalError {
         /// The update's position.
         update: usize,
         /// The sample's position named.
-        sample: u64,
+        sample: usize,
         /// How many samples the update has.
         samples: usize,
     },
@@ -48,37 +47,35 @@ pub enum RefusalError {
 impl Refusals {
     /// Checks `items` against `batch`. A sample named twice, or named beside its whole update,
     /// is refused once (with the first reason given for the whole update, else for the sample).
-    pub fn resolve(batch: &Batch, items: &[RejectedItemFfi]) -> Result<Refusals, RefusalError> {
+    pub fn resolve(batch: &Batch, items: &[RejectedItem]) -> Result<Refusals, RefusalError> {
         let updates: Vec<Update<'_>> = batch.updates().collect();
         let mut refusals = Refusals::default();
         for item in items {
-            let update = usize::try_from(item.update)
-                .ok()
-                .filter(|u| *u < updates.len())
-                .ok_or(RefusalError::NoSuchUpdate {
+            let update = Some(item.update).filter(|u| *u < updates.len()).ok_or(
+                RefusalError::NoSuchUpdate {
                     update: item.update,
                     updates: updates.len(),
-                })?;
+                },
+            )?;
             let samples = match updates[update] {
                 Update::Replace { samples, .. } => samples.len(),
                 Update::Remove { .. } => 0,
             };
-            let reason = item.reason.as_str().to_owned();
-            match item.sample.into_option() {
+            let reason = item.reason.clone();
+            match item.sample {
                 None => {
                     if !matches!(refusals.updates.get(&update), Some(Refused::Whole(_))) {
                         refusals.updates.insert(update, Refused::Whole(reason));
                     }
                 }
                 Some(sample) => {
-                    let index = usize::try_from(sample)
-                        .ok()
-                        .filter(|s| *s < samples)
-                        .ok_or(RefusalError::NoSuchSample {
+                    let index = Some(sample).filter(|s| *s < samples).ok_or(
+                        RefusalError::NoSuchSample {
                             update,
                             sample,
                             samples,
-                        })?;
+                        },
+                    )?;
                     match refusals
                         .updates
                         .entry(update)
@@ -159,10 +156,10 @@ mod tests {
         b.build()
     }
 
-    fn item(update: u64, sample: Option<u64>, reason: &str) -> RejectedItemFfi {
-        RejectedItemFfi {
+    fn item(update: usize, sample: Option<usize>, reason: &str) -> RejectedItem {
+        RejectedItem {
             update,
-            sample: sample.into(),
+            sample,
             reason: reason.into(),
         }
     }
@@ -231,7 +228,7 @@ mod tests {
         );
         // A Remove has no samples to name.
         assert!(Refusals::resolve(&batch(), &[item(1, Some(0), "x")]).is_err());
-        assert!(Refusals::resolve(&batch(), &[item(u64::MAX, None, "x")]).is_err());
+        assert!(Refusals::resolve(&batch(), &[item(usize::MAX, None, "x")]).is_err());
     }
 
     #[test]

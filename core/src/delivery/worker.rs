@@ -11,11 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use abi_stable::std_types::RStr;
-use periscope_plugin_api::abi::{
-    ExportResult, ExporterBox, HealthFfi, HostContext, RejectedItemFfi,
-};
-use periscope_plugin_api::{Batch, BatchBuilder};
+use periscope_plugin_api::host::{Instance, Outcome};
+use periscope_plugin_api::{Batch, BatchBuilder, Health, RejectedItem};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, info_span, warn};
 
@@ -23,9 +20,9 @@ use super::backoff::{Backoff, Stop};
 use super::dead_letter::DeadLetter;
 use super::queue::Queue;
 use super::refusal::Refusals;
+use super::watchdog::Watchdog;
 use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
-use crate::logging;
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
 use crate::telemetry::{ExporterHealth, ExporterMetrics};
@@ -44,6 +41,8 @@ pub struct WorkerSpec {
     pub batch: BatchConfig,
     /// Backoff limits.
     pub retry: RetryConfig,
+    /// How long one `export` call may take before it is reported stalled.
+    pub export_timeout: std::time::Duration,
     /// Where rejected batches go.
     pub dead_letter: DeadLetter,
     /// Self-metrics.
@@ -63,6 +62,7 @@ impl WorkerSpec {
 pub struct Worker {
     name: String,
     intake: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
     thread: JoinHandle<()>,
     stop: Arc<Stop>,
 }
@@ -77,6 +77,13 @@ impl Worker {
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let stop = Arc::new(Stop::default());
         let name = spec.name.clone();
+        let watchdog = Arc::new(Watchdog::new(spec.export_timeout));
+        let watch = tokio::spawn(watch(
+            watchdog.clone(),
+            spec.metrics.clone(),
+            spec.readiness.clone(),
+            name.clone(),
+        ));
         let intake = tokio::spawn(intake(
             fanout,
             snapshot_rx,
@@ -94,6 +101,7 @@ impl Worker {
                 reply: snapshot_tx,
             },
             stop: stop.clone(),
+            watchdog,
             instance: None,
             health: None,
         };
@@ -103,6 +111,7 @@ impl Worker {
         Ok(Worker {
             name,
             intake,
+            watch,
             thread,
             stop,
         })
@@ -120,6 +129,34 @@ impl Worker {
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
             error!(exporter = %name, "delivery thread ended abnormally");
+        }
+        self.watch.abort();
+    }
+}
+
+/// Looks at the delivery thread's `export` call in flight every so often, and reports it once when
+/// it passes the exporter's `export_timeout`: unhealthy, unready, counted, logged.
+async fn watch(
+    watchdog: Arc<Watchdog>,
+    metrics: ExporterMetrics,
+    readiness: Readiness,
+    name: String,
+) {
+    let mut ticks = tokio::time::interval(watchdog.period());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Some(elapsed) = watchdog.check(Instant::now()) {
+            metrics.stalled_exports.inc();
+            metrics.health.set(Some(ExporterHealth::Unhealthy));
+            let seconds = elapsed.as_secs_f64();
+            readiness.set(
+                &format!("exporter:{name}"),
+                Err(format!(
+                    "an export call has not returned for {seconds:.0} s"
+                )),
+            );
+            error!(exporter = %name, elapsed_s = seconds, "an export call has not returned within export_timeout; the exporter is stalled (the host cannot interrupt it and keeps queueing)");
         }
     }
 }
@@ -195,7 +232,8 @@ struct Delivery {
     spec: WorkerSpec,
     resync: ResyncLink,
     stop: Arc<Stop>,
-    instance: Option<ExporterBox>,
+    watchdog: Arc<Watchdog>,
+    instance: Option<Instance>,
     /// What the running instance last said of its target.
     health: Option<(ExporterHealth, String)>,
 }
@@ -262,6 +300,7 @@ impl Delivery {
     /// first (the batch was not delivered).
     fn deliver(&mut self, batch: &Batch, backoff: &mut Backoff) -> bool {
         let metrics = self.spec.metrics.clone();
+        let watchdog = self.watchdog.clone();
         loop {
             if self.stop.expired() {
                 return false;
@@ -270,37 +309,43 @@ impl Delivery {
                 continue;
             };
             let started = Instant::now();
+            watchdog.begin(started);
             let result = instance.export(batch);
             metrics.latency.observe(started.elapsed().as_secs_f64());
-            if !matches!(result, ExportResult::Failed { .. }) {
+            if let Some(took) = watchdog.end(Instant::now()) {
+                warn!(
+                    took_s = took.as_secs_f64(),
+                    "the stalled export call returned"
+                );
+                self.spec.set_ready(Ok(()));
+            }
+            if !matches!(result, Outcome::Failed { .. }) {
                 self.observe_health();
             }
             match result {
-                ExportResult::Ok => {
+                Outcome::Delivered => {
                     metrics.exports.inc();
                     metrics.sent.inc_by(batch.sample_count() as u64);
                     backoff.reset();
                     return true;
                 }
-                ExportResult::Retry { after_ms, reason } => {
+                Outcome::Retry { after, reason } => {
                     metrics.retries.inc();
-                    let wait = backoff
-                        .next_wait()
-                        .max(std::time::Duration::from_millis(after_ms));
+                    let wait = backoff.next_wait().max(after);
                     warn!(%reason, wait_ms = wait.as_millis() as u64, "export will be retried");
                     self.stop.sleep(wait);
                 }
-                ExportResult::Reject { reason } => {
+                Outcome::Rejected { reason } => {
                     backoff.reset();
-                    self.dead_letter(batch, reason.as_str());
+                    self.dead_letter(batch, &reason);
                     return true;
                 }
-                ExportResult::RejectItems { items } => {
+                Outcome::RejectedItems(items) => {
                     backoff.reset();
                     self.reject_items(batch, &items);
                     return true;
                 }
-                ExportResult::Failed { reason } => {
+                Outcome::Failed { reason } => {
                     error!(%reason, "exporter failed; restarting it");
                     self.spec.set_ready(Err(format!("failed: {reason}")));
                     self.discard_instance();
@@ -316,7 +361,7 @@ impl Delivery {
     /// its reason, and count as rejected; the rest counts as sent. Items the batch does not have
     /// make the exporter's account untrustworthy: then the whole batch is dead-lettered, as a
     /// `Reject` would.
-    fn reject_items(&self, batch: &Batch, items: &[RejectedItemFfi]) {
+    fn reject_items(&self, batch: &Batch, items: &[RejectedItem]) {
         let refusals = match Refusals::resolve(batch, items) {
             Ok(refusals) => refusals,
             Err(problem) => {
@@ -360,9 +405,9 @@ impl Delivery {
             return;
         };
         let (state, reason) = match instance.health() {
-            HealthFfi::Healthy => (ExporterHealth::Healthy, String::new()),
-            HealthFfi::Degraded { reason } => (ExporterHealth::Degraded, reason.into_string()),
-            HealthFfi::Unhealthy { reason } => (ExporterHealth::Unhealthy, reason.into_string()),
+            Health::Healthy => (ExporterHealth::Healthy, String::new()),
+            Health::Degraded(reason) => (ExporterHealth::Degraded, reason),
+            Health::Unhealthy(reason) => (ExporterHealth::Unhealthy, reason),
         };
         self.spec.metrics.health.set(Some(state));
         let changed = self.health.as_ref().is_none_or(|(s, _)| *s != state);
@@ -382,17 +427,10 @@ impl Delivery {
 
     /// The running instance, starting one if there is none. A start that fails is counted as a
     /// restart and waits out a backoff before returning `None`.
-    fn instance_or_start(&mut self, backoff: &mut Backoff) -> Option<&mut ExporterBox> {
+    fn instance_or_start(&mut self, backoff: &mut Backoff) -> Option<&mut Instance> {
         if self.instance.is_none() {
             let spec = &self.spec;
-            let context = HostContext {
-                exporter: RStr::from_str(&spec.name),
-                log: logging::plugin_log,
-                max_level: logging::max_level_u8(),
-            };
-            match spec.plugin.module().new()(RStr::from_str(&spec.config_text), context)
-                .into_result()
-            {
+            match spec.plugin.start(&spec.name, &spec.config_text) {
                 Ok(instance) => {
                     info!(plugin = %spec.plugin.info().name, "exporter started");
                     spec.metrics.up.set(1);
@@ -449,11 +487,11 @@ impl Delivery {
 
     fn close_instance(&mut self) {
         if let Some(mut instance) = self.instance.take() {
-            if let Err(e) = instance.flush().into_result() {
-                error!("flush at shutdown failed: {e}");
+            if let Err(error) = instance.flush() {
+                error!(%error, "flush at shutdown failed");
             }
-            if let Err(e) = instance.shutdown().into_result() {
-                error!("shutdown failed: {e}");
+            if let Err(error) = instance.shutdown() {
+                error!(%error, "shutdown failed");
             }
             info!("exporter stopped");
         }
@@ -562,23 +600,24 @@ mod tests {
             runtime.block_on(queue.push(batch.clone()));
         }
         queue.close();
-        let module = periscope_plugin_api::__private::root_module::<Scripted>("scripted", "0.0.0");
         let (requests, _) = mpsc::unbounded_channel();
         let (reply, _) = mpsc::unbounded_channel();
         let delivery = Delivery {
             spec: WorkerSpec {
                 name: "t".into(),
-                plugin: Plugin::in_process(module),
+                plugin: Plugin::in_process::<Scripted>("scripted", "0.0.0"),
                 config_text: config.into(),
                 queue,
                 batch: BatchConfig::default(),
                 retry: RetryConfig::default(),
+                export_timeout: std::time::Duration::from_secs(60),
                 dead_letter: DeadLetter::new(dir.path(), "t"),
                 metrics: metrics.clone(),
                 readiness: Readiness::default(),
             },
             resync: ResyncLink { requests, reply },
             stop: Arc::new(Stop::default()),
+            watchdog: Arc::new(Watchdog::new(std::time::Duration::from_secs(60))),
             instance: None,
             health: None,
         };
