@@ -11,11 +11,11 @@
 //! the state converges after an apiserver restart or a watch expiry. A resource whose CRD is
 //! deleted stops cleanly: its sources are removed and the watch goes back to waiting for the kind.
 //!
-//! The modules, by job: [`config`](KubernetesConfig) (`[kubernetes]`), `connect` (the client),
-//! `plan` (which watches the config needs), `watch` (the watch loop), `known` (what a watch
-//! remembers across relists, shared with endpoint discovery) and `object` (an object from the
-//! watcher as JSON, and its key). Whether Secrets may be watched is checked when `[[resources]]`
-//! is compiled ([`Secrets`](crate::objects::Secrets)).
+//! The modules, by job: `config` (`[kubernetes]`), `connect` (the client), `plan` (which watches
+//! the config needs), `watch` (the watch loop), `known` (what a watch remembers across relists,
+//! shared with endpoint discovery) and `object` (an object from the watcher as JSON, and its key).
+//! Whether Secrets may be watched is checked when `[[resources]]` is compiled
+//! ([`Secrets`](crate::objects::Secrets)).
 
 mod config;
 mod connect;
