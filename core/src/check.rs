@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use periscope_scraper::endpoints::{self, Endpoint};
-use periscope_scraper::objects::ObjectPipeline;
+use periscope_scraper::kube::KubernetesConfig;
+use periscope_scraper::objects::{ObjectPipeline, Secrets};
 
 use crate::config::{
     BatchConfig, Config, ConfigErrors, ConfigText, Problem, QueueConfig, RetryConfig, parse_listen,
@@ -70,7 +71,11 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         .map_err(|p| problems.push(p))
         .ok();
 
-    let pipeline = match ObjectPipeline::compile(&config.resources) {
+    let secrets = config
+        .kubernetes
+        .as_ref()
+        .map_or(Secrets::Refused, KubernetesConfig::secrets);
+    let pipeline = match ObjectPipeline::compile(&config.resources, secrets) {
         Ok(pipeline) => Some(pipeline),
         Err(errors) => {
             problems.extend(
@@ -104,13 +109,6 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             }
         }
     }
-
-    let allow_secrets = config.kubernetes.as_ref().is_some_and(|k| k.allow_secrets);
-    problems.extend(
-        periscope_scraper::kube::check_secrets(&config.resources, allow_secrets)
-            .into_iter()
-            .map(|e| text.problem(e.key, e.span, e.message)),
-    );
 
     for (i, files) in config.sources.files.iter().enumerate() {
         if !std::path::Path::new(&files.path).exists() {

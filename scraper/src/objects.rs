@@ -17,6 +17,7 @@ mod aggregate;
 pub(crate) mod compile;
 mod durations;
 mod extract;
+mod key;
 mod tracked;
 mod transitions;
 
@@ -25,7 +26,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use periscope_plugin_api::batch::{FamilyKind, Source, SourceKind, Suffix};
+use periscope_plugin_api::batch::{FamilyKind, Source, Suffix};
 use serde_json::Value;
 
 use crate::config::ResourceConfig;
@@ -34,6 +35,7 @@ use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
+pub use key::ObjectKey;
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.
@@ -53,6 +55,18 @@ impl fmt::Display for CompileError {
     }
 }
 
+/// Whether `[[resources]]` may name Secrets (`[kubernetes] allow_secrets`). Even when they may,
+/// no path may read their `data` or `stringData`, and the watcher drops both before an object
+/// reaches the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Secrets {
+    /// A `[[resources]]` entry of kind `Secret` is a config error (the default).
+    #[default]
+    Refused,
+    /// Secrets may be watched, their metadata and `type` read.
+    Allowed,
+}
+
 /// The compiled `[[resources]]` config: turns objects into source updates.
 ///
 /// It is shared by every input (`apply` and `remove` take `&self`): the state of aggregates and
@@ -65,16 +79,20 @@ pub struct ObjectPipeline {
 
 impl ObjectPipeline {
     /// Compiles the `[[resources]]` entries, reporting every problem found, not only the first.
-    pub fn compile(resources: &[ResourceConfig]) -> Result<ObjectPipeline, Vec<CompileError>> {
-        compile::compile(resources).map(|resources| ObjectPipeline {
+    /// `secrets` says whether Secrets may be watched at all; their data never may.
+    pub fn compile(
+        resources: &[ResourceConfig],
+        secrets: Secrets,
+    ) -> Result<ObjectPipeline, Vec<CompileError>> {
+        compile::compile(resources, secrets).map(|resources| ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
             resources,
         })
     }
 
-    /// The update of one object: a `Replace` with the samples of every entry matching the object
-    /// (its apiVersion and kind, namespaces and selectors), or `None` if no entry matches or the
-    /// object has no apiVersion, kind or name.
+    /// The update of one object, `key` being its key (read with [`ObjectKey::of`]): a `Replace`
+    /// with the samples of every entry matching the object (its apiVersion and kind, namespaces
+    /// and selectors), or `None` if no entry matches.
     ///
     /// Alongside come the problems met while extracting (a value that is not a number, a path that
     /// reached several values), each naming the metric and path. The samples they concern are left
@@ -84,18 +102,21 @@ impl ObjectPipeline {
     /// dropped from the entries that no longer select it); they show in the next
     /// [`derived_updates`](Self::derived_updates). An entry with only aggregates or derived
     /// metrics gives the object an empty `Replace`: `None` keeps meaning "not selected".
-    pub fn apply(&self, object: &Value, now_ms: i64) -> Option<(SourceUpdate, Vec<String>)> {
-        let key = ObjectKey::of(object)?;
-        let id = key.source_id();
+    pub fn apply(
+        &self,
+        key: &ObjectKey,
+        object: &Value,
+        now_ms: i64,
+    ) -> Option<(SourceUpdate, Vec<String>)> {
         let mut problems = Vec::new();
-        self.track(&key, &id, Some(object), &mut problems);
+        self.track(key, Some(object), &mut problems);
         let mut matching = self
             .resources
             .iter()
-            .filter(|resource| resource.selects(&key, object))
+            .filter(|resource| resource.selects(key, object))
             .peekable();
         matching.peek()?;
-        let update = SourceUpdate::replace(key.source(&id), |writer| {
+        let update = SourceUpdate::replace(Source::from(key), |writer| {
             for resource in matching {
                 resource.write(object, now_ms, writer, &mut problems);
             }
@@ -112,13 +133,12 @@ impl ObjectPipeline {
     ///
     /// Only the object's key is needed, not the object: its contributions to aggregates and
     /// derived metrics are dropped by source id.
-    pub fn remove(&self, key: &ObjectKey<'_>) -> Option<SourceUpdate> {
-        let id = key.source_id();
-        self.track(key, &id, None, &mut Vec::new());
+    pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
+        self.track(key, None, &mut Vec::new());
         self.resources
             .iter()
             .any(|resource| resource.is_kind_of(key))
-            .then(|| SourceUpdate::remove(key.source(&id)))
+            .then(|| SourceUpdate::remove(Source::from(key)))
     }
 
     /// The updates of aggregate and derived sources that changed since the last call, and of
@@ -141,13 +161,7 @@ impl ObjectPipeline {
     /// Records what the object contributes to every aggregate and derived metric of its kind:
     /// `object` is `None` when it is gone; entries that do not select it drop its contributions.
     /// Everything is read from the object first, then the state is locked once.
-    fn track(
-        &self,
-        key: &ObjectKey<'_>,
-        id: &str,
-        object: Option<&Value>,
-        problems: &mut Vec<String>,
-    ) {
+    fn track(&self, key: &ObjectKey, object: Option<&Value>, problems: &mut Vec<String>) {
         let mut observations = Vec::new();
         let of_kind = self
             .resources
@@ -168,7 +182,8 @@ impl ObjectPipeline {
         }
         // Durations are counted once per object for good, so they follow the uid, which a
         // re-created object does not share; without one, the source id.
-        let object_key = if key.uid.is_empty() { id } else { key.uid };
+        let id = key.source_id();
+        let object_key = if key.uid().is_empty() { id } else { key.uid() };
         let mut tracker = self.lock();
         for (tracked, observation) in observations {
             tracker.record(tracked, id, object_key, observation);
@@ -211,59 +226,6 @@ impl DocumentMetrics {
         problems: &mut Vec<String>,
     ) {
         self.resource.write(document, now_ms, writer, problems);
-    }
-}
-
-/// The fields that name an object: all a watch keeps of an object it reported, to remove it later
-/// ([`ObjectPipeline::remove`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectKey<'o> {
-    /// `apiVersion`, such as `kubevirt.io/v1`.
-    pub api_version: &'o str,
-    /// `kind`, such as `VirtualMachineInstance`.
-    pub kind: &'o str,
-    /// `metadata.namespace`, empty for cluster-scoped objects.
-    pub namespace: &'o str,
-    /// `metadata.name`.
-    pub name: &'o str,
-    /// `metadata.uid`, empty when the object has none (objects read from files).
-    pub uid: &'o str,
-}
-
-impl<'o> ObjectKey<'o> {
-    /// The key of an object as JSON, or `None` if it has no apiVersion, kind or name.
-    pub fn of(object: &'o Value) -> Option<Self> {
-        let text = |value: Option<&'o Value>| value.and_then(Value::as_str);
-        let metadata = object.get("metadata");
-        let field = |name: &str| text(metadata.and_then(|m| m.get(name)));
-        Some(ObjectKey {
-            api_version: text(object.get("apiVersion")).filter(|s| !s.is_empty())?,
-            kind: text(object.get("kind")).filter(|s| !s.is_empty())?,
-            name: field("name").filter(|s| !s.is_empty())?,
-            namespace: field("namespace").unwrap_or(""),
-            uid: field("uid").unwrap_or(""),
-        })
-    }
-
-    /// The object's source id, `<apiVersion>/<kind>/<namespace>/<name>` (namespace empty for
-    /// cluster-scoped objects).
-    pub fn source_id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.api_version, self.kind, self.namespace, self.name
-        )
-    }
-
-    fn source<'s>(&'s self, id: &'s str) -> Source<'s> {
-        Source {
-            kind: SourceKind::Object,
-            id,
-            api_version: self.api_version,
-            object_kind: self.kind,
-            namespace: self.namespace,
-            name: self.name,
-            uid: self.uid,
-        }
     }
 }
 

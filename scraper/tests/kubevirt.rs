@@ -10,7 +10,7 @@ use periscope_plugin_api::batch::{FamilyKind, SourceKind, Update};
 use periscope_plugin_api::config::Duration as ConfigDuration;
 use periscope_scraper::config::{FilesConfig, ResourceConfig};
 use periscope_scraper::files::FilesSource;
-use periscope_scraper::objects::ObjectPipeline;
+use periscope_scraper::objects::{ObjectPipeline, Secrets};
 use periscope_scraper::value::parse_timestamp;
 use periscope_scraper::{Event, SourceUpdate};
 use serde::Deserialize;
@@ -37,7 +37,10 @@ fn pipeline() -> Arc<ObjectPipeline> {
     let text =
         std::fs::read_to_string(example().join("periscope.toml")).expect("the example config");
     let example: Example = periscope_plugin_api::config::parse(&text).expect("the example parses");
-    Arc::new(ObjectPipeline::compile(&example.resources).expect("the example compiles"))
+    Arc::new(
+        ObjectPipeline::compile(&example.resources, Secrets::Refused)
+            .expect("the example compiles"),
+    )
 }
 
 /// Every sample by `name{label="value",…}` (labels in the order written), and what else was

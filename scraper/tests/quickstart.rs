@@ -11,7 +11,7 @@ use periscope_plugin_api::config::Duration as ConfigDuration;
 use periscope_scraper::Event;
 use periscope_scraper::config::{FilesConfig, ResourceConfig};
 use periscope_scraper::files::FilesSource;
-use periscope_scraper::objects::ObjectPipeline;
+use periscope_scraper::objects::{ObjectPipeline, Secrets};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -127,8 +127,9 @@ struct Read {
 async fn read(config_text: &str) -> Read {
     let config: Config =
         periscope_plugin_api::config::parse(config_text).expect("the config parses");
-    let pipeline =
-        Arc::new(ObjectPipeline::compile(&config.resources).expect("the config compiles"));
+    let pipeline = Arc::new(
+        ObjectPipeline::compile(&config.resources, Secrets::Refused).expect("the config compiles"),
+    );
     let files = FilesConfig {
         path: manifests().to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_secs(60)),

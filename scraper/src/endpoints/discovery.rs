@@ -3,7 +3,6 @@
 //! list-then-watch machinery as objects. After every change the whole target set goes to the
 //! scheduler, which starts and stops scrape loops to match.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -13,10 +12,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::targets::{ObjectRef, Target, Targets};
+use super::targets::{Target, Targets};
 use super::{Discovery, Endpoint};
 use crate::config::{DiscoveryRole, PortRef};
 use crate::event::Event;
+use crate::kube::known::Known;
+use crate::kube::object::WatchedKind;
+use crate::objects::ObjectKey;
 use crate::shard::Shard;
 
 /// The discovery of one entry.
@@ -31,11 +33,10 @@ pub(crate) struct Watch {
     pub(crate) input: String,
 }
 
-/// The targets of every object of one stream, and the objects of a relist in progress.
+/// The targets of every object of one stream.
 #[derive(Default)]
 struct StreamState {
-    objects: HashMap<String, Targets>,
-    relisting: Option<HashMap<String, Targets>>,
+    known: Known<Targets>,
     listed: bool,
 }
 
@@ -50,6 +51,10 @@ impl Watch {
             DiscoveryRole::EndpointSlice => {
                 ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&())
             }
+        };
+        let watched = WatchedKind {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
         };
         let namespaces: Vec<Option<&str>> = if discovery.namespaces.is_empty() {
             vec![None]
@@ -88,7 +93,7 @@ impl Watch {
             };
             match event {
                 Ok(event) => {
-                    if !self.handle(discovery, state, event) {
+                    if !self.handle(discovery, &watched, state, event) {
                         continue;
                     }
                 }
@@ -102,7 +107,7 @@ impl Watch {
             if states.iter().all(|s| s.listed) {
                 let mut all = self.statics.clone();
                 for state in &states {
-                    for targets in state.objects.values() {
+                    for targets in state.known.values() {
                         all.extend(targets.iter().map(|(id, t)| (id.clone(), t.clone())));
                     }
                 }
@@ -115,66 +120,62 @@ impl Watch {
     fn handle(
         &self,
         discovery: &Discovery,
+        watched: &WatchedKind,
         state: &mut StreamState,
         event: watcher::Event<DynamicObject>,
     ) -> bool {
         match event {
             watcher::Event::Init => {
-                state.relisting = Some(HashMap::new());
+                state.known.start_relist();
                 false
             }
             watcher::Event::InitApply(object) => {
-                if let Some((key, targets)) = self.targets_of(discovery, &object)
-                    && let Some(relisting) = &mut state.relisting
-                {
-                    relisting.insert(key, targets);
+                if let Some((key, targets)) = self.targets_of(discovery, watched, object) {
+                    state.known.relisted(key, targets);
                 }
                 false
             }
             watcher::Event::InitDone => {
-                state.objects = state.relisting.take().unwrap_or_default();
+                // The targets of objects not listed again leave the set sent below.
+                state.known.finish_relist();
                 state.listed = true;
                 true
             }
             watcher::Event::Apply(object) => {
-                if let Some((key, targets)) = self.targets_of(discovery, &object) {
-                    state.objects.insert(key, targets);
+                if let Some((key, targets)) = self.targets_of(discovery, watched, object) {
+                    state.known.insert(key, targets);
                 }
                 true
             }
             watcher::Event::Delete(object) => {
-                state.objects.remove(&object_key(&object));
+                if let Some(key) = watched.key_of_deleted(&object) {
+                    state.known.remove(&key);
+                }
                 true
             }
         }
     }
 
-    /// The targets of one object (of this shard), keyed by the object's namespace and name.
+    /// The targets of one object (of this shard), with the object's key.
     fn targets_of(
         &self,
         discovery: &Discovery,
-        object: &DynamicObject,
-    ) -> Option<(String, Targets)> {
-        let json = serde_json::to_value(object).ok()?;
+        watched: &WatchedKind,
+        object: DynamicObject,
+    ) -> Option<(ObjectKey, Targets)> {
+        let json = watched.json(object).ok()?;
+        let key = ObjectKey::of(&json)?;
         let found = match discovery.role {
-            DiscoveryRole::Pod => pod_targets(discovery, &json),
-            DiscoveryRole::EndpointSlice => slice_targets(discovery, &json),
+            DiscoveryRole::Pod => pod_targets(discovery, &key, &json),
+            DiscoveryRole::EndpointSlice => slice_targets(discovery, &key, &json),
         };
         let targets = found
             .into_iter()
             .map(|target| (target.source_id(&self.endpoint), Arc::new(target)))
             .filter(|(id, target)| target.in_shard(self.shard, id))
             .collect();
-        Some((object_key(object), targets))
+        Some((key, targets))
     }
-}
-
-fn object_key(object: &DynamicObject) -> String {
-    format!(
-        "{}/{}",
-        object.metadata.namespace.as_deref().unwrap_or_default(),
-        object.metadata.name.as_deref().unwrap_or_default()
-    )
 }
 
 fn text<'v>(value: &'v Value, pointer: &str) -> &'v str {
@@ -182,17 +183,6 @@ fn text<'v>(value: &'v Value, pointer: &str) -> &'v str {
         .pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
-}
-
-/// The identity of `object` as the source of its targets.
-fn object_ref(object: &Value, api_version: &'static str, kind: &'static str) -> ObjectRef {
-    ObjectRef {
-        api_version,
-        kind,
-        namespace: text(object, "/metadata/namespace").to_owned(),
-        name: text(object, "/metadata/name").to_owned(),
-        uid: text(object, "/metadata/uid").to_owned(),
-    }
 }
 
 /// The URL of a target at `ip:port`.
@@ -225,8 +215,8 @@ fn labels(
     labels
 }
 
-/// A pod with an IP that has not ended: one target on the configured port.
-pub(super) fn pod_targets(discovery: &Discovery, pod: &Value) -> Vec<Target> {
+/// A pod (`key` its key) with an IP that has not ended: one target on the configured port.
+pub(super) fn pod_targets(discovery: &Discovery, key: &ObjectKey, pod: &Value) -> Vec<Target> {
     let ip = text(pod, "/status/podIP");
     let phase = text(pod, "/status/phase");
     if ip.is_empty() || phase == "Succeeded" || phase == "Failed" {
@@ -252,20 +242,19 @@ pub(super) fn pod_targets(discovery: &Discovery, pod: &Value) -> Vec<Target> {
     let Some(url) = port.and_then(|port| url(discovery, ip, port)) else {
         return Vec::new();
     };
-    let object = object_ref(pod, "v1", "Pod");
     let fixed = vec![
-        ("namespace".to_owned(), object.namespace.clone()),
-        ("pod".to_owned(), object.name.clone()),
+        ("namespace".to_owned(), key.namespace().to_owned()),
+        ("pod".to_owned(), key.name().to_owned()),
     ];
     vec![Target::new(
         url,
         labels(discovery, pod, fixed),
-        Some(object),
+        Some(key.clone()),
     )]
 }
 
-/// One target per endpoint of a slice with an address, on the configured port.
-pub(super) fn slice_targets(discovery: &Discovery, slice: &Value) -> Vec<Target> {
+/// One target per endpoint of a slice (`key` its key) with an address, on the configured port.
+pub(super) fn slice_targets(discovery: &Discovery, key: &ObjectKey, slice: &Value) -> Vec<Target> {
     let port = slice
         .get("ports")
         .and_then(Value::as_array)
@@ -280,7 +269,6 @@ pub(super) fn slice_targets(discovery: &Discovery, slice: &Value) -> Vec<Target>
     let Some(port) = port else {
         return Vec::new();
     };
-    let object = object_ref(slice, "discovery.k8s.io/v1", "EndpointSlice");
     let service = text(slice, "/metadata/labels/kubernetes.io~1service-name");
     slice
         .get("endpoints")
@@ -291,7 +279,7 @@ pub(super) fn slice_targets(discovery: &Discovery, slice: &Value) -> Vec<Target>
             let address = endpoint.pointer("/addresses/0").and_then(Value::as_str)?;
             let url = url(discovery, address, port)?;
             let mut fixed = vec![
-                ("namespace".to_owned(), object.namespace.clone()),
+                ("namespace".to_owned(), key.namespace().to_owned()),
                 ("service".to_owned(), service.to_owned()),
             ];
             if text(endpoint, "/targetRef/kind") == "Pod" {
@@ -303,7 +291,7 @@ pub(super) fn slice_targets(discovery: &Discovery, slice: &Value) -> Vec<Target>
             Some(Target::new(
                 url,
                 labels(discovery, slice, fixed),
-                Some(object.clone()),
+                Some(key.clone()),
             ))
         })
         .collect()

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::Endpoint;
 use super::scrape::scrape;
 use crate::event::{Event, SourceUpdate};
+use crate::objects::ObjectKey;
 use crate::shard::{Shard, fnv64a};
 
 /// One thing to scrape.
@@ -25,17 +26,7 @@ pub(crate) struct Target {
     /// Labels from the discovered object (none for URLs from the config).
     pub(crate) labels: Vec<(String, String)>,
     /// The object the target was discovered from.
-    pub(crate) object: Option<ObjectRef>,
-}
-
-/// The identity of a discovered object, carried by the target's source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ObjectRef {
-    pub(crate) api_version: &'static str,
-    pub(crate) kind: &'static str,
-    pub(crate) namespace: String,
-    pub(crate) name: String,
-    pub(crate) uid: String,
+    pub(crate) object: Option<ObjectKey>,
 }
 
 /// The targets of an entry, by source id.
@@ -46,7 +37,7 @@ impl Target {
     pub(crate) fn new(
         url: reqwest::Url,
         labels: Vec<(String, String)>,
-        object: Option<ObjectRef>,
+        object: Option<ObjectKey>,
     ) -> Self {
         // `host_str` keeps the brackets of an IPv6 address.
         let host = url.host_str().unwrap_or_default();
@@ -73,10 +64,10 @@ impl Target {
         let mut source = Source::new(SourceKind::Endpoint, id);
         source.name = self.url.as_str();
         if let Some(object) = &self.object {
-            source.api_version = object.api_version;
-            source.object_kind = object.kind;
-            source.namespace = &object.namespace;
-            source.uid = &object.uid;
+            source.api_version = object.api_version();
+            source.object_kind = object.kind();
+            source.namespace = object.namespace();
+            source.uid = object.uid();
         }
         source
     }
@@ -84,7 +75,7 @@ impl Target {
     /// Whether this instance scrapes the target: by the object's uid, or by the source id.
     pub(crate) fn in_shard(&self, shard: Shard, id: &str) -> bool {
         match &self.object {
-            Some(object) => shard.keeps(&object.uid),
+            Some(object) => shard.keeps(object.uid()),
             None => shard.keeps(id),
         }
     }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::compile;
 use super::discovery::{pod_targets, slice_targets};
 use crate::config::EndpointConfig;
+use crate::objects::ObjectKey;
 
 #[derive(Deserialize)]
 struct Doc {
@@ -153,13 +154,15 @@ fn a_running_pod_with_an_ip_is_a_target_on_its_named_port() {
     let endpoint = discovering("pod", "\"metrics\"");
     let discovery = endpoint.discovery.as_ref().unwrap();
     let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-0", "namespace": "apps", "uid": "u1", "labels": {"app": "web"}},
         "spec": {"nodeName": "n1", "containers": [
             {"ports": [{"name": "http", "containerPort": 80}]},
             {"ports": [{"name": "metrics", "containerPort": 9100}]}]},
         "status": {"phase": "Running", "podIP": "10.1.2.3"}
     });
-    let targets = pod_targets(discovery, &pod);
+    let key = ObjectKey::of(&pod).unwrap();
+    let targets = pod_targets(discovery, &key, &pod);
     assert_eq!(targets.len(), 1);
     let target = &targets[0];
     assert_eq!(target.url.as_str(), "https://10.1.2.3:9100/stats");
@@ -171,17 +174,17 @@ fn a_running_pod_with_an_ip_is_a_target_on_its_named_port() {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .to_vec()
     );
-    assert_eq!(target.object.as_ref().unwrap().uid, "u1");
+    assert_eq!(target.object.as_ref().unwrap().uid(), "u1");
 
     let mut ended = pod.clone();
     ended["status"]["phase"] = json!("Succeeded");
-    assert!(pod_targets(discovery, &ended).is_empty());
+    assert!(pod_targets(discovery, &key, &ended).is_empty());
     let mut no_ip = pod.clone();
     no_ip["status"] = json!({"phase": "Pending"});
-    assert!(pod_targets(discovery, &no_ip).is_empty());
+    assert!(pod_targets(discovery, &key, &no_ip).is_empty());
     let mut no_port = pod;
     no_port["spec"]["containers"] = json!([]);
-    assert!(pod_targets(discovery, &no_port).is_empty());
+    assert!(pod_targets(discovery, &key, &no_port).is_empty());
 }
 
 #[test]
@@ -189,6 +192,7 @@ fn every_endpoint_of_a_slice_is_a_target_on_the_slice_port() {
     let endpoint = discovering("endpointslice", "8443");
     let discovery = endpoint.discovery.as_ref().unwrap();
     let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "api-x", "namespace": "apps", "uid": "s1",
                      "labels": {"kubernetes.io/service-name": "api"}},
         "ports": [{"name": "web", "port": 80}, {"name": "metrics", "port": 8443}],
@@ -198,7 +202,8 @@ fn every_endpoint_of_a_slice_is_a_target_on_the_slice_port() {
             {"addresses": []}
         ]
     });
-    let targets = slice_targets(discovery, &slice);
+    let key = ObjectKey::of(&slice).unwrap();
+    let targets = slice_targets(discovery, &key, &slice);
     let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
     assert_eq!(
         urls,

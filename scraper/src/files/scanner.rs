@@ -79,17 +79,15 @@ impl Scanner {
             if let Some(last) = self.sent.remove(&id) {
                 // Through the pipeline, so the object's share of aggregates goes with it.
                 let source = last.update().source();
-                let key = ObjectKey {
-                    api_version: source.api_version,
-                    kind: source.object_kind,
-                    namespace: source.namespace,
-                    name: source.name,
-                    uid: source.uid,
-                };
-                let update = self
-                    .pipeline
-                    .remove(&key)
-                    .unwrap_or_else(|| SourceUpdate::remove(source));
+                let update = ObjectKey::new(
+                    source.api_version,
+                    source.object_kind,
+                    source.namespace,
+                    source.name,
+                    source.uid,
+                )
+                .and_then(|key| self.pipeline.remove(&key))
+                .unwrap_or_else(|| SourceUpdate::remove(source));
                 events.push(Event::Update(update));
             }
         }
@@ -164,7 +162,7 @@ impl Scanner {
     ) -> Vec<String> {
         let mut ids = Vec::new();
         for (index, object) in objects.iter().enumerate() {
-            if ObjectKey::of(object).is_none() {
+            let Some(key) = ObjectKey::of(object) else {
                 let message = format!(
                     "{}: object {}: not a Kubernetes object (it needs apiVersion, kind and metadata.name)",
                     path.display(),
@@ -172,8 +170,8 @@ impl Scanner {
                 );
                 events.push(self.error(message));
                 continue;
-            }
-            let Some((update, problems)) = self.pipeline.apply(object, now_ms) else {
+            };
+            let Some((update, problems)) = self.pipeline.apply(&key, object, now_ms) else {
                 continue;
             };
             let id = update.source_id().to_owned();

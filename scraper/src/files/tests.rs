@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::ResourceConfig;
+use crate::objects::Secrets;
 
 const CONFIG: &str = r#"
 [[resources]]
@@ -29,7 +30,7 @@ fn pipeline() -> Arc<ObjectPipeline> {
         resources: Vec<ResourceConfig>,
     }
     let config: Config = periscope_plugin_api::config::parse(CONFIG).unwrap();
-    Arc::new(ObjectPipeline::compile(&config.resources).unwrap())
+    Arc::new(ObjectPipeline::compile(&config.resources, Secrets::Refused).unwrap())
 }
 
 fn config_map(name: &str, value: &str) -> String {

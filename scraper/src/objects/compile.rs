@@ -1,7 +1,9 @@
 //! Checking the `[[resources]]` config and compiling it: every path parsed, every name checked,
-//! every key allowed by the metric's type, every family given one type. Aggregates and derived
-//! metrics are compiled in [`tracked`].
+//! every key allowed by the metric's type, every family given one type, no Secret's data read.
+//! Aggregates and derived metrics are compiled in [`tracked`], the rule for Secrets is in
+//! [`secrets`].
 
+mod secrets;
 mod tracked;
 
 use std::collections::hash_map::Entry;
@@ -10,19 +12,23 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use periscope_plugin_api::batch::{FamilyKind, Suffix};
 use toml::Spanned;
 
-use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, ValueSpec};
+use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
 use crate::config::{MetricConfig, MetricType, ResourceConfig};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 
 /// Compiles every entry, collecting every problem.
-pub(super) fn compile(configs: &[ResourceConfig]) -> Result<Vec<Resource>, Vec<CompileError>> {
+pub(super) fn compile(
+    configs: &[ResourceConfig],
+    secrets: Secrets,
+) -> Result<Vec<Resource>, Vec<CompileError>> {
     let mut compiler = Compiler::default();
     let resources: Vec<Resource> = configs
         .iter()
         .enumerate()
         .map(|(i, config)| compiler.resource(&format!("resources[{i}]"), config))
         .collect();
+    compiler.errors.extend(secrets::check(configs, secrets));
     if compiler.errors.is_empty() {
         Ok(resources)
     } else {

@@ -9,14 +9,14 @@ use crate::value::{self, Convert};
 
 impl Resource {
     /// Whether the entry is about objects of this apiVersion and kind.
-    pub(super) fn is_kind_of(&self, key: &ObjectKey<'_>) -> bool {
-        self.api_version == key.api_version && self.kind == key.kind
+    pub(super) fn is_kind_of(&self, key: &ObjectKey) -> bool {
+        self.api_version == key.api_version() && self.kind == key.kind()
     }
 
     /// Whether the entry selects the object: kind, namespaces, label and field selectors.
-    pub(super) fn selects(&self, key: &ObjectKey<'_>, object: &Value) -> bool {
+    pub(super) fn selects(&self, key: &ObjectKey, object: &Value) -> bool {
         self.is_kind_of(key)
-            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == key.namespace))
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == key.namespace()))
             && self.label_selector.matches(
                 object
                     .pointer("/metadata/labels")

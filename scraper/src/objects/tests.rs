@@ -16,16 +16,25 @@ fn resources(text: &str) -> Vec<ResourceConfig> {
 }
 
 /// The key of a test object, which has one.
-pub(super) fn key(object: &Value) -> ObjectKey<'_> {
+pub(super) fn key(object: &Value) -> ObjectKey {
     ObjectKey::of(object).expect("a test object has apiVersion, kind and name")
 }
 
+/// Applies a test object with its key.
+pub(super) fn apply_at(
+    pipeline: &ObjectPipeline,
+    object: &Value,
+    now_ms: i64,
+) -> Option<(SourceUpdate, Vec<String>)> {
+    pipeline.apply(&key(object), object, now_ms)
+}
+
 fn pipeline(text: &str) -> ObjectPipeline {
-    ObjectPipeline::compile(&resources(text)).unwrap()
+    ObjectPipeline::compile(&resources(text), Secrets::Refused).unwrap()
 }
 
 fn errors(text: &str) -> Vec<CompileError> {
-    ObjectPipeline::compile(&resources(text)).unwrap_err()
+    ObjectPipeline::compile(&resources(text), Secrets::Refused).unwrap_err()
 }
 
 /// One sample, written out: metric name, labels, value.
@@ -56,7 +65,7 @@ fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Written {
 }
 
 fn apply(pipeline: &ObjectPipeline, object: &Value) -> (Vec<Written>, Vec<String>) {
-    let (update, problems) = pipeline.apply(object, 1_000).unwrap();
+    let (update, problems) = apply_at(pipeline, object, 1_000).unwrap();
     (written(&update), problems)
 }
 
@@ -111,7 +120,7 @@ path = "status.memory"
 unit = "bytes"
 "#,
     );
-    let (update, problems) = pipeline.apply(&vmi(), 1_234).unwrap();
+    let (update, problems) = apply_at(&pipeline, &vmi(), 1_234).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     let Update::Replace { source, samples } = update.update() else {
         panic!("expected a replace");
@@ -170,7 +179,7 @@ type = "counter"
 path = "status.restarts"
 "#,
     );
-    let (update, _) = pipeline.apply(&vmi(), 0).unwrap();
+    let (update, _) = apply_at(&pipeline, &vmi(), 0).unwrap();
     let Update::Replace { samples, .. } = update.update() else {
         panic!("expected a replace");
     };
@@ -192,7 +201,7 @@ type = "info"
 labels = { phase = "status.phase", app = 'metadata.labels["app"]' }
 "#,
     );
-    let (update, _) = pipeline.apply(&vmi(), 0).unwrap();
+    let (update, _) = apply_at(&pipeline, &vmi(), 0).unwrap();
     let Update::Replace { samples, .. } = update.update() else {
         panic!("expected a replace");
     };
@@ -226,7 +235,7 @@ path = "status.phase"
 states = ["Pending", "Running"]
 "#,
     );
-    let (update, problems) = pipeline.apply(&vmi(), 0).unwrap();
+    let (update, problems) = apply_at(&pipeline, &vmi(), 0).unwrap();
     assert!(problems.is_empty());
     let Update::Replace { samples, .. } = update.update() else {
         panic!("expected a replace");
@@ -469,11 +478,11 @@ fn objects_of_other_kinds_are_not_applied() {
     );
     let mut object = vmi();
     object["kind"] = json!("VirtualMachine");
-    assert!(pipeline.apply(&object, 0).is_none());
+    assert!(apply_at(&pipeline, &object, 0).is_none());
     assert!(pipeline.remove(&key(&object)).is_none());
     object["kind"] = json!("VirtualMachineInstance");
     object["apiVersion"] = json!("kubevirt.io/v1alpha3");
-    assert!(pipeline.apply(&object, 0).is_none());
+    assert!(apply_at(&pipeline, &object, 0).is_none());
 }
 
 #[test]
@@ -484,7 +493,7 @@ fn namespaces_and_selectors_narrow_the_objects() {
              [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n"
         ))
     };
-    let selected = |extra: &str| entry(extra).apply(&vmi(), 0).is_some();
+    let selected = |extra: &str| apply_at(&entry(extra), &vmi(), 0).is_some();
     assert!(selected("namespaces = [\"dev\", \"prod\"]"));
     assert!(!selected("namespaces = [\"dev\"]"));
     assert!(selected("label_selector = \"app in (web, db)\""));
@@ -536,7 +545,7 @@ fn remove_ignores_selectors_so_deselected_objects_can_be_removed() {
          label_selector = \"app=db\"\n\
          [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\npath = \"status.restarts\"\n",
     );
-    assert!(pipeline.apply(&vmi(), 0).is_none());
+    assert!(apply_at(&pipeline, &vmi(), 0).is_none());
     let removal = pipeline.remove(&key(&vmi())).unwrap();
     assert!(removal.is_remove());
     assert_eq!(

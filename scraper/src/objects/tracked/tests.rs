@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
-use crate::objects::tests::key;
-use crate::objects::{CompileError, ObjectPipeline};
+use crate::objects::tests::{apply_at, key};
+use crate::objects::{CompileError, ObjectPipeline, Secrets};
 
 #[derive(Deserialize)]
 struct Config {
@@ -32,11 +32,11 @@ labels = { name = "metadata.name" }
 "#;
 
 fn vmi_with(tables: &str) -> ObjectPipeline {
-    ObjectPipeline::compile(&resources(&format!("{VMI}{tables}"))).unwrap()
+    ObjectPipeline::compile(&resources(&format!("{VMI}{tables}")), Secrets::Refused).unwrap()
 }
 
 fn errors(tables: &str) -> Vec<CompileError> {
-    ObjectPipeline::compile(&resources(&format!("{VMI}{tables}"))).unwrap_err()
+    ObjectPipeline::compile(&resources(&format!("{VMI}{tables}")), Secrets::Refused).unwrap_err()
 }
 
 fn keys(errors: &[CompileError]) -> Vec<&str> {
@@ -100,9 +100,9 @@ by = { phase = "status.phase", node = "status.nodeName" }
 fn count_is_one_aggregate_source_with_a_sample_per_group() {
     let pipeline = vmi_with(PHASE_COUNT);
     assert!(pipeline.has_derived());
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("c", "Pending", ""), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("c", "Pending", ""), 0).unwrap();
     let updates = pipeline.derived_updates(5);
     assert_eq!(updates.len(), 1);
     let Update::Replace { source, samples } = updates[0].update() else {
@@ -134,14 +134,14 @@ fn count_is_one_aggregate_source_with_a_sample_per_group() {
 fn counts_stay_exact_through_updates_deletes_and_relists() {
     let pipeline = vmi_with(PHASE_COUNT);
     for name in ["a", "b", "c"] {
-        pipeline.apply(&vmi(name, "Pending", ""), 0).unwrap();
+        apply_at(&pipeline, &vmi(name, "Pending", ""), 0).unwrap();
     }
     pipeline.derived_updates(0);
     // b is scheduled, c deleted, and a relist applies everything again.
-    pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
     pipeline.remove(&key(&vmi("c", "Pending", ""))).unwrap();
-    pipeline.apply(&vmi("a", "Pending", ""), 0).unwrap();
-    pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Pending", ""), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
     assert_eq!(
         pulled(&pipeline, 1)["aggregate:kubevirt_vmi_phase_count"],
         series(&[
@@ -170,9 +170,9 @@ fn only_families_that_changed_are_sent_again() {
     ));
     assert_eq!(pulled(&pipeline, 0).len(), 2, "every family is sent once");
     assert!(pulled(&pipeline, 1).is_empty());
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     assert_eq!(pulled(&pipeline, 2).len(), 2);
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     assert!(pulled(&pipeline, 3).is_empty(), "the same object again");
 }
 
@@ -191,14 +191,14 @@ where = { path = "status.phase", in = ["Scheduled", "Running"] }
         pulled(&pipeline, 0)[id],
         series(&[("kubevirt_vmi_running{}", 0.0)])
     );
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("b", "Scheduled", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("c", "Pending", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Scheduled", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("c", "Pending", "n1"), 0).unwrap();
     assert_eq!(
         pulled(&pipeline, 1)[id],
         series(&[("kubevirt_vmi_running{}", 2.0)])
     );
-    pipeline.apply(&vmi("a", "Succeeded", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Succeeded", "n1"), 0).unwrap();
     pipeline.remove(&key(&vmi("b", "", ""))).unwrap();
     assert_eq!(
         pulled(&pipeline, 2)[id],
@@ -216,10 +216,10 @@ type = "count"
 where = { path = "status.phase", not_in = ["Pending", "Running"] }
 "#,
     );
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     let mut no_phase = vmi("b", "", "");
     no_phase["status"] = json!({});
-    pipeline.apply(&no_phase, 0).unwrap();
+    apply_at(&pipeline, &no_phase, 0).unwrap();
     assert_eq!(
         pulled(&pipeline, 0)["aggregate:kubevirt_vmi_unset"],
         series(&[("kubevirt_vmi_unset{}", 1.0)])
@@ -238,17 +238,17 @@ unit = "cores"
 by = { node = "status.nodeName" }
 "#,
     );
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     let mut big = vmi("b", "Running", "n1");
     big["spec"]["domain"]["cpu"]["cores"] = json!("500m");
-    pipeline.apply(&big, 0).unwrap();
+    apply_at(&pipeline, &big, 0).unwrap();
     let id = "aggregate:kubevirt_vmi_cpu_cores";
     assert_eq!(
         pulled(&pipeline, 0)[id],
         series(&[("kubevirt_vmi_cpu_cores{node=\"n1\"}", 2.5)])
     );
     big["spec"]["domain"]["cpu"]["cores"] = json!("many");
-    let (_, problems) = pipeline.apply(&big, 0).unwrap();
+    let (_, problems) = apply_at(&pipeline, &big, 0).unwrap();
     assert_eq!(
         problems,
         ["kubevirt_vmi_cpu_cores: spec.domain.cpu.cores: \"many\" is not a number"]
@@ -261,21 +261,22 @@ by = { node = "status.nodeName" }
 
 #[test]
 fn an_object_no_longer_selected_leaves_the_aggregate() {
-    let pipeline = ObjectPipeline::compile(&resources(&format!(
-        "{VMI}label_selector = \"app=web\"\n{PHASE_COUNT}"
-    )))
+    let pipeline = ObjectPipeline::compile(
+        &resources(&format!("{VMI}label_selector = \"app=web\"\n{PHASE_COUNT}")),
+        Secrets::Refused,
+    )
     .unwrap();
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     let mut relabelled = vmi("a", "Running", "n1");
     relabelled["metadata"]["labels"]["app"] = json!("db");
-    assert!(pipeline.apply(&relabelled, 0).is_none());
+    assert!(apply_at(&pipeline, &relabelled, 0).is_none());
     assert!(pulled(&pipeline, 0)["aggregate:kubevirt_vmi_phase_count"].is_empty());
 }
 
 #[test]
 fn an_entry_with_only_aggregates_gives_objects_an_empty_replace() {
     let pipeline = vmi_with(PHASE_COUNT);
-    let (update, _) = pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    let (update, _) = apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     assert!(written(&update).is_empty());
     assert_eq!(
         update.source_id(),
@@ -292,7 +293,7 @@ fn inputs_can_apply_concurrently() {
             scope.spawn(move || {
                 for i in 0..250 {
                     let name = format!("vm-{t}-{i}");
-                    pipeline.apply(&vmi(&name, "Running", "n1"), 0).unwrap();
+                    apply_at(pipeline, &vmi(&name, "Running", "n1"), 0).unwrap();
                 }
             });
         }
@@ -318,15 +319,15 @@ by = { node = "status.nodeName" }
 "#,
     );
     let id = "aggregate:kubevirt_vmi_phase_transitions";
-    pipeline.apply(&vmi("a", "Pending", ""), 0).unwrap();
-    pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Pending", ""), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
     assert!(
         pulled(&pipeline, 0)[id].is_empty(),
         "first sightings count nothing"
     );
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
-    pipeline.apply(&vmi("b", "Succeeded", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Succeeded", "n1"), 0).unwrap();
     pipeline.remove(&key(&vmi("b", "", ""))).unwrap();
     let updates = pipeline.derived_updates(1);
     let Update::Replace { samples, .. } = updates[0].update() else {
@@ -350,7 +351,7 @@ by = { node = "status.nodeName" }
         ])
     );
     // Deleted and seen again: a first sighting, and the counters never go down.
-    pipeline.apply(&vmi("b", "Failed", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Failed", "n1"), 0).unwrap();
     assert!(pulled(&pipeline, 2).is_empty());
 }
 
@@ -382,15 +383,13 @@ fn duration_histograms_count_each_transition_once() {
         ("Pending", "2024-05-01T10:00:00.5Z"),
         ("Running", "2024-05-01T10:00:30Z"),
     ];
-    pipeline.apply(&with_transitions("a", &pending), 0).unwrap();
-    pipeline.apply(&with_transitions("a", &running), 0).unwrap();
-    pipeline.apply(&with_transitions("a", &running), 0).unwrap();
+    apply_at(&pipeline, &with_transitions("a", &pending), 0).unwrap();
+    apply_at(&pipeline, &with_transitions("a", &running), 0).unwrap();
+    apply_at(&pipeline, &with_transitions("a", &running), 0).unwrap();
     // Deleted and relisted: still counted once.
     pipeline.remove(&key(&with_transitions("a", &[]))).unwrap();
-    pipeline.apply(&with_transitions("a", &running), 0).unwrap();
-    pipeline
-        .apply(&with_transitions("b", &running[1..]), 0)
-        .unwrap();
+    apply_at(&pipeline, &with_transitions("a", &running), 0).unwrap();
+    apply_at(&pipeline, &with_transitions("b", &running[1..]), 0).unwrap();
     let updates = pipeline.derived_updates(7);
     let Update::Replace { samples, .. } = updates[0].update() else {
         panic!("expected a replace");
@@ -445,12 +444,12 @@ refresh = "10s"
     );
     let id = "aggregate:kubevirt_vmi_age_seconds";
     let created_ms = 1_714_557_600_000;
-    pipeline.apply(&vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
     assert_eq!(
         pulled(&pipeline, created_ms + 5_000)[id],
         series(&[("kubevirt_vmi_age_seconds{name=\"a\"}", 5.0)])
     );
-    pipeline.apply(&vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
     assert!(
         pulled(&pipeline, created_ms + 9_000).is_empty(),
         "not before the refresh"
@@ -540,7 +539,7 @@ fn buckets_must_be_ascending_and_finite() {
         ("[1, inf]", "not a finite number"),
     ] {
         let source = format!("{VMI}{}", text(buckets));
-        let errors = ObjectPipeline::compile(&resources(&source)).unwrap_err();
+        let errors = ObjectPipeline::compile(&resources(&source), Secrets::Refused).unwrap_err();
         assert_eq!(
             keys(&errors),
             ["resources[0].derived[0].buckets"],
@@ -658,7 +657,10 @@ path = "metadata.creationTimestamp"
 
 #[test]
 fn an_entry_with_only_aggregates_is_fine_and_one_with_nothing_is_not() {
-    assert!(ObjectPipeline::compile(&resources(&format!("{VMI}{PHASE_COUNT}"))).is_ok());
+    assert!(
+        ObjectPipeline::compile(&resources(&format!("{VMI}{PHASE_COUNT}")), Secrets::Refused)
+            .is_ok()
+    );
     let errors = errors("");
     assert_eq!(keys(&errors), ["resources[0].metrics"]);
 }

@@ -1,0 +1,265 @@
+//! The watch loop: one kind's objects through the pipeline, from kube-runtime's watcher to the
+//! host's events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::api::{Api, DynamicObject, GroupVersionKind};
+use ::kube::runtime::WatchStreamExt as _;
+use ::kube::runtime::watcher;
+use ::kube::{Client, discovery};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::WatchTarget;
+use super::known::Known;
+use super::object::WatchedKind;
+use crate::event::Event;
+use crate::objects::{ObjectKey, ObjectPipeline};
+use crate::shard::Shard;
+
+/// One running watch.
+pub struct KubeWatch {
+    client: Client,
+    target: WatchTarget,
+    pipeline: Arc<ObjectPipeline>,
+    shard: Shard,
+    page_size: u32,
+}
+
+/// How long to wait before looking for a kind that does not exist (yet) again.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
+
+impl KubeWatch {
+    /// A watch of `target` through `client`, keeping only the objects of `shard`.
+    pub fn new(
+        client: Client,
+        target: WatchTarget,
+        pipeline: Arc<ObjectPipeline>,
+        shard: Shard,
+        page_size: u32,
+    ) -> Self {
+        KubeWatch {
+            client,
+            target,
+            pipeline,
+            shard,
+            page_size,
+        }
+    }
+
+    /// The input's name (see [`WatchTarget::input_name`]).
+    pub fn input_name(&self) -> String {
+        self.target.input_name()
+    }
+
+    /// Watches until `shutdown`, sending updates, `Synced` after the first complete list, and
+    /// errors. A kind that does not exist is looked for again every few seconds.
+    pub async fn run(self, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+        let mut state = WatchState {
+            input: self.input_name(),
+            watched: WatchedKind {
+                api_version: self.target.api_version(),
+                kind: self.target.kind.clone(),
+            },
+            pipeline: self.pipeline.clone(),
+            shard: self.shard,
+            events,
+            known: Known::default(),
+            synced: false,
+        };
+        let gvk =
+            GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
+        let mut announced_missing = false;
+        loop {
+            let resolved = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
+            };
+            let resource = match resolved {
+                Ok((resource, _capabilities)) => resource,
+                Err(e) => {
+                    if !announced_missing {
+                        announced_missing = true;
+                        state
+                            .error(format!(
+                                "{} is not served (yet): {e}; looking again every {}s",
+                                self.target.kind,
+                                DISCOVERY_RETRY.as_secs()
+                            ))
+                            .await;
+                        // A kind that does not exist has no objects: the first read is complete.
+                        state.synced().await;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
+                    }
+                }
+            };
+            announced_missing = false;
+            let api: Api<DynamicObject> = match &self.target.namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+                None => Api::all_with(self.client.clone(), &resource),
+            };
+            let mut config = watcher::Config::default().page_size(self.page_size);
+            if let Some(labels) = &self.target.label_selector {
+                config = config.labels(labels);
+            }
+            if let Some(fields) = &self.target.field_selector {
+                config = config.fields(fields);
+            }
+            let mut stream = watcher(api, config).default_backoff().boxed();
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = stream.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) => state.handle(event).await,
+                    Some(Err(e)) if is_not_found(&e) => {
+                        // The kind is gone (its CRD was deleted): drop its sources, wait for it again.
+                        state
+                            .error(format!("{} is no longer served: {e}", self.target.kind))
+                            .await;
+                        state.remove_all().await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        state
+                            .error(format!(
+                                "watch of {} failed: {e}; retrying with backoff",
+                                self.target.kind
+                            ))
+                            .await
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(::kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(::kube::Error::Api(status))
+        | watcher::Error::WatchFailed(::kube::Error::Api(status)) => status.is_not_found(),
+        watcher::Error::WatchError(status) => status.is_not_found(),
+        _ => false,
+    }
+}
+
+/// What a watch remembers: the key of every object it reported as a source, to remove the ones a
+/// relist no longer shows.
+struct WatchState {
+    input: String,
+    watched: WatchedKind,
+    pipeline: Arc<ObjectPipeline>,
+    shard: Shard,
+    events: mpsc::Sender<Event>,
+    /// The objects that are sources. Only their keys: the whole object, or even its identity as
+    /// a JSON value, was a sixth of the host's heap at 10k objects (`bench/`).
+    known: Known<()>,
+    synced: bool,
+}
+
+impl WatchState {
+    async fn handle(&mut self, event: watcher::Event<DynamicObject>) {
+        match event {
+            watcher::Event::Init => self.known.start_relist(),
+            watcher::Event::InitApply(object) => {
+                if let Some(key) = self.apply(object).await {
+                    self.known.relisted(key, ());
+                }
+            }
+            watcher::Event::InitDone => {
+                for (key, ()) in self.known.finish_relist() {
+                    self.send_remove(&key).await;
+                }
+                self.synced().await;
+            }
+            watcher::Event::Apply(object) => {
+                if let Some(key) = self.apply(object).await {
+                    self.known.insert(key, ());
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if let Some(key) = self.watched.key_of_deleted(&object) {
+                    self.remove(&key).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the object's update; returns its key if it is now a source.
+    async fn apply(&mut self, object: DynamicObject) -> Option<ObjectKey> {
+        let value = match self.watched.json(object) {
+            Ok(value) => value,
+            Err(e) => {
+                self.error(e.to_string()).await;
+                return None;
+            }
+        };
+        let key = ObjectKey::of(&value)?;
+        if !self.shard.keeps(key.uid()) {
+            return None;
+        }
+        match self
+            .pipeline
+            .apply(&key, &value, periscope_plugin_api::now_ms())
+        {
+            Some((update, problems)) => {
+                for problem in problems {
+                    self.error(format!("{}: {problem}", key.source_id())).await;
+                }
+                self.send(Event::Update(update)).await;
+                Some(key)
+            }
+            None => {
+                // No longer selected (its labels changed): if it was a source, it is gone.
+                self.remove(&key).await;
+                None
+            }
+        }
+    }
+
+    /// Sends the `Remove` of the object if it was a source.
+    async fn remove(&mut self, key: &ObjectKey) {
+        if self.known.remove(key).is_some() {
+            self.send_remove(key).await;
+        }
+    }
+
+    /// Sends the `Remove` of a source.
+    async fn send_remove(&mut self, key: &ObjectKey) {
+        if let Some(update) = self.pipeline.remove(key) {
+            self.send(Event::Update(update)).await;
+        }
+    }
+
+    async fn remove_all(&mut self) {
+        for (key, ()) in self.known.take_all() {
+            self.send_remove(&key).await;
+        }
+    }
+
+    async fn synced(&mut self) {
+        if !self.synced {
+            self.synced = true;
+            let input = self.input.clone();
+            self.send(Event::Synced { input }).await;
+        }
+    }
+
+    async fn error(&mut self, message: String) {
+        let input = self.input.clone();
+        self.send(Event::Error { input, message }).await;
+    }
+
+    async fn send(&self, event: Event) {
+        // The host stopped listening only at shutdown.
+        let _ = self.events.send(event).await;
+    }
+}
