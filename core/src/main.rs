@@ -178,17 +178,21 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
         match host::run(plan, shard, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!("{e}");
+            Err(error) => {
+                error!(%error, "the host stopped");
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // `host::run` has already waited out `shutdown_timeout`; a blocking task still running (a
+    // plugin call that never returns) must not hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

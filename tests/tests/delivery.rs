@@ -191,6 +191,34 @@ fn an_export_past_its_timeout_makes_the_exporter_unready_until_it_returns() {
 }
 
 #[test]
+fn shutdown_ends_within_its_timeout_even_when_an_export_never_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    // Each export takes 10 minutes; shutdown_timeout is 5 s (demo_config).
+    let config = demo_config(&format!(
+        "{CHAOS}config = {{ record = \"record.ndjson\", export_delay_ms = 600000 }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    host.stop();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown took {took:?}:\n{}",
+        host.log()
+    );
+    assert!(
+        host.log()
+            .contains("has not returned by the end of shutdown_timeout"),
+        "{}",
+        host.log()
+    );
+}
+
+#[test]
 fn shutdown_delivers_what_is_queued() {
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["chaos"]);

@@ -118,17 +118,25 @@ impl Worker {
     }
 
     /// Waits for the worker to deliver what it holds (the fan-out must be closed first, which ends
-    /// the intake), giving up on undelivered batches after `grace`.
+    /// the intake), giving up on undelivered batches after `grace`. A delivery thread stuck in an
+    /// `export` call that never returns is left behind a second after `grace`, so that shutdown
+    /// always ends.
     pub async fn finish(self, grace: std::time::Duration) {
         if let Err(e) = self.intake.await {
-            error!(exporter = %self.name, "intake task failed: {e}");
+            error!(exporter = %self.name, error = %e, "intake task failed");
         }
         self.stop.begin(grace);
         let name = self.name;
         let thread = self.thread;
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
-            error!(exporter = %name, "delivery thread ended abnormally");
+        let joining = tokio::task::spawn_blocking(move || thread.join());
+        let patience = grace.saturating_add(std::time::Duration::from_secs(1));
+        match tokio::time::timeout(patience, joining).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(_) => error!(exporter = %name, "delivery thread ended abnormally"),
+            Err(_) => error!(
+                exporter = %name,
+                "an export call has not returned by the end of shutdown_timeout; leaving it behind"
+            ),
         }
         self.watch.abort();
     }
@@ -393,7 +401,7 @@ impl Delivery {
             }
             Err(e) => {
                 metrics.dropped_dead_letter.inc_by(samples);
-                error!(reason = %first, samples, "items rejected and the dead-letter file cannot be written: {e}");
+                error!(reason = %first, samples, error = %e, "items rejected and the dead-letter file cannot be written");
             }
         }
     }
@@ -464,7 +472,7 @@ impl Delivery {
             }
             Err(e) => {
                 metrics.dropped_dead_letter.inc_by(samples);
-                error!(%reason, samples, "batch rejected and the dead-letter file cannot be written: {e}");
+                error!(%reason, samples, error = %e, "batch rejected and the dead-letter file cannot be written");
             }
         }
     }
