@@ -1,6 +1,6 @@
 //! Finding, vetting and loading exporter plugins (shared libraries).
 //!
-//! Rules (DESIGN §3): plugins load only from the configured directories; a file that is group- or
+//! Rules: plugins load only from the configured directories; a file that is group- or
 //! world-writable is refused; an optional SHA-256 pin must match; the ABI version is checked before
 //! anything else and a mismatch is one line naming the file and both versions. Each file is loaded
 //! with `lib_header_from_path` + `init_root_module` (never abi_stable's per-type cached loaders, which
