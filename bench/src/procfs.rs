@@ -24,6 +24,8 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
 }
 
 /// The kernel's clock ticks per second (`_SC_CLK_TCK`, 100 on Linux in practice).
+// Unsafe: std has no sysconf; the value converts /proc's CPU ticks into seconds.
+#[allow(unsafe_code)]
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -18,6 +18,9 @@
 //!   host dead-letters only those.
 // `#[sabi_trait]` expands to impls that trip this lint on current compilers.
 #![allow(non_local_definitions)]
+// Unsafe: this is the FFI boundary. `#[sabi_trait]` and `StableAbi` expand to unsafe impls and
+// calls through vtables; the layout check at load time is what makes them sound.
+#![allow(unsafe_code)]
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;

@@ -307,6 +307,14 @@ impl<'a> Sample<'a> {
         self.batch.family_at(self.raw.family as usize)
     }
 
+    /// The position of the sample's family in [`Batch::families`]: samples of one family share
+    /// it, so an exporter can keep what it derives from a family (a sanitized name, a table
+    /// entry) in a `Vec` indexed by it for the length of one batch. Positions are the batch's
+    /// own: another batch may number the same family differently.
+    pub fn family_index(&self) -> usize {
+        self.raw.family as usize
+    }
+
     /// The suffix that, appended to the family name, gives the sample's metric name.
     pub fn suffix(&self) -> Suffix {
         self.raw.suffix
@@ -915,6 +923,29 @@ mod tests {
         assert_eq!(a, again);
         assert_ne!(a, other);
         assert_eq!(b.build().families().count(), 2);
+    }
+
+    #[test]
+    fn a_samples_family_index_is_its_familys_position_in_the_batch() {
+        let mut first = BatchBuilder::new();
+        let y = first.family(gauge("y"));
+        first.replace(object("a")).sample(y, Suffix::None, 1.0, 0);
+        let mut merged = BatchBuilder::new();
+        merged.append(&one_vm(1.0, 0));
+        merged.append(&first.build());
+        let batch = merged.build();
+        let families: Vec<_> = batch.families().collect();
+        let mut seen = Vec::new();
+        for update in batch.updates() {
+            let Update::Replace { samples, .. } = update else {
+                panic!("expected a replace");
+            };
+            for sample in samples.iter() {
+                assert_eq!(families[sample.family_index()], sample.family());
+                seen.push(sample.family_index());
+            }
+        }
+        assert_eq!(seen, [0, 1]);
     }
 
     #[test]

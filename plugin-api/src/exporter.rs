@@ -196,6 +196,9 @@ impl<E: Exporter> Adapter<E> {
     }
 }
 
+// Unsafe: the exporter must be dropped inside `catch_unwind`, which needs it by value out of
+// `&mut self`; `ManuallyDrop::take` is the one way to move it out of a value being dropped.
+#[allow(unsafe_code)]
 impl<E> Drop for Adapter<E> {
     fn drop(&mut self) {
         // SAFETY: `inner` is taken exactly once, here, and never touched again.
@@ -358,7 +361,10 @@ macro_rules! export_exporter {
         // The symbol abi_stable's loader looks for (`abi_stable::library::ROOT_MODULE_LOADER_NAME`);
         // written out here so plugins need no direct dependency on abi_stable. A test in
         // periscope-plugin-api checks that the two agree.
+        // Unsafe: the loader finds the library by this unmangled symbol, and the header can only
+        // be built with abi_stable's unsafe constructor (see the SAFETY note below).
         #[doc(hidden)]
+        #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
             extern "C" fn erased_root_module() -> $crate::__private::RootModuleResult {
@@ -380,7 +386,9 @@ macro_rules! export_exporter {
         /// The plugin's self-description as `key=value` lines, in a plain C signature that never
         /// changes, so that a host can read it even from a plugin it refuses to load
         /// (`periscope_plugin_api::host::ABOUT_SYMBOL`).
+        // Unsafe only in name: an unmangled symbol, which is what makes it findable by name.
         #[doc(hidden)]
+        #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn periscope_exporter_about() -> *const ::std::ffi::c_char {
             $crate::__private::about($name, env!("CARGO_PKG_VERSION"))

@@ -278,6 +278,8 @@ impl About {
     /// the file is no library or exports no description (plugins built before it existed).
     ///
     /// Like [`Plugin::load`], this runs the library's initialisers: call it on vetted files only.
+    // Unsafe: opening a library and calling into it by symbol name is FFI (see the SAFETY note).
+    #[allow(unsafe_code)]
     pub fn read(path: &Path) -> Option<About> {
         // SAFETY: opening a library runs its initialisers, which the caller vetted (see above). The
         // symbol's C signature is fixed by this crate (`extern "C" fn() -> *const c_char`,

@@ -41,6 +41,9 @@ const DOCUMENTS: u64 = (OBJECTS * SERIES) as u64;
 
 const SENT: &str = "periscope_exporter_sent_samples_total{exporter=\"search\"}";
 
+// Unsafe: `set_var` is unsafe since edition 2024; the harness reads the directory from the
+// environment, and this sets it before any other thread exists.
+#[allow(unsafe_code)]
 fn main() {
     if std::env::var_os("PERISCOPE_BIN_DIR").is_none() {
         // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.

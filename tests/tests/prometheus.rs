@@ -1,6 +1,7 @@
-//! The Prometheus exporter end to end: the host process with an offline manifests source and the
-//! `prometheus` plugin, checked by a real Prometheus server (scrape and remote write), by
-//! `promtool check metrics`, and by a strict parser of both exposition formats.
+//! The Prometheus exporters end to end: the host process with an offline manifests source and the
+//! `prometheus` (page) and `prometheus-remote-write` plugins, checked by a real Prometheus server
+//! (scrape and remote write), by `promtool check metrics`, and by a strict parser of both
+//! exposition formats.
 //!
 //! Needs Debian's prometheus package: `bash tests/prometheus/install.sh`.
 
@@ -14,21 +15,31 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{demo_config, write_configmap};
-use periscope_exporter_prometheus::PrometheusExporter;
 use periscope_plugin_api::config::parse;
 use periscope_plugin_api::{
-    BatchBuilder, Context, Export, Exporter, Family, FamilyKind, Source, SourceKind, Suffix,
+    BatchBuilder, Context, Export, Exporter, Family, FamilyKind, Source, SourceKind, Suffix, now_ms,
 };
+use periscope_prometheus::{PrometheusExporter, RemoteWriteExporter};
 use periscope_tests::prometheus::{Prometheus, Series, binary, parse_exposition};
 use periscope_tests::{Host, free_port, plugin_dir, repo_root, wait_until};
 
 const OPENMETRICS: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
-/// An `[[exporters]]` entry of the prometheus plugin with `config` as its table's contents.
+/// An `[[exporters]]` entry of the page plugin (`prometheus`) named `prom`, with `config` as its
+/// table's contents.
 fn exporter(config: &str) -> String {
+    exporter_entry("prom", "prometheus", config)
+}
+
+/// An `[[exporters]]` entry of the remote-write plugin named `push`.
+fn remote_write_exporter(config: &str) -> String {
+    exporter_entry("push", "prometheus-remote-write", config)
+}
+
+fn exporter_entry(name: &str, plugin: &str, config: &str) -> String {
     format!(
-        "[[exporters]]\nname = \"prom\"\nplugin = \"prometheus\"\nbatch = {{ max_samples = 10000, max_wait = \"100ms\" }}\nconfig = {{ {config} }}\n"
+        "[[exporters]]\nname = \"{name}\"\nplugin = \"{plugin}\"\nbatch = {{ max_samples = 10000, max_wait = \"100ms\" }}\nconfig = {{ {config} }}\n"
     )
 }
 
@@ -96,7 +107,10 @@ fn by_name(series: &[Series]) -> BTreeMap<String, f64> {
 }
 
 fn start_host(dir: &Path, config: &str) -> Host {
-    plugin_dir(&dir.join("plugins"), &["prometheus"]);
+    plugin_dir(
+        &dir.join("plugins"),
+        &["prometheus", "prometheus-remote-write"],
+    );
     let mut host = Host::start(dir, config);
     host.wait_ready(Duration::from_secs(20));
     host
@@ -156,8 +170,8 @@ fn remote_write_pushes_samples_and_stale_markers_to_prometheus() {
     // One sample per request: a batch goes out as several requests.
     let mut host = start_host(
         dir.path(),
-        &demo_config(&exporter(&format!(
-            "remote_write = {{ url = \"{}\", max_samples_per_request = 1, timeout = \"5s\" }}",
+        &demo_config(&remote_write_exporter(&format!(
+            "url = \"{}\", max_samples_per_request = 1, timeout = \"5s\"",
             prometheus.remote_write_url()
         ))),
     );
@@ -173,11 +187,106 @@ fn remote_write_pushes_samples_and_stale_markers_to_prometheus() {
     let series = prometheus.wait_for("demo_value", Duration::from_secs(30), |r| r.len() == 1);
     assert_eq!(by_name(&series), BTreeMap::from([("alpha".into(), 3.0)]));
     assert!(
-        host.metric("periscope_exporter_rejected_samples_total{exporter=\"prom\"}") == 0.0,
+        host.metric("periscope_exporter_rejected_samples_total{exporter=\"push\"}") == 0.0,
         "{}",
         host.log()
     );
     assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn a_receiver_refusing_every_push_never_keeps_a_change_off_the_page() {
+    // Prometheus without its remote-write receiver refuses every push with a 4xx, and scrapes.
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let prometheus = Prometheus::start(Some(listen), false);
+    let dir = tempfile::tempdir().unwrap();
+    write_configmap(dir.path(), "alpha", 1.0);
+    let config = format!(
+        "{}{}",
+        exporter(&format!("listen = \"{listen}\"")),
+        remote_write_exporter(&format!(
+            "url = \"{}\", timeout = \"5s\"",
+            prometheus.remote_write_url()
+        ))
+    );
+    let mut host = start_host(dir.path(), &demo_config(&config));
+    prometheus.wait_for("demo_value{name=\"alpha\"}", Duration::from_secs(30), |r| {
+        r.len() == 1 && r[0].1 == 1.0
+    });
+    write_configmap(dir.path(), "alpha", 2.0);
+    prometheus.wait_for("demo_value{name=\"alpha\"}", Duration::from_secs(30), |r| {
+        r.len() == 1 && r[0].1 == 2.0
+    });
+    // The pushes went to the remote-write exporter's own dead-letter file; the page's has none.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            host.metric("periscope_exporter_rejected_samples_total{exporter=\"push\"}") >= 2.0
+        }),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        host.metric("periscope_exporter_rejected_samples_total{exporter=\"prom\"}"),
+        0.0
+    );
+    let dead = std::fs::read_to_string(dir.path().join("dead-letter/push.ndjson")).unwrap();
+    assert!(dead.contains("demo_value"), "{dead}");
+    assert!(!dir.path().join("dead-letter/prom.ndjson").exists());
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn a_partly_refused_batch_names_the_refused_sample_and_the_rest_is_stored() {
+    let prometheus = Prometheus::start(None, true);
+    let config = parse(&format!(
+        "url = \"{}\"\nmax_samples_per_request = 1\ntimeout = \"5s\"",
+        prometheus.remote_write_url()
+    ))
+    .unwrap();
+    let mut exporter = RemoteWriteExporter::new(config, Context { exporter: "t" }).unwrap();
+    let now = now_ms();
+    let batch = |samples: &[(&str, f64, i64)]| {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "partial",
+            help: "A gauge.",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        for (series, value, timestamp) in samples {
+            b.replace(Source::new(SourceKind::Object, series))
+                .sample(f, Suffix::None, *value, *timestamp)
+                .label("s", series);
+        }
+        b.build()
+    };
+    assert_eq!(
+        exporter.export(&batch(&[("x", 1.0, now)])).unwrap(),
+        Export::Ok
+    );
+    // One request per series: `x` a minute older than what Prometheus has is out of order.
+    let result = exporter
+        .export(&batch(&[
+            ("y", 2.0, now),
+            ("x", 5.0, now - 60_000),
+            ("z", 3.0, now),
+        ]))
+        .unwrap();
+    let Export::RejectItems { items } = result else {
+        panic!("expected refused items, got {result:?}");
+    };
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!((items[0].update, items[0].sample), (1, Some(0)));
+    assert!(items[0].reason.contains("HTTP 400"), "{items:?}");
+    let series = prometheus.wait_for("partial", Duration::from_secs(10), |r| r.len() == 3);
+    let values: BTreeMap<_, _> = series
+        .iter()
+        .map(|(labels, value)| (labels["s"].clone(), *value))
+        .collect();
+    assert_eq!(
+        values,
+        BTreeMap::from([("x".into(), 1.0), ("y".into(), 2.0), ("z".into(), 3.0)])
+    );
 }
 
 /// The quick-start config with the prometheus exporter beside the file exporter.
@@ -285,7 +394,7 @@ fn weird_names_and_values_survive_both_formats_and_gzip() {
             .label("t_state", state);
     }
     assert_eq!(exporter.export(&b.build()).unwrap(), Export::Ok);
-    let url = format!("http://{}/metrics", exporter.local_addr().unwrap());
+    let url = format!("http://{}/metrics", exporter.local_addr());
     let (text, om) = fetch_all_formats(&url);
 
     for (page, openmetrics) in [(&text, false), (&om, true)] {
@@ -334,10 +443,7 @@ fn https_with_basic_auth_serves_the_page_only_to_the_right_user() {
     ))
     .unwrap();
     let mut exporter = PrometheusExporter::new(config, Context { exporter: "t" }).unwrap();
-    let url = format!(
-        "https://localhost:{}/metrics",
-        exporter.local_addr().unwrap().port()
-    );
+    let url = format!("https://localhost:{}/metrics", exporter.local_addr().port());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(
@@ -361,10 +467,7 @@ fn https_with_basic_auth_serves_the_page_only_to_the_right_user() {
     assert_eq!(status(Some("Basic cHJvbTp3cm9uZw==")), 401);
     assert_eq!(status(Some("Basic cHJvbTpzM2NyZXQ=")), 200);
     // Plain HTTP on the TLS port gets nothing.
-    let plain = format!(
-        "http://127.0.0.1:{}/metrics",
-        exporter.local_addr().unwrap().port()
-    );
+    let plain = format!("http://127.0.0.1:{}/metrics", exporter.local_addr().port());
     assert!(
         periscope_tests::http_get(&plain).is_err()
             || periscope_tests::http_get(&plain).is_ok_and(|(s, _)| s != 200)

@@ -1,7 +1,7 @@
 //! Render and ingest figures of the Prometheus exporter:
 //!
 //! ```sh
-//! cargo bench -p periscope-exporter-prometheus --bench render
+//! cargo bench -p periscope-prometheus --bench render
 //! ```
 //!
 //! For 100k and 1M series (3 labels each, 10 series per source, 5 families) it prints the time to
@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use periscope_exporter_prometheus::format::Format;
-use periscope_exporter_prometheus::render::render;
-use periscope_exporter_prometheus::state::{Ingest, Options, Published, State};
-use periscope_exporter_prometheus::stats::Stats;
 use periscope_plugin_api::{Batch, BatchBuilder, Family, FamilyKind, Source, SourceKind, Suffix};
+use periscope_prometheus::format::Format;
+use periscope_prometheus::render::render;
+use periscope_prometheus::state::{Ingest, Options, Published, State};
+use periscope_prometheus::stats::Stats;
 
 const SERIES_PER_SOURCE: usize = 10;
 const FAMILIES: [&str; 5] = [
@@ -68,9 +68,7 @@ fn batch(first: usize, count: usize, round: usize) -> Batch {
 fn apply(state: &mut State, options: &Options, batch: &Batch) {
     let mut next = state.clone();
     let mut ingest = Ingest::new(options, false, 0);
-    for update in batch.updates() {
-        next.apply(update, &mut ingest);
-    }
+    next.apply(batch, &mut ingest);
     *state = next;
 }
 

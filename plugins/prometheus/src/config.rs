@@ -1,14 +1,24 @@
-//! The Prometheus exporter's options: the `config` table of its `[[exporters]]` entry.
+//! The options of the two exporters: the `config` table of their `[[exporters]]` entries.
+//!
+//! The metrics page (`plugin = "prometheus"`):
 //!
 //! ```toml
 //! config = { listen = "127.0.0.1:9100", path = "/metrics", metric_prefix = "periscope_",
 //!            const_labels = { cluster = "lab" }, max_series_per_family = 100000,
 //!            max_label_value_length = 1024, auth = { bearer_token = "s3cret" },
-//!            tls = { cert = "tls.crt", key = "tls.key" },
-//!            remote_write = { url = "http://127.0.0.1:9090/api/v1/write", max_samples_per_request = 2000 } }
+//!            tls = { cert = "tls.crt", key = "tls.key" } }
 //! ```
 //!
-//! Pull (`listen`) and push (`remote_write`) are independent; at least one must be configured.
+//! Remote write (`plugin = "prometheus-remote-write"`):
+//!
+//! ```toml
+//! config = { url = "http://127.0.0.1:9090/api/v1/write", max_samples_per_request = 2000,
+//!            timeout = "10s", bearer_token = "s3cret", metric_prefix = "periscope_",
+//!            const_labels = { cluster = "lab" } }
+//! ```
+//!
+//! Both name series the same way with the same options (`metric_prefix`, `const_labels`,
+//! `max_series_per_family`, `max_label_value_length`), so a series pushed is the series scraped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,15 +27,15 @@ use std::path::PathBuf;
 use periscope_plugin_api::config::Duration;
 use serde::Deserialize;
 
-use crate::names;
+use crate::block::LineOptions;
+use crate::state::Options;
 
-/// Options of the Prometheus exporter.
+/// Options of the metrics page exporter (`plugin = "prometheus"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
-    /// The address `/metrics` is served on; absent = no pull endpoint (remote write only).
-    #[serde(default)]
-    pub listen: Option<SocketAddr>,
+    /// The address the metrics page is served on.
+    pub listen: SocketAddr,
     /// The path of the metrics page.
     #[serde(default = "default_path")]
     pub path: String,
@@ -47,9 +57,6 @@ pub struct PrometheusConfig {
     /// Labels added to every series (a label of the sample itself wins over one of these).
     #[serde(default)]
     pub const_labels: BTreeMap<String, String>,
-    /// Push every export to a Prometheus remote-write 1.0 receiver.
-    #[serde(default)]
-    pub remote_write: Option<RemoteWriteConfig>,
 }
 
 /// The certificate chain and private key (PEM files) of the HTTPS endpoint.
@@ -124,7 +131,8 @@ impl AuthConfig {
     }
 }
 
-/// Where and how to push samples with the remote-write 1.0 protocol.
+/// Options of the remote-write exporter (`plugin = "prometheus-remote-write"`): where and how to
+/// push samples with the remote-write 1.0 protocol, and how to name them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
@@ -145,6 +153,18 @@ pub struct RemoteWriteConfig {
     /// Password of basic auth at the receiver.
     #[serde(default)]
     pub password: Option<String>,
+    /// Series pushed per metric family over all sources; further series are dropped.
+    #[serde(default)]
+    pub max_series_per_family: Option<u64>,
+    /// Label values longer than this many bytes are cut (at a character boundary).
+    #[serde(default)]
+    pub max_label_value_length: Option<usize>,
+    /// Put in front of every family name (`periscope_`).
+    #[serde(default)]
+    pub metric_prefix: String,
+    /// Labels added to every series (a label of the sample itself wins over one of these).
+    #[serde(default)]
+    pub const_labels: BTreeMap<String, String>,
 }
 
 fn default_path() -> String {
@@ -159,6 +179,59 @@ fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
 }
 
+/// How series are named and limited, from the options both exporters share.
+fn options(
+    metric_prefix: &str,
+    const_labels: &BTreeMap<String, String>,
+    max_series_per_family: Option<u64>,
+    max_label_value_length: Option<usize>,
+) -> Options {
+    Options {
+        metric_prefix: metric_prefix.to_owned(),
+        line: LineOptions {
+            max_label_value_length,
+            const_labels: const_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        max_series_per_family,
+    }
+}
+
+fn report(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+impl PrometheusConfig {
+    /// How series are named and limited.
+    pub fn options(&self) -> Options {
+        options(
+            &self.metric_prefix,
+            &self.const_labels,
+            self.max_series_per_family,
+            self.max_label_value_length,
+        )
+    }
+
+    /// Checks what serde cannot; every problem is reported, one per line.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if !self.path.starts_with('/') {
+            problems.push(format!("`path` {:?} must start with `/`", self.path));
+        }
+        if let Some(Err(e)) = self.auth.as_ref().map(|a| a.credentials("`auth`")) {
+            problems.push(e);
+        }
+        problems.extend(self.options().problems());
+        report(problems)
+    }
+}
+
 impl RemoteWriteConfig {
     /// The credentials to send, or what is wrong with them.
     pub fn credentials(&self) -> Result<Option<Credentials>, String> {
@@ -167,71 +240,39 @@ impl RemoteWriteConfig {
             username: self.username.clone(),
             password: self.password.clone(),
         }
-        .credentials("`remote_write`")
+        .credentials("remote write")
     }
-}
 
-impl PrometheusConfig {
+    /// How series are named and limited.
+    pub fn options(&self) -> Options {
+        options(
+            &self.metric_prefix,
+            &self.const_labels,
+            self.max_series_per_family,
+            self.max_label_value_length,
+        )
+    }
+
     /// Checks what serde cannot; every problem is reported, one per line.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if self.listen.is_none() && self.remote_write.is_none() {
-            problems.push(
-                "nothing to do: set `listen` (serve /metrics) and/or `remote_write` (push)"
-                    .to_owned(),
-            );
-        }
-        if !self.path.starts_with('/') {
-            problems.push(format!("`path` {:?} must start with `/`", self.path));
-        }
-        if self.listen.is_none() && (self.tls.is_some() || self.auth.is_some()) {
-            problems.push("`tls` and `auth` need `listen`".to_owned());
-        }
-        if let Some(Err(e)) = self.auth.as_ref().map(|a| a.credentials("`auth`")) {
-            problems.push(e);
-        }
-        if self.max_series_per_family == Some(0) {
-            problems.push("`max_series_per_family` must be greater than 0".to_owned());
-        }
-        if self.max_label_value_length == Some(0) {
-            problems.push("`max_label_value_length` must be greater than 0".to_owned());
-        }
-        if !self.metric_prefix.is_empty() && !names::is_valid_metric_name(&self.metric_prefix) {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             problems.push(format!(
-                "`metric_prefix` {:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)",
-                self.metric_prefix
+                "`url` {:?} must be an http:// or https:// URL",
+                self.url
             ));
         }
-        for name in self.const_labels.keys() {
-            if !names::is_valid_label_name(name) || name.starts_with("__") {
-                problems.push(format!(
-                    "`const_labels`: {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`)"
-                ));
-            }
+        if self.max_samples_per_request == 0 {
+            problems.push("`max_samples_per_request` must be greater than 0".into());
         }
-        if let Some(rw) = &self.remote_write {
-            if !(rw.url.starts_with("http://") || rw.url.starts_with("https://")) {
-                problems.push(format!(
-                    "`remote_write.url` {:?} must be an http:// or https:// URL",
-                    rw.url
-                ));
-            }
-            if rw.max_samples_per_request == 0 {
-                problems
-                    .push("`remote_write.max_samples_per_request` must be greater than 0".into());
-            }
-            if let Err(e) = rw.credentials() {
-                problems.push(e);
-            }
-            if rw.timeout.0.is_zero() {
-                problems.push("`remote_write.timeout` must be greater than 0".into());
-            }
+        if let Err(e) = self.credentials() {
+            problems.push(e);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("\n"))
+        if self.timeout.0.is_zero() {
+            problems.push("`timeout` must be greater than 0".into());
         }
+        problems.extend(self.options().problems());
+        report(problems)
     }
 }
 
@@ -244,12 +285,18 @@ mod tests {
     fn listen_alone_is_enough_and_defaults_apply() {
         let config: PrometheusConfig = parse("listen = \"127.0.0.1:9100\"").unwrap();
         assert_eq!(config.path, "/metrics");
-        assert_eq!(config.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(config.listen, "127.0.0.1:9100".parse().unwrap());
         assert!(config.validate().is_ok());
     }
 
     #[test]
-    fn every_option_can_be_set() {
+    fn the_page_needs_an_address() {
+        let err = parse::<PrometheusConfig>("path = \"/m\"").unwrap_err();
+        assert!(err.message.contains("listen"), "{err:?}");
+    }
+
+    #[test]
+    fn every_page_option_can_be_set() {
         let config: PrometheusConfig = parse(
             r#"listen = "127.0.0.1:1"
 path = "/m"
@@ -259,24 +306,48 @@ max_series_per_family = 5
 max_label_value_length = 10
 metric_prefix = "x_"
 const_labels = { cluster = "lab" }
-remote_write = { url = "http://h/api/v1/write", max_samples_per_request = 7, timeout = "2s", bearer_token = "t" }
 "#,
         )
         .unwrap();
         assert!(config.validate().is_ok(), "{:?}", config.validate());
         assert_eq!(
-            config.auth.unwrap().credentials("auth").unwrap(),
+            config.auth.as_ref().unwrap().credentials("auth").unwrap(),
             Some(Credentials::Basic {
                 username: "u".into(),
                 password: "p".into()
             })
         );
-        let rw = config.remote_write.unwrap();
-        assert_eq!(rw.max_samples_per_request, 7);
+        let options = config.options();
+        assert_eq!(options.metric_prefix, "x_");
+        assert_eq!(options.max_series_per_family, Some(5));
+        assert_eq!(options.line.max_label_value_length, Some(10));
         assert_eq!(
-            rw.credentials().unwrap(),
+            options.line.const_labels,
+            [("cluster".to_owned(), "lab".to_owned())]
+        );
+    }
+
+    #[test]
+    fn every_remote_write_option_can_be_set() {
+        let config: RemoteWriteConfig = parse(
+            r#"url = "http://h/api/v1/write"
+max_samples_per_request = 7
+timeout = "2s"
+bearer_token = "t"
+max_series_per_family = 5
+max_label_value_length = 10
+metric_prefix = "x_"
+const_labels = { cluster = "lab" }
+"#,
+        )
+        .unwrap();
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        assert_eq!(config.max_samples_per_request, 7);
+        assert_eq!(
+            config.credentials().unwrap(),
             Some(Credentials::Bearer("t".into()))
         );
+        assert_eq!(config.options().metric_prefix, "x_");
     }
 
     #[test]
@@ -285,27 +356,46 @@ remote_write = { url = "http://h/api/v1/write", max_samples_per_request = 7, tim
             parse::<PrometheusConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1").unwrap_err();
         assert_eq!(err.key, "listen_addr");
         assert!(
-            parse::<PrometheusConfig>("tls = { cert = \"a\", key = \"b\", ca = \"c\" }").is_err()
+            parse::<PrometheusConfig>(
+                "listen = \"127.0.0.1:1\"\ntls = { cert = \"a\", key = \"b\", ca = \"c\" }"
+            )
+            .is_err()
         );
-        assert!(
-            parse::<PrometheusConfig>("remote_write = { url = \"http://x\", urll = 1 }").is_err()
-        );
+        let err = parse::<PrometheusConfig>(
+            "listen = \"127.0.0.1:1\"\nremote_write = { url = \"http://x\" }",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "remote_write");
+        assert!(parse::<RemoteWriteConfig>("url = \"http://x\"\nurll = 1").is_err());
     }
 
     #[test]
     fn validation_reports_every_problem() {
         let config: PrometheusConfig = parse(
-            "path = \"metrics\"\nauth = { username = \"u\" }\nmetric_prefix = \"1x\"\nconst_labels = { \"a-b\" = \"v\" }\nmax_series_per_family = 0",
+            "listen = \"127.0.0.1:1\"\npath = \"metrics\"\nauth = { username = \"u\" }\nmetric_prefix = \"1x\"\nconst_labels = { \"a-b\" = \"v\" }\nmax_series_per_family = 0",
         )
         .unwrap();
         let err = config.validate().unwrap_err();
         for needle in [
             "either a non-empty",
-            "nothing to do",
             "`path`",
             "metric_prefix",
             "a-b",
             "max_series_per_family",
+        ] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+        let config: RemoteWriteConfig = parse(
+            "url = \"ftp://x\"\nmax_samples_per_request = 0\ntimeout = \"0s\"\nusername = \"u\"\nmax_label_value_length = 0",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err();
+        for needle in [
+            "`url`",
+            "max_samples_per_request",
+            "`timeout`",
+            "either a non-empty",
+            "max_label_value_length",
         ] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }

@@ -1,19 +1,16 @@
 //! Prometheus remote write 1.0: the protobuf messages, the snappy-compressed request, and what a
 //! response means for the host.
 //!
-//! Requests are sent synchronously from `export` (the host batches; nothing is held back here).
-//! A batch larger than `max_samples_per_request` goes out as several requests, in order; the first
-//! failure stops the batch: connection errors, timeouts, 5xx and 429 ask the host to retry it
-//! (the receiver ignores samples it already has), any other 4xx rejects it with the receiver's
-//! message.
+//! This module sends one request and says what its answer means: connection errors, timeouts,
+//! 5xx and 429 are worth retrying, any other 4xx refuses the request for good (remote write 1.0
+//! forbids retrying it). How a batch becomes requests, and what the host hears, is
+//! [`crate::push`]'s.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
 
 use crate::config::RemoteWriteConfig;
-use crate::stats::{RequestResult, Stats};
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -56,19 +53,19 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// What sending a batch achieved.
+/// What sending a request achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every request was accepted.
+    /// The receiver accepted the request.
     Ok,
-    /// Worth retrying the batch after `after`.
+    /// Worth retrying the request after `after`.
     Retry {
         /// The shortest wait (the receiver's `Retry-After`, or a second).
         after: Duration,
         /// What failed.
         reason: String,
     },
-    /// The receiver refuses the batch for good.
+    /// The receiver refuses the request for good.
     Reject {
         /// The receiver's status and message.
         reason: String,
@@ -86,15 +83,12 @@ pub struct RemoteWriter {
     agent: ureq::Agent,
     url: String,
     authorization: Option<String>,
-    max_samples: usize,
-    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for RemoteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteWriter")
             .field("url", &self.url)
-            .field("max_samples", &self.max_samples)
             .finish_non_exhaustive()
     }
 }
@@ -107,12 +101,12 @@ const MAX_REASON_BYTES: usize = 1024;
 
 impl RemoteWriter {
     /// A client for `config` (validated).
-    pub fn new(config: &RemoteWriteConfig, stats: Arc<Stats>) -> Result<Self, String> {
+    pub fn new(config: &RemoteWriteConfig) -> Result<Self, String> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout.0))
             .user_agent(concat!(
-                "periscope-exporter-prometheus/",
+                "periscope-exporter-prometheus-remote-write/",
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
@@ -121,53 +115,16 @@ impl RemoteWriter {
             agent,
             url: config.url.clone(),
             authorization: config.credentials()?.map(|c| c.header_value()),
-            max_samples: config.max_samples_per_request.max(1),
-            stats,
         })
     }
 
-    /// Sends `series` in requests of at most `max_samples_per_request` samples, in order.
-    pub fn send(&self, series: Vec<TimeSeries>) -> Outcome {
-        let mut chunk = Vec::new();
-        let mut samples = 0;
-        for s in series {
-            if samples + s.samples.len() > self.max_samples && !chunk.is_empty() {
-                let outcome = self.post(std::mem::take(&mut chunk), samples);
-                if outcome != Outcome::Ok {
-                    return outcome;
-                }
-                samples = 0;
-            }
-            samples += s.samples.len();
-            chunk.push(s);
-        }
-        if chunk.is_empty() {
-            Outcome::Ok
-        } else {
-            self.post(chunk, samples)
-        }
+    /// The receiver's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
-    fn post(&self, series: Vec<TimeSeries>, samples: usize) -> Outcome {
-        let outcome = self.post_inner(series);
-        let result = match outcome {
-            Outcome::Ok => RequestResult::Ok,
-            Outcome::Retry { .. } => RequestResult::Retry,
-            Outcome::Reject { .. } => RequestResult::Reject,
-        };
-        self.stats.remote_write(result, samples as u64);
-        outcome
-    }
-
-    fn post_inner(&self, series: Vec<TimeSeries>) -> Outcome {
-        let body = match encode(series) {
-            Ok(body) => body,
-            Err(e) => {
-                return Outcome::Reject {
-                    reason: format!("cannot compress the request: {e}"),
-                };
-            }
-        };
+    /// Posts one request body (made by [`encode`]) and says what the answer means.
+    pub fn post(&self, body: &[u8]) -> Outcome {
         let mut request = self
             .agent
             .post(&self.url)
@@ -177,7 +134,7 @@ impl RemoteWriter {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        let mut response = match request.send(&body[..]) {
+        let mut response = match request.send(body) {
             Ok(response) => response,
             Err(e) => {
                 return Outcome::Retry {

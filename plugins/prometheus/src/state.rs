@@ -1,18 +1,19 @@
 //! The exporter's state: every source's rendered [`Block`] and the table of families, held in
 //! persistent (structurally shared) collections.
 //!
-//! Cloning a [`State`] is O(1), which gives both guarantees the exporter needs:
-//! - *transactions*: `export` applies a batch to a clone and keeps it only if the batch succeeded
-//!   (remote write acknowledged it), so a retried batch never applies twice;
+//! Both exporters hold one: the page renders it, and remote write keeps it to know which series
+//! of a source to mark stale when the source shrinks or goes. Cloning a [`State`] is O(1), which
+//! gives both guarantees they need:
+//! - *transactions*: remote write applies a batch to a clone and keeps it only once the receiver
+//!   answered for every request, so a retried batch never applies twice;
 //! - *snapshots*: a scrape takes the current `Arc<State>` under a lock held only to clone that one
 //!   pointer ([`Published`]); it never sees half a batch and never blocks ingestion while it renders.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use periscope_plugin_api::batch::Samples;
-use periscope_plugin_api::{Family, FamilyKind, Update};
+use periscope_plugin_api::{Batch, Family, FamilyKind, Sample as BatchSample, Update};
 
 use crate::block::{Block, LineOptions, Segment, group_of, write_line};
 use crate::names;
@@ -59,14 +60,70 @@ pub struct Options {
     pub max_series_per_family: Option<u64>,
 }
 
-/// One export's work in progress: a family cache, the counts, and (with remote write) the series
-/// to push.
+impl Options {
+    /// What is wrong with these options, one problem per entry, named by their config keys
+    /// (`metric_prefix`, `const_labels`, `max_series_per_family`, `max_label_value_length`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_series_per_family == Some(0) {
+            problems.push("`max_series_per_family` must be greater than 0".to_owned());
+        }
+        if self.line.max_label_value_length == Some(0) {
+            problems.push("`max_label_value_length` must be greater than 0".to_owned());
+        }
+        if !self.metric_prefix.is_empty() && !names::is_valid_metric_name(&self.metric_prefix) {
+            problems.push(format!(
+                "`metric_prefix` {:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                self.metric_prefix
+            ));
+        }
+        for (name, _) in &self.line.const_labels {
+            if !names::is_valid_label_name(name) || name.starts_with("__") {
+                problems.push(format!(
+                    "`const_labels`: {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// The item of a batch a pushed series stands for, so a refused request can name what it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// Sample `sample` of the `Replace` at position `update` in the batch.
+    Sample {
+        /// The update's position in the batch.
+        update: usize,
+        /// The sample's position in the update.
+        sample: usize,
+    },
+    /// A stale marker of the `Remove` at position `update`.
+    Removal {
+        /// The update's position in the batch.
+        update: usize,
+    },
+    /// A stale marker of a series that a `Replace` no longer has: no item of the batch.
+    Vanished,
+}
+
+/// A series to push, with the batch item it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    /// The series with its one sample.
+    pub series: TimeSeries,
+    /// What it stands for.
+    pub item: Item,
+}
+
+/// One batch's work in progress: a family cache, the counts, and (with remote write) the series
+/// to push. An `Ingest` serves one batch: its cache is indexed by the batch's family positions.
 pub struct Ingest<'o> {
     options: &'o Options,
-    /// Families by the address and length of their name in the batch (unique per family there).
-    cache: HashMap<(usize, usize), FamilyRef>,
+    /// Families by their position in the batch ([`BatchSample::family_index`]).
+    cache: Vec<Option<FamilyRef>>,
     delta: StatsDelta,
-    push: Option<Vec<TimeSeries>>,
+    push: Option<Vec<Pushed>>,
     now_ms: i64,
 }
 
@@ -82,7 +139,7 @@ impl<'o> Ingest<'o> {
     pub fn new(options: &'o Options, push: bool, now_ms: i64) -> Self {
         Ingest {
             options,
-            cache: HashMap::new(),
+            cache: Vec::new(),
             delta: StatsDelta::default(),
             push: push.then(Vec::new),
             now_ms,
@@ -90,28 +147,34 @@ impl<'o> Ingest<'o> {
     }
 
     /// The counts and the series to push.
-    pub fn finish(self) -> (StatsDelta, Vec<TimeSeries>) {
+    pub fn finish(self) -> (StatsDelta, Vec<Pushed>) {
         (self.delta, self.push.unwrap_or_default())
     }
 
-    fn family(&mut self, state: &mut State, family: Family<'_>) -> FamilyRef {
-        let key = (family.name.as_ptr() as usize, family.name.len());
-        if let Some(found) = self.cache.get(&key) {
+    fn family(&mut self, state: &mut State, sample: &BatchSample<'_>) -> FamilyRef {
+        let index = sample.family_index();
+        if let Some(Some(found)) = self.cache.get(index) {
             return found.clone();
         }
+        let family = sample.family();
         let full = format!("{}{}", self.options.metric_prefix, family.name);
         let base = names::sanitize_metric_name(&full);
         if matches!(base, Cow::Owned(_)) {
             self.delta.invalid_metric_names += 1;
         }
         let found = state.register(&base, family);
-        self.cache.insert(key, found.clone());
+        if self.cache.len() <= index {
+            self.cache.resize(index + 1, None);
+        }
+        self.cache[index] = Some(found.clone());
         found
     }
 }
 
 /// One rendered line on its way into a block.
 struct Line {
+    /// The sample's position in its update.
+    sample: usize,
     family: u32,
     group: u8,
     range: std::ops::Range<usize>,
@@ -121,11 +184,15 @@ struct Line {
 }
 
 impl State {
-    /// Applies one update.
-    pub fn apply(&mut self, update: Update<'_>, ingest: &mut Ingest<'_>) {
-        match update {
-            Update::Replace { source, samples } => self.replace(source.id, samples, ingest),
-            Update::Remove { source } => self.remove(source.id, ingest),
+    /// Applies every update of `batch`, in order; `ingest` must be new for this batch.
+    pub fn apply(&mut self, batch: &Batch, ingest: &mut Ingest<'_>) {
+        for (position, update) in batch.updates().enumerate() {
+            match update {
+                Update::Replace { source, samples } => {
+                    self.replace(position, source.id, samples, ingest);
+                }
+                Update::Remove { source } => self.remove(position, source.id, ingest),
+            }
         }
     }
 
@@ -214,7 +281,7 @@ impl State {
         };
     }
 
-    fn replace(&mut self, id: &str, samples: Samples<'_>, ingest: &mut Ingest<'_>) {
+    fn replace(&mut self, update: usize, id: &str, samples: Samples<'_>, ingest: &mut Ingest<'_>) {
         let old = self.sources.get(id).cloned();
         if let Some(old) = &old {
             self.count(old, false);
@@ -223,8 +290,8 @@ impl State {
         let mut lines: Vec<Line> = Vec::with_capacity(samples.len());
         // Series admitted so far in this block, per family.
         let mut admitted: Vec<(u32, u64)> = Vec::new();
-        for sample in samples.iter() {
-            let family = ingest.family(self, sample.family());
+        for (position, sample) in samples.iter().enumerate() {
+            let family = ingest.family(self, &sample);
             let slot = match admitted.iter().position(|(f, _)| *f == family.id) {
                 Some(slot) => slot,
                 None => {
@@ -249,6 +316,7 @@ impl State {
                 &mut ingest.delta,
             );
             lines.push(Line {
+                sample: position,
                 family: family.id,
                 group: group_of(family.kind, sample.suffix()),
                 range: start..text.len(),
@@ -296,26 +364,33 @@ impl State {
                     .rposition(|b| *b == b' ')
                     .map_or(rendered, |end| &rendered[..end]);
                 if let Some(series) = time_series(key, line.value, line.timestamp_ms) {
-                    push.push(series);
+                    push.push(Pushed {
+                        series,
+                        item: Item::Sample {
+                            update,
+                            sample: line.sample,
+                        },
+                    });
                 }
             }
             if let Some(old) = &old {
                 let current: std::collections::HashSet<&[u8]> = block.series().collect();
                 let gone = old.series().filter(|s| !current.contains(s));
-                push.extend(gone.filter_map(|s| stale(s, ingest.now_ms)));
+                push.extend(gone.filter_map(|s| stale(s, ingest.now_ms, Item::Vanished)));
             }
         }
         self.count(&block, true);
         self.sources.insert(Arc::from(id), block);
     }
 
-    fn remove(&mut self, id: &str, ingest: &mut Ingest<'_>) {
+    fn remove(&mut self, update: usize, id: &str, ingest: &mut Ingest<'_>) {
         let Some(old) = self.sources.remove(id) else {
             return;
         };
         self.count(&old, false);
         if let Some(push) = &mut ingest.push {
-            push.extend(old.series().filter_map(|s| stale(s, ingest.now_ms)));
+            let item = Item::Removal { update };
+            push.extend(old.series().filter_map(|s| stale(s, ingest.now_ms, item)));
         }
     }
 }
@@ -334,8 +409,9 @@ fn time_series(key: &[u8], value: f64, timestamp: i64) -> Option<TimeSeries> {
     })
 }
 
-fn stale(key: &[u8], now_ms: i64) -> Option<TimeSeries> {
-    time_series(key, f64::from_bits(STALE_NAN), now_ms)
+fn stale(key: &[u8], now_ms: i64, item: Item) -> Option<Pushed> {
+    let series = time_series(key, f64::from_bits(STALE_NAN), now_ms)?;
+    Some(Pushed { series, item })
 }
 
 /// The state scrapes read: replaced whole after every successful export.

@@ -1,4 +1,4 @@
-//! The exporter's own counters, shown on its metrics page as `periscope_prometheus_exporter_*`.
+//! The page exporter's own counters, shown on its page as `periscope_prometheus_exporter_*`.
 //!
 //! Ingestion counts into a [`StatsDelta`] that is added to the shared [`Stats`] only once the
 //! export succeeded, so a batch the host retries is never counted twice.
@@ -37,23 +37,8 @@ pub struct Stats {
     scrapes_unauthorized: AtomicU64,
     family_conflicts: AtomicU64,
     last_render_micros: AtomicU64,
-    remote_write_ok: AtomicU64,
-    remote_write_retry: AtomicU64,
-    remote_write_reject: AtomicU64,
-    remote_write_samples: AtomicU64,
     sources: AtomicU64,
     series: AtomicU64,
-}
-
-/// How a remote-write request ended, for [`Stats::remote_write`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestResult {
-    /// Accepted (2xx).
-    Ok,
-    /// Failed in a way worth retrying (connection, timeout, 5xx, 429).
-    Retry,
-    /// Refused for good (another 4xx).
-    Reject,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -92,18 +77,6 @@ impl Stats {
         self.family_conflicts.store(conflicts, Ordering::Relaxed);
     }
 
-    /// Counts a remote-write request and, when accepted, its samples.
-    pub fn remote_write(&self, result: RequestResult, samples: u64) {
-        match result {
-            RequestResult::Ok => {
-                add(&self.remote_write_ok, 1);
-                add(&self.remote_write_samples, samples);
-            }
-            RequestResult::Retry => add(&self.remote_write_retry, 1),
-            RequestResult::Reject => add(&self.remote_write_reject, 1),
-        }
-    }
-
     /// Family names used by the exporter's own metrics (no data family may take them).
     pub fn reserved_names() -> impl Iterator<Item = String> {
         SELF_METRICS.iter().flat_map(|m| {
@@ -116,7 +89,7 @@ impl Stats {
     /// Appends the exporter's own metrics to a page in `format`.
     pub fn render(&self, format: Format, out: &mut Vec<u8>) {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        let values: [&[(&str, f64)]; 12] = [
+        let values: [&[(&str, f64)]; 10] = [
             &[
                 ("kind=\"metric\"", load(&self.invalid_metric_names)),
                 ("kind=\"label\"", load(&self.invalid_label_names)),
@@ -132,12 +105,6 @@ impl Stats {
             &[("", load(&self.scrapes_unauthorized))],
             &[("", load(&self.family_conflicts))],
             &[("", load(&self.last_render_micros) / 1e6)],
-            &[
-                ("result=\"success\"", load(&self.remote_write_ok)),
-                ("result=\"retry\"", load(&self.remote_write_retry)),
-                ("result=\"reject\"", load(&self.remote_write_reject)),
-            ],
-            &[("", load(&self.remote_write_samples))],
             &[
                 ("kind=\"sources\"", load(&self.sources)),
                 ("kind=\"series\"", load(&self.series)),
@@ -181,7 +148,7 @@ struct SelfMetric {
 }
 
 /// In the order of the values in [`Stats::render`].
-const SELF_METRICS: [SelfMetric; 12] = [
+const SELF_METRICS: [SelfMetric; 10] = [
     SelfMetric {
         name: "invalid_names",
         counter: true,
@@ -226,16 +193,6 @@ const SELF_METRICS: [SelfMetric; 12] = [
         name: "last_render_seconds",
         counter: false,
         help: "How long rendering the last page took.",
-    },
-    SelfMetric {
-        name: "remote_write_requests",
-        counter: true,
-        help: "Remote-write requests, by result.",
-    },
-    SelfMetric {
-        name: "remote_write_samples",
-        counter: true,
-        help: "Samples accepted by the remote-write receiver.",
     },
     SelfMetric {
         name: "state",

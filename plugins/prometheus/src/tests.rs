@@ -1,19 +1,23 @@
 //! Unit tests across the modules: a batch in, a page (or pushed series) out.
 
-use std::io::Read as _;
-use std::sync::Arc;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 
 use periscope_plugin_api::config::parse;
 use periscope_plugin_api::{
-    Batch, BatchBuilder, Context, Export, Exporter, Family, FamilyKind, Source, SourceKind, Suffix,
+    Batch, BatchBuilder, Context, Export, Exporter, Family, FamilyKind, Health, Source, SourceKind,
+    Suffix,
 };
+use prost::Message as _;
 
-use crate::PrometheusExporter;
 use crate::block::LineOptions;
 use crate::format::Format;
+use crate::remote_write::WriteRequest;
 use crate::render::render;
-use crate::state::{Ingest, Options, STALE_NAN, State};
+use crate::state::{Ingest, Item, Options, STALE_NAN, State};
 use crate::stats::{Stats, StatsDelta};
+use crate::{PrometheusExporter, RemoteWriteExporter};
 
 const OM: Format = Format::OpenMetrics { v0_0_1: false };
 
@@ -60,9 +64,7 @@ fn vm_batch(name: &str, phase: &str) -> Batch {
 
 fn apply(state: &mut State, options: &Options, batch: &Batch) -> StatsDelta {
     let mut ingest = Ingest::new(options, false, 0);
-    for update in batch.updates() {
-        state.apply(update, &mut ingest);
-    }
+    state.apply(batch, &mut ingest);
     ingest.finish().0
 }
 
@@ -248,51 +250,281 @@ fn removing_a_source_pushes_stale_markers_for_its_last_series() {
     let options = Options::default();
     let mut state = State::default();
     let mut ingest = Ingest::new(&options, true, 5000);
-    for u in vm_batch("a", "Running").updates() {
-        state.apply(u, &mut ingest);
-    }
+    state.apply(&vm_batch("a", "Running"), &mut ingest);
     let (_, pushed) = ingest.finish();
     assert_eq!(pushed.len(), 5);
-    let memory = &pushed[0];
+    let memory = &pushed[0].series;
     assert_eq!(memory.labels[0].name, "__name__");
     assert_eq!(memory.labels[0].value, "vm_memory_bytes");
     assert_eq!(
         (memory.samples[0].value, memory.samples[0].timestamp),
         (2048.0, 1000)
     );
+    assert_eq!(
+        pushed.iter().map(|p| p.item).collect::<Vec<_>>(),
+        (0..5)
+            .map(|sample| Item::Sample { update: 0, sample })
+            .collect::<Vec<_>>()
+    );
 
     let mut b = BatchBuilder::new();
     b.remove(Source::new(SourceKind::Object, "default/a"));
     let mut ingest = Ingest::new(&options, true, 5000);
-    for u in b.build().updates() {
-        state.apply(u, &mut ingest);
-    }
+    state.apply(&b.build(), &mut ingest);
     let (_, stale) = ingest.finish();
     assert_eq!(stale.len(), 5);
-    assert!(
-        stale
+    assert!(stale.iter().all(|p| p.item == Item::Removal { update: 0 }
+        && p.series.samples[0].value.to_bits() == STALE_NAN
+        && p.series.samples[0].timestamp == 5000));
+}
+
+#[test]
+fn a_replace_that_drops_series_pushes_stale_markers_that_stand_for_no_item() {
+    let options = Options::default();
+    let mut state = State::default();
+    apply(&mut state, &options, &vm_batch("a", "Running"));
+    let mut b = BatchBuilder::new();
+    let f = b.family(family("vm_memory_bytes", FamilyKind::Gauge));
+    b.replace(Source::new(SourceKind::Object, "default/a"))
+        .sample(f, Suffix::None, 1.0, 7)
+        .label("name", "a");
+    let mut ingest = Ingest::new(&options, true, 5000);
+    state.apply(&b.build(), &mut ingest);
+    let (_, pushed) = ingest.finish();
+    let items: Vec<_> = pushed.iter().map(|p| p.item).collect();
+    assert_eq!(
+        items[0],
+        Item::Sample {
+            update: 0,
+            sample: 0
+        }
+    );
+    assert_eq!(items[1..], [Item::Vanished; 4]);
+}
+
+#[test]
+fn series_over_the_limit_are_not_pushed_and_items_keep_their_sample_positions() {
+    let options = Options {
+        max_series_per_family: Some(1),
+        ..Options::default()
+    };
+    let mut b = BatchBuilder::new();
+    let f = b.family(family("g", FamilyKind::Gauge));
+    let mut r = b.replace(Source::new(SourceKind::Object, "x"));
+    r.sample(f, Suffix::None, 1.0, 0).label("i", "0");
+    r.sample(f, Suffix::None, 2.0, 0).label("i", "1");
+    let g = r.family(family("h", FamilyKind::Gauge));
+    r.sample(g, Suffix::None, 3.0, 0);
+    let mut ingest = Ingest::new(&options, true, 0);
+    State::default().apply(&b.build(), &mut ingest);
+    let (delta, pushed) = ingest.finish();
+    assert_eq!(delta.series_over_limit, 1);
+    assert_eq!(
+        pushed.iter().map(|p| p.item).collect::<Vec<_>>(),
+        [
+            Item::Sample {
+                update: 0,
+                sample: 0
+            },
+            Item::Sample {
+                update: 0,
+                sample: 2
+            }
+        ]
+    );
+}
+
+/// A remote-write receiver on a loopback port that answers request after request with the next
+/// status of a script (then 200) and keeps every request it got: fault injection for the push.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<WriteRequest>>>,
+}
+
+impl Receiver {
+    fn start(script: &[u16]) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.to_vec()));
+        let kept = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (kept, script) = (kept.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &kept, &script));
+            }
+        });
+        Receiver { url, received }
+    }
+
+    /// The first sample value of every request received, in order.
+    fn values(&self) -> Vec<f64> {
+        self.received
+            .lock()
+            .unwrap()
             .iter()
-            .all(|s| s.samples[0].value.to_bits() == STALE_NAN && s.samples[0].timestamp == 5000)
+            .map(|r| r.timeseries[0].samples[0].value)
+            .collect()
+    }
+}
+
+fn serve(stream: std::net::TcpStream, kept: &Mutex<Vec<WriteRequest>>, script: &Mutex<Vec<u16>>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        kept.lock()
+            .unwrap()
+            .push(WriteRequest::decode(&raw[..]).unwrap());
+        let status = {
+            let mut script = script.lock().unwrap();
+            if script.is_empty() {
+                200
+            } else {
+                script.remove(0)
+            }
+        };
+        let message = format!("scripted {status}");
+        write!(
+            writer,
+            "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\nretry-after: 0\r\n\r\n{message}",
+            message.len()
+        )
+        .unwrap();
+    }
+}
+
+fn remote_writer(url: &str) -> RemoteWriteExporter {
+    let config = parse(&format!(
+        "url = \"{url}\"\nmax_samples_per_request = 1\ntimeout = \"5s\""
+    ))
+    .unwrap();
+    RemoteWriteExporter::new(config, Context { exporter: "t" }).unwrap()
+}
+
+/// Sources `a` (values 1, 2) and `b` (values 3, 4): four series, one request each.
+fn two_sources() -> Batch {
+    let mut b = BatchBuilder::new();
+    let f = b.family(family("g", FamilyKind::Gauge));
+    for (source, values) in [("a", [1.0, 2.0]), ("b", [3.0, 4.0])] {
+        let mut r = b.replace(Source::new(SourceKind::Object, source));
+        for value in values {
+            r.sample(f, Suffix::None, value, 1000)
+                .label("source", source)
+                .label("v", &value.to_string());
+        }
+    }
+    b.build()
+}
+
+#[test]
+fn a_refused_request_names_its_items_and_a_retry_sends_only_what_is_left() {
+    // Request 2 is refused for good, request 3 fails for now, then everything is taken.
+    let receiver = Receiver::start(&[200, 400, 503]);
+    let mut exporter = remote_writer(&receiver.url);
+    let batch = two_sources();
+    let first = exporter.export(&batch).unwrap();
+    assert!(matches!(first, Export::Retry { .. }), "{first:?}");
+    assert!(matches!(exporter.health(), Health::Degraded(r) if r.contains("503")));
+    assert_eq!(receiver.values(), [1.0, 2.0, 3.0]);
+
+    let second = exporter.export(&batch).unwrap();
+    let Export::RejectItems { items } = second else {
+        panic!("expected refused items, got {second:?}");
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!((items[0].update, items[0].sample), (0, Some(1)));
+    assert!(
+        items[0].reason.contains("HTTP 400: scripted 400"),
+        "{items:?}"
+    );
+    // The stored request 1 and the refused request 2 were not sent again.
+    assert_eq!(receiver.values(), [1.0, 2.0, 3.0, 3.0, 4.0]);
+
+    // The batch counts as applied: removing `a` marks both its series stale, the refused one too.
+    let mut b = BatchBuilder::new();
+    b.remove(Source::new(SourceKind::Object, "a"));
+    assert_eq!(exporter.export(&b.build()).unwrap(), Export::Ok);
+    assert_eq!(exporter.health(), Health::Healthy);
+    let received = receiver.received.lock().unwrap();
+    assert_eq!(received.len(), 7);
+    assert!(
+        received[5..]
+            .iter()
+            .all(|r| r.timeseries[0].samples[0].value.to_bits() == STALE_NAN)
     );
 }
 
 #[test]
-fn a_failed_push_leaves_the_page_as_it_was() {
+fn a_refused_removal_is_named_once_as_its_whole_update() {
+    let receiver = Receiver::start(&[200, 200, 200, 200, 400, 400]);
+    let mut exporter = remote_writer(&receiver.url);
+    assert_eq!(exporter.export(&two_sources()).unwrap(), Export::Ok);
+    let mut b = BatchBuilder::new();
+    b.remove(Source::new(SourceKind::Object, "b"));
+    b.remove(Source::new(SourceKind::Object, "a"));
+    let result = exporter.export(&b.build()).unwrap();
+    let Export::RejectItems { items } = result else {
+        panic!("expected refused items, got {result:?}");
+    };
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| (i.update, i.sample))
+            .collect::<Vec<_>>(),
+        [(0, None)]
+    );
+    assert_eq!(receiver.values().len(), 8);
+}
+
+#[test]
+fn another_batch_after_a_retry_starts_from_the_last_applied_state() {
+    let receiver = Receiver::start(&[200, 503]);
+    let mut exporter = remote_writer(&receiver.url);
+    assert!(matches!(
+        exporter.export(&two_sources()).unwrap(),
+        Export::Retry { .. }
+    ));
+    // Another batch than the one retried: all of it goes out, from the last applied state
+    // (where `a` and `b` are unknown, so no stale markers for them).
+    assert_eq!(
+        exporter.export(&vm_batch("c", "Running")).unwrap(),
+        Export::Ok
+    );
+    assert_eq!(receiver.values(), [1.0, 2.0, 2048.0, 3.0, 1.0, 1.0, 0.0]);
+}
+
+#[test]
+fn a_receiver_that_is_down_asks_for_a_retry() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     // Nothing listens on `port` any more: the push fails to connect.
-    let config = parse(&format!(
-        "listen = \"127.0.0.1:0\"\nremote_write = {{ url = \"http://127.0.0.1:{port}/api/v1/write\", timeout = \"2s\" }}"
-    ))
-    .unwrap();
-    let mut exporter = PrometheusExporter::new(config, Context { exporter: "t" }).unwrap();
+    let mut exporter = remote_writer(&format!("http://127.0.0.1:{port}/api/v1/write"));
     let result = exporter.export(&vm_batch("a", "Running")).unwrap();
     assert!(matches!(result, Export::Retry { .. }), "{result:?}");
-    assert_eq!(exporter.published().series_count(), 0);
-    exporter.shutdown().unwrap();
+    assert!(matches!(exporter.health(), Health::Degraded(_)));
 }
 
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
@@ -336,7 +568,7 @@ fn the_server_negotiates_format_and_gzip_and_checks_credentials() {
         exporter.export(&vm_batch("a", "Running")).unwrap(),
         Export::Ok
     );
-    let url = format!("http://{}/m", exporter.local_addr().unwrap());
+    let url = format!("http://{}/m", exporter.local_addr());
     let auth = ("Authorization", "Bearer t0k");
 
     let (status, headers, _) = get(&url, &[]);

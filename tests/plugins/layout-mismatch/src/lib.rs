@@ -75,6 +75,8 @@ mod export {
     }
 
     /// The self-description, as `periscope_plugin_api::host::ABOUT_SYMBOL` defines it.
+    // Unsafe only in name: an unmangled symbol, which is what makes it findable by name.
+    #[allow(unsafe_code)]
     #[unsafe(no_mangle)]
     pub extern "C" fn periscope_exporter_about() -> *const std::ffi::c_char {
         c"name=layout-mismatch\nplugin_version=0.0.0\nabi_version=2\n".as_ptr()
