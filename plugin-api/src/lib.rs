@@ -18,11 +18,16 @@
 //! The guide for plugin authors is `docs/plugin-authors.md` in the repository.
 
 pub mod abi;
+pub mod auth;
 pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod exporter;
+pub mod hash;
+pub mod json;
 pub mod log;
+pub mod names;
+pub mod tls;
 
 pub use abi::ABI_VERSION;
 pub use batch::{

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ResourceConfig;
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::objects::{CompileError, ObjectKey, ObjectPipeline};
 use crate::shard::Shard;
 
@@ -287,11 +287,14 @@ impl KubeWatch {
                     if !announced_missing {
                         announced_missing = true;
                         state
-                            .error(format!(
-                                "{} is not served (yet): {e}; looking again every {}s",
-                                self.target.kind,
-                                DISCOVERY_RETRY.as_secs()
-                            ))
+                            .error(
+                                ErrorKind::Read,
+                                format!(
+                                    "{} is not served (yet): {e}; looking again every {}s",
+                                    self.target.kind,
+                                    DISCOVERY_RETRY.as_secs()
+                                ),
+                            )
                             .await;
                         // A kind that does not exist has no objects: the first read is complete.
                         state.synced().await;
@@ -325,17 +328,23 @@ impl KubeWatch {
                     Some(Err(e)) if is_not_found(&e) => {
                         // The kind is gone (its CRD was deleted): drop its sources, wait for it again.
                         state
-                            .error(format!("{} is no longer served: {e}", self.target.kind))
+                            .error(
+                                ErrorKind::Read,
+                                format!("{} is no longer served: {e}", self.target.kind),
+                            )
                             .await;
                         state.remove_all().await;
                         break;
                     }
                     Some(Err(e)) => {
                         state
-                            .error(format!(
-                                "watch of {} failed: {e}; retrying with backoff",
-                                self.target.kind
-                            ))
+                            .error(
+                                ErrorKind::Read,
+                                format!(
+                                    "watch of {} failed: {e}; retrying with backoff",
+                                    self.target.kind
+                                ),
+                            )
                             .await
                     }
                     None => break,
@@ -454,16 +463,22 @@ impl WatchState {
             Value::Object(fields) => fields,
             Value::Null => serde_json::Map::new(),
             other => {
-                self.error(format!("an object that is not a JSON object: {other}"))
-                    .await;
+                self.error(
+                    ErrorKind::Parse,
+                    format!("an object that is not a JSON object: {other}"),
+                )
+                .await;
                 return None;
             }
         };
         let metadata = match serde_json::to_value(metadata) {
             Ok(metadata) => metadata,
             Err(e) => {
-                self.error(format!("cannot read an object's metadata as JSON: {e}"))
-                    .await;
+                self.error(
+                    ErrorKind::Parse,
+                    format!("cannot read an object's metadata as JSON: {e}"),
+                )
+                .await;
                 return None;
             }
         };
@@ -502,7 +517,8 @@ impl WatchState {
             Some((update, problems)) => {
                 let id = update.source_id().to_owned();
                 for problem in problems {
-                    self.error(format!("{id}: {problem}")).await;
+                    self.error(ErrorKind::Value, format!("{id}: {problem}"))
+                        .await;
                 }
                 self.send(Event::Update(update)).await;
                 Some((id, named))
@@ -551,9 +567,14 @@ impl WatchState {
         }
     }
 
-    async fn error(&mut self, message: String) {
+    async fn error(&mut self, kind: ErrorKind, message: String) {
         let input = self.input.clone();
-        self.send(Event::Error { input, message }).await;
+        self.send(Event::Error {
+            input,
+            kind,
+            message,
+        })
+        .await;
     }
 
     async fn send(&self, event: Event) {

@@ -329,7 +329,7 @@ fn https_with_basic_auth_serves_the_page_only_to_the_right_user() {
     std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), signing_key.serialize_pem()).unwrap();
     let config = parse(&format!(
-        "listen = \"127.0.0.1:0\"\ntls = {{ cert = \"{0}/tls.crt\", key = \"{0}/tls.key\" }}\nauth = {{ username = \"prom\", password = \"s3cret\" }}",
+        "listen = \"127.0.0.1:0\"\ntls = {{ cert_file = \"{0}/tls.crt\", key_file = \"{0}/tls.key\" }}\nauth = {{ username = \"prom\", password = \"s3cret\" }}",
         dir.path().display()
     ))
     .unwrap();

@@ -3,21 +3,25 @@
 //! ```toml
 //! config = { listen = "127.0.0.1:9100", path = "/metrics", metric_prefix = "periscope_",
 //!            const_labels = { cluster = "lab" }, max_series_per_family = 100000,
-//!            max_label_value_length = 1024, auth = { bearer_token = "s3cret" },
-//!            tls = { cert = "tls.crt", key = "tls.key" },
-//!            remote_write = { url = "http://127.0.0.1:9090/api/v1/write", max_samples_per_request = 2000 } }
+//!            max_label_value_length = 1024, auth = { token_file = "/run/secrets/scrape-token" },
+//!            tls = { cert_file = "tls.crt", key_file = "tls.key" },
+//!            remote_write = { url = "https://prometheus:9090/api/v1/write", max_samples_per_request = 2000,
+//!                             auth = { username = "periscope", password_file = "/run/secrets/rw" },
+//!                             tls = { ca_file = "ca.pem" } } }
 //! ```
 //!
 //! Pull (`listen`) and push (`remote_write`) are independent; at least one must be configured.
+//! `auth` and `tls` are plugin-api's [`AuthConfig`] and [`TlsConfig`], the same tables the
+//! scraper's endpoints and the Elasticsearch exporter take.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use periscope_plugin_api::auth::{Auth, AuthConfig, AuthError, Credentials};
 use periscope_plugin_api::config::Duration;
+use periscope_plugin_api::names;
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
 use serde::Deserialize;
-
-use crate::names;
 
 /// Options of the Prometheus exporter.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,10 +33,11 @@ pub struct PrometheusConfig {
     /// The path of the metrics page.
     #[serde(default = "default_path")]
     pub path: String,
-    /// Serve HTTPS with this certificate and key.
+    /// Serve HTTPS with this certificate and key (`cert_file`, `key_file`; the other keys are
+    /// for clients and refused here).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// Require these credentials from scrapers.
+    /// Require these credentials from scrapers: basic auth or a bearer token.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
     /// Series kept per metric family over all sources; further series are dropped and counted.
@@ -52,78 +57,6 @@ pub struct PrometheusConfig {
     pub remote_write: Option<RemoteWriteConfig>,
 }
 
-/// The certificate chain and private key (PEM files) of the HTTPS endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-/// Credentials: `{ bearer_token = "…" }` or `{ username = "…", password = "…" }` (HTTP basic).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// `Authorization: Bearer <token>`.
-    #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// The user name of basic auth.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The password of basic auth.
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-/// Validated credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// `Authorization: Bearer <token>`.
-    Bearer(String),
-    /// `Authorization: Basic base64(user:password)`.
-    Basic {
-        /// The user name.
-        username: String,
-        /// The password.
-        password: String,
-    },
-}
-
-impl Credentials {
-    /// The `Authorization` header value these credentials produce.
-    pub fn header_value(&self) -> String {
-        use base64::Engine as _;
-        match self {
-            Credentials::Bearer(token) => format!("Bearer {token}"),
-            Credentials::Basic { username, password } => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-            ),
-        }
-    }
-}
-
-impl AuthConfig {
-    /// The credentials, or what is wrong with the fields given (`what` names the table).
-    pub fn credentials(&self, what: &str) -> Result<Option<Credentials>, String> {
-        match (&self.bearer_token, &self.username, &self.password) {
-            (None, None, None) => Ok(None),
-            (Some(token), None, None) if !token.is_empty() => {
-                Ok(Some(Credentials::Bearer(token.clone())))
-            }
-            (None, Some(username), Some(password)) => Ok(Some(Credentials::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            })),
-            _ => Err(format!(
-                "{what}: give either a non-empty `bearer_token`, or both `username` and `password`"
-            )),
-        }
-    }
-}
-
 /// Where and how to push samples with the remote-write 1.0 protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,15 +69,13 @@ pub struct RemoteWriteConfig {
     /// How long one request may take.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// Bearer token sent to the receiver.
+    /// Credentials sent to the receiver: basic auth or a bearer token.
     #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// User name of basic auth at the receiver.
+    pub auth: Option<AuthConfig>,
+    /// TLS towards an `https://` receiver (`ca_file`, `cert_file` and `key_file`,
+    /// `insecure_skip_verify`; `server_name` is refused).
     #[serde(default)]
-    pub username: Option<String>,
-    /// Password of basic auth at the receiver.
-    #[serde(default)]
-    pub password: Option<String>,
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_path() -> String {
@@ -159,78 +90,201 @@ fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
 }
 
-impl RemoteWriteConfig {
-    /// The credentials to send, or what is wrong with them.
-    pub fn credentials(&self) -> Result<Option<Credentials>, String> {
-        AuthConfig {
-            bearer_token: self.bearer_token.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
+/// One thing wrong with the options.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither side is configured.
+    #[error("nothing to do: set `listen` (serve /metrics) and/or `remote_write` (push)")]
+    NothingToDo,
+    /// A page path that is not absolute.
+    #[error("`path` {0:?} must start with `/`")]
+    Path(String),
+    /// `tls` or `auth` of the page without a page.
+    #[error("`tls` and `auth` need `listen`")]
+    NeedsListen,
+    /// A limit of 0.
+    #[error("`{0}` must be greater than 0")]
+    Zero(&'static str),
+    /// A prefix that cannot start a metric name.
+    #[error("`metric_prefix` {0:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)")]
+    MetricPrefix(String),
+    /// A constant label a user may not set.
+    #[error(
+        "`const_labels`: {0:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`)"
+    )]
+    ConstLabel(String),
+    /// A remote-write URL that is not HTTP.
+    #[error("`remote_write.url` {0:?} must be an http:// or https:// URL")]
+    RemoteWriteUrl(String),
+    /// `remote_write.tls` with a plain HTTP URL.
+    #[error("`remote_write.tls` needs an https:// `remote_write.url`, not {0:?}")]
+    TlsNeedsHttps(String),
+    /// An `auth` table that is wrong or whose secret cannot be read.
+    #[error("`{key}`: {source}")]
+    Auth {
+        /// The key at fault (`remote_write.auth.token_file`).
+        key: String,
+        /// What is wrong.
+        source: AuthError,
+    },
+    /// A `tls` table that is wrong or whose files cannot be read.
+    #[error("`{key}`: {source}")]
+    Tls {
+        /// The key at fault (`tls.cert_file`).
+        key: String,
+        /// What is wrong.
+        source: TlsError,
+    },
+}
+
+impl ConfigError {
+    /// What is wrong with the `auth` table called `table`.
+    fn auth(table: &str, source: AuthError) -> ConfigError {
+        ConfigError::Auth {
+            key: key_in(table, source.key()),
+            source,
         }
-        .credentials("`remote_write`")
+    }
+
+    /// What is wrong with the `tls` table called `table`.
+    fn tls(table: &str, source: TlsError) -> ConfigError {
+        ConfigError::Tls {
+            key: key_in(table, source.key()),
+            source,
+        }
+    }
+}
+
+/// `table.key`, or `table` for an empty key.
+fn key_in(table: &str, key: &str) -> String {
+    if key.is_empty() {
+        table.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+/// Every problem of the options, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// The credentials of an `auth` table (`table` names it) that the exporter takes: basic or
+/// bearer, secrets read.
+pub fn credentials(table: &'static str, config: &AuthConfig) -> Result<Credentials, ConfigError> {
+    let auth_error = |source| ConfigError::auth(table, source);
+    let auth = config.auth().map_err(auth_error)?;
+    if let Auth::ApiKey(_) = auth {
+        return Err(auth_error(AuthError::Unsupported {
+            key: "api_key_file",
+            kind: auth.kind(),
+            takes: "basic auth or a bearer token",
+        }));
+    }
+    auth.load().map_err(auth_error)
+}
+
+/// The `Authorization` header value `credentials` produce.
+pub fn authorization(credentials: &Credentials) -> String {
+    use base64::Engine as _;
+    match credentials {
+        Credentials::Bearer(token) => format!("Bearer {token}"),
+        Credentials::Basic { username, password } => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        ),
+        Credentials::ApiKey(key) => format!("ApiKey {key}"),
     }
 }
 
 impl PrometheusConfig {
-    /// Checks what serde cannot; every problem is reported, one per line.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot, secret and certificate files included; every problem is
+    /// reported.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut problems = Vec::new();
         if self.listen.is_none() && self.remote_write.is_none() {
-            problems.push(
-                "nothing to do: set `listen` (serve /metrics) and/or `remote_write` (push)"
-                    .to_owned(),
-            );
+            problems.push(ConfigError::NothingToDo);
         }
         if !self.path.starts_with('/') {
-            problems.push(format!("`path` {:?} must start with `/`", self.path));
+            problems.push(ConfigError::Path(self.path.clone()));
         }
         if self.listen.is_none() && (self.tls.is_some() || self.auth.is_some()) {
-            problems.push("`tls` and `auth` need `listen`".to_owned());
+            problems.push(ConfigError::NeedsListen);
         }
-        if let Some(Err(e)) = self.auth.as_ref().map(|a| a.credentials("`auth`")) {
+        if let Some(auth) = &self.auth
+            && let Err(e) = credentials("auth", auth)
+        {
             problems.push(e);
         }
+        if let Some(tls) = &self.tls
+            && let Err(source) = server_tls(tls)
+        {
+            problems.push(ConfigError::tls("tls", source));
+        }
         if self.max_series_per_family == Some(0) {
-            problems.push("`max_series_per_family` must be greater than 0".to_owned());
+            problems.push(ConfigError::Zero("max_series_per_family"));
         }
         if self.max_label_value_length == Some(0) {
-            problems.push("`max_label_value_length` must be greater than 0".to_owned());
+            problems.push(ConfigError::Zero("max_label_value_length"));
         }
-        if !self.metric_prefix.is_empty() && !names::is_valid_metric_name(&self.metric_prefix) {
-            problems.push(format!(
-                "`metric_prefix` {:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)",
-                self.metric_prefix
-            ));
+        if !self.metric_prefix.is_empty() && !names::is_metric_name(&self.metric_prefix) {
+            problems.push(ConfigError::MetricPrefix(self.metric_prefix.clone()));
         }
         for name in self.const_labels.keys() {
-            if !names::is_valid_label_name(name) || name.starts_with("__") {
-                problems.push(format!(
-                    "`const_labels`: {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`)"
-                ));
+            if !names::is_user_label_name(name) {
+                problems.push(ConfigError::ConstLabel(name.clone()));
             }
         }
         if let Some(rw) = &self.remote_write {
-            if !(rw.url.starts_with("http://") || rw.url.starts_with("https://")) {
-                problems.push(format!(
-                    "`remote_write.url` {:?} must be an http:// or https:// URL",
-                    rw.url
-                ));
-            }
-            if rw.max_samples_per_request == 0 {
-                problems
-                    .push("`remote_write.max_samples_per_request` must be greater than 0".into());
-            }
-            if let Err(e) = rw.credentials() {
-                problems.push(e);
-            }
-            if rw.timeout.0.is_zero() {
-                problems.push("`remote_write.timeout` must be greater than 0".into());
-            }
+            rw.validate(&mut problems);
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("\n"))
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+/// The page's `tls`: a certificate and key, nothing a client would set.
+fn server_tls(tls: &TlsConfig) -> Result<(), TlsError> {
+    tls.refuse(
+        &["ca_file", "insecure_skip_verify", "server_name"],
+        "for the metrics page (it serves `cert_file` with `key_file`)",
+    )?;
+    if tls.cert_file.is_none() {
+        return Err(TlsError::Needs("key_file", "cert_file"));
+    }
+    tls.load().map(drop)
+}
+
+impl RemoteWriteConfig {
+    fn validate(&self, problems: &mut Vec<ConfigError>) {
+        let https = self.url.starts_with("https://");
+        if !(https || self.url.starts_with("http://")) {
+            problems.push(ConfigError::RemoteWriteUrl(self.url.clone()));
+        }
+        if self.max_samples_per_request == 0 {
+            problems.push(ConfigError::Zero("remote_write.max_samples_per_request"));
+        }
+        if let Some(auth) = &self.auth
+            && let Err(e) = credentials("remote_write.auth", auth)
+        {
+            problems.push(e);
+        }
+        if let Some(tls) = &self.tls {
+            if !https {
+                problems.push(ConfigError::TlsNeedsHttps(self.url.clone()));
+            }
+            let checked = tls
+                .refuse(&["server_name"], "for remote write")
+                .and_then(|()| tls.load().map(drop));
+            if let Err(source) = checked {
+                problems.push(ConfigError::tls("remote_write.tls", source));
+            }
+        }
+        if self.timeout.0.is_zero() {
+            problems.push(ConfigError::Zero("remote_write.timeout"));
         }
     }
 }
@@ -250,33 +304,39 @@ mod tests {
 
     #[test]
     fn every_option_can_be_set() {
-        let config: PrometheusConfig = parse(
+        let dir = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN X-----\n-----END X-----\n";
+        for file in ["c.pem", "k.pem", "ca.pem"] {
+            std::fs::write(dir.path().join(file), pem).unwrap();
+        }
+        std::fs::write(dir.path().join("token"), "t\n").unwrap();
+        let config: PrometheusConfig = parse(&format!(
             r#"listen = "127.0.0.1:1"
 path = "/m"
-tls = { cert = "c.pem", key = "k.pem" }
-auth = { username = "u", password = "p" }
+tls = {{ cert_file = "{0}/c.pem", key_file = "{0}/k.pem" }}
+auth = {{ username = "u", password = "p" }}
 max_series_per_family = 5
 max_label_value_length = 10
 metric_prefix = "x_"
-const_labels = { cluster = "lab" }
-remote_write = { url = "http://h/api/v1/write", max_samples_per_request = 7, timeout = "2s", bearer_token = "t" }
+const_labels = {{ cluster = "lab" }}
+remote_write = {{ url = "https://h/api/v1/write", max_samples_per_request = 7, timeout = "2s", auth = {{ token_file = "{0}/token" }}, tls = {{ ca_file = "{0}/ca.pem" }} }}
 "#,
-        )
+            dir.path().display()
+        ))
         .unwrap();
         assert!(config.validate().is_ok(), "{:?}", config.validate());
         assert_eq!(
-            config.auth.unwrap().credentials("auth").unwrap(),
-            Some(Credentials::Basic {
+            credentials("auth", &config.auth.unwrap()).unwrap(),
+            Credentials::Basic {
                 username: "u".into(),
                 password: "p".into()
-            })
+            }
         );
         let rw = config.remote_write.unwrap();
         assert_eq!(rw.max_samples_per_request, 7);
-        assert_eq!(
-            rw.credentials().unwrap(),
-            Some(Credentials::Bearer("t".into()))
-        );
+        let token = credentials("remote_write.auth", &rw.auth.unwrap()).unwrap();
+        assert_eq!(token, Credentials::Bearer("t".into()));
+        assert_eq!(authorization(&token), "Bearer t");
     }
 
     #[test]
@@ -284,30 +344,66 @@ remote_write = { url = "http://h/api/v1/write", max_samples_per_request = 7, tim
         let err =
             parse::<PrometheusConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1").unwrap_err();
         assert_eq!(err.key, "listen_addr");
-        assert!(
-            parse::<PrometheusConfig>("tls = { cert = \"a\", key = \"b\", ca = \"c\" }").is_err()
-        );
+        let err = parse::<PrometheusConfig>("tls = { cert = \"a\", key = \"b\" }").unwrap_err();
+        assert_eq!(err.key, "tls.cert");
         assert!(
             parse::<PrometheusConfig>("remote_write = { url = \"http://x\", urll = 1 }").is_err()
+        );
+        assert!(
+            parse::<PrometheusConfig>(
+                "remote_write = { url = \"http://x\", bearer_token = \"t\" }"
+            )
+            .is_err()
         );
     }
 
     #[test]
     fn validation_reports_every_problem() {
         let config: PrometheusConfig = parse(
-            "path = \"metrics\"\nauth = { username = \"u\" }\nmetric_prefix = \"1x\"\nconst_labels = { \"a-b\" = \"v\" }\nmax_series_per_family = 0",
+            "path = \"metrics\"\nauth = { username = \"u\" }\nmetric_prefix = \"1x\"\n\
+             const_labels = { \"a-b\" = \"v\" }\nmax_series_per_family = 0\n\
+             tls = { cert_file = \"/nonexistent/c.pem\", key_file = \"k\", ca_file = \"ca\" }",
         )
         .unwrap();
-        let err = config.validate().unwrap_err();
+        let err = config.validate().unwrap_err().to_string();
         for needle in [
-            "either a non-empty",
+            "`auth.username`: `username` needs `password_file`",
             "nothing to do",
             "`path`",
             "metric_prefix",
             "a-b",
             "max_series_per_family",
+            "`tls.ca_file`: `ca_file` is not supported for the metrics page",
         ] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }
+    }
+
+    #[test]
+    fn a_missing_secret_or_certificate_file_is_named_with_its_key() {
+        let config: PrometheusConfig = parse(
+            "remote_write = { url = \"https://h/w\", auth = { token_file = \"/nonexistent/t\" }, \
+             tls = { ca_file = \"/nonexistent/ca.pem\", server_name = \"x\" } }",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`remote_write.auth.token_file`: cannot read /nonexistent/t"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "`remote_write.tls.server_name`: `server_name` is not supported for remote write"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_api_key_is_not_taken() {
+        let config: PrometheusConfig =
+            parse("listen = \"127.0.0.1:1\"\nauth = { api_key = \"k\" }").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("an API key is not taken here"), "{err}");
     }
 }

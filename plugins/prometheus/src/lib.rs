@@ -88,10 +88,11 @@ impl Exporter for PrometheusExporter {
         config.validate()?;
         let stats = Arc::new(Stats::default());
         let published = Arc::new(Published::default());
-        let auth = match &config.auth {
-            Some(auth) => auth.credentials("`auth`")?,
-            None => None,
-        };
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|auth| config::credentials("auth", auth))
+            .transpose()?;
         let server = match config.listen {
             Some(listen) => Some(Server::start(
                 &ServerOptions {

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use periscope_plugin_api::tls::TlsConfig;
 use prost::Message as _;
 
 use crate::config::RemoteWriteConfig;
@@ -106,21 +107,30 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_REASON_BYTES: usize = 1024;
 
 impl RemoteWriter {
-    /// A client for `config` (validated).
+    /// A client for `config` (validated): reads its secret and certificate files.
     pub fn new(config: &RemoteWriteConfig, stats: Arc<Stats>) -> Result<Self, String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout.0))
             .user_agent(concat!(
                 "periscope-exporter-prometheus/",
                 env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .into();
+            ));
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(client_tls(tls)?);
+        }
+        let authorization = config
+            .auth
+            .as_ref()
+            .map(|auth| crate::config::credentials("remote_write.auth", auth))
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .as_ref()
+            .map(crate::config::authorization);
         Ok(RemoteWriter {
-            agent,
+            agent: builder.build().into(),
             url: config.url.clone(),
-            authorization: config.credentials()?.map(|c| c.header_value()),
+            authorization,
             max_samples: config.max_samples_per_request.max(1),
             stats,
         })
@@ -207,6 +217,40 @@ impl RemoteWriter {
         );
         classify(status, retry_after, reason)
     }
+}
+
+/// The client TLS settings of `tls`: its CA instead of the built-in roots, its client
+/// certificate, or no verification at all.
+fn client_tls(tls: &TlsConfig) -> Result<ureq::tls::TlsConfig, String> {
+    let key_error = |key: &str, e: &dyn std::fmt::Display| format!("`remote_write.tls.{key}`: {e}");
+    let pem = tls.load().map_err(|e| key_error(e.key(), &e))?;
+    let mut builder =
+        ureq::tls::TlsConfig::builder().disable_verification(tls.insecure_skip_verify);
+    if let Some(ca) = &pem.ca {
+        let roots = certificates(ca).map_err(|e| key_error("ca_file", &e))?;
+        builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+    }
+    if let Some(identity) = &pem.identity {
+        let chain = certificates(&identity.cert).map_err(|e| key_error("cert_file", &e))?;
+        let key = ureq::tls::PrivateKey::from_pem(&identity.key)
+            .map_err(|e| key_error("key_file", &e))?;
+        builder = builder.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(builder.build())
+}
+
+/// Every certificate in a PEM file; an error if there is none.
+fn certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| e.to_string())? {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".to_owned());
+    }
+    Ok(certs)
 }
 
 /// What a non-2xx status means: 429 and 5xx are retried, other statuses rejected.

@@ -21,7 +21,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::config::{Credentials, TlsConfig};
+use periscope_plugin_api::auth::Credentials;
+use periscope_plugin_api::tls::TlsConfig;
+
+use crate::config::authorization;
 use crate::format::{Format, accepts_gzip, negotiate};
 use crate::render::render;
 use crate::state::Published;
@@ -88,7 +91,7 @@ impl Server {
         };
         let context = Arc::new(Context {
             path: options.path.clone(),
-            authorization: options.auth.as_ref().map(Credentials::header_value),
+            authorization: options.auth.as_ref().map(authorization),
             challenge: match options.auth {
                 Some(Credentials::Basic { .. }) => "Basic realm=\"periscope\"",
                 _ => "Bearer",
@@ -122,22 +125,28 @@ impl Drop for Server {
     }
 }
 
+/// The TLS acceptor of `tls`'s certificate chain and key (a validated config names both).
 fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "cannot read the certificates in {}: {e}",
-                tls.cert.display()
-            )
-        })?;
+    let identity = tls
+        .load()
+        .map_err(|e| format!("`tls.{}`: {e}", e.key()))?
+        .identity
+        .ok_or("`tls` needs `cert_file` and `key_file`")?;
+    let (cert_file, key_file) = (
+        tls.cert_file.clone().unwrap_or_default(),
+        tls.key_file.clone().unwrap_or_default(),
+    );
+    let (cert_file, key_file) = (|| cert_file.display(), || key_file.display());
+    let certs = CertificateDer::pem_slice_iter(&identity.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot read the certificates in {}: {e}", cert_file()))?;
     if certs.is_empty() {
-        return Err(format!("no certificate in {}", tls.cert.display()));
+        return Err(format!("no certificate in {}", cert_file()));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| format!("cannot read the private key in {}: {e}", tls.key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&identity.key)
+        .map_err(|e| format!("cannot read the private key in {}: {e}", key_file()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -147,8 +156,8 @@ fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
         .map_err(|e| {
             format!(
                 "TLS: {} and {} do not make a usable certificate and key: {e}",
-                tls.cert.display(),
-                tls.key.display()
+                cert_file(),
+                key_file()
             )
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

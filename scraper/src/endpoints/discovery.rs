@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::targets::{ObjectRef, Target, Targets};
 use super::{Discovery, Endpoint};
 use crate::config::{DiscoveryRole, PortRef};
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::shard::Shard;
 
 /// The discovery of one entry.
@@ -95,7 +95,15 @@ impl Watch {
                 Err(e) => {
                     let message = format!("discovery of targets failed (retrying): {e}");
                     let input = self.input.clone();
-                    let _ = self.events.send(Event::Error { input, message }).await;
+                    let kind = ErrorKind::Read;
+                    let _ = self
+                        .events
+                        .send(Event::Error {
+                            input,
+                            kind,
+                            message,
+                        })
+                        .await;
                     continue;
                 }
             }
