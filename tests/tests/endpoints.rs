@@ -409,9 +409,9 @@ timeout = "150ms"
     }
     wait_value(&host, d, "up", &[("job", "broken-json")], "0.0");
     // NaN and infinities are values like any other (as in Prometheus).
-    assert_eq!(value(d, "v", &[("k", "nan")]).as_deref(), Some("\"NaN\""));
-    assert_eq!(value(d, "v", &[("k", "inf")]).as_deref(), Some("\"+Inf\""));
-    assert_eq!(value(d, "v", &[("k", "ninf")]).as_deref(), Some("\"-Inf\""));
+    assert_eq!(value(d, "v", &[("k", "nan")]).as_deref(), Some("NaN"));
+    assert_eq!(value(d, "v", &[("k", "inf")]).as_deref(), Some("+Inf"));
+    assert_eq!(value(d, "v", &[("k", "ninf")]).as_deref(), Some("-Inf"));
     // Duplicates: the first of each series is kept, the drop is counted.
     assert_eq!(value(d, "d", &[("a", "1")]).as_deref(), Some("1.0"));
     assert_eq!(value(d, "d", &[("a", "2")]).as_deref(), Some("3.0"));
