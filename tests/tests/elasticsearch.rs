@@ -576,7 +576,7 @@ fn an_unknown_ca_is_a_clear_error_and_the_documents_arrive_once_the_config_is_ri
     let log = host.log();
     let line = log
         .lines()
-        .find(|l| l.contains("export failed; the host will retry it"))
+        .find(|l| l.contains("export will be retried"))
         .unwrap_or_else(|| panic!("no retry line:\n{log}"));
     assert!(line.contains("certificate"), "{line}");
     assert!(line.contains("ca_file"), "{line}");
