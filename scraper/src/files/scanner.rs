@@ -133,7 +133,9 @@ impl Scanner {
                 state.fingerprint = Some(fingerprint);
                 String::from_utf8(bytes)
                     .map_err(|_| "the file is not UTF-8 text".to_owned())
-                    .and_then(|text| manifests::objects(&text, is_json(&path)))
+                    .and_then(|text| {
+                        manifests::objects(&text, is_json(&path)).map_err(|e| e.to_string())
+                    })
                     .map_err(|message| (ErrorKind::Parse, message))
             }
         };
