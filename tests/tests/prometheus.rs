@@ -20,6 +20,7 @@ use periscope_plugin_api::{
     BatchBuilder, Context, Export, Exporter, Family, FamilyKind, Source, SourceKind, Suffix,
 };
 use periscope_tests::prometheus::{Prometheus, Series, binary, parse_exposition};
+use periscope_tests::tls_proxy::{Credentials, TlsProxy};
 use periscope_tests::{Host, free_port, plugin_dir, repo_root, wait_until};
 
 const OPENMETRICS: &str =
@@ -177,6 +178,37 @@ fn remote_write_pushes_samples_and_stale_markers_to_prometheus() {
         "{}",
         host.log()
     );
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn remote_write_goes_over_tls_with_basic_auth_read_from_a_file() {
+    let prometheus = Prometheus::start(None, true);
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver behind HTTPS with a throwaway CA that demands these credentials.
+    let credentials = Credentials::Basic {
+        username: "periscope".into(),
+        password: "s3cret".into(),
+    };
+    let proxy = TlsProxy::start(prometheus.addr, &credentials, dir.path());
+    let password = dir.path().join("rw-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    write_configmap(dir.path(), "alpha", 3.0);
+    let mut host = start_host(
+        dir.path(),
+        &demo_config(&exporter(&format!(
+            "remote_write = {{ url = \"{}/api/v1/write\", timeout = \"5s\", \
+             auth = {{ username = \"periscope\", password_file = \"{}\" }}, \
+             tls = {{ ca_file = \"{}\" }} }}",
+            proxy.url(),
+            password.display(),
+            proxy.ca_file().display()
+        ))),
+    );
+    let series = prometheus.wait_for("demo_value", Duration::from_secs(30), |r| r.len() == 1);
+    assert_eq!(by_name(&series), BTreeMap::from([("alpha".into(), 3.0)]));
+    assert!(proxy.forwarded() >= 1);
+    assert_eq!(proxy.unauthorized(), 0, "{}", host.log());
     assert!(host.stop().success(), "{}", host.log());
 }
 

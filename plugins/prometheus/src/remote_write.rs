@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use periscope_plugin_api::tls::TlsConfig;
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
 use prost::Message as _;
 
-use crate::config::RemoteWriteConfig;
+use crate::config::{ConfigError, RemoteWriteConfig};
 use crate::stats::{RequestResult, Stats};
 
 /// `prometheus.WriteRequest`.
@@ -108,7 +108,7 @@ const MAX_REASON_BYTES: usize = 1024;
 
 impl RemoteWriter {
     /// A client for `config` (validated): reads its secret and certificate files.
-    pub fn new(config: &RemoteWriteConfig, stats: Arc<Stats>) -> Result<Self, String> {
+    pub fn new(config: &RemoteWriteConfig, stats: Arc<Stats>) -> Result<Self, SetupError> {
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout.0))
@@ -123,8 +123,7 @@ impl RemoteWriter {
             .auth
             .as_ref()
             .map(|auth| crate::config::credentials("remote_write.auth", auth))
-            .transpose()
-            .map_err(|e| e.to_string())?
+            .transpose()?
             .as_ref()
             .map(crate::config::authorization);
         Ok(RemoteWriter {
@@ -219,36 +218,66 @@ impl RemoteWriter {
     }
 }
 
+/// Why the remote-write client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The credentials.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The `tls` table or its files.
+    #[error("`remote_write.tls.{key}`: {source}", key = .0.key(), source = .0)]
+    Tls(#[from] TlsError),
+    /// A PEM file ureq cannot use.
+    #[error("`remote_write.tls.{key}`: {source}")]
+    Pem {
+        /// The key of the file.
+        key: &'static str,
+        /// Why.
+        source: ureq::Error,
+    },
+    /// A certificate file without a certificate.
+    #[error("`remote_write.tls.{0}`: no PEM certificate in it")]
+    NoCertificate(&'static str),
+}
+
 /// The client TLS settings of `tls`: its CA instead of the built-in roots, its client
 /// certificate, or no verification at all.
-fn client_tls(tls: &TlsConfig) -> Result<ureq::tls::TlsConfig, String> {
-    let key_error = |key: &str, e: &dyn std::fmt::Display| format!("`remote_write.tls.{key}`: {e}");
-    let pem = tls.load().map_err(|e| key_error(e.key(), &e))?;
+fn client_tls(tls: &TlsConfig) -> Result<ureq::tls::TlsConfig, SetupError> {
+    let pem = tls.load()?;
     let mut builder =
         ureq::tls::TlsConfig::builder().disable_verification(tls.insecure_skip_verify);
     if let Some(ca) = &pem.ca {
-        let roots = certificates(ca).map_err(|e| key_error("ca_file", &e))?;
+        let roots = certificates("ca_file", ca)?;
         builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
     }
     if let Some(identity) = &pem.identity {
-        let chain = certificates(&identity.cert).map_err(|e| key_error("cert_file", &e))?;
-        let key = ureq::tls::PrivateKey::from_pem(&identity.key)
-            .map_err(|e| key_error("key_file", &e))?;
+        let chain = certificates("cert_file", &identity.cert)?;
+        let key =
+            ureq::tls::PrivateKey::from_pem(&identity.key).map_err(|source| SetupError::Pem {
+                key: "key_file",
+                source,
+            })?;
         builder = builder.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
     }
     Ok(builder.build())
 }
 
-/// Every certificate in a PEM file; an error if there is none.
-fn certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+/// Every certificate in the PEM file of `key`; an error if there is none.
+fn certificates(
+    key: &'static str,
+    pem: &[u8],
+) -> Result<Vec<ureq::tls::Certificate<'static>>, SetupError> {
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
-        if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| e.to_string())? {
+        // Private keys in the same file are not certificates: skipped.
+        if let ureq::tls::PemItem::Certificate(cert) =
+            item.map_err(|source| SetupError::Pem { key, source })?
+        {
             certs.push(cert);
         }
     }
     if certs.is_empty() {
-        return Err("no PEM certificate in it".to_owned());
+        return Err(SetupError::NoCertificate(key));
     }
     Ok(certs)
 }
