@@ -186,7 +186,7 @@ impl ElasticsearchExporter {
             };
             match response::classify(&body, sent.len()) {
                 // Nothing tells which items were indexed: sending them again is safe.
-                Err(reason) => return Ok(retry(RETRY_AFTER, reason)),
+                Err(error) => return Ok(retry(RETRY_AFTER, error.to_string())),
                 Ok(Outcome::Indexed) => {}
                 Ok(Outcome::Retry { items, first }) => {
                     return Ok(retry(
