@@ -34,6 +34,8 @@ pub struct Plan {
     /// a hash mismatch, not a plugin). `check` fails on them; `run` reports each in one line, keeps
     /// them unready and runs the other exporters.
     pub refused: Vec<Refused>,
+    /// What works but should change: secrets written inline in an exporter's `auth`.
+    pub warnings: Vec<Problem>,
 }
 
 /// An exporter left out because its plugin was refused.
@@ -122,6 +124,8 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             ));
         }
     }
+
+    let warnings = inline_secrets(text, &config);
 
     let dirs = plugin_dirs(&config);
     let mut names = HashSet::new();
@@ -226,9 +230,30 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             endpoints,
             exporters,
             refused,
+            warnings,
         }),
         _ => Err(text.errors(problems)),
     }
+}
+
+/// A warning for every secret written inline in an `auth` table of an exporter's config (the
+/// tables are plugin-api's `AuthConfig` in every plugin, so the keys are known here).
+fn inline_secrets(text: &ConfigText, config: &Config) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for (i, exporter) in config.exporters.iter().enumerate() {
+        for key in periscope_plugin_api::auth::inline_secret_keys(exporter.config.get_ref()) {
+            let secret = key.rsplit('.').next().unwrap_or_default();
+            warnings.push(text.problem(
+                format!("exporters[{i}].config.{key}"),
+                Some(exporter.config.span()),
+                format!(
+                    "a secret written in the config: put it in a file and give `{secret}_file` \
+                     instead"
+                ),
+            ));
+        }
+    }
+    warnings
 }
 
 /// The configured plugin directories, or the directory of the running executable.

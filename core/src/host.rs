@@ -82,7 +82,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     let server = tokio::spawn(serve);
 
     for refused in &plan.refused {
-        error!(exporter = %refused.name, "exporter disabled, its plugin was refused: {}", refused.problem.message);
+        error!(exporter = %refused.name, problem = %refused.problem.message, "exporter disabled, its plugin was refused");
         readiness.set(
             &format!("exporter:{}", refused.name),
             Err(format!("plugin refused: {}", refused.problem.message)),
@@ -216,7 +216,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     }
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {
-        warn!("HTTP server ended with an error: {e}");
+        warn!(error = %e, "HTTP server ended with an error");
     }
     info!("stopped");
     Ok(())
@@ -297,9 +297,9 @@ async fn forward(
                 readiness.set(&format!("input:{input}"), Ok(()));
                 info!(%input, "first read complete");
             }
-            Event::Error { message, .. } => {
-                metrics.errors.inc();
-                warn!(%input, "{message}");
+            Event::Error { kind, message, .. } => {
+                metrics.errors.inc(kind);
+                warn!(%input, kind = kind.as_str(), error = %message, "input error");
             }
         }
     }

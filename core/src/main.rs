@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_core::config::{ConfigErrors, ConfigText};
+use periscope_core::config::{ConfigErrors, ConfigText, Problem};
 use periscope_core::logging::{self, LogFormat};
 use periscope_core::{check, host, plugins, rbac};
 use periscope_scraper::shard::Shard;
@@ -127,6 +127,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
             Ok(plan) => {
+                print_warnings(config.as_deref(), &plan.warnings);
                 println!(
                     "config ok: {} resource(s), {} input(s), {} exporter(s)",
                     plan.config.resources.len(),
@@ -143,6 +144,17 @@ fn main() -> ExitCode {
         Command::Plugins {
             command: PluginsCommand::Inspect { file },
         } => inspect(&file),
+    }
+}
+
+/// Prints each warning as `warning: file:line:col: `key`: message` to stderr.
+fn print_warnings(config: Option<&Path>, warnings: &[Problem]) {
+    for warning in warnings {
+        let one = ConfigErrors {
+            file: config_name(config),
+            problems: vec![warning.clone()],
+        };
+        eprintln!("warning: {one}");
     }
 }
 
@@ -171,6 +183,7 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    print_warnings(config, &plan.warnings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -3,6 +3,7 @@
 //! Every counter has exactly one definition here; the rest of the host increments them through the
 //! typed handles ([`ExporterMetrics`], [`InputMetrics`]), never by name.
 
+use periscope_scraper::ErrorKind;
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -138,10 +139,25 @@ impl HealthGauges {
 pub struct InputMetrics {
     /// Source updates received.
     pub updates: IntCounter,
-    /// Errors reported.
-    pub errors: IntCounter,
+    /// Errors reported, by kind.
+    pub errors: InputErrors,
     /// 1 once the first complete read is done.
     pub synced: IntGauge,
+}
+
+/// The error counters of one input, one per [`ErrorKind`] (all shown from the start, at 0).
+#[derive(Clone)]
+pub struct InputErrors {
+    by_kind: Vec<(ErrorKind, IntCounter)>,
+}
+
+impl InputErrors {
+    /// Counts one error of `kind`.
+    pub fn inc(&self, kind: ErrorKind) {
+        if let Some((_, counter)) = self.by_kind.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+        }
+    }
 }
 
 impl Telemetry {
@@ -257,8 +273,8 @@ impl Telemetry {
             errors: counter_vec(
                 &registry,
                 "periscope_input_errors_total",
-                "Errors reported by the input (unreadable files, bad values, failed requests).",
-                &["input"],
+                "Errors reported by the input, by kind: read, parse, value, scrape, config.",
+                &["input", "kind"],
             ),
             synced: gauge_vec(
                 &registry,
@@ -353,7 +369,15 @@ impl Telemetry {
         let one = [name];
         InputMetrics {
             updates: self.input.updates.with_label_values(&one),
-            errors: self.input.errors.with_label_values(&one),
+            errors: InputErrors {
+                by_kind: ErrorKind::ALL
+                    .iter()
+                    .map(|kind| {
+                        let labels = [name, kind.as_str()];
+                        (*kind, self.input.errors.with_label_values(&labels))
+                    })
+                    .collect(),
+            },
             synced: self.input.synced.with_label_values(&one),
         }
     }

@@ -544,10 +544,7 @@ impl Written {
 
     /// The slot of `s`: FNV-1a, cheap for the short strings labels are.
     fn slot(s: &str) -> usize {
-        let hash = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash >> 32) as usize % Written::SLOTS
+        (crate::hash::fnv1a_64(s.as_bytes()) >> 32) as usize % Written::SLOTS
     }
 }
 

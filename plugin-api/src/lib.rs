@@ -12,6 +12,11 @@
 //! - [`exporter`]: the safe trait, its results and the export macro;
 //! - [`codec`]: a checked binary form of a batch, for queues on disk;
 //! - [`config`]: strict TOML parsing with errors that name key, line and column;
+//! - [`auth`] and [`tls`]: the one shape of credentials and TLS settings every part of Periscope
+//!   takes, with the loading of their files;
+//! - [`json`]: the one JSON form of a sample (NaN and infinities included) every writer uses;
+//! - [`names`]: what a valid metric and label name is;
+//! - [`hash`]: FNV-1a, for sharding and stable ids;
 //! - [`abi`]: the stable ABI itself (root module, trait object, version);
 //! - [`host`]: the host's safe side of the boundary (load a plugin, start exporters, call them);
 //! - [`log`]: the bridge that makes a plugin's `tracing` events appear in the host's log.
@@ -19,12 +24,17 @@
 //! The guide for plugin authors is `docs/plugin-authors.md` in the repository.
 
 pub mod abi;
+pub mod auth;
 pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod exporter;
+pub mod hash;
 pub mod host;
+pub mod json;
 pub mod log;
+pub mod names;
+pub mod tls;
 
 pub use abi::ABI_VERSION;
 pub use batch::{

@@ -83,7 +83,8 @@ pub fn install(plugin: &'static str, log: LogFn, max_level: u8) {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            tracing::error!(%location, "plugin panicked: {}", crate::exporter::panic_message(info.payload()));
+            let panic = crate::exporter::panic_message(info.payload());
+            tracing::error!(%location, %panic, "plugin panicked");
         }));
     });
 }

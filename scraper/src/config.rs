@@ -18,8 +18,7 @@ use toml::Spanned;
 use crate::value::Convert;
 
 pub use endpoints::{
-    BasicAuthConfig, DiscoveryConfig, DiscoveryRole, EndpointConfig, EndpointFormat, PortRef,
-    Scheme, TlsConfig,
+    DiscoveryConfig, DiscoveryRole, EndpointConfig, EndpointFormat, PortRef, Scheme,
 };
 
 /// One `[[resources]]` entry: a kind of Kubernetes object and the metrics read from it.

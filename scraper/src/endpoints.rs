@@ -26,12 +26,13 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use periscope_plugin_api::auth::Auth;
 use regex::RegexSet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EndpointFormat, PortRef, Scheme};
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::objects::DocumentMetrics;
 use crate::path::Path;
 use crate::shard::Shard;
@@ -56,7 +57,8 @@ pub struct Endpoint {
     drop: Option<RegexSet>,
     /// The entry's `labels`, in name order.
     labels: Vec<(String, String)>,
-    auth: client::Auth,
+    /// The credentials sent with every scrape (never an API key).
+    auth: Option<Auth>,
     http: reqwest::Client,
     /// The metrics of a JSON answer.
     json: Option<DocumentMetrics>,
@@ -133,7 +135,14 @@ impl EndpointInput {
             }
             (Some(_), None) => {
                 let message = "target discovery needs the [kubernetes] table".to_owned();
-                let _ = events.send(Event::Error { input, message }).await;
+                let kind = ErrorKind::Config;
+                let _ = events
+                    .send(Event::Error {
+                        input,
+                        kind,
+                        message,
+                    })
+                    .await;
                 return;
             }
             (None, _) => {

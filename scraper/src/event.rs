@@ -14,13 +14,55 @@ pub enum Event {
         input: String,
     },
     /// Something went wrong reading the input or extracting from an object. The host logs it and
-    /// counts it under the input's name; the input carries on.
+    /// counts it under the input's name and its kind; the input carries on.
     Error {
         /// The input's name.
         input: String,
+        /// What kind of error: the `kind` label of `periscope_input_errors_total`.
+        kind: ErrorKind,
         /// What went wrong, naming the file, object or path at fault.
         message: String,
     },
+}
+
+/// What kind of error an input met: the `kind` label of `periscope_input_errors_total`, so an
+/// alert can tell a cluster that cannot be reached from a value that is not a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Reading failed: a file, a directory, a list or watch of the Kubernetes API.
+    Read,
+    /// A document could not be parsed (YAML, JSON).
+    Parse,
+    /// A value of an object or a page did not become a sample (not a number, several values,
+    /// not a state, a duplicate series).
+    Value,
+    /// A scrape failed: connection, HTTP status, timeout, content type, a page too large,
+    /// malformed or with too many samples.
+    Scrape,
+    /// The input cannot run as configured.
+    Config,
+}
+
+impl ErrorKind {
+    /// Every kind, for self-metrics that show each from the start.
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Read,
+        ErrorKind::Parse,
+        ErrorKind::Value,
+        ErrorKind::Scrape,
+        ErrorKind::Config,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Read => "read",
+            ErrorKind::Parse => "parse",
+            ErrorKind::Value => "value",
+            ErrorKind::Scrape => "scrape",
+            ErrorKind::Config => "config",
+        }
+    }
 }
 
 /// A batch holding exactly one update: `Replace` of one source with all its samples, or `Remove`.

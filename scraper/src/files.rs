@@ -18,7 +18,7 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FilesConfig;
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::objects::ObjectPipeline;
 use scanner::Scanner;
 
@@ -70,8 +70,17 @@ impl FilesSource {
                 Ok(done) => done,
                 Err(e) => {
                     let message = format!("reading the manifests failed: {e}");
-                    tracing::error!(input = %input, "{message}");
-                    send(&events, &shutdown, Event::Error { input, message }).await;
+                    let kind = ErrorKind::Read;
+                    send(
+                        &events,
+                        &shutdown,
+                        Event::Error {
+                            input,
+                            kind,
+                            message,
+                        },
+                    )
+                    .await;
                     return;
                 }
             };

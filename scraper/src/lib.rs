@@ -31,4 +31,4 @@ pub mod selector;
 pub mod shard;
 pub mod value;
 
-pub use event::{Event, SourceUpdate};
+pub use event::{ErrorKind, Event, SourceUpdate};

@@ -9,12 +9,44 @@ use serde_json::Value;
 
 /// A selector that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid selector {selector:?}: {message}")]
+#[error("invalid selector {selector:?}: {problem}")]
 pub struct SelectorError {
     /// The selector as written.
     pub selector: String,
     /// What is wrong.
-    pub message: String,
+    pub problem: SelectorProblem,
+}
+
+/// What is wrong with a selector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorProblem {
+    /// A `)` with no `(` before it.
+    #[error("`)` without `(`")]
+    UnopenedParenthesis,
+    /// A `(` with no `)` after it.
+    #[error("`(` is not closed")]
+    UnclosedParenthesis,
+    /// Text after the `)` of a set requirement.
+    #[error("`{0}`: nothing may follow the closing `)`")]
+    AfterSet(String),
+    /// A set requirement that is not `key in (…)` or `key notin (…)`.
+    #[error("`{0}`: expected `key in (…)` or `key notin (…)`")]
+    SetSyntax(String),
+    /// A set operator other than `in` and `notin`.
+    #[error("`{0}` is not `in` or `notin`")]
+    SetOperator(String),
+    /// Not a label key.
+    #[error("{0:?} is not a label key")]
+    LabelKey(String),
+    /// Not a label value.
+    #[error("{0:?} is not a label value")]
+    LabelValue(String),
+    /// A field requirement without `=` or `!=`.
+    #[error("`{0}` is not `field=value` or `field!=value`")]
+    FieldSyntax(String),
+    /// A field the offline input cannot evaluate.
+    #[error("field `{0}` is not supported yet; use metadata.name or metadata.namespace")]
+    UnsupportedField(String),
 }
 
 /// A parsed label selector; the empty selector matches everything.
@@ -42,9 +74,9 @@ enum Op {
 impl LabelSelector {
     /// Parses a selector such as `app=web,tier in (front,back),!canary`.
     pub fn parse(text: &str) -> Result<LabelSelector, SelectorError> {
-        let error = |message: String| SelectorError {
+        let error = |problem| SelectorError {
             selector: text.to_owned(),
-            message,
+            problem,
         };
         let mut requirements = Vec::new();
         for part in split_top_level(text).map_err(error)? {
@@ -73,7 +105,7 @@ impl LabelSelector {
 }
 
 /// Splits on the commas that are not inside parentheses, dropping empty parts.
-fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
+fn split_top_level(text: &str) -> Result<Vec<&str>, SelectorProblem> {
     let mut parts = Vec::new();
     let mut depth = 0u32;
     let mut start = 0;
@@ -83,7 +115,7 @@ fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
             ')' => {
                 depth = depth
                     .checked_sub(1)
-                    .ok_or_else(|| "`)` without `(`".to_owned())?;
+                    .ok_or(SelectorProblem::UnopenedParenthesis)?;
             }
             ',' if depth == 0 => {
                 parts.push(&text[start..i]);
@@ -93,7 +125,7 @@ fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth > 0 {
-        return Err("`(` is not closed".to_owned());
+        return Err(SelectorProblem::UnclosedParenthesis);
     }
     parts.push(&text[start..]);
     Ok(parts
@@ -103,7 +135,7 @@ fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
         .collect())
 }
 
-fn parse_requirement(part: &str) -> Result<Requirement, String> {
+fn parse_requirement(part: &str) -> Result<Requirement, SelectorProblem> {
     if let Some(key) = part.strip_prefix('!') {
         return Ok(Requirement {
             key: label_key(key.trim())?,
@@ -125,13 +157,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     }
     if let Some(open) = part.find('(') {
         let Some(set) = part[open + 1..].strip_suffix(')') else {
-            return Err(format!("`{part}`: nothing may follow the closing `)`"));
+            return Err(SelectorProblem::AfterSet(part.to_owned()));
         };
         let mut words = part[..open].split_whitespace();
         let (Some(key), Some(op), None) = (words.next(), words.next(), words.next()) else {
-            return Err(format!(
-                "`{part}`: expected `key in (…)` or `key notin (…)`"
-            ));
+            return Err(SelectorProblem::SetSyntax(part.to_owned()));
         };
         let values = set
             .split(',')
@@ -140,7 +170,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         let op = match op {
             "in" => Op::In(values),
             "notin" => Op::NotIn(values),
-            other => return Err(format!("`{other}` is not `in` or `notin`")),
+            other => return Err(SelectorProblem::SetOperator(other.to_owned())),
         };
         return Ok(Requirement {
             key: label_key(key)?,
@@ -154,7 +184,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 }
 
 /// A label key: an optional DNS prefix and `/`, then a name of letters, digits, `-`, `_` and `.`.
-fn label_key(key: &str) -> Result<String, String> {
+fn label_key(key: &str) -> Result<String, SelectorProblem> {
     let name = key.rsplit_once('/').map_or(key, |(_, name)| name);
     let valid = !name.is_empty()
         && key
@@ -163,18 +193,18 @@ fn label_key(key: &str) -> Result<String, String> {
     if valid {
         Ok(key.to_owned())
     } else {
-        Err(format!("{key:?} is not a label key"))
+        Err(SelectorProblem::LabelKey(key.to_owned()))
     }
 }
 
-fn label_value(value: &str) -> Result<String, String> {
+fn label_value(value: &str) -> Result<String, SelectorProblem> {
     if value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         Ok(value.to_owned())
     } else {
-        Err(format!("{value:?} is not a label value"))
+        Err(SelectorProblem::LabelValue(value.to_owned()))
     }
 }
 
@@ -200,9 +230,9 @@ enum Field {
 impl FieldSelector {
     /// Parses a selector such as `metadata.namespace=prod,metadata.name!=canary`.
     pub fn parse(text: &str) -> Result<FieldSelector, SelectorError> {
-        let error = |message: String| SelectorError {
+        let error = |problem| SelectorError {
             selector: text.to_owned(),
-            message,
+            problem,
         };
         let mut requirements = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -211,17 +241,13 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v.strip_prefix('=').unwrap_or(v), true)
             } else {
-                return Err(error(format!(
-                    "`{part}` is not `field=value` or `field!=value`"
-                )));
+                return Err(error(SelectorProblem::FieldSyntax(part.to_owned())));
             };
             let field = match field.trim() {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
                 other => {
-                    return Err(error(format!(
-                        "field `{other}` is not supported yet; use metadata.name or metadata.namespace"
-                    )));
+                    return Err(error(SelectorProblem::UnsupportedField(other.to_owned())));
                 }
             };
             requirements.push(FieldRequirement {
@@ -301,16 +327,19 @@ mod tests {
 
     #[test]
     fn malformed_label_selectors_are_errors() {
-        for text in [
-            "tier in (a",
-            "tier in a)",
-            "tier within (a)",
-            "a=b c",
-            "=x",
-            "tier in (a) x",
-        ] {
-            assert!(LabelSelector::parse(text).is_err(), "{text}");
-        }
+        let problem = |text: &str| LabelSelector::parse(text).unwrap_err().problem;
+        assert_eq!(problem("tier in (a"), SelectorProblem::UnclosedParenthesis);
+        assert_eq!(problem("tier in a)"), SelectorProblem::UnopenedParenthesis);
+        assert_eq!(
+            problem("tier within (a)"),
+            SelectorProblem::SetOperator("within".into())
+        );
+        assert_eq!(problem("a=b c"), SelectorProblem::LabelValue("b c".into()));
+        assert_eq!(problem("=x"), SelectorProblem::LabelKey(String::new()));
+        assert_eq!(
+            problem("tier in (a) x"),
+            SelectorProblem::AfterSet("tier in (a) x".into())
+        );
     }
 
     #[test]
@@ -325,6 +354,9 @@ mod tests {
     #[test]
     fn other_fields_are_not_supported_yet() {
         let err = FieldSelector::parse("status.phase=Running").unwrap_err();
-        assert!(err.message.contains("status.phase"), "{err}");
+        assert_eq!(
+            err.problem,
+            SelectorProblem::UnsupportedField("status.phase".into())
+        );
     }
 }

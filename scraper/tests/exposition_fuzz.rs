@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use periscope_plugin_api::batch::{FamilyKind, Suffix};
+use periscope_plugin_api::names::{is_label_name, is_metric_name};
 use periscope_scraper::exposition::{Exposition, Format, parse};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -330,22 +331,6 @@ fn read_back(exposition: &Exposition<'_>) -> Vec<Expected> {
             timestamp_ms: sample.timestamp_ms,
         })
         .collect()
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Whether a family of `kind` may hold samples with `suffix` in either format.

@@ -121,7 +121,8 @@ pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// One sample of the current state: metric name, labels (as JSON text) and value.
+/// One sample of the current state: metric name, labels (as JSON text) and value (as JSON text;
+/// NaN and infinities as their `value_text`, `NaN`, `+Inf` or `-Inf`).
 pub type StateSample = (String, String, String);
 
 /// The current state an NDJSON file of the file exporter describes: for every source still
@@ -149,7 +150,9 @@ pub fn ndjson_state(records: &[serde_json::Value]) -> BTreeMap<String, BTreeSet<
                     state.entry(id).or_default().insert((
                         record["metric"].as_str().unwrap_or_default().to_owned(),
                         record["labels"].to_string(),
-                        record["value"].to_string(),
+                        record["value_text"]
+                            .as_str()
+                            .map_or_else(|| record["value"].to_string(), str::to_owned),
                     ));
                 }
             }

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use periscope_plugin_api::names::{is_label_name, is_metric_name};
+
 use crate::{free_port, http_get, wait_until};
 
 /// A labelled value from the query API.
@@ -209,12 +211,6 @@ pub struct ParsedFamily {
     pub samples: Vec<(String, BTreeMap<String, String>, f64)>,
 }
 
-fn valid_name(name: &str, colons: bool) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colons && c == ':'))
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colons && c == ':'))
-}
-
 /// The sample names a family of `kind` named `name` may use.
 fn sample_names(name: &str, kind: &str, openmetrics: bool) -> Vec<String> {
     let suffixes: &[&str] = match (kind, openmetrics) {
@@ -254,7 +250,7 @@ fn parse_sample(line: &str) -> Result<(String, BTreeMap<String, String>, f64), S
         .find(['{', ' '])
         .ok_or_else(|| format!("no value in {line:?}"))?;
     let name = &line[..name_end];
-    if !valid_name(name, true) {
+    if !is_metric_name(name) {
         return Err(format!("invalid metric name {name:?}"));
     }
     let mut labels = BTreeMap::new();
@@ -270,7 +266,7 @@ fn parse_sample(line: &str) -> Result<(String, BTreeMap<String, String>, f64), S
                 .find("=\"")
                 .ok_or_else(|| format!("bad labels in {line:?}"))?;
             let label = &rest[..eq];
-            if !valid_name(label, false) {
+            if !is_label_name(label) {
                 return Err(format!("invalid label name {label:?} in {line:?}"));
             }
             rest = &rest[eq + 2..];
@@ -349,7 +345,7 @@ pub fn parse_exposition(text: &str, openmetrics: bool) -> Result<Vec<ParsedFamil
                 }
                 continue;
             }
-            if !valid_name(name, true) {
+            if !is_metric_name(name) {
                 return Err(format!("invalid family name in {line:?}"));
             }
             let current = families

@@ -8,6 +8,9 @@
 //! answers 401 the way Elasticsearch does otherwise, and forwards what passes to the node. What it
 //! checks is the exporter's side — that its `ca_file`, `username`/`password` and `api_key` options
 //! work, and how it behaves when refused — not Elasticsearch's security itself.
+//!
+//! The Prometheus tests put it in front of Prometheus' remote-write receiver the same way, to
+//! check the remote-write client's `tls` and `auth`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -142,3 +142,35 @@ fn endpoint_problems_are_named_with_their_line() {
         );
     }
 }
+
+#[test]
+fn an_inline_secret_is_a_warning_that_names_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    let config = demo_config(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\n\
+         config = { listen = \"127.0.0.1:0\", auth = { username = \"prom\", password = \"s3cret\" } }\n",
+    );
+    let line = line_of(&config, "password = ");
+    std::fs::write(
+        dir.path().join("ok.toml"),
+        config.replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let (status, stdout, stderr) = periscope(&["check", "--config", "ok.toml"], dir.path());
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("config ok"), "{stdout}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "warning: ok.toml:{line}:10: `exporters[0].config.auth.password`: a secret written in the config"
+        )),
+        "{}",
+        warnings[0]
+    );
+}

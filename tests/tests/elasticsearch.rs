@@ -392,14 +392,24 @@ fn basic(password: &str) -> Credentials {
     }
 }
 
-/// The exporter's `config` keys for `credentials`.
-fn credential_keys(credentials: &Credentials) -> String {
-    match credentials {
+/// The exporter's `config` keys for `credentials` and a TLS connection that trusts `ca_file`: the
+/// basic password from a file written into `dir`, the API key inline (both are taken).
+fn tls_and_auth_keys(dir: &Path, ca_file: &Path, credentials: &Credentials) -> String {
+    let auth = match credentials {
         Credentials::Basic { username, password } => {
-            format!(", username = \"{username}\", password = \"{password}\"")
+            let file = dir.join("es-password");
+            std::fs::write(&file, format!("{password}\n")).unwrap();
+            format!(
+                "username = \"{username}\", password_file = \"{}\"",
+                file.display()
+            )
         }
-        Credentials::ApiKey(key) => format!(", api_key = \"{key}\""),
-    }
+        Credentials::ApiKey(key) => format!("api_key = \"{key}\""),
+    };
+    format!(
+        ", tls = {{ ca_file = \"{}\" }}, auth = {{ {auth} }}",
+        ca_file.display()
+    )
 }
 
 /// The `periscope_exporter_health` series of the exporter under test in `state`.
@@ -423,9 +433,8 @@ fn documents_arrive_over_tls_with_basic_auth_and_with_an_api_key() {
         let config = demo_config(&search_exporter(
             &proxy.url(),
             &format!(
-                ", index = \"{index}\", ca_file = \"{}\"{}",
-                proxy.ca_file().display(),
-                credential_keys(&credentials)
+                ", index = \"{index}\"{}",
+                tls_and_auth_keys(dir.path(), proxy.ca_file(), &credentials)
             ),
         ));
         let mut host = Host::start(dir.path(), &config);
@@ -463,9 +472,8 @@ fn wrong_credentials_are_a_clear_error_and_the_documents_wait_until_accepted() {
         search_exporter(
             &proxy.url(),
             &format!(
-                ", index = \"auth\", ca_file = \"{}\"{}",
-                proxy.ca_file().display(),
-                credential_keys(&basic("wrong"))
+                ", index = \"auth\"{}",
+                tls_and_auth_keys(dir.path(), proxy.ca_file(), &basic("wrong"))
             ),
         )
     ));
@@ -549,9 +557,8 @@ fn an_unknown_ca_is_a_clear_error_and_the_documents_arrive_once_the_config_is_ri
                 &proxy.url(),
                 queue,
                 &format!(
-                    ", index = \"ca\", ca_file = \"{}\"{}",
-                    ca_file.display(),
-                    credential_keys(&credentials)
+                    ", index = \"ca\"{}",
+                    tls_and_auth_keys(dir.path(), ca_file, &credentials)
                 ),
             )
         ))
@@ -569,7 +576,7 @@ fn an_unknown_ca_is_a_clear_error_and_the_documents_arrive_once_the_config_is_ri
     let log = host.log();
     let line = log
         .lines()
-        .find(|l| l.contains("export failed; the host will retry it"))
+        .find(|l| l.contains("export will be retried"))
         .unwrap_or_else(|| panic!("no retry line:\n{log}"));
     assert!(line.contains("certificate"), "{line}");
     assert!(line.contains("ca_file"), "{line}");

@@ -314,7 +314,9 @@ prefix = "stats"
         "the failing target kept its samples: {:#?}",
         seen(d)
     );
-    assert!(host.metric("periscope_input_errors_total{input=\"endpoints:app\"}") >= 1.0);
+    assert!(
+        host.metric("periscope_input_errors_total{input=\"endpoints:app\",kind=\"scrape\"}") >= 1.0
+    );
     assert!(host.log().contains("HTTP status 503"), "{}", host.log());
     // The other target of the entry is untouched.
     assert_eq!(scraped("up").as_deref(), Some("1.0"));
@@ -407,9 +409,9 @@ timeout = "150ms"
     }
     wait_value(&host, d, "up", &[("job", "broken-json")], "0.0");
     // NaN and infinities are values like any other (as in Prometheus).
-    assert_eq!(value(d, "v", &[("k", "nan")]).as_deref(), Some("\"NaN\""));
-    assert_eq!(value(d, "v", &[("k", "inf")]).as_deref(), Some("\"+Inf\""));
-    assert_eq!(value(d, "v", &[("k", "ninf")]).as_deref(), Some("\"-Inf\""));
+    assert_eq!(value(d, "v", &[("k", "nan")]).as_deref(), Some("NaN"));
+    assert_eq!(value(d, "v", &[("k", "inf")]).as_deref(), Some("+Inf"));
+    assert_eq!(value(d, "v", &[("k", "ninf")]).as_deref(), Some("-Inf"));
     // Duplicates: the first of each series is kept, the drop is counted.
     assert_eq!(value(d, "d", &[("a", "1")]).as_deref(), Some("1.0"));
     assert_eq!(value(d, "d", &[("a", "2")]).as_deref(), Some("3.0"));
@@ -424,7 +426,14 @@ timeout = "150ms"
         assert!(log.contains(needle), "the log lacks {needle:?}:\n{log}");
     }
     // Errors are counted, and keep being counted: the targets are still scraped.
-    let errors = || host.metric("periscope_input_errors_total{input=\"endpoints:mixed\"}");
+    // Failed scrapes, and duplicate series dropped from pages that are read.
+    let count = |kind: &str| {
+        host.metric(&format!(
+            "periscope_input_errors_total{{input=\"endpoints:mixed\",kind=\"{kind}\"}}"
+        ))
+    };
+    assert!(count("scrape") >= 1.0 && count("value") >= 1.0);
+    let errors = || count("scrape") + count("value");
     let before = errors();
     assert!(before >= 5.0, "{before}");
     assert!(wait_until(Duration::from_secs(5), || errors() >= before + 5.0));
@@ -549,14 +558,14 @@ name = "bearer"
 urls = ["{bearer}"]
 interval = "200ms"
 timeout = "150ms"
-bearer_token_file = "token"
+auth = {{ token_file = "token" }}
 
 [[endpoints]]
 name = "basic"
 urls = ["{basic}"]
 interval = "200ms"
 timeout = "150ms"
-basic_auth = {{ username = "user", password_file = "password" }}
+auth = {{ username = "user", password_file = "password" }}
 
 [[endpoints]]
 name = "mtls"

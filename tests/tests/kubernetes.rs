@@ -466,10 +466,12 @@ async fn the_service_account_from_periscope_rbac_watches_everything_configured_a
     let mut host = Host::start(dir.path(), &config(&kubeconfig, ""));
     host.wait_ready(Duration::from_secs(30));
     expect_values(&host, dir.path(), &[("a", 1.0)]);
-    assert_eq!(
-        host.metric("periscope_input_errors_total{input=\"kubernetes:v1/ConfigMap@demo\"}"),
-        0.0
-    );
+    for kind in ["read", "parse", "value", "scrape", "config"] {
+        let errors = format!(
+            "periscope_input_errors_total{{input=\"kubernetes:v1/ConfigMap@demo\",kind=\"{kind}\"}}"
+        );
+        assert_eq!(host.metric(&errors), 0.0, "{kind}");
+    }
     assert!(host.stop().success());
 
     // …and reading a Secret is forbidden.

@@ -21,6 +21,7 @@ use periscope_plugin_api::{
 };
 use periscope_prometheus::{PrometheusExporter, RemoteWriteExporter};
 use periscope_tests::prometheus::{Prometheus, Series, binary, parse_exposition};
+use periscope_tests::tls_proxy::{Credentials, TlsProxy};
 use periscope_tests::{Host, free_port, plugin_dir, repo_root, wait_until};
 
 const OPENMETRICS: &str =
@@ -289,6 +290,37 @@ fn a_partly_refused_batch_names_the_refused_sample_and_the_rest_is_stored() {
     );
 }
 
+#[test]
+fn remote_write_goes_over_tls_with_basic_auth_read_from_a_file() {
+    let prometheus = Prometheus::start(None, true);
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver behind HTTPS with a throwaway CA that demands these credentials.
+    let credentials = Credentials::Basic {
+        username: "periscope".into(),
+        password: "s3cret".into(),
+    };
+    let proxy = TlsProxy::start(prometheus.addr, &credentials, dir.path());
+    let password = dir.path().join("rw-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    write_configmap(dir.path(), "alpha", 3.0);
+    let mut host = start_host(
+        dir.path(),
+        &demo_config(&remote_write_exporter(&format!(
+            "url = \"{}/api/v1/write\", timeout = \"5s\", \
+             auth = {{ username = \"periscope\", password_file = \"{}\" }}, \
+             tls = {{ ca_file = \"{}\" }}",
+            proxy.url(),
+            password.display(),
+            proxy.ca_file().display()
+        ))),
+    );
+    let series = prometheus.wait_for("demo_value", Duration::from_secs(30), |r| r.len() == 1);
+    assert_eq!(by_name(&series), BTreeMap::from([("alpha".into(), 3.0)]));
+    assert!(proxy.forwarded() >= 1);
+    assert_eq!(proxy.unauthorized(), 0, "{}", host.log());
+    assert!(host.stop().success(), "{}", host.log());
+}
+
 /// The quick-start config with the prometheus exporter beside the file exporter.
 fn quickstart_config(listen: SocketAddr) -> String {
     let text =
@@ -438,7 +470,7 @@ fn https_with_basic_auth_serves_the_page_only_to_the_right_user() {
     std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
     std::fs::write(dir.path().join("tls.key"), signing_key.serialize_pem()).unwrap();
     let config = parse(&format!(
-        "listen = \"127.0.0.1:0\"\ntls = {{ cert = \"{0}/tls.crt\", key = \"{0}/tls.key\" }}\nauth = {{ username = \"prom\", password = \"s3cret\" }}",
+        "listen = \"127.0.0.1:0\"\ntls = {{ cert_file = \"{0}/tls.crt\", key_file = \"{0}/tls.key\" }}\nauth = {{ username = \"prom\", password = \"s3cret\" }}",
         dir.path().display()
     ))
     .unwrap();

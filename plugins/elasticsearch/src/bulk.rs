@@ -77,9 +77,9 @@ pub fn build(batch: &Batch, index: &IndexPattern, now_ms: i64) -> BulkRequest {
                 Some((ts, name)) if *ts == doc.timestamp_ms => Ok(name.clone()),
                 _ => index.name(doc.timestamp_ms),
             };
-            let pushed = index_name.and_then(|name| {
+            let pushed = index_name.map_err(|e| e.to_string()).and_then(|name| {
                 last_index = Some((doc.timestamp_ms, name.clone()));
-                let body = doc.body()?;
+                let body = doc.body().map_err(|e| e.to_string())?;
                 request
                     .body
                     .push(BulkOperation::index(body).id(id.as_str()).index(name))

@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::Credentials as EsCredentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkOperations, BulkParts, Elasticsearch};
 
-use crate::config::{Auth, ElasticsearchConfig};
+use periscope_plugin_api::auth::Credentials;
+
+use crate::config::{ConfigError, ElasticsearchConfig};
 
 /// Why a request did not get an answer the exporter can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +32,30 @@ pub enum SendError {
     Refused(String),
 }
 
+/// Why the client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The options, or a secret or certificate file they name.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `ca_file` that holds no usable certificate.
+    #[error("`tls.ca_file` {}: not a PEM certificate: {source}", path.display())]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: elasticsearch::Error,
+    },
+    /// The transport itself.
+    #[error("cannot build the client for {url}: {source}")]
+    Build {
+        /// The node's URL.
+        url: String,
+        /// Why.
+        source: elasticsearch::http::transport::BuildError,
+    },
+}
+
 /// A client of one node.
 pub struct Client {
     es: Elasticsearch,
@@ -38,31 +64,39 @@ pub struct Client {
 }
 
 impl Client {
-    /// Builds the client; reads `ca_file`. Does not connect.
-    pub fn new(config: &ElasticsearchConfig) -> Result<Self, String> {
-        let url =
-            url::Url::parse(&config.url).map_err(|e| format!("`url` {:?}: {e}", config.url))?;
+    /// Builds the client; reads the secret and `ca_file`. Does not connect.
+    pub fn new(config: &ElasticsearchConfig) -> Result<Self, ClientError> {
+        let url = url::Url::parse(&config.url).map_err(|source| ConfigError::Url {
+            url: config.url.clone(),
+            source,
+        })?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(config.timeout.0);
-        builder = match config.auth()? {
-            Auth::None => builder,
-            Auth::Basic { username, password } => {
-                builder.auth(Credentials::Basic(username, password))
-            }
-            Auth::ApiKey(key) => builder.auth(Credentials::EncodedApiKey(key)),
-        };
-        if let Some(path) = &config.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("`ca_file` {}: {e}", path.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("`ca_file` {}: not a PEM certificate: {e}", path.display()))?;
-            builder = builder.cert_validation(CertificateValidation::Full(cert));
-        } else if config.insecure_skip_verify {
-            builder = builder.cert_validation(CertificateValidation::None);
+        if let Some(auth) = config.auth()? {
+            builder = builder.auth(match auth.load().map_err(ConfigError::Auth)? {
+                Credentials::Basic { username, password } => {
+                    EsCredentials::Basic(username, password)
+                }
+                Credentials::Bearer(token) => EsCredentials::Bearer(token),
+                Credentials::ApiKey(key) => EsCredentials::EncodedApiKey(key),
+            });
         }
-        let transport = builder
-            .build()
-            .map_err(|e| format!("cannot build the client for {}: {e}", config.url))?;
+        if let Some(tls) = &config.tls {
+            let pem = tls.load().map_err(ConfigError::Tls)?;
+            if let (Some(ca), Some(path)) = (pem.ca, &tls.ca_file) {
+                let cert = Certificate::from_pem(&ca).map_err(|source| ClientError::Ca {
+                    path: path.clone(),
+                    source,
+                })?;
+                builder = builder.cert_validation(CertificateValidation::Full(cert));
+            } else if tls.insecure_skip_verify {
+                builder = builder.cert_validation(CertificateValidation::None);
+            }
+        }
+        let transport = builder.build().map_err(|source| ClientError::Build {
+            url: config.url.clone(),
+            source,
+        })?;
         Ok(Client {
             es: Elasticsearch::new(transport),
             url: config.url.clone(),
@@ -210,10 +244,11 @@ mod tests {
     #[test]
     fn a_missing_ca_file_is_named() {
         let config: ElasticsearchConfig = periscope_plugin_api::config::parse(
-            "url = \"https://a:9200\"\nca_file = \"/nonexistent/ca.pem\"",
+            "url = \"https://a:9200\"\ntls = { ca_file = \"/nonexistent/ca.pem\" }",
         )
         .unwrap();
-        let err = Client::new(&config).err().unwrap();
+        let err = Client::new(&config).err().unwrap().to_string();
+        assert!(err.contains("`tls.ca_file`"), "{err}");
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }
 }

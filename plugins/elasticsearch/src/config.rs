@@ -1,15 +1,19 @@
 //! The Elasticsearch exporter's options: the `config` table of its `[[exporters]]` entry.
 //!
 //! ```toml
-//! config = { url = "https://es.example:9200", index = "periscope-%Y.%m.%d", api_key = "…", ca_file = "ca.pem" }
+//! config = { url = "https://es.example:9200", index = "periscope-%Y.%m.%d",
+//!            auth = { api_key_file = "/run/secrets/es-api-key" }, tls = { ca_file = "ca.pem" } }
 //! ```
+//!
+//! `auth` and `tls` are plugin-api's [`AuthConfig`] and [`TlsConfig`], the same tables the
+//! scraper's endpoints and the Prometheus exporter take.
 
-use std::path::PathBuf;
-
+use periscope_plugin_api::auth::{Auth, AuthConfig, AuthError};
 use periscope_plugin_api::config::Duration;
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
 use serde::Deserialize;
 
-use crate::document::IndexPattern;
+use crate::document::{IndexError, IndexPattern};
 
 /// Options of the Elasticsearch exporter.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -33,21 +37,14 @@ pub struct ElasticsearchConfig {
     /// How long one request may take before the export is retried.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// User name for basic authentication (with `password`).
+    /// Credentials: basic auth, a bearer token, or an API key (base64 of `id:api_key`, the
+    /// `encoded` form Elasticsearch returns).
     #[serde(default)]
-    pub username: Option<String>,
-    /// Password for basic authentication (with `username`).
+    pub auth: Option<AuthConfig>,
+    /// TLS towards an `https://` node: `ca_file` (the hostname is checked too) or
+    /// `insecure_skip_verify`. A client certificate and `server_name` are refused.
     #[serde(default)]
-    pub password: Option<String>,
-    /// An API key, base64-encoded `id:api_key` as Elasticsearch returns it in `encoded`.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// A PEM file of the CA that signed the node's certificate (hostname checked too).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate. For tests only: it gives up what TLS is for.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_url() -> String {
@@ -66,77 +63,96 @@ fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(30))
 }
 
-/// How the exporter authenticates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// No credentials.
-    None,
-    /// HTTP basic authentication.
-    Basic {
-        /// The user name.
-        username: String,
-        /// The password.
-        password: String,
+/// What is wrong with the options.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A URL that does not parse.
+    #[error("`url` {url:?}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: url::ParseError,
     },
-    /// An encoded API key.
-    ApiKey(String),
+    /// A URL that is not HTTP.
+    #[error("`url` {0:?} must start with http:// or https://")]
+    Scheme(String),
+    /// An index pattern that cannot name an index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// An index pattern a template cannot cover.
+    #[error(
+        "`index` {0:?} starts with date math, so an index template would match every \
+         index: give it a fixed prefix (\"periscope-%Y.%m.%d\") or set `template = false`"
+    )]
+    TemplateForEveryIndex(String),
+    /// A timeout of 0.
+    #[error("`timeout` must be greater than 0")]
+    ZeroTimeout,
+    /// The `auth` table is wrong or its secret cannot be read.
+    #[error("`{key}`: {error}", key = key_in("auth", .0.key()), error = .0)]
+    Auth(#[from] AuthError),
+    /// The `tls` table is wrong or its files cannot be read.
+    #[error("`{key}`: {error}", key = key_in("tls", .0.key()), error = .0)]
+    Tls(#[from] TlsError),
+    /// `tls` with a plain HTTP URL.
+    #[error("`tls` needs an https:// `url`, not {0:?}")]
+    TlsNeedsHttps(String),
+}
+
+/// `table.key`, or `table` for an empty key.
+fn key_in(table: &str, key: &str) -> String {
+    if key.is_empty() {
+        table.to_owned()
+    } else {
+        format!("{table}.{key}")
+    }
 }
 
 impl ElasticsearchConfig {
-    /// Checks what serde cannot: a usable URL, index pattern, credentials and TLS options.
-    pub fn validate(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.url).map_err(|e| format!("`url` {:?}: {e}", self.url))?;
+    /// Checks what serde cannot: a usable URL, index pattern, credentials and TLS options; reads
+    /// no file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.url).map_err(|source| ConfigError::Url {
+            url: self.url.clone(),
+            source,
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "`url` {:?} must start with http:// or https://",
-                self.url
-            ));
+            return Err(ConfigError::Scheme(self.url.clone()));
         }
         let pattern = IndexPattern::new(&self.index)?;
         if self.template && pattern.template_pattern().is_none() {
-            return Err(format!(
-                "`index` {:?} starts with date math, so an index template would match every \
-                 index: give it a fixed prefix (\"periscope-%Y.%m.%d\") or set `template = false`",
-                self.index
-            ));
+            return Err(ConfigError::TemplateForEveryIndex(self.index.clone()));
         }
         if self.timeout.0.is_zero() {
-            return Err("`timeout` must be greater than 0".to_owned());
+            return Err(ConfigError::ZeroTimeout);
         }
-        self.auth()?;
-        if self.ca_file.is_some() && self.insecure_skip_verify {
-            return Err("`ca_file` and `insecure_skip_verify` exclude each other".to_owned());
+        if let Some(auth) = &self.auth {
+            auth.auth()?;
         }
-        if (self.ca_file.is_some() || self.insecure_skip_verify) && url.scheme() != "https" {
-            return Err(format!(
-                "`ca_file`/`insecure_skip_verify` need an https:// `url`, not {:?}",
-                self.url
-            ));
+        if let Some(tls) = &self.tls {
+            tls.check()?;
+            tls.refuse(
+                &["cert_file", "key_file", "server_name"],
+                "by the Elasticsearch exporter",
+            )?;
+            if url.scheme() != "https" {
+                return Err(ConfigError::TlsNeedsHttps(self.url.clone()));
+            }
         }
         Ok(())
     }
 
-    /// The credentials the options describe.
-    pub fn auth(&self) -> Result<Auth, String> {
-        match (&self.username, &self.password, &self.api_key) {
-            (None, None, None) => Ok(Auth::None),
-            (Some(username), Some(password), None) => Ok(Auth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            }),
-            (None, None, Some(key)) if !key.is_empty() => Ok(Auth::ApiKey(key.clone())),
-            (None, None, Some(_)) => Err("`api_key` is empty".to_owned()),
-            (_, _, Some(_)) => {
-                Err("use either `api_key` or `username` and `password`, not both".to_owned())
-            }
-            _ => Err("`username` and `password` go together".to_owned()),
-        }
+    /// The credentials the options describe, not read yet.
+    pub fn auth(&self) -> Result<Option<Auth>, ConfigError> {
+        Ok(self.auth.as_ref().map(AuthConfig::auth).transpose()?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use periscope_plugin_api::auth::Secret;
     use periscope_plugin_api::config::parse;
 
     #[test]
@@ -147,8 +163,8 @@ mod tests {
         assert!(config.template);
         assert_eq!(config.number_of_replicas, None);
         assert_eq!(config.timeout.0.as_secs(), 30);
-        assert_eq!(config.auth(), Ok(Auth::None));
-        assert!(!config.insecure_skip_verify);
+        assert_eq!(config.auth().unwrap(), None);
+        assert_eq!(config.tls, None);
         config.validate().unwrap();
     }
 
@@ -156,16 +172,20 @@ mod tests {
     fn every_option_can_be_set() {
         let config: ElasticsearchConfig = parse(
             "url = \"https://es:9200\"\nindex = \"m-%Y\"\ntemplate = false\nnumber_of_replicas = 0\n\
-             timeout = \"5s\"\nusername = \"u\"\npassword = \"p\"\nca_file = \"ca.pem\"",
+             timeout = \"5s\"\nauth = { username = \"u\", password_file = \"p\" }\n\
+             tls = { ca_file = \"ca.pem\" }",
         )
         .unwrap();
         config.validate().unwrap();
         assert_eq!(config.number_of_replicas, Some(0));
         assert_eq!(
-            config.auth(),
-            Ok(Auth::Basic {
+            config.auth().unwrap(),
+            Some(Auth::Basic {
                 username: "u".into(),
-                password: "p".into()
+                password: Secret::File {
+                    key: "password_file",
+                    path: "p".into()
+                }
             })
         );
     }
@@ -174,6 +194,8 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = parse::<ElasticsearchConfig>("indx = \"a\"").unwrap_err();
         assert_eq!(err.key, "indx");
+        let err = parse::<ElasticsearchConfig>("api_key = \"k\"").unwrap_err();
+        assert_eq!(err.key, "api_key");
     }
 
     #[test]
@@ -183,18 +205,30 @@ mod tests {
                 .unwrap()
                 .validate()
                 .unwrap_err()
+                .to_string()
         };
         assert!(bad("url = \"es:9200\"").contains("url"));
         assert!(bad("url = \"ftp://es\"").contains("http"));
         assert!(bad("index = \"Periscope\"").contains("lowercase"));
         assert!(bad("index = \"%Y-periscope\"").contains("template"));
-        assert!(bad("username = \"u\"").contains("go together"));
-        assert!(bad("api_key = \"k\"\nusername = \"u\"\npassword = \"p\"").contains("either"));
-        assert!(bad("timeout = \"0s\"").contains("timeout"));
-        assert!(bad("ca_file = \"x\"").contains("https"));
+        assert_eq!(
+            bad("auth = { username = \"u\" }"),
+            "`auth.username`: `username` needs `password_file`"
+        );
         assert!(
-            bad("url = \"https://a\"\nca_file = \"x\"\ninsecure_skip_verify = true")
-                .contains("exclude")
+            bad("auth = { api_key = \"k\", username = \"u\", password = \"p\" }")
+                .contains("one kind")
+        );
+        assert!(bad("timeout = \"0s\"").contains("timeout"));
+        assert!(bad("tls = { ca_file = \"x\" }").contains("https"));
+        assert_eq!(
+            bad("url = \"https://a\"\ntls = { ca_file = \"x\", insecure_skip_verify = true }"),
+            "`tls.insecure_skip_verify`: `ca_file` and `insecure_skip_verify` exclude each other"
+        );
+        assert!(
+            bad("url = \"https://a\"\ntls = { cert_file = \"c\", key_file = \"k\" }").contains(
+                "`tls.cert_file`: `cert_file` is not supported by the Elasticsearch exporter"
+            )
         );
     }
 }

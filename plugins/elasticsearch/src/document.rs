@@ -8,16 +8,19 @@
 //! {"@timestamp":"…","op":"remove","source":{…}}
 //! ```
 //!
-//! Empty source fields and an empty unit are left out. JSON has no NaN or infinities: such a value
-//! is written as `"value": null` with `"value_text": "NaN"` (or `"+Inf"`, `"-Inf"`).
+//! Sources and samples are written by `periscope_plugin_api::json`, as the file exporter and the
+//! dead-letter file write them: empty source fields and an empty unit are left out. JSON has no NaN
+//! or infinities, and a `double` field cannot hold them either: such a value is written as
+//! `"value": null` (indexed as no value) with `"value_text": "NaN"` (or `"+Inf"`, `"-Inf"`).
 //!
 //! Every document has a deterministic `_id` ([`Document::id`]), so indexing a retried batch again
 //! overwrites the same documents instead of adding copies.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use periscope_plugin_api::json::{SampleJson, SourceJson};
 use periscope_plugin_api::{Sample, Source};
-use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use sha2::{Digest, Sha256};
 
 /// What a document records.
@@ -109,10 +112,8 @@ impl<'a> Document<'a> {
     }
 
     /// The timestamp as RFC 3339 in UTC, or why it cannot be written.
-    pub fn timestamp_text(&self) -> Result<String, String> {
-        Timestamp::from_millisecond(self.timestamp_ms)
-            .map(|t| t.to_string())
-            .map_err(|e| format!("timestamp {} ms is out of range: {e}", self.timestamp_ms))
+    pub fn timestamp_text(&self) -> Result<String, IndexError> {
+        timestamp(self.timestamp_ms).map(|t| t.to_string())
     }
 
     /// A short description for error messages: source id and metric.
@@ -124,7 +125,7 @@ impl<'a> Document<'a> {
     }
 
     /// The serializable body, with its timestamp already formatted.
-    pub fn body(&self) -> Result<Body<'_, 'a>, String> {
+    pub fn body(&self) -> Result<Body<'_, 'a>, IndexError> {
         Ok(Body {
             doc: self,
             timestamp: self.timestamp_text()?,
@@ -144,73 +145,67 @@ impl Serialize for Body<'_, '_> {
         map.serialize_entry("@timestamp", &self.timestamp)?;
         map.serialize_entry("op", self.doc.op.as_str())?;
         if let Some(sample) = self.doc.sample {
-            let family = sample.family();
-            map.serialize_entry("metric", &sample.metric_name())?;
-            map.serialize_entry("family", family.name)?;
-            map.serialize_entry("type", family.kind.as_str())?;
-            if !family.unit.is_empty() {
-                map.serialize_entry("unit", family.unit)?;
-            }
-            let value = sample.value();
-            if value.is_finite() {
-                map.serialize_entry("value", &value)?;
-            } else {
-                map.serialize_entry("value", &())?;
-                map.serialize_entry("value_text", non_finite_text(value))?;
-            }
-            map.serialize_entry("labels", &Labels(sample))?;
+            SampleJson(sample).serialize_fields(&mut map)?;
         }
-        map.serialize_entry("source", &SourceBody(self.doc.source))?;
+        map.serialize_entry("source", &SourceJson(self.doc.source))?;
         map.end()
     }
 }
 
-/// The Prometheus spelling of a value JSON cannot hold.
-pub fn non_finite_text(value: f64) -> &'static str {
-    if value.is_nan() {
-        "NaN"
-    } else if value > 0.0 {
-        "+Inf"
-    } else {
-        "-Inf"
-    }
+/// Why a document has no index name or timestamp.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A timestamp outside the range of dates.
+    #[error("timestamp {ms} ms is out of range: {source}")]
+    Timestamp {
+        /// The timestamp.
+        ms: i64,
+        /// Why.
+        source: jiff::Error,
+    },
+    /// Date math that cannot be formatted.
+    #[error("{0}")]
+    DateMath(jiff::Error),
+    /// The name the pattern formats into is not a valid index name.
+    #[error("index name {name:?} {rule}")]
+    Name {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        rule: NameRule,
+    },
+    /// The pattern given in the config does not format into a valid name.
+    #[error("`index` {pattern:?}: {source}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        source: Box<IndexError>,
+    },
 }
 
-struct Labels<'a>(Sample<'a>);
-
-impl Serialize for Labels<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.labels().len()))?;
-        for (name, value) in self.0.labels() {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
+/// A rule of Elasticsearch's for index names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameRule {
+    /// Empty, `.` or `..`.
+    #[error("is not a valid index name")]
+    Reserved,
+    /// More than 255 bytes.
+    #[error("is longer than 255 bytes")]
+    TooLong,
+    /// An upper-case letter.
+    #[error("must be lowercase")]
+    Uppercase,
+    /// A character Elasticsearch forbids.
+    #[error("must not contain {0:?}")]
+    Forbidden(char),
+    /// `-`, `_` or `+` first.
+    #[error("must not start with '-', '_' or '+'")]
+    Start,
 }
 
-struct SourceBody<'a>(Source<'a>);
-
-impl Serialize for SourceBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let s = self.0;
-        let mut out = serializer.serialize_struct("source", 7)?;
-        out.serialize_field("kind", s.kind.as_str())?;
-        out.serialize_field("id", s.id)?;
-        for (key, value) in [
-            ("api_version", s.api_version),
-            ("object_kind", s.object_kind),
-            ("namespace", s.namespace),
-            ("name", s.name),
-            ("uid", s.uid),
-        ] {
-            if value.is_empty() {
-                out.skip_field(key)?;
-            } else {
-                out.serialize_field(key, value)?;
-            }
-        }
-        out.end()
-    }
+fn timestamp(ms: i64) -> Result<Timestamp, IndexError> {
+    Timestamp::from_millisecond(ms).map_err(|source| IndexError::Timestamp { ms, source })
 }
 
 /// The `index` option: an index name with `strftime` date math over the document's timestamp.
@@ -221,28 +216,31 @@ pub struct IndexPattern {
 
 impl IndexPattern {
     /// Checks that `pattern` formats into a valid index name.
-    pub fn new(pattern: &str) -> Result<Self, String> {
+    pub fn new(pattern: &str) -> Result<Self, IndexError> {
         let this = IndexPattern {
             pattern: pattern.to_owned(),
         };
         // 2001-02-03T04:05:06Z: every field differs, so a bad specifier shows.
         this.name(981_173_106_000)
-            .map_err(|e| format!("`index` {pattern:?}: {e}"))?;
+            .map_err(|source| IndexError::Pattern {
+                pattern: pattern.to_owned(),
+                source: Box::new(source),
+            })?;
         Ok(this)
     }
 
     /// The index name for a document at `timestamp_ms` (UTC).
-    pub fn name(&self, timestamp_ms: i64) -> Result<String, String> {
+    pub fn name(&self, timestamp_ms: i64) -> Result<String, IndexError> {
         let name = if self.pattern.contains('%') {
-            let time = Timestamp::from_millisecond(timestamp_ms)
-                .map_err(|e| format!("timestamp {timestamp_ms} ms is out of range: {e}"))?
-                .to_zoned_datetime(TimeZone::UTC);
-            jiff::fmt::strtime::format(&self.pattern, &time).map_err(|e| e.to_string())?
+            let time = timestamp(timestamp_ms)?.to_zoned_datetime(TimeZone::UTC);
+            jiff::fmt::strtime::format(&self.pattern, &time).map_err(IndexError::DateMath)?
         } else {
             self.pattern.clone()
         };
-        check_index_name(&name)?;
-        Ok(name)
+        match broken_rule(&name) {
+            None => Ok(name),
+            Some(rule) => Err(IndexError::Name { name, rule }),
+        }
     }
 
     /// The `index_patterns` entry of a template covering every index this pattern names: the
@@ -257,16 +255,16 @@ impl IndexPattern {
     }
 }
 
-/// Elasticsearch's rules for index names.
-fn check_index_name(name: &str) -> Result<(), String> {
+/// The first of Elasticsearch's rules for index names that `name` breaks.
+fn broken_rule(name: &str) -> Option<NameRule> {
     if name.is_empty() || name == "." || name == ".." {
-        return Err(format!("{name:?} is not a valid index name"));
+        return Some(NameRule::Reserved);
     }
     if name.len() > 255 {
-        return Err(format!("index name {name:?} is longer than 255 bytes"));
+        return Some(NameRule::TooLong);
     }
     if name.chars().any(|c| c.is_uppercase()) {
-        return Err(format!("index name {name:?} must be lowercase"));
+        return Some(NameRule::Uppercase);
     }
     if let Some(c) = name.chars().find(|c| {
         matches!(
@@ -274,14 +272,12 @@ fn check_index_name(name: &str) -> Result<(), String> {
             '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':'
         )
     }) {
-        return Err(format!("index name {name:?} must not contain {c:?}"));
+        return Some(NameRule::Forbidden(c));
     }
     if name.starts_with(['-', '_', '+']) {
-        return Err(format!(
-            "index name {name:?} must not start with '-', '_' or '+'"
-        ));
+        return Some(NameRule::Start);
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -450,12 +446,24 @@ mod tests {
 
     #[test]
     fn bad_index_patterns_are_refused() {
+        let rule = |pattern: &str| match IndexPattern::new(pattern) {
+            Err(IndexError::Pattern { source, .. }) => match *source {
+                IndexError::Name { rule, .. } => Some(rule),
+                _ => None,
+            },
+            _ => None,
+        };
+        assert_eq!(rule("Periscope"), Some(NameRule::Uppercase));
+        assert_eq!(rule("p-%b"), Some(NameRule::Uppercase));
+        assert_eq!(rule("a b"), Some(NameRule::Forbidden(' ')));
+        assert_eq!(rule("_x"), Some(NameRule::Start));
+        assert_eq!(rule(""), Some(NameRule::Reserved));
         assert!(
             IndexPattern::new("Periscope")
                 .unwrap_err()
+                .to_string()
                 .contains("lowercase")
         );
-        assert!(IndexPattern::new("p-%b").unwrap_err().contains("lowercase"));
         assert!(IndexPattern::new("a b").is_err());
         assert!(IndexPattern::new("_x").is_err());
         assert!(IndexPattern::new("").is_err());

@@ -113,7 +113,6 @@ impl Exporter for ElasticsearchExporter {
         self.last_error = match &result {
             Export::Ok => None,
             Export::Retry { reason, after } => {
-                tracing::warn!(%reason, "export failed; the host will retry it");
                 let health = if *after >= RETRY_AFTER_UNAUTHORIZED {
                     Health::Unhealthy(reason.clone())
                 } else {
@@ -187,7 +186,7 @@ impl ElasticsearchExporter {
             };
             match response::classify(&body, sent.len()) {
                 // Nothing tells which items were indexed: sending them again is safe.
-                Err(reason) => return Ok(retry(RETRY_AFTER, reason)),
+                Err(error) => return Ok(retry(RETRY_AFTER, error.to_string())),
                 Ok(Outcome::Indexed) => {}
                 Ok(Outcome::Retry { items, first }) => {
                     return Ok(retry(
@@ -244,7 +243,7 @@ fn retry_or_reject(error: SendError, doing: &str) -> Export {
         SendError::Untrusted(reason) => retry(
             RETRY_AFTER_UNAUTHORIZED,
             format!(
-                "{doing}: {reason} (check `ca_file`: it must hold the CA that signed the node's \
+                "{doing}: {reason} (check `tls.ca_file`: it must hold the CA that signed the node's \
                  certificate, and the certificate must name the host in `url`)"
             ),
         ),

@@ -72,26 +72,49 @@ pub fn is_retryable(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
+/// A `_bulk` response that does not say what happened to each operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// Not the JSON of a `_bulk` response (a proxy's error page, say).
+    #[error("unreadable _bulk response ({source}): {start}")]
+    Unreadable {
+        /// Why.
+        source: serde_json::Error,
+        /// The first 500 bytes of the body.
+        start: String,
+    },
+    /// Not one item per operation.
+    #[error("the _bulk response has {items} items for {sent} operations")]
+    ItemCount {
+        /// Items in the response.
+        items: usize,
+        /// Operations sent.
+        sent: usize,
+    },
+    /// An item without an action.
+    #[error("item {0} of the _bulk response is empty")]
+    EmptyItem(usize),
+}
+
 /// Classifies a `_bulk` response of a request with `sent` operations.
-pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, String> {
-    let response: BulkResponse = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "unreadable _bulk response ({e}): {}",
-            String::from_utf8_lossy(&body[..body.len().min(500)])
-        )
-    })?;
+pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, ResponseError> {
+    let response: BulkResponse =
+        serde_json::from_slice(body).map_err(|source| ResponseError::Unreadable {
+            source,
+            start: String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned(),
+        })?;
     if response.items.len() != sent {
-        return Err(format!(
-            "the _bulk response has {} items for {sent} operations",
-            response.items.len()
-        ));
+        return Err(ResponseError::ItemCount {
+            items: response.items.len(),
+            sent,
+        });
     }
     let mut retry = 0;
     let mut first_retry = String::new();
     let mut rejected = Vec::new();
     for (position, item) in response.items.iter().enumerate() {
         let Some(item) = item.values().next() else {
-            return Err(format!("item {position} of the _bulk response is empty"));
+            return Err(ResponseError::EmptyItem(position));
         };
         if (200..300).contains(&item.status) {
             continue;
@@ -148,7 +171,7 @@ mod tests {
     #[test]
     fn all_created_or_updated_is_indexed() {
         let b = body(false, &[item("a", 201, None), item("b", 200, None)]);
-        assert_eq!(classify(&b, 2), Ok(Outcome::Indexed));
+        assert_eq!(classify(&b, 2).unwrap(), Outcome::Indexed);
     }
 
     #[test]
@@ -185,21 +208,25 @@ mod tests {
             ],
         );
         assert_eq!(
-            classify(&b, 4),
-            Ok(Outcome::Retry {
+            classify(&b, 4).unwrap(),
+            Outcome::Retry {
                 items: 2,
                 first: "es_rejected_execution_exception: es_rejected_execution_exception happened"
                     .into()
-            })
+            }
         );
     }
 
     #[test]
     fn a_response_that_does_not_match_the_request_is_an_error() {
-        assert!(classify(&body(false, &[item("a", 201, None)]), 2).is_err());
+        assert!(matches!(
+            classify(&body(false, &[item("a", 201, None)]), 2),
+            Err(ResponseError::ItemCount { items: 1, sent: 2 })
+        ));
         assert!(
             classify(b"<html>proxy error</html>", 1)
                 .unwrap_err()
+                .to_string()
                 .contains("proxy error")
         );
     }

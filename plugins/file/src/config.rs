@@ -45,17 +45,25 @@ fn default_max_files() -> u32 {
     5
 }
 
+/// What is wrong with the options.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size limit of 0.
+    #[error("`max_bytes` must be greater than 0")]
+    ZeroMaxBytes,
+    /// A path that ends in no file name (`/`, `..`).
+    #[error("`path` {} does not name a file", .0.display())]
+    NoFileName(PathBuf),
+}
+
 impl FileConfig {
     /// Checks what serde cannot: a usable size limit and a file name to write to.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_bytes.0 == 0 {
-            return Err("`max_bytes` must be greater than 0".to_owned());
+            return Err(ConfigError::ZeroMaxBytes);
         }
         if self.path.file_name().is_none() {
-            return Err(format!(
-                "`path` {} does not name a file",
-                self.path.display()
-            ));
+            return Err(ConfigError::NoFileName(self.path.clone()));
         }
         Ok(())
     }
@@ -96,14 +104,16 @@ mod tests {
     #[test]
     fn validation_rejects_a_zero_size_and_a_path_without_a_file_name() {
         let mut config: FileConfig = parse("path = \"a\"\nmax_bytes = 0").unwrap();
-        assert!(config.validate().unwrap_err().contains("max_bytes"));
+        assert_eq!(config.validate(), Err(ConfigError::ZeroMaxBytes));
         config.max_bytes = ByteSize(1);
         config.path = PathBuf::from("/");
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .contains("does not name a file")
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::NoFileName(PathBuf::from("/")))
+        );
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "`path` / does not name a file"
         );
     }
 }

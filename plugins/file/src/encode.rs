@@ -6,9 +6,11 @@
 //! {"ts":1700000000000,"op":"remove","source":{…}}
 //! ```
 //!
-//! Empty source fields and an empty unit are left out. JSON has no NaN or infinities, so those
-//! values are written as the strings `"NaN"`, `"+Inf"` and `"-Inf"` (the Prometheus spelling).
+//! Sources and samples are written by `periscope_plugin_api::json`, as the Elasticsearch exporter
+//! and the dead-letter file write them: empty source fields and an empty unit are left out, and
+//! NaN or ±Inf is `"value": null` with `"value_text": "NaN"` (or `"+Inf"`, `"-Inf"`).
 
+use periscope_plugin_api::json::{SampleJson, SourceJson};
 use periscope_plugin_api::{Batch, Sample, Source, Update};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -23,7 +25,7 @@ pub fn encode_batch(batch: &Batch, now_ms: i64, out: &mut Vec<u8>) -> serde_json
             }
             Update::Replace { source, samples } => {
                 for sample in samples.iter() {
-                    write_line(out, &SampleRecord::new(source, sample))?;
+                    write_line(out, &SampleRecord { source, sample })?;
                 }
             }
             Update::Remove { source } => write_line(out, &RemoveRecord::new(now_ms, source))?,
@@ -38,36 +40,21 @@ fn write_line(out: &mut Vec<u8>, record: &impl Serialize) -> serde_json::Result<
     Ok(())
 }
 
-/// The line of one sample of a `Replace`.
-#[derive(serde::Serialize)]
+/// The line of one sample of a `Replace`: its timestamp, the op and the source, then the sample's
+/// fields as [`SampleJson`] writes them.
 struct SampleRecord<'a> {
-    ts: i64,
-    op: &'static str,
-    source: SourceRecord<'a>,
-    family: &'a str,
-    metric: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    unit: &'a str,
-    labels: Labels<'a>,
-    value: Value,
+    source: Source<'a>,
+    sample: Sample<'a>,
 }
 
-impl<'a> SampleRecord<'a> {
-    fn new(source: Source<'a>, sample: Sample<'a>) -> Self {
-        let family = sample.family();
-        SampleRecord {
-            ts: sample.timestamp_ms(),
-            op: "replace",
-            source: SourceRecord(source),
-            family: family.name,
-            metric: sample.metric_name(),
-            kind: family.kind.as_str(),
-            unit: family.unit,
-            labels: Labels(sample),
-            value: Value(sample.value()),
-        }
+impl Serialize for SampleRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("ts", &self.sample.timestamp_ms())?;
+        map.serialize_entry("op", "replace")?;
+        map.serialize_entry("source", &SourceJson(self.source))?;
+        SampleJson(self.sample).serialize_fields(&mut map)?;
+        map.end()
     }
 }
 
@@ -76,7 +63,7 @@ impl<'a> SampleRecord<'a> {
 struct EmptyReplace<'a> {
     ts: i64,
     op: &'static str,
-    source: SourceRecord<'a>,
+    source: SourceJson<'a>,
     samples: u32,
 }
 
@@ -85,7 +72,7 @@ impl<'a> EmptyReplace<'a> {
         EmptyReplace {
             ts,
             op: "replace",
-            source: SourceRecord(source),
+            source: SourceJson(source),
             samples: 0,
         }
     }
@@ -96,7 +83,7 @@ impl<'a> EmptyReplace<'a> {
 struct RemoveRecord<'a> {
     ts: i64,
     op: &'static str,
-    source: SourceRecord<'a>,
+    source: SourceJson<'a>,
 }
 
 impl<'a> RemoveRecord<'a> {
@@ -104,57 +91,7 @@ impl<'a> RemoveRecord<'a> {
         RemoveRecord {
             ts,
             op: "remove",
-            source: SourceRecord(source),
-        }
-    }
-}
-
-/// A source as a JSON object, without its empty fields.
-struct SourceRecord<'a>(Source<'a>);
-
-impl Serialize for SourceRecord<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let source = &self.0;
-        let fields = [
-            ("id", source.id),
-            ("api_version", source.api_version),
-            ("object_kind", source.object_kind),
-            ("namespace", source.namespace),
-            ("name", source.name),
-            ("uid", source.uid),
-        ];
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("kind", source.kind.as_str())?;
-        for (key, value) in fields.into_iter().filter(|(_, v)| !v.is_empty()) {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
-}
-
-/// A sample's labels as a JSON object, in the sample's order.
-struct Labels<'a>(Sample<'a>);
-
-impl Serialize for Labels<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.labels())
-    }
-}
-
-/// A sample value: a JSON number, or a string for the values JSON cannot hold.
-struct Value(f64);
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let v = self.0;
-        if v.is_nan() {
-            serializer.serialize_str("NaN")
-        } else if v == f64::INFINITY {
-            serializer.serialize_str("+Inf")
-        } else if v == f64::NEG_INFINITY {
-            serializer.serialize_str("-Inf")
-        } else {
-            serializer.serialize_f64(v)
+            source: SourceJson(source),
         }
     }
 }
@@ -255,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn values_json_cannot_hold_are_strings() {
+    fn values_json_cannot_hold_are_null_with_a_text() {
         let mut b = BatchBuilder::new();
         let f = b.family(Family {
             name: "x",
@@ -267,13 +204,18 @@ mod tests {
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
             r.sample(f, Suffix::None, v, 0);
         }
-        let values: Vec<Json> = lines(&b.build())
+        let values: Vec<(Json, Json)> = lines(&b.build())
             .into_iter()
-            .map(|l| l["value"].clone())
+            .map(|l| (l["value"].clone(), l["value_text"].clone()))
             .collect();
         assert_eq!(
             values,
-            [json!("NaN"), json!("+Inf"), json!("-Inf"), json!(-0.5)]
+            [
+                (Json::Null, json!("NaN")),
+                (Json::Null, json!("+Inf")),
+                (Json::Null, json!("-Inf")),
+                (json!(-0.5), Json::Null)
+            ]
         );
     }
 

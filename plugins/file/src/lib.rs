@@ -78,7 +78,6 @@ impl Exporter for FileExporter {
             }
             Err(error) => {
                 let reason = error.to_string();
-                tracing::warn!(%reason, "export failed; the host will retry it");
                 self.last_error = Some(reason.clone());
                 Ok(Export::Retry {
                     after: RETRY_AFTER,

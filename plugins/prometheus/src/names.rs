@@ -1,51 +1,42 @@
 //! The text rules of the exposition formats: valid names, escaping, number formatting, and reading
 //! a rendered series back into its labels (what remote write and stale markers need).
 //!
-//! Metric names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*` (the
-//! "legacy" rules every Prometheus version and both text formats accept). An invalid name is not
-//! refused: every invalid character becomes `_` (a leading digit gets a `_` in front), and the
-//! caller counts it.
+//! The name rules are `periscope_plugin_api::names`. An invalid name is not refused here: every
+//! invalid character becomes `_` (a leading digit gets a `_` in front), and the caller counts it.
 
 use std::borrow::Cow;
 
-/// Whether `name` is a valid metric name.
-pub fn is_valid_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-}
-
-/// Whether `name` is a valid label name.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+use periscope_plugin_api::names::{
+    is_label_name, is_label_name_char, is_metric_name, is_metric_name_char,
+};
 
 /// `name` made into a valid metric name; borrowed when it already is one.
 pub fn sanitize_metric_name(name: &str) -> Cow<'_, str> {
-    if is_valid_metric_name(name) {
+    if is_metric_name(name) {
         return Cow::Borrowed(name);
     }
-    Cow::Owned(sanitize(name, |c| {
-        c.is_ascii_alphanumeric() || c == '_' || c == ':'
-    }))
+    Cow::Owned(sanitize(name, is_metric_name_char))
 }
 
 /// `name` made into a valid label name; borrowed when it already is one.
 pub fn sanitize_label_name(name: &str) -> Cow<'_, str> {
-    if is_valid_label_name(name) {
+    if is_label_name(name) {
         return Cow::Borrowed(name);
     }
-    Cow::Owned(sanitize(name, |c| c.is_ascii_alphanumeric() || c == '_'))
+    Cow::Owned(sanitize(name, is_label_name_char))
 }
 
-fn sanitize(name: &str, allowed: impl Fn(char) -> bool) -> String {
+/// `name` with every character `allowed` refuses replaced by `_`, and a `_` in front when it is
+/// empty or starts with a digit (which every name may hold, but not first).
+fn sanitize(name: &str, allowed: fn(u8) -> bool) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push('_');
     }
-    out.extend(name.chars().map(|c| if allowed(c) { c } else { '_' }));
+    out.extend(name.chars().map(|c| match u8::try_from(c) {
+        Ok(b) if allowed(b) => c,
+        _ => '_',
+    }));
     out
 }
 
@@ -150,12 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn valid_names_pass_and_invalid_ones_are_sanitized() {
-        assert!(is_valid_metric_name("a:b_c9"));
-        assert!(!is_valid_metric_name("9a"));
-        assert!(!is_valid_metric_name(""));
-        assert!(is_valid_label_name("_a9"));
-        assert!(!is_valid_label_name("a:b"));
+    fn invalid_names_are_sanitized() {
         assert_eq!(sanitize_metric_name("kube.node-ready"), "kube_node_ready");
         assert_eq!(sanitize_metric_name("9lives"), "_9lives");
         assert_eq!(sanitize_metric_name(""), "_");

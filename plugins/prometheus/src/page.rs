@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter};
 
-use crate::config::PrometheusConfig;
+use crate::config::{self, PrometheusConfig};
 use crate::server::{Server, ServerOptions};
 use crate::state::{Ingest, Options, Published, State};
 use crate::stats::Stats;
@@ -47,10 +47,11 @@ impl Exporter for PrometheusExporter {
         config.validate()?;
         let stats = Arc::new(Stats::default());
         let published = Arc::new(Published::default());
-        let auth = match &config.auth {
-            Some(auth) => auth.credentials("`auth`")?,
-            None => None,
-        };
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|auth| config::credentials("auth", auth))
+            .transpose()?;
         let server = Server::start(
             &ServerOptions {
                 listen: config.listen,

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
 use prost::Message as _;
 
-use crate::config::RemoteWriteConfig;
+use crate::config::{ConfigError, RemoteWriteConfig};
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -100,21 +101,29 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_REASON_BYTES: usize = 1024;
 
 impl RemoteWriter {
-    /// A client for `config` (validated).
-    pub fn new(config: &RemoteWriteConfig) -> Result<Self, String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A client for `config` (validated): reads its secret and certificate files.
+    pub fn new(config: &RemoteWriteConfig) -> Result<Self, SetupError> {
+        let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout.0))
             .user_agent(concat!(
                 "periscope-exporter-prometheus-remote-write/",
                 env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .into();
+            ));
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(client_tls(tls)?);
+        }
+        let authorization = config
+            .auth
+            .as_ref()
+            .map(|auth| crate::config::credentials("auth", auth))
+            .transpose()?
+            .as_ref()
+            .map(crate::config::authorization);
         Ok(RemoteWriter {
-            agent,
+            agent: builder.build().into(),
             url: config.url.clone(),
-            authorization: config.credentials()?.map(|c| c.header_value()),
+            authorization,
         })
     }
 
@@ -164,6 +173,70 @@ impl RemoteWriter {
         );
         classify(status, retry_after, reason)
     }
+}
+
+/// Why the remote-write client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The credentials.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The `tls` table or its files.
+    #[error("`tls.{key}`: {source}", key = .0.key(), source = .0)]
+    Tls(#[from] TlsError),
+    /// A PEM file ureq cannot use.
+    #[error("`tls.{key}`: {source}")]
+    Pem {
+        /// The key of the file.
+        key: &'static str,
+        /// Why.
+        source: ureq::Error,
+    },
+    /// A certificate file without a certificate.
+    #[error("`tls.{0}`: no PEM certificate in it")]
+    NoCertificate(&'static str),
+}
+
+/// The client TLS settings of `tls`: its CA instead of the built-in roots, its client
+/// certificate, or no verification at all.
+fn client_tls(tls: &TlsConfig) -> Result<ureq::tls::TlsConfig, SetupError> {
+    let pem = tls.load()?;
+    let mut builder =
+        ureq::tls::TlsConfig::builder().disable_verification(tls.insecure_skip_verify);
+    if let Some(ca) = &pem.ca {
+        let roots = certificates("ca_file", ca)?;
+        builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+    }
+    if let Some(identity) = &pem.identity {
+        let chain = certificates("cert_file", &identity.cert)?;
+        let key =
+            ureq::tls::PrivateKey::from_pem(&identity.key).map_err(|source| SetupError::Pem {
+                key: "key_file",
+                source,
+            })?;
+        builder = builder.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(builder.build())
+}
+
+/// Every certificate in the PEM file of `key`; an error if there is none.
+fn certificates(
+    key: &'static str,
+    pem: &[u8],
+) -> Result<Vec<ureq::tls::Certificate<'static>>, SetupError> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        // Private keys in the same file are not certificates: skipped.
+        if let ureq::tls::PemItem::Certificate(cert) =
+            item.map_err(|source| SetupError::Pem { key, source })?
+        {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(SetupError::NoCertificate(key));
+    }
+    Ok(certs)
 }
 
 /// What a non-2xx status means: 429 and 5xx are retried, other statuses rejected.

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::config::{Credentials, TlsConfig};
+use periscope_plugin_api::auth::Credentials;
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
+
+use crate::config::authorization;
 use crate::format::{Format, accepts_gzip, negotiate};
 use crate::render::render;
 use crate::state::Published;
@@ -64,31 +68,29 @@ impl Server {
         options: &ServerOptions,
         published: Arc<Published>,
         stats: Arc<Stats>,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, ServerError> {
         let tls = options.tls.as_ref().map(load_tls).transpose()?;
-        let listener = std::net::TcpListener::bind(options.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let listen_error = |source| ServerError::Listen {
+            addr: options.listen,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(options.listen).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(4)
             .thread_name("prometheus-exporter")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the server's runtime: {e}"))?;
+            .map_err(ServerError::Runtime)?;
         let listener = {
             let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
         };
         let context = Arc::new(Context {
             path: options.path.clone(),
-            authorization: options.auth.as_ref().map(Credentials::header_value),
+            authorization: options.auth.as_ref().map(authorization),
             challenge: match options.auth {
                 Some(Credentials::Basic { .. }) => "Basic realm=\"periscope\"",
                 _ => "Bearer",
@@ -122,34 +124,86 @@ impl Drop for Server {
     }
 }
 
-fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
+/// Why the server does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address cannot be bound (in use, not ours).
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server's own runtime.
+    #[error("cannot start the server's runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The `tls` table or its files.
+    #[error("`tls.{key}`: {source}", key = .0.key(), source = .0)]
+    Tls(#[from] TlsError),
+    /// A `tls` table without a certificate and key.
+    #[error("`tls` needs `cert_file` and `key_file`")]
+    NoIdentity,
+    /// A PEM file that holds no usable certificate or key.
+    #[error("cannot read the {what} in {}: {source}", path.display())]
+    Pem {
+        /// `certificates` or `private key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate file without a certificate.
+    #[error("no certificate in {}", .0.display())]
+    NoCertificate(PathBuf),
+    /// A certificate and key that rustls refuses together.
+    #[error("TLS: {} and {} do not make a usable certificate and key: {source}", cert.display(), key.display())]
+    Identity {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// No protocol version to offer.
+    #[error("TLS: {0}")]
+    Protocols(rustls::Error),
+}
+
+/// The TLS acceptor of `tls`'s certificate chain and key (a validated config names both).
+fn load_tls(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "cannot read the certificates in {}: {e}",
-                tls.cert.display()
-            )
+    let identity = tls.load()?.identity.ok_or(ServerError::NoIdentity)?;
+    let cert_file = tls.cert_file.clone().unwrap_or_default();
+    let key_file = tls.key_file.clone().unwrap_or_default();
+    let certs = CertificateDer::pem_slice_iter(&identity.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ServerError::Pem {
+            what: "certificates",
+            path: cert_file.clone(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!("no certificate in {}", tls.cert.display()));
+        return Err(ServerError::NoCertificate(cert_file));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| format!("cannot read the private key in {}: {e}", tls.key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&identity.key).map_err(|source| ServerError::Pem {
+        what: "private key",
+        path: key_file.clone(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(ServerError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "TLS: {} and {} do not make a usable certificate and key: {e}",
-                tls.cert.display(),
-                tls.key.display()
-            )
+        .map_err(|source| ServerError::Identity {
+            cert: cert_file,
+            key: key_file,
+            source,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))

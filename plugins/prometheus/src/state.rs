@@ -60,34 +60,6 @@ pub struct Options {
     pub max_series_per_family: Option<u64>,
 }
 
-impl Options {
-    /// What is wrong with these options, one problem per entry, named by their config keys
-    /// (`metric_prefix`, `const_labels`, `max_series_per_family`, `max_label_value_length`).
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.max_series_per_family == Some(0) {
-            problems.push("`max_series_per_family` must be greater than 0".to_owned());
-        }
-        if self.line.max_label_value_length == Some(0) {
-            problems.push("`max_label_value_length` must be greater than 0".to_owned());
-        }
-        if !self.metric_prefix.is_empty() && !names::is_valid_metric_name(&self.metric_prefix) {
-            problems.push(format!(
-                "`metric_prefix` {:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)",
-                self.metric_prefix
-            ));
-        }
-        for (name, _) in &self.line.const_labels {
-            if !names::is_valid_label_name(name) || name.starts_with("__") {
-                problems.push(format!(
-                    "`const_labels`: {name:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with `__`)"
-                ));
-            }
-        }
-        problems
-    }
-}
-
 /// The item of a batch a pushed series stands for, so a refused request can name what it held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item {

@@ -561,8 +561,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[test]
 fn the_server_negotiates_format_and_gzip_and_checks_credentials() {
     let config =
-        parse("listen = \"127.0.0.1:0\"\npath = \"/m\"\nauth = { bearer_token = \"t0k\" }")
-            .unwrap();
+        parse("listen = \"127.0.0.1:0\"\npath = \"/m\"\nauth = { token = \"t0k\" }").unwrap();
     let mut exporter = PrometheusExporter::new(config, Context { exporter: "t" }).unwrap();
     assert_eq!(
         exporter.export(&vm_batch("a", "Running")).unwrap(),

@@ -2,9 +2,10 @@
 //! Kubernetes API.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use periscope_plugin_api::auth::AuthConfig;
 use periscope_plugin_api::config::{ByteSize, Duration};
+use periscope_plugin_api::tls::TlsConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -70,14 +71,14 @@ pub struct EndpointConfig {
     /// Labels added to every sample of the entry: name to value.
     #[serde(default)]
     pub labels: BTreeMap<Spanned<String>, String>,
-    /// Sent as `Authorization: Bearer <token>`; the file is read again at every scrape, so a
-    /// rotated token is picked up.
+    /// Credentials sent with every scrape: `{ token_file = "…" }` (bearer) or
+    /// `{ username = "…", password_file = "…" }` (basic). The file is read again at every scrape,
+    /// so a rotated secret is picked up; inline secrets are refused (a scrape config often sits in
+    /// a ConfigMap, and a secret read once would never rotate).
     #[serde(default)]
-    pub bearer_token_file: Option<Spanned<PathBuf>>,
-    /// Sent as HTTP basic auth.
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuthConfig>,
-    /// TLS settings for `https` targets.
+    pub auth: Option<AuthConfig>,
+    /// TLS settings for `https` targets (`ca_file`, `cert_file` and `key_file` for mutual TLS,
+    /// `insecure_skip_verify`; `server_name` is refused).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// Put before every metric name of `metrics` (JSON), joined with `_`.
@@ -166,36 +167,6 @@ impl Scheme {
             Scheme::Https => "https",
         }
     }
-}
-
-/// `basic_auth = { username = "…", password_file = "…" }`. The password is only read from a
-/// file, so it never sits in the config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuthConfig {
-    /// The user name.
-    pub username: String,
-    /// A file holding the password (a trailing newline is ignored); read at every scrape.
-    pub password_file: Spanned<PathBuf>,
-}
-
-/// `[endpoints.tls]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the CA certificates that sign the targets' certificates (replacing the
-    /// built-in roots).
-    #[serde(default)]
-    pub ca_file: Option<Spanned<PathBuf>>,
-    /// PEM file of the client certificate (mutual TLS); needs `key_file`.
-    #[serde(default)]
-    pub cert_file: Option<Spanned<PathBuf>>,
-    /// PEM file of the client certificate's private key.
-    #[serde(default)]
-    pub key_file: Option<Spanned<PathBuf>>,
-    /// Accept any certificate. For tests and emergencies only.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 fn default_interval() -> Spanned<Duration> {

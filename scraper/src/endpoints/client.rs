@@ -1,92 +1,97 @@
 //! Fetching one page: the HTTP client of an entry (TLS, credentials), the request with its
 //! `Accept` header, and the body read up to the entry's cap.
 
-use std::path::{Path, PathBuf};
+use periscope_plugin_api::auth::{Auth, AuthError, Credentials};
+use periscope_plugin_api::tls::{TlsConfig, TlsError};
 
-use crate::config::{EndpointConfig, EndpointFormat};
+use crate::config::EndpointFormat;
 
-/// The credentials sent with every request of an entry. Files are read at each scrape, so
-/// rotated secrets are picked up without a restart.
-#[derive(Debug, Clone)]
-pub(crate) enum Auth {
-    /// None.
-    None,
-    /// `Authorization: Bearer <file content>`.
-    Bearer(PathBuf),
-    /// Basic auth with the password from a file.
-    Basic {
-        username: String,
-        password_file: PathBuf,
+/// Why the HTTP client of an entry cannot be built. [`ClientError::key`] names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// The `tls` table is inconsistent or names a file that cannot be read.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A PEM file that reqwest cannot use.
+    #[error("{what}: {source}")]
+    Pem {
+        /// The key of the file.
+        key: &'static str,
+        /// The file(s), as the message names them.
+        what: String,
+        /// Why.
+        source: reqwest::Error,
     },
+    /// A CA file without a certificate.
+    #[error("{0}: no PEM certificate in it")]
+    NoCertificate(String),
+    /// The client itself.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(reqwest::Error),
 }
 
-impl Auth {
-    /// The credentials configured for `config`.
-    pub(crate) fn of(config: &EndpointConfig) -> Auth {
-        match (&config.bearer_token_file, &config.basic_auth) {
-            (Some(file), _) => Auth::Bearer(file.get_ref().clone()),
-            (None, Some(basic)) => Auth::Basic {
-                username: basic.username.clone(),
-                password_file: basic.password_file.get_ref().clone(),
-            },
-            (None, None) => Auth::None,
+impl ClientError {
+    /// The key at fault, relative to the entry (`tls.ca_file`).
+    pub(crate) fn key(&self) -> String {
+        let key = match self {
+            ClientError::Tls(e) => e.key(),
+            ClientError::Pem { key, .. } => key,
+            ClientError::NoCertificate(_) => "ca_file",
+            ClientError::Build(_) => "",
+        };
+        if key.is_empty() {
+            "tls".to_owned()
+        } else {
+            format!("tls.{key}")
         }
     }
 }
 
-/// Builds the HTTP client of an entry from its `tls` settings; the message says which file is
-/// wrong and why.
-pub(crate) fn build(config: &EndpointConfig) -> Result<reqwest::Client, (&'static str, String)> {
+/// Builds the HTTP client of an entry from its `tls` settings.
+pub(crate) fn build(tls: Option<&TlsConfig>) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("periscope/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5))
         // A pooled connection per target: scrapes reuse it, as Prometheus' do.
         .pool_max_idle_per_host(1)
         .use_rustls_tls();
-    if let Some(tls) = &config.tls {
-        if let Some(ca) = &tls.ca_file {
-            let pem = read(ca.get_ref()).map_err(|e| ("tls.ca_file", e))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ("tls.ca_file", format!("{}: {e}", ca.get_ref().display())))?;
+    if let Some(tls) = tls {
+        tls.refuse(&["server_name"], "for endpoints")?;
+        let pem = tls.load()?;
+        if let (Some(ca), Some(path)) = (&pem.ca, &tls.ca_file) {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(ca).map_err(|source| ClientError::Pem {
+                    key: "ca_file",
+                    what: path.display().to_string(),
+                    source,
+                })?;
             if certs.is_empty() {
-                let message = format!("{}: no PEM certificate in it", ca.get_ref().display());
-                return Err(("tls.ca_file", message));
+                return Err(ClientError::NoCertificate(path.display().to_string()));
             }
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read(cert.get_ref()).map_err(|e| ("tls.cert_file", e))?;
-                pem.push(b'\n');
-                pem.extend(read(key.get_ref()).map_err(|e| ("tls.key_file", e))?);
-                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    let message = format!(
-                        "{} with {}: {e}",
-                        cert.get_ref().display(),
-                        key.get_ref().display()
-                    );
-                    ("tls.cert_file", message)
+        if let (Some(identity), Some(cert), Some(key)) =
+            (&pem.identity, &tls.cert_file, &tls.key_file)
+        {
+            let mut both = identity.cert.clone();
+            both.push(b'\n');
+            both.extend_from_slice(&identity.key);
+            let identity =
+                reqwest::Identity::from_pem(&both).map_err(|source| ClientError::Pem {
+                    key: "cert_file",
+                    what: format!("{} with {}", cert.display(), key.display()),
+                    source,
                 })?;
-                builder = builder.identity(identity);
-            }
-            (Some(_), None) => return Err(("tls.key_file", "needed with cert_file".to_owned())),
-            (None, Some(_)) => return Err(("tls.cert_file", "needed with key_file".to_owned())),
-            (None, None) => {}
+            builder = builder.identity(identity);
         }
         if tls.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
         }
     }
-    builder
-        .build()
-        .map_err(|e| ("tls", format!("cannot build the HTTP client: {e}")))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    builder.build().map_err(ClientError::Build)
 }
 
 /// A page as fetched: its body and content type.
@@ -99,8 +104,8 @@ pub(crate) struct Page {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
     /// A credentials file could not be read.
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(#[from] AuthError),
     /// The request failed: connection refused, TLS, a broken body.
     #[error("{0}")]
     Request(String),
@@ -126,23 +131,18 @@ pub(crate) async fn fetch(
     http: &reqwest::Client,
     url: &reqwest::Url,
     format: EndpointFormat,
-    auth: &Auth,
+    auth: Option<&Auth>,
     max_bytes: u64,
 ) -> Result<Page, FetchError> {
     let mut request = http.get(url.clone()).header("Accept", accept(format));
-    match auth {
-        Auth::None => {}
-        Auth::Bearer(file) => {
-            let token = secret(file)?;
-            request = request.bearer_auth(token);
-        }
-        Auth::Basic {
-            username,
-            password_file,
-        } => {
-            let password = secret(password_file)?;
+    match auth.map(Auth::load).transpose()? {
+        None => {}
+        Some(Credentials::Bearer(token)) => request = request.bearer_auth(token),
+        Some(Credentials::Basic { username, password }) => {
             request = request.basic_auth(username, Some(password));
         }
+        // `compile` takes no other kind.
+        Some(Credentials::ApiKey(_)) => {}
     }
     let mut response = request
         .send()
@@ -173,13 +173,6 @@ pub(crate) async fn fetch(
         body.extend_from_slice(&chunk);
     }
     Ok(Page { body, content_type })
-}
-
-/// A secret file's content without its trailing newline.
-fn secret(path: &Path) -> Result<String, FetchError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|e| FetchError::Credentials(format!("cannot read {}: {e}", path.display())))
 }
 
 /// The error and its causes in one line (reqwest's own message hides the cause).

@@ -5,12 +5,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use periscope_plugin_api::auth::{Auth, AuthConfig, AuthError};
+use periscope_plugin_api::names::is_user_label_name;
 use regex::RegexSet;
 use toml::Spanned;
 
 use super::{Discovery, Endpoint, client};
 use crate::config::{EndpointConfig, EndpointFormat, PortRef};
-use crate::objects::compile::is_label_name;
 use crate::objects::{CompileError, DocumentMetrics};
 use crate::path::Path;
 use crate::selector::LabelSelector;
@@ -106,7 +107,7 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
     let mut labels = Vec::new();
     for (name, value) in &config.labels {
         let label_key = format!("{key}.labels.{}", name.get_ref());
-        if !is_label_name(name.get_ref()) || TARGET_LABELS.contains(&name.get_ref().as_str()) {
+        if !is_user_label_name(name.get_ref()) || TARGET_LABELS.contains(&name.get_ref().as_str()) {
             let message = format!(
                 "{:?} is not a label name an entry may set (`job` and `instance` are the target's)",
                 name.get_ref()
@@ -139,7 +140,9 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         let mut object_labels = Vec::new();
         for (name, path) in &k.labels {
             let label_key = format!("{key}.labels.{}", name.get_ref());
-            if !is_label_name(name.get_ref()) || TARGET_LABELS.contains(&name.get_ref().as_str()) {
+            if !is_user_label_name(name.get_ref())
+                || TARGET_LABELS.contains(&name.get_ref().as_str())
+            {
                 let message = format!("{:?} is not a label name an entry may set", name.get_ref());
                 errors.at(&label_key, Some(name), message);
             }
@@ -159,29 +162,23 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         }
     });
 
-    if config.bearer_token_file.is_some() && config.basic_auth.is_some() {
-        errors.at(
-            &format!("{key}.basic_auth"),
-            config.bearer_token_file.as_ref(),
-            "give bearer_token_file or basic_auth, not both",
-        );
-    }
-    for (field, file) in [
-        ("bearer_token_file", config.bearer_token_file.as_ref()),
-        (
-            "basic_auth.password_file",
-            config.basic_auth.as_ref().map(|b| &b.password_file),
-        ),
-    ] {
-        if let Some(file) = file
-            && let Err(e) = std::fs::metadata(file.get_ref())
-        {
-            let message = format!("cannot read {}: {e}", file.get_ref().display());
-            errors.at(&format!("{key}.{field}"), Some(file), message);
-        }
-    }
-    let http = client::build(config)
-        .map_err(|(field, message)| errors.at::<()>(&format!("{key}.{field}"), None, message))
+    let auth = match &config.auth {
+        None => Some(None),
+        Some(table) => match auth(table) {
+            Ok(auth) => Some(Some(auth)),
+            Err(e) => {
+                let at = if e.key().is_empty() {
+                    format!("{key}.auth")
+                } else {
+                    format!("{key}.auth.{}", e.key())
+                };
+                errors.at::<()>(&at, None, e.to_string());
+                None
+            }
+        },
+    };
+    let http = client::build(config.tls.as_ref())
+        .map_err(|e| errors.at::<()>(&format!("{key}.{}", e.key()), None, e.to_string()))
         .ok();
 
     let json = match (config.format, config.metrics.is_empty()) {
@@ -223,10 +220,26 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         keep: keep?,
         drop: drop?,
         labels,
-        auth: client::Auth::of(config),
+        auth: auth?,
         http: http?,
         json,
     })
+}
+
+/// The credentials of an entry: basic or bearer, from files only, each file readable now (it is
+/// read again at every scrape).
+fn auth(table: &AuthConfig) -> Result<Auth, AuthError> {
+    table.refuse_inline()?;
+    let auth = table.auth()?;
+    if let Auth::ApiKey(_) = auth {
+        return Err(AuthError::Unsupported {
+            key: "api_key_file",
+            kind: auth.kind(),
+            takes: "basic auth or a bearer token",
+        });
+    }
+    auth.load()?;
+    Ok(auth)
 }
 
 /// The patterns as one set, each anchored at both ends (they must match the whole name, as in

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::targets::{Target, Targets};
 use super::{Discovery, Endpoint};
 use crate::config::{DiscoveryRole, PortRef};
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::kube::known::Known;
 use crate::kube::object::WatchedKind;
 use crate::objects::ObjectKey;
@@ -100,7 +100,15 @@ impl Watch {
                 Err(e) => {
                     let message = format!("discovery of targets failed (retrying): {e}");
                     let input = self.input.clone();
-                    let _ = self.events.send(Event::Error { input, message }).await;
+                    let kind = ErrorKind::Read;
+                    let _ = self
+                        .events
+                        .send(Event::Error {
+                            input,
+                            kind,
+                            message,
+                        })
+                        .await;
                     continue;
                 }
             }

@@ -77,7 +77,7 @@ pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Ou
             &endpoint.http,
             &target.url,
             endpoint.format,
-            &endpoint.auth,
+            endpoint.auth.as_ref(),
             endpoint.max_response_bytes,
         ),
     )

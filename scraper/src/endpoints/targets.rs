@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use periscope_plugin_api::batch::{Source, SourceKind};
+use periscope_plugin_api::hash::fnv1a_64;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Endpoint;
 use super::scrape::scrape;
-use crate::event::{Event, SourceUpdate};
+use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::ObjectKey;
-use crate::shard::{Shard, fnv64a};
+use crate::shard::Shard;
 
 /// One thing to scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,19 +214,23 @@ async fn scrape_loop(
             _ = stop.cancelled() => return,
             outcome = scrape(&endpoint, &target, &id) => outcome,
         };
-        let mut messages = Vec::new();
+        let mut errors = Vec::new();
         if let Some(error) = outcome.error {
-            messages.push(format!("scrape of {} failed: {error}", target.url));
+            let message = format!("scrape of {} failed: {error}", target.url);
+            errors.push((ErrorKind::Scrape, message));
         }
-        messages.extend(
-            outcome
-                .problems
-                .into_iter()
-                .map(|problem| format!("scrape of {}: {problem}", target.url)),
-        );
-        for message in messages {
+        errors.extend(outcome.problems.into_iter().map(|problem| {
+            let message = format!("scrape of {}: {problem}", target.url);
+            (ErrorKind::Value, message)
+        }));
+        for (kind, message) in errors {
             let input = input.clone();
-            if events.send(Event::Error { input, message }).await.is_err() {
+            let error = Event::Error {
+                input,
+                kind,
+                message,
+            };
+            if events.send(error).await.is_err() {
                 return;
             }
         }
@@ -240,5 +245,5 @@ fn offset(id: &str, interval: Duration) -> Duration {
     let millis = u64::try_from(interval.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
-    Duration::from_millis(fnv64a(id.as_bytes()) % millis)
+    Duration::from_millis(fnv1a_64(id.as_bytes()) % millis)
 }

@@ -72,7 +72,7 @@ format = "json"
 [[endpoints]]
 name = "b"
 urls = ["http://x/"]
-bearer_token_file = "/nonexistent/token"
+auth = { token_file = "/nonexistent/token" }
 tls = { cert_file = "/nonexistent/cert.pem" }
 
   [endpoints.kubernetes]
@@ -100,10 +100,62 @@ tls = { cert_file = "/nonexistent/cert.pem" }
     has("endpoints[1].name", "unique");
     has("endpoints[1].urls", "give `urls`");
     has("endpoints[1].metrics", "needs `[[endpoints.metrics]]`");
-    has("endpoints[2].bearer_token_file", "/nonexistent/token");
-    has("endpoints[2].tls.key_file", "needed with cert_file");
+    has("endpoints[2].auth.token_file", "/nonexistent/token");
+    has("endpoints[2].tls.cert_file", "needs `key_file`");
     has("endpoints[2].kubernetes.port", "must not be empty");
     has("endpoints[2].kubernetes.label_selector", "");
+}
+
+#[test]
+fn credentials_come_from_readable_files_and_are_basic_or_bearer() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let entry = |name: &str, auth: &str| {
+        format!("[[endpoints]]\nname = \"{name}\"\nurls = [\"http://x/\"]\nauth = {auth}\n")
+    };
+    let good = entry("a", &format!("{{ token_file = \"{}\" }}", token.display()));
+    assert!(compile_text(&good).is_ok());
+
+    let errors = compile_text(&format!(
+        "{}{}{}{}",
+        entry("inline", "{ token = \"s3cret\" }"),
+        entry(
+            "key",
+            &format!("{{ api_key_file = \"{}\" }}", token.display())
+        ),
+        entry(
+            "both",
+            "{ username = \"u\", password_file = \"p\", token_file = \"t\" }"
+        ),
+        entry(
+            "tls",
+            "{ token_file = \"/nonexistent/t\" }\ntls = { server_name = \"a\" }"
+        ),
+    ))
+    .unwrap_err();
+    let has = |key: &str, text: &str| {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(key) && e.contains(text)),
+            "no error {key}…{text} in {errors:#?}"
+        );
+    };
+    has(
+        "endpoints[0].auth.token",
+        "put the secret in a file and give `token_file`",
+    );
+    has(
+        "endpoints[1].auth.api_key_file",
+        "an API key is not taken here",
+    );
+    has("endpoints[2].auth.token_file", "one kind of credentials");
+    has("endpoints[3].auth.token_file", "cannot read /nonexistent/t");
+    has(
+        "endpoints[3].tls.server_name",
+        "not supported for endpoints",
+    );
 }
 
 #[test]

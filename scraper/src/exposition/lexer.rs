@@ -3,6 +3,8 @@
 //! The page has been checked to be UTF-8 before the cursor is made, and the cursor only ever stops
 //! on ASCII bytes, so every slice it hands out falls on character boundaries.
 
+use periscope_plugin_api::names;
+
 use super::Format;
 use super::error::{ErrorKind, ParseError};
 
@@ -12,8 +14,8 @@ const METRIC_CHAR: u8 = 2;
 const LABEL_START: u8 = 4;
 const LABEL_CHAR: u8 = 8;
 
-/// The classes of every byte: `[a-zA-Z_]` start and continue both kinds of names, `:` only metric
-/// names, digits only continue them.
+/// The classes of every byte, by the name rules of `periscope_plugin_api::names`: `[a-zA-Z_]`
+/// start and continue both kinds of names, `:` only metric names, digits only continue them.
 static CLASSES: [u8; 256] = classes();
 
 const fn classes() -> [u8; 256] {
@@ -21,14 +23,20 @@ const fn classes() -> [u8; 256] {
     let mut byte = 0;
     while byte < 256 {
         let b = byte as u8;
-        let letter = b.is_ascii_alphabetic() || b == b'_';
-        if letter {
-            table[byte] = METRIC_START | METRIC_CHAR | LABEL_START | LABEL_CHAR;
-        } else if b == b':' {
-            table[byte] = METRIC_START | METRIC_CHAR;
-        } else if b.is_ascii_digit() {
-            table[byte] = METRIC_CHAR | LABEL_CHAR;
+        let mut class = 0;
+        if names::is_metric_name_start(b) {
+            class |= METRIC_START;
         }
+        if names::is_metric_name_char(b) {
+            class |= METRIC_CHAR;
+        }
+        if names::is_label_name_start(b) {
+            class |= LABEL_START;
+        }
+        if names::is_label_name_char(b) {
+            class |= LABEL_CHAR;
+        }
+        table[byte] = class;
         byte += 1;
     }
     table

@@ -4,18 +4,36 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Why a manifest file holds no objects to read; the message says where the text is broken.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ManifestError {
+    /// Broken JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A broken YAML document (1-based).
+    #[error("YAML document {document}: {source}")]
+    Yaml {
+        /// Which document of the file.
+        document: usize,
+        /// Where and what.
+        source: serde_yaml_ng::Error,
+    },
+}
+
 /// The objects in the text of a manifest file; `json` says to read it as JSON instead of YAML.
-/// Empty documents are skipped. The error says where the text is broken.
-pub(super) fn objects(text: &str, json: bool) -> Result<Vec<Value>, String> {
+/// Empty documents are skipped.
+pub(super) fn objects(text: &str, json: bool) -> Result<Vec<Value>, ManifestError> {
     let mut objects = Vec::new();
     if json {
-        let document: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let document: Value = serde_json::from_str(text)?;
         open_lists(document, &mut objects);
         return Ok(objects);
     }
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let document = Value::deserialize(document)
-            .map_err(|e| format!("YAML document {}: {e}", index + 1))?;
+        let document = Value::deserialize(document).map_err(|source| ManifestError::Yaml {
+            document: index + 1,
+            source,
+        })?;
         open_lists(document, &mut objects);
     }
     Ok(objects)
@@ -105,12 +123,20 @@ mod tests {
     fn broken_yaml_says_which_document_and_where() {
         let text = "kind: Node\n---\nkind: [unclosed\n";
         let err = objects(text, false).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Yaml { document: 2, .. }),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.starts_with("YAML document 2:"), "{err}");
         assert!(err.contains("line"), "{err}");
     }
 
     #[test]
     fn broken_json_is_an_error() {
-        assert!(objects("{\"kind\": ", true).is_err());
+        assert!(matches!(
+            objects("{\"kind\": ", true),
+            Err(ManifestError::Json(_))
+        ));
     }
 }

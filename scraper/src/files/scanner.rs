@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::manifests;
-use crate::event::{Event, SourceUpdate};
+use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::{ObjectKey, ObjectPipeline};
 
 /// Reads the configured path and works out the events since the previous read.
@@ -109,7 +109,7 @@ impl Scanner {
             Err(e) => {
                 let message = format!("{}: {e}", self.root.display());
                 if self.listing_error.as_ref() != Some(&message) {
-                    events.push(self.error(message.clone()));
+                    events.push(self.error(ErrorKind::Read, message.clone()));
                     self.listing_error = Some(message);
                 }
                 // A path that is gone holds no objects; any other failure may be passing.
@@ -122,7 +122,7 @@ impl Scanner {
         let content = std::fs::read(&path);
         let state = self.files.entry(path.clone()).or_default();
         let parsed = match content {
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((ErrorKind::Read, e.to_string())),
             Ok(bytes) => {
                 let fingerprint = (bytes.len(), hash(&bytes));
                 if state.fingerprint == Some(fingerprint) {
@@ -131,16 +131,19 @@ impl Scanner {
                 state.fingerprint = Some(fingerprint);
                 String::from_utf8(bytes)
                     .map_err(|_| "the file is not UTF-8 text".to_owned())
-                    .and_then(|text| manifests::objects(&text, is_json(&path)))
+                    .and_then(|text| {
+                        manifests::objects(&text, is_json(&path)).map_err(|e| e.to_string())
+                    })
+                    .map_err(|message| (ErrorKind::Parse, message))
             }
         };
         let objects = match parsed {
             Ok(objects) => objects,
-            Err(message) => {
+            Err((kind, message)) => {
                 let message = format!("{}: {message}", path.display());
                 if state.error.as_ref() != Some(&message) {
                     state.error = Some(message.clone());
-                    events.push(self.error(message));
+                    events.push(self.error(kind, message));
                 }
                 return;
             }
@@ -168,7 +171,7 @@ impl Scanner {
                     path.display(),
                     index + 1
                 );
-                events.push(self.error(message));
+                events.push(self.error(ErrorKind::Parse, message));
                 continue;
             };
             let Some((update, problems)) = self.pipeline.apply(&key, object, now_ms) else {
@@ -176,7 +179,8 @@ impl Scanner {
             };
             let id = update.source_id().to_owned();
             for problem in problems {
-                events.push(self.error(format!("{}: {id}: {problem}", path.display())));
+                let message = format!("{}: {id}: {problem}", path.display());
+                events.push(self.error(ErrorKind::Value, message));
             }
             let unchanged = self
                 .sent
@@ -191,9 +195,10 @@ impl Scanner {
         ids
     }
 
-    fn error(&self, message: String) -> Event {
+    fn error(&self, kind: ErrorKind, message: String) -> Event {
         Event::Error {
             input: self.input.clone(),
+            kind,
             message,
         }
     }

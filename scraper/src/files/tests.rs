@@ -107,7 +107,7 @@ fn describe(event: &Event) -> String {
             Update::Remove { source } => format!("remove {}", source.name),
         },
         Event::Synced { input } => format!("synced {input}"),
-        Event::Error { message, .. } => format!("error {message}"),
+        Event::Error { kind, message, .. } => format!("error {} {message}", kind.as_str()),
     }
 }
 
@@ -198,7 +198,7 @@ async fn broken_yaml_is_an_error_and_other_files_are_still_read() {
     let mut running = start(dir.path());
     let events = describe_all(&running.until_synced().await);
     assert_eq!(events.len(), 2, "{events:?}");
-    assert!(events[0].starts_with("error "), "{events:?}");
+    assert!(events[0].starts_with("error parse "), "{events:?}");
     assert!(events[0].contains("a.yaml"), "{events:?}");
     assert_eq!(events[1], "update b=1");
 
@@ -217,7 +217,7 @@ async fn a_file_that_breaks_keeps_its_objects_until_fixed() {
     write(dir.path(), "a.yaml", "data: [half-saved\n");
     let event = describe(&running.next().await);
     assert!(
-        event.starts_with("error ") && event.contains("a.yaml"),
+        event.starts_with("error parse ") && event.contains("a.yaml"),
         "{event}"
     );
 
@@ -238,12 +238,15 @@ async fn extraction_problems_and_nameless_objects_are_errors() {
     let events = describe_all(&running.until_synced().await);
     assert_eq!(events.len(), 3, "{events:?}");
     assert!(
-        events[0].ends_with("v1/ConfigMap/default/a: value: data.value: \"lots\" is not a number"),
+        events[0].starts_with("error value ")
+            && events[0]
+                .ends_with("v1/ConfigMap/default/a: value: data.value: \"lots\" is not a number"),
         "{events:?}"
     );
     assert_eq!(events[1], "update a=");
     assert!(
-        events[2].contains("object 2: not a Kubernetes object"),
+        events[2].starts_with("error parse ")
+            && events[2].contains("object 2: not a Kubernetes object"),
         "{events:?}"
     );
     running.stop().await;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::WatchTarget;
 use super::known::Known;
 use super::object::WatchedKind;
-use crate::event::Event;
+use crate::event::{ErrorKind, Event};
 use crate::objects::{ObjectKey, ObjectPipeline};
 use crate::shard::Shard;
 
@@ -83,11 +83,14 @@ impl KubeWatch {
                     if !announced_missing {
                         announced_missing = true;
                         state
-                            .error(format!(
-                                "{} is not served (yet): {e}; looking again every {}s",
-                                self.target.kind,
-                                DISCOVERY_RETRY.as_secs()
-                            ))
+                            .error(
+                                ErrorKind::Read,
+                                format!(
+                                    "{} is not served (yet): {e}; looking again every {}s",
+                                    self.target.kind,
+                                    DISCOVERY_RETRY.as_secs()
+                                ),
+                            )
                             .await;
                         // A kind that does not exist has no objects: the first read is complete.
                         state.synced().await;
@@ -121,17 +124,23 @@ impl KubeWatch {
                     Some(Err(e)) if is_not_found(&e) => {
                         // The kind is gone (its CRD was deleted): drop its sources, wait for it again.
                         state
-                            .error(format!("{} is no longer served: {e}", self.target.kind))
+                            .error(
+                                ErrorKind::Read,
+                                format!("{} is no longer served: {e}", self.target.kind),
+                            )
                             .await;
                         state.remove_all().await;
                         break;
                     }
                     Some(Err(e)) => {
                         state
-                            .error(format!(
-                                "watch of {} failed: {e}; retrying with backoff",
-                                self.target.kind
-                            ))
+                            .error(
+                                ErrorKind::Read,
+                                format!(
+                                    "watch of {} failed: {e}; retrying with backoff",
+                                    self.target.kind
+                                ),
+                            )
                             .await
                     }
                     None => break,
@@ -198,7 +207,7 @@ impl WatchState {
         let value = match self.watched.json(object) {
             Ok(value) => value,
             Err(e) => {
-                self.error(e.to_string()).await;
+                self.error(ErrorKind::Parse, e.to_string()).await;
                 return None;
             }
         };
@@ -212,7 +221,8 @@ impl WatchState {
         {
             Some((update, problems)) => {
                 for problem in problems {
-                    self.error(format!("{}: {problem}", key.source_id())).await;
+                    self.error(ErrorKind::Value, format!("{}: {problem}", key.source_id()))
+                        .await;
                 }
                 self.send(Event::Update(update)).await;
                 Some(key)
@@ -253,9 +263,14 @@ impl WatchState {
         }
     }
 
-    async fn error(&mut self, message: String) {
+    async fn error(&mut self, kind: ErrorKind, message: String) {
         let input = self.input.clone();
-        self.send(Event::Error { input, message }).await;
+        self.send(Event::Error {
+            input,
+            kind,
+            message,
+        })
+        .await;
     }
 
     async fn send(&self, event: Event) {

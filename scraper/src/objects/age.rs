@@ -11,7 +11,7 @@ use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
 use serde_json::Value;
 
 use super::LabelSpec;
-use super::extract::{Single, label_value, single, too_many};
+use super::extract::{ExtractError, Single, label_value, single};
 use crate::path::Path;
 use crate::value::{self, Convert};
 
@@ -46,7 +46,7 @@ impl Age {
                 .map_err(|e| problem(&self.path, &e.to_string()))
                 .ok()?,
             Single::Many(count) => {
-                problem(&self.path, &too_many(count));
+                problem(&self.path, &ExtractError::TooMany(count).to_string());
                 return None;
             }
         };

@@ -67,8 +67,8 @@ impl Aggregate {
             Some(spec) => {
                 let number = match spec.read(object, object) {
                     Ok(number) => number?,
-                    Err(message) => {
-                        problem(&spec.path, &message);
+                    Err(error) => {
+                        problem(&spec.path, &error.to_string());
                         return None;
                     }
                 };

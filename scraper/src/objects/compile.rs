@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use periscope_plugin_api::batch::{FamilyKind, Suffix};
+use periscope_plugin_api::names::{is_metric_name, is_user_label_name};
 use toml::Spanned;
 
 use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
@@ -261,7 +262,7 @@ impl Compiler {
             Some(label) => (format!("{key}.label"), label, label.get_ref().as_str()),
             None => (format!("{key}.name"), &config.name, family_name),
         };
-        if !is_label_name(label) {
+        if !is_user_label_name(label) {
             let message = format!("{label:?} is not a valid label name for the states");
             self.error(&label_key, Some(span), &message);
         }
@@ -467,7 +468,7 @@ impl Compiler {
             .iter()
             .filter_map(|(name, path)| {
                 let label_key = format!("{key}.{}", name.get_ref());
-                if !is_label_name(name.get_ref()) {
+                if !is_user_label_name(name.get_ref()) {
                     let message = format!("{:?} is not a valid label name", name.get_ref());
                     self.error(&label_key, Some(name), &message);
                 } else if taken.contains(&name.get_ref().as_str()) {
@@ -582,23 +583,4 @@ fn default_help(
         MetricType::Info => format!("Information about {object}{each}."),
         MetricType::StateSet => format!("State in field `{path}`{each} of {object}."),
     }
-}
-
-/// Prometheus metric name syntax: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub(crate) fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Prometheus label name syntax, `[a-zA-Z_][a-zA-Z0-9_]*`, without the reserved `__` start.
-pub(crate) fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
 }

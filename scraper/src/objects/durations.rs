@@ -18,7 +18,7 @@ use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
 use serde_json::Value;
 
 use super::LabelSpec;
-use super::extract::{Single, label_value, single, too_many};
+use super::extract::{ExtractError, Single, label_value, single};
 use crate::path::Path;
 use crate::value::{self, Convert};
 
@@ -138,7 +138,7 @@ fn time(
             }
         },
         Single::Many(count) => {
-            problem(path, &too_many(count));
+            problem(path, &ExtractError::TooMany(count).to_string());
             None
         }
     }

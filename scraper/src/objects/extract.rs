@@ -5,7 +5,28 @@ use serde_json::Value;
 
 use super::{LabelSpec, Metric, NumberSpec, ObjectKey, Resource, ValueSpec};
 use crate::path::Path;
-use crate::value::{self, Convert};
+use crate::value::{self, Convert, ValueError};
+
+/// Why a value of an object did not become a sample.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// A value path reached more than one value.
+    #[error(
+        "reached {0} values; a value path must reach at most one (use `each` for one sample per item)"
+    )]
+    TooMany(usize),
+    /// A state set's value that is none of its states.
+    #[error("{value} is not one of the states {states:?}")]
+    NotAState {
+        /// The value, as JSON.
+        value: String,
+        /// The states the set knows.
+        states: Vec<String>,
+    },
+    /// A value that is not a number of the expected kind.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+}
 
 impl Resource {
     /// Whether the entry is about objects of this apiVersion and kind.
@@ -118,7 +139,7 @@ impl Out<'_, '_, '_> {
                         .labels(labels());
                 }
                 Ok(None) => {}
-                Err(message) => self.problem(&spec.path, &message),
+                Err(error) => self.problem(&spec.path, &error),
             },
             ValueSpec::StateSet {
                 path,
@@ -130,13 +151,16 @@ impl Out<'_, '_, '_> {
                     Single::One(value) => {
                         let text = value::label_text(value);
                         if !states.contains(&text) {
-                            let message = format!("{value} is not one of the states {states:?}");
-                            self.problem(path, &message);
+                            let error = ExtractError::NotAState {
+                                value: value.to_string(),
+                                states: states.clone(),
+                            };
+                            self.problem(path, &error);
                         }
                         Some(text)
                     }
                     Single::Many(count) => {
-                        self.problem(path, &too_many(count));
+                        self.problem(path, &ExtractError::TooMany(count));
                         return;
                     }
                 };
@@ -155,29 +179,22 @@ impl Out<'_, '_, '_> {
         }
     }
 
-    fn problem(&mut self, path: &Path, message: &str) {
+    fn problem(&mut self, path: &Path, error: &ExtractError) {
         self.problems
-            .push(format!("{}: {path}: {message}", self.metric.name));
+            .push(format!("{}: {path}: {error}", self.metric.name));
     }
 }
 
 impl NumberSpec {
     /// The number at the path from `item` of `object`: the default (or `None`) when the path
     /// reaches nothing; an error saying why when the value is not a number or not one value.
-    pub(super) fn read(&self, object: &Value, item: &Value) -> Result<Option<f64>, String> {
+    pub(super) fn read(&self, object: &Value, item: &Value) -> Result<Option<f64>, ExtractError> {
         match single(&self.path, object, item) {
             Single::None => Ok(self.default),
-            Single::One(value) => mapped(value, &self.value_map, self.convert).map(Some),
-            Single::Many(count) => Err(too_many(count)),
+            Single::One(value) => Ok(Some(mapped(value, &self.value_map, self.convert)?)),
+            Single::Many(count) => Err(ExtractError::TooMany(count)),
         }
     }
-}
-
-/// The problem of a value path that reached several values.
-pub(super) fn too_many(count: usize) -> String {
-    format!(
-        "reached {count} values; a value path must reach at most one (use `each` for one sample per item)"
-    )
 }
 
 /// What a value path reached.
@@ -207,7 +224,7 @@ pub(super) fn mapped(
     value: &Value,
     value_map: &std::collections::HashMap<String, f64>,
     convert: Convert,
-) -> Result<f64, String> {
+) -> Result<f64, ValueError> {
     if !value_map.is_empty() {
         let found = match value {
             Value::String(s) => value_map.get(s),
@@ -217,5 +234,5 @@ pub(super) fn mapped(
             return Ok(*number);
         }
     }
-    value::to_number(value, convert).map_err(|e| e.to_string())
+    value::to_number(value, convert)
 }

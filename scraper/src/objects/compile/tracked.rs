@@ -5,9 +5,10 @@
 use std::ops::Range;
 
 use periscope_plugin_api::batch::FamilyKind;
+use periscope_plugin_api::names::is_metric_name;
 use toml::Spanned;
 
-use super::{Compiler, is_metric_name, number_spec};
+use super::{Compiler, number_spec};
 use crate::config::{
     AggregateConfig, AggregateType, DerivedConfig, DerivedType, FilterConfig, ResourceConfig,
 };

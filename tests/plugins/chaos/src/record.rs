@@ -5,13 +5,15 @@
 //! {"call":3,"op":"remove","source":"default/vm2","samples":[]}
 //! ```
 //!
-//! NaN and infinities are written as the strings `"NaN"`, `"+Inf"` and `"-Inf"`.
+//! Labels and values are written by `periscope_plugin_api::json`: NaN and infinities as
+//! `"value": null` with `"value_text": "NaN"` (or `"+Inf"`, `"-Inf"`).
 
 use std::fs::OpenOptions;
 use std::io::{self, Write as _};
 use std::path::Path;
 
 use periscope_plugin_api::batch::Samples;
+use periscope_plugin_api::json::{self, LabelsJson};
 use periscope_plugin_api::{Batch, Sample, Update};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
@@ -77,34 +79,11 @@ struct SampleRecord<'a>(Sample<'a>);
 impl Serialize for SampleRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let sample = &self.0;
-        let mut map = serializer.serialize_map(Some(3))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("metric", &sample.metric_name())?;
-        map.serialize_entry("labels", &Labels(*sample))?;
-        map.serialize_entry("value", &Value(sample.value()))?;
+        map.serialize_entry("labels", &LabelsJson(*sample))?;
+        json::serialize_value(&mut map, sample.value())?;
         map.end()
-    }
-}
-
-/// A sample's labels as a JSON object.
-struct Labels<'a>(Sample<'a>);
-
-impl Serialize for Labels<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.labels())
-    }
-}
-
-/// A value; NaN and infinities as strings.
-struct Value(f64);
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            v if v.is_nan() => serializer.serialize_str("NaN"),
-            f64::INFINITY => serializer.serialize_str("+Inf"),
-            f64::NEG_INFINITY => serializer.serialize_str("-Inf"),
-            v => serializer.serialize_f64(v),
-        }
     }
 }
 
@@ -143,7 +122,7 @@ mod tests {
             [
                 json!({"call": 7, "op": "replace", "source": "default/vm1", "samples": [
                     {"metric": "restarts_total", "labels": {"node": "n1"}, "value": 2.0},
-                    {"metric": "restarts_created", "labels": {}, "value": "NaN"},
+                    {"metric": "restarts_created", "labels": {}, "value": null, "value_text": "NaN"},
                 ]}),
                 json!({"call": 7, "op": "remove", "source": "default/vm2", "samples": []}),
             ]
