@@ -67,6 +67,8 @@ pub struct ExporterMetrics {
     pub rejected: IntCounter,
     /// Samples dropped because the queue was full.
     pub dropped_queue_full: IntCounter,
+    /// Samples dropped because the disk queue could not write them (a full or failing disk).
+    pub dropped_write_failed: IntCounter,
     /// Samples dropped because shutdown timed out before they were delivered.
     pub dropped_shutdown: IntCounter,
     /// Samples dropped because they could not be written to the dead-letter file either.
@@ -322,6 +324,7 @@ impl Telemetry {
             retries: e.retries.with_label_values(&one),
             rejected: e.rejected.with_label_values(&one),
             dropped_queue_full: e.dropped.with_label_values(&[name, "queue_full"]),
+            dropped_write_failed: e.dropped.with_label_values(&[name, "write_failed"]),
             dropped_shutdown: e.dropped.with_label_values(&[name, "shutdown"]),
             dropped_dead_letter: e.dropped.with_label_values(&[name, "dead_letter_failed"]),
             lagged: e.lagged.with_label_values(&one),
