@@ -306,7 +306,11 @@ fn run(setup: Setup, actions: &[Action]) {
                         }
                     }
                 }
-                assert_eq!(metrics.dropped_write_failed.get(), 0, "step {step}");
+                assert_eq!(
+                    metrics.dropped_write_failed.get(),
+                    0,
+                    "step {step}: a write failed (is the disk full?)"
+                );
             }
             Action::Pop => {
                 let popped = subject.queue().pop(Some(Instant::now()));
