@@ -400,6 +400,7 @@ mod tests {
         let m = t.exporter("files");
         m.sent.inc_by(3);
         m.dropped_queue_full.inc();
+        m.dropped_write_failed.inc_by(2);
         let text = t.render();
         assert!(
             text.contains("periscope_exporter_sent_samples_total{exporter=\"files\"} 3"),
@@ -407,6 +408,10 @@ mod tests {
         );
         assert!(
             text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"queue_full\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"write_failed\"} 2"),
             "{text}"
         );
     }
