@@ -787,6 +787,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_push_does_not_wait_for_a_pop_reading_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = Telemetry::new();
+        let metrics = telemetry.exporter("d");
+        let queue = open(dir.path(), &metrics);
+        let push = |v: f64| {
+            let queue = queue.clone();
+            let (done, pushed) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(queue.push(batch(v)));
+                let _ = done.send(());
+            });
+            pushed.recv_timeout(Duration::from_secs(5)).is_ok()
+        };
+        assert!(push(1.0));
+        // A pop stuck in its read: it has taken the record and waits for the segment file.
+        let reading = queue.reader.lock().unwrap();
+        let popper = {
+            let queue = queue.clone();
+            std::thread::spawn(move || queue.pop(None).map(|b| value(&b)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metrics.queued_batches.get() != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(metrics.queued_batches.get(), 0, "the pop took the record");
+        assert!(push(2.0), "a push waited for a pop's read");
+        assert_eq!(metrics.queued_batches.get(), 1);
+        drop(reading);
+        assert_eq!(popper.join().unwrap(), Some(1.0));
+    }
+
     #[tokio::test]
     async fn drop_oldest_makes_room_and_counts() {
         let dir = tempfile::tempdir().unwrap();
