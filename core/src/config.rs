@@ -136,11 +136,18 @@ pub enum QueueConfig {
         #[serde(default)]
         when_full: WhenFull,
     },
-    /// Segment files on disk: survives a crash and is replayed on start.
+    /// Segment files on disk: what the exporter has not delivered survives a crash and is
+    /// replayed on start. Delivery is at least once: a crash delivers again at most the batches
+    /// of the one export in flight (merged up to the exporter's `batch.max_samples` and
+    /// `batch.max_bytes`). Nothing the queue accepted is lost uncounted: a batch it could not
+    /// write (`write_failed`), dropped for room (`queue_full`) or found torn or corrupt on start
+    /// (`periscope_exporter_queue_corrupt_records_total`) is counted.
     Disk {
         /// The queue's directory (one per exporter).
         path: PathBuf,
-        /// The most the segment files may hold.
+        /// The most the segment files may hold (at least 64 KiB). Exceeded by at most one
+        /// segment (an eighth of it, 64 KiB to 64 MiB) and the export in flight, which stay on
+        /// disk until delivered.
         #[serde(default = "default_disk_max_bytes")]
         max_bytes: ByteSize,
         /// When writes are synced.
@@ -160,7 +167,8 @@ fn default_disk_max_bytes() -> ByteSize {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiskFsync {
-    /// After every batch written and every delivery recorded: survives a power loss.
+    /// Every batch before `push` returns, every delivery recorded, and the directory after a
+    /// segment is created or the `ack` file replaced: survives a power loss.
     #[default]
     Always,
     /// Leave it to the operating system: survives a crash of the host process, not of the machine.
@@ -176,14 +184,15 @@ impl Default for QueueConfig {
     }
 }
 
-/// What a full memory queue does with a new batch.
+/// What a full queue (memory or disk) does with a new batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Wait for room; the fan-out may then lag, which triggers a resync.
     #[default]
     Block,
-    /// Drop the oldest queued batch, counting its samples as dropped.
+    /// Drop the oldest queued batch not yet handed to the exporter, counting its samples as
+    /// dropped (`queue_full`).
     DropOldest,
 }
 

@@ -69,6 +69,8 @@ pub struct ExporterMetrics {
     pub rejected: IntCounter,
     /// Samples dropped because the queue was full.
     pub dropped_queue_full: IntCounter,
+    /// Samples dropped because the disk queue could not write them (a full or failing disk).
+    pub dropped_write_failed: IntCounter,
     /// Samples dropped because shutdown timed out before they were delivered.
     pub dropped_shutdown: IntCounter,
     /// Samples dropped because they could not be written to the dead-letter file either.
@@ -347,6 +349,7 @@ impl Telemetry {
             retries: e.retries.with_label_values(&one),
             rejected: e.rejected.with_label_values(&one),
             dropped_queue_full: e.dropped.with_label_values(&[name, "queue_full"]),
+            dropped_write_failed: e.dropped.with_label_values(&[name, "write_failed"]),
             dropped_shutdown: e.dropped.with_label_values(&[name, "shutdown"]),
             dropped_dead_letter: e.dropped.with_label_values(&[name, "dead_letter_failed"]),
             lagged: e.lagged.with_label_values(&one),
@@ -431,6 +434,7 @@ mod tests {
         let m = t.exporter("files");
         m.sent.inc_by(3);
         m.dropped_queue_full.inc();
+        m.dropped_write_failed.inc_by(2);
         let text = t.render();
         assert!(
             text.contains("periscope_exporter_sent_samples_total{exporter=\"files\"} 3"),
@@ -438,6 +442,10 @@ mod tests {
         );
         assert!(
             text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"queue_full\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("periscope_exporter_dropped_samples_total{exporter=\"files\",reason=\"write_failed\"} 2"),
             "{text}"
         );
     }
