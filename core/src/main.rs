@@ -36,8 +36,9 @@ struct Cli {
 enum Command {
     /// Runs the host until SIGINT or SIGTERM, then delivers what is queued and stops.
     Run {
-        /// The config file; without it, the embedded quick-start config.
-        #[arg(long, short)]
+        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// config.
+        #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
         /// This instance's shard: it keeps the watched objects whose uid hashes to it.
         #[arg(long, default_value_t = 0, requires = "total_shards")]
@@ -48,8 +49,9 @@ enum Command {
     },
     /// Prints the least-privilege ClusterRole, ServiceAccount and ClusterRoleBinding for a config.
     Rbac {
-        /// The config file; without it, the embedded quick-start config.
-        #[arg(long, short)]
+        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// config.
+        #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
         /// The ServiceAccount's (and the role's) name.
         #[arg(long, default_value = "periscope")]
@@ -60,8 +62,9 @@ enum Command {
     },
     /// Checks a config and the plugins it names; exits 1 with every problem found.
     Check {
-        /// The config file; without it, the embedded quick-start config.
-        #[arg(long, short)]
+        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// config.
+        #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Plugin tools.
