@@ -1,12 +1,20 @@
 //! The runtime image as an operator gets it: built FROM scratch by `deploy/image/build.sh` with
 //! buildah, then run with `buildah run` (podman cannot start containers on these machines). Inside
-//! it, every first-party plugin loads, the image's own config passes `periscope check`, and
-//! `periscope run` serves the quick-start objects to a scraper.
+//! it, every first-party plugin loads, the image's own config passes `periscope check`, `periscope
+//! run` serves the quick-start objects to a scraper, and it watches the real test apiserver the way
+//! a pod does: through the in-cluster path (a ServiceAccount token, CA and namespace mounted at
+//! `/var/run/secrets/kubernetes.io/serviceaccount/`, `KUBERNETES_SERVICE_HOST`/`PORT` set).
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use periscope_tests::{free_port, http_get, repo_root, wait_until};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::{free_port, http_get, periscope, repo_root, wait_until};
 
 /// `buildah` with the storage driver that works without overlay support.
 fn buildah() -> Command {
@@ -73,19 +81,25 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn the_image_holds_the_host_and_its_plugins_and_serves_the_quick_start() {
-    let image = format!("localhost/periscope-test:{}", std::process::id());
+/// Builds the image from the debug build under a tag of this test's own, and a container of it.
+fn build_image(test: &str) -> Container {
+    let image = format!("localhost/periscope-test:{test}-{}", std::process::id());
     let status = Command::new("bash")
         .arg(repo_root().join("deploy/image/build.sh"))
         .args(["--profile", "debug", "--tag", &image])
+        .stdout(Stdio::null())
         .status()
         .expect("run deploy/image/build.sh");
     assert!(
         status.success(),
         "building the image failed (buildah missing? `apt-get install buildah`)"
     );
-    let container = Container::from(&image);
+    Container::from(&image)
+}
+
+#[test]
+fn the_image_holds_the_host_and_its_plugins_and_serves_the_quick_start() {
+    let container = build_image("quickstart");
 
     let config = output(buildah().args([
         "inspect",
@@ -160,4 +174,159 @@ fn the_image_holds_the_host_and_its_plugins_and_serves_the_quick_start() {
     );
     let (status, _) = http_get(&format!("http://127.0.0.1:{host_port}/readyz")).unwrap();
     assert_eq!(status, 200);
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Creates every object of a multi-document YAML text (what `periscope rbac` prints).
+async fn create_all(client: &kube::Client, yaml: &str) {
+    for document in yaml.split("\n---\n") {
+        let object: DynamicObject = serde_yaml_ng::from_str(document).expect("rbac YAML");
+        let types = object.types.clone().expect("apiVersion and kind");
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create an rbac object");
+    }
+}
+
+/// Writes what kubelet mounts for a pod of ServiceAccount `monitoring/periscope`: a token from
+/// the TokenRequest API, the apiserver's CA and the namespace.
+async fn service_account_volume(cp: &ControlPlane, admin: &kube::Client, dir: &Path) {
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), "monitoring")
+        .create_token_request(
+            "periscope",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec::default()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("token request")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("token"), token).unwrap();
+    std::fs::write(dir.join("ca.crt"), cp.ca_pem()).unwrap();
+    std::fs::write(dir.join("namespace"), "monitoring").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_image_the_host_watches_the_apiserver_through_the_in_cluster_path() {
+    let cp = ControlPlane::start();
+    let admin = kube_client(cp.kubeconfig_path()).await;
+    for name in ["demo", "monitoring"] {
+        Api::<Namespace>::all(admin.clone())
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: meta(name),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create namespace");
+    }
+    Api::<ConfigMap>::namespaced(admin.clone(), "demo")
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta("a"),
+                data: Some([("value".to_owned(), "7".to_owned())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create configmap");
+
+    // A config with a [kubernetes] table and no kubeconfig: the in-cluster path.
+    let dir = tempfile::tempdir().unwrap();
+    let page_port = free_port();
+    let config = format!(
+        "[host]\nlisten = \"127.0.0.1:{}\"\nplugin_dirs = [\"/usr/lib/periscope/plugins\"]\n\n\
+         [kubernetes]\n\n\
+         [[resources]]\nversion = \"v1\"\nkind = \"ConfigMap\"\nnamespaces = [\"demo\"]\nprefix = \"demo\"\n\
+         labels = {{ name = \"metadata.name\" }}\n\n\
+         \x20 [[resources.metrics]]\n  name = \"value\"\n  type = \"gauge\"\n  path = \"data.value\"\n\n\
+         [[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{page_port}\" }}\n",
+        free_port()
+    );
+    std::fs::write(dir.path().join("periscope.toml"), &config).unwrap();
+
+    // The ServiceAccount and its least-privilege role, as `periscope rbac` prints them.
+    let (status, yaml, stderr) = periscope(
+        &[
+            "rbac",
+            "--config",
+            "periscope.toml",
+            "--namespace",
+            "monitoring",
+        ],
+        dir.path(),
+    );
+    assert!(status.success(), "{stderr}");
+    create_all(&admin, &yaml).await;
+    let account = dir.path().join("serviceaccount");
+    service_account_volume(&cp, &admin, &account).await;
+
+    let container = build_image("in-cluster");
+    let config_mount = format!("{}:/config:ro", dir.path().display());
+    let account_mount = format!(
+        "{}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+        account.display()
+    );
+    let port = cp.server_url().rsplit(':').next().unwrap().to_owned();
+    let service_port = format!("KUBERNETES_SERVICE_PORT={port}");
+    let child = container
+        .run(
+            &[
+                "-v",
+                &config_mount,
+                "-v",
+                &account_mount,
+                "-e",
+                "PERISCOPE_CONFIG=/config/periscope.toml",
+                "-e",
+                "KUBERNETES_SERVICE_HOST=127.0.0.1",
+                "-e",
+                &service_port,
+            ],
+            &["/usr/bin/periscope", "run"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buildah run");
+    let mut running = Running(child);
+    let page = format!("http://127.0.0.1:{page_port}/metrics");
+    let served = wait_until(Duration::from_secs(60), || {
+        http_get(&page)
+            .is_ok_and(|(status, body)| status == 200 && body.contains("demo_value{name=\"a\"} 7"))
+    });
+    if !served {
+        let _ = running.0.kill();
+        let mut log = String::new();
+        if let Some(mut stderr) = running.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        }
+        panic!(
+            "the containerised host never served the ConfigMap: {:?}\n{log}",
+            http_get(&page)
+        );
+    }
 }
