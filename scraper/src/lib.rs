@@ -23,6 +23,7 @@ pub mod config;
 pub mod endpoints;
 mod event;
 pub mod exposition;
+pub mod expr;
 pub mod files;
 pub mod kube;
 pub mod objects;
