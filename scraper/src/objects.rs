@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
+use crate::expr::Expr;
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
@@ -237,7 +238,9 @@ struct Resource {
     namespaces: Vec<String>,
     label_selector: LabelSelector,
     field_selector: FieldSelector,
-    labels: Vec<LabelSpec>,
+    labels: Vec<ObjectLabel>,
+    /// The entry's `where`: its metrics are written only for objects it keeps.
+    filter: Option<Expr>,
     metrics: Vec<Metric>,
     /// The entry's aggregates and derived metrics.
     tracked: Vec<Tracked>,
@@ -250,6 +253,21 @@ struct LabelSpec {
     path: Path,
 }
 
+/// A label of an object's samples: read from a path or computed by an expression.
+#[derive(Debug, Clone)]
+struct ObjectLabel {
+    name: String,
+    source: LabelSource,
+}
+
+/// Where a label value comes from.
+#[derive(Debug, Clone)]
+enum LabelSource {
+    Path(Path),
+    /// Shared: the entry's labels are also copied to its derived metrics' compiled form.
+    Expr(std::sync::Arc<Expr>),
+}
+
 /// A compiled `[[resources.metrics]]` entry.
 #[derive(Debug)]
 struct Metric {
@@ -258,7 +276,9 @@ struct Metric {
     family: FamilyDef,
     suffix: Suffix,
     each: Option<Path>,
-    labels: Vec<LabelSpec>,
+    labels: Vec<ObjectLabel>,
+    /// The metric's `where`: samples are written only for the objects (or items) it keeps.
+    filter: Option<Expr>,
     value: ValueSpec,
 }
 
@@ -276,6 +296,13 @@ struct FamilyDef {
 enum ValueSpec {
     /// A gauge or counter: one number.
     Number(NumberSpec),
+    /// A gauge or counter whose number an expression computes.
+    Expr {
+        expr: Expr,
+        convert: Convert,
+        value_map: HashMap<String, f64>,
+        default: Option<f64>,
+    },
     /// Constant `1`.
     Info,
     /// One sample per state.

@@ -3,7 +3,8 @@
 use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
-use super::{LabelSpec, Metric, NumberSpec, ObjectKey, Resource, ValueSpec};
+use super::{LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Resource, ValueSpec};
+use crate::expr::{Expr, ExprError};
 use crate::path::Path;
 use crate::value::{self, Convert, ValueError};
 
@@ -54,7 +55,23 @@ impl Resource {
         writer: &mut ReplaceWriter<'_>,
         problems: &mut Vec<String>,
     ) {
-        let common = label_values(&self.labels, object, object);
+        if let Some(filter) = &self.filter {
+            match filter.keeps(object, None) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    problems.push(format!("where: {}: {error}", filter.source()));
+                    return;
+                }
+            }
+        }
+        let common = match label_values(&self.labels, object, None) {
+            Ok(common) => common,
+            Err((expr, error)) => {
+                problems.push(format!("labels: {}: {error}", expr.source()));
+                return;
+            }
+        };
         for metric in &self.metrics {
             let family = writer.family(Family {
                 name: &metric.family.name,
@@ -79,15 +96,25 @@ impl Resource {
     }
 }
 
-/// Label names and values read from `item` of `object` (both the object outside an `each`).
+/// Label names and values read from `item` of `object` (`None` outside an `each`); the
+/// expression that failed, if one did.
 fn label_values<'s>(
-    specs: &'s [LabelSpec],
+    specs: &'s [ObjectLabel],
     object: &Value,
-    item: &Value,
-) -> Vec<(&'s str, String)> {
+    item: Option<&Value>,
+) -> Result<Vec<(&'s str, String)>, (&'s Expr, ExprError)> {
     specs
         .iter()
-        .map(|spec| (spec.name.as_str(), label_value(&spec.path, object, item)))
+        .map(|spec| {
+            let text = match &spec.source {
+                LabelSource::Path(path) => label_value(path, object, item.unwrap_or(object)),
+                LabelSource::Expr(expr) => {
+                    let value = expr.eval(object, item).map_err(|e| (&**expr, e))?;
+                    value::label_text(&value)
+                }
+            };
+            Ok((spec.name.as_str(), text))
+        })
         .collect()
 }
 
@@ -119,7 +146,25 @@ struct Out<'w, 'b, 'm> {
 
 impl Out<'_, '_, '_> {
     fn item(&mut self, item: &Value) {
-        let own = label_values(&self.metric.labels, self.object, item);
+        if let Some(filter) = &self.metric.filter {
+            let within = self.metric.each.is_some().then_some(item);
+            match filter.keeps(self.object, within) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    self.expr_problem(filter, &error);
+                    return;
+                }
+            }
+        }
+        let within = self.metric.each.is_some().then_some(item);
+        let own = match label_values(&self.metric.labels, self.object, within) {
+            Ok(own) => own,
+            Err((expr, error)) => {
+                self.expr_problem(expr, &error);
+                return;
+            }
+        };
         let labels = || {
             self.common
                 .iter()
@@ -141,6 +186,33 @@ impl Out<'_, '_, '_> {
                 Ok(None) => {}
                 Err(error) => self.problem(&spec.path, &error),
             },
+            ValueSpec::Expr {
+                expr,
+                convert,
+                value_map,
+                default,
+            } => {
+                let within = self.metric.each.is_some().then_some(item);
+                let number = match expr.eval(self.object, within) {
+                    Ok(Value::Null) => *default,
+                    Ok(value) => match mapped(&value, value_map, *convert) {
+                        Ok(number) => Some(number),
+                        Err(error) => {
+                            self.expr_problem(expr, &error);
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        self.expr_problem(expr, &error);
+                        None
+                    }
+                };
+                if let Some(number) = number {
+                    self.writer
+                        .sample(self.family, self.metric.suffix, number, self.now_ms)
+                        .labels(labels());
+                }
+            }
             ValueSpec::StateSet {
                 path,
                 states,
@@ -177,6 +249,11 @@ impl Out<'_, '_, '_> {
                 }
             }
         }
+    }
+
+    fn expr_problem(&mut self, expr: &Expr, error: &dyn std::fmt::Display) {
+        self.problems
+            .push(format!("{}: {}: {error}", self.metric.name, expr.source()));
     }
 
     fn problem(&mut self, path: &Path, error: &ExtractError) {
