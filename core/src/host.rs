@@ -301,6 +301,7 @@ async fn forward(
                 metrics.errors.inc(kind);
                 warn!(%input, kind = kind.as_str(), error = %message, "input error");
             }
+            Event::Expression { failure, .. } => metrics.expressions.inc(&failure),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! typed handles ([`ExporterMetrics`], [`InputMetrics`]), never by name.
 
 use periscope_scraper::ErrorKind;
+use periscope_scraper::objects::ExpressionFailure;
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -49,6 +50,7 @@ struct InputVecs {
     updates: IntCounterVec,
     errors: IntCounterVec,
     synced: IntGaugeVec,
+    expressions: ExpressionErrors,
 }
 
 /// The self-metrics of one exporter.
@@ -145,6 +147,31 @@ pub struct InputMetrics {
     pub errors: InputErrors,
     /// 1 once the first complete read is done.
     pub synced: IntGauge,
+    /// Expressions that failed, shared by every input.
+    pub expressions: ExpressionErrors,
+}
+
+/// The counters of expressions that gave no value, by entry and metric (the same for every
+/// input: an entry's expressions fail alike wherever its objects come from).
+#[derive(Clone)]
+pub struct ExpressionErrors {
+    failed: IntCounterVec,
+    cost_exceeded: IntCounterVec,
+}
+
+impl ExpressionErrors {
+    /// Counts one failure: in `periscope_expression_cost_exceeded_total` when the cost bound
+    /// refused it, in `periscope_expression_errors_total` otherwise.
+    pub fn inc(&self, failure: &ExpressionFailure) {
+        let counter = if failure.too_costly {
+            &self.cost_exceeded
+        } else {
+            &self.failed
+        };
+        counter
+            .with_label_values(&[failure.resource.as_str(), failure.metric.as_str()])
+            .inc();
+    }
 }
 
 /// The error counters of one input, one per [`ErrorKind`] (all shown from the start, at 0).
@@ -284,6 +311,20 @@ impl Telemetry {
                 "1 once the input finished its first complete read.",
                 &["input"],
             ),
+            expressions: ExpressionErrors {
+                failed: counter_vec(
+                    &registry,
+                    "periscope_expression_errors_total",
+                    "Evaluations of a CEL expression that gave no value for an object, by entry and metric.",
+                    &["resource", "metric"],
+                ),
+                cost_exceeded: counter_vec(
+                    &registry,
+                    "periscope_expression_cost_exceeded_total",
+                    "Evaluations of a CEL expression refused by the cost bound, by entry and metric.",
+                    &["resource", "metric"],
+                ),
+            },
         };
         let sources = register(
             &registry,
@@ -382,6 +423,7 @@ impl Telemetry {
                     .collect(),
             },
             synced: self.input.synced.with_label_values(&one),
+            expressions: self.input.expressions.clone(),
         }
     }
 

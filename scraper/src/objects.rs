@@ -56,6 +56,29 @@ impl fmt::Display for CompileError {
     }
 }
 
+/// What went wrong while an object's samples were read: every message (each names the metric
+/// and the path or expression at fault), and which of them were expressions that failed, for
+/// `periscope_expression_errors_total`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Problems {
+    /// Every problem, as a message to log.
+    pub messages: Vec<String>,
+    /// The expressions among them, by entry and metric.
+    pub expressions: Vec<ExpressionFailure>,
+}
+
+/// An expression that gave no value for an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpressionFailure {
+    /// The entry's kind (`VirtualMachineInstance`), or the endpoint entry's key.
+    pub resource: String,
+    /// The metric's name, prefix included; `where` or `labels` for the entry's own.
+    pub metric: String,
+    /// Whether the cost bound refused it ([`crate::expr::ExprError::TooCostly`]) rather than it
+    /// failing.
+    pub too_costly: bool,
+}
+
 /// Whether `[[resources]]` may name Secrets (`[kubernetes] allow_secrets`). Even when they may,
 /// no path may read their `data` or `stringData`, and the watcher drops both before an object
 /// reaches the pipeline.
@@ -108,9 +131,9 @@ impl ObjectPipeline {
         key: &ObjectKey,
         object: &Value,
         now_ms: i64,
-    ) -> Option<(SourceUpdate, Vec<String>)> {
-        let mut problems = Vec::new();
-        self.track(key, Some(object), &mut problems);
+    ) -> Option<(SourceUpdate, Problems)> {
+        let mut problems = Problems::default();
+        self.track(key, Some(object), &mut problems.messages);
         let mut matching = self
             .resources
             .iter()
@@ -226,13 +249,17 @@ impl DocumentMetrics {
         writer: &mut periscope_plugin_api::batch::ReplaceWriter<'_>,
         problems: &mut Vec<String>,
     ) {
-        self.resource.write(document, now_ms, writer, problems);
+        let mut found = Problems::default();
+        self.resource.write(document, now_ms, writer, &mut found);
+        problems.append(&mut found.messages);
     }
 }
 
 /// A compiled `[[resources]]` entry.
 #[derive(Debug)]
 struct Resource {
+    /// What expression failures are counted under: the kind, or the endpoint entry's key.
+    name: String,
     api_version: String,
     kind: String,
     namespaces: Vec<String>,

@@ -101,6 +101,8 @@ async fn read(pipeline: Arc<ObjectPipeline>, objects: &Path) -> Metrics {
         match events.recv().await.expect("the input runs until synced") {
             Event::Synced { .. } => break,
             Event::Error { message, .. } => metrics.errors.push(message),
+            // Its message comes as an error too.
+            Event::Expression { .. } => {}
             Event::Update(update) => metrics.add(&update),
         }
     }

@@ -151,6 +151,8 @@ async fn read(config_text: &str) -> Read {
         match event {
             Event::Synced { .. } => break,
             Event::Error { message, .. } => read.errors.push(message),
+            // Its message comes as an error too.
+            Event::Expression { .. } => {}
             Event::Update(update) => {
                 let Update::Replace { source, samples } = update.update() else {
                     panic!("a first read only replaces");

@@ -1,6 +1,6 @@
 //! CEL expressions end to end, offline: a metric value, a label and a filter written as
-//! expressions show in the file exporter's output, a failing expression is counted and omits its
-//! series, and `periscope check` refuses an expression that does not parse at its line and column.
+//! expressions show in the file exporter's output, a failing expression is counted (by entry and
+//! metric) and omits its series, and `periscope check` refuses an expression that does not parse at its line and column.
 
 mod common;
 

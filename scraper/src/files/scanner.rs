@@ -178,9 +178,13 @@ impl Scanner {
                 continue;
             };
             let id = update.source_id().to_owned();
-            for problem in problems {
+            for problem in problems.messages {
                 let message = format!("{}: {id}: {problem}", path.display());
                 events.push(self.error(ErrorKind::Value, message));
+            }
+            for failure in problems.expressions {
+                let input = self.input.clone();
+                events.push(Event::Expression { input, failure });
             }
             let unchanged = self
                 .sent

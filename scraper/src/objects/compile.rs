@@ -74,6 +74,7 @@ pub(super) fn document(
         return Err(compiler.errors);
     }
     Ok(Resource {
+        name: key.to_owned(),
         api_version: String::new(),
         kind: String::new(),
         namespaces: Vec::new(),
@@ -172,6 +173,7 @@ impl Compiler {
             .as_ref()
             .and_then(|filter| self.expr(&format!("{key}.where"), filter));
         Resource {
+            name: config.kind.clone(),
             api_version,
             kind: config.kind.clone(),
             namespaces: config.namespaces.clone(),

@@ -3,7 +3,10 @@
 use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
-use super::{LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Resource, ValueSpec};
+use super::{
+    ExpressionFailure, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Problems, Resource,
+    ValueSpec,
+};
 use crate::expr::{Expr, ExprError};
 use crate::path::Path;
 use crate::value::{self, Convert, ValueError};
@@ -53,14 +56,14 @@ impl Resource {
         object: &Value,
         now_ms: i64,
         writer: &mut ReplaceWriter<'_>,
-        problems: &mut Vec<String>,
+        problems: &mut Problems,
     ) {
         if let Some(filter) = &self.filter {
             match filter.keeps(object, None) {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(error) => {
-                    problems.push(format!("where: {}: {error}", filter.source()));
+                    self.expr_problem(problems, "where", filter, &error);
                     return;
                 }
             }
@@ -68,7 +71,7 @@ impl Resource {
         let common = match label_values(&self.labels, object, None) {
             Ok(common) => common,
             Err((expr, error)) => {
-                problems.push(format!("labels: {}: {error}", expr.source()));
+                self.expr_problem(problems, "labels", expr, &error);
                 return;
             }
         };
@@ -80,6 +83,7 @@ impl Resource {
                 kind: metric.family.kind,
             });
             let mut out = Out {
+                resource: self,
                 writer: &mut *writer,
                 object,
                 family,
@@ -93,6 +97,20 @@ impl Resource {
                 None => out.item(object),
             }
         }
+    }
+}
+
+impl Resource {
+    /// Reports an expression of the entry or of one of its metrics (`metric`) that failed.
+    fn expr_problem(&self, problems: &mut Problems, metric: &str, expr: &Expr, error: &ExprError) {
+        problems
+            .messages
+            .push(format!("{metric}: {}: {error}", expr.source()));
+        problems.expressions.push(ExpressionFailure {
+            resource: self.name.clone(),
+            metric: metric.to_owned(),
+            too_costly: matches!(error, ExprError::TooCostly { .. }),
+        });
     }
 }
 
@@ -135,13 +153,14 @@ pub(crate) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
 
 /// Writes the samples of one metric, for the object or for one item of its `each`.
 struct Out<'w, 'b, 'm> {
+    resource: &'m Resource,
     writer: &'w mut ReplaceWriter<'b>,
     object: &'w Value,
     family: FamilyId,
     metric: &'m Metric,
     common: &'w [(&'m str, String)],
     now_ms: i64,
-    problems: &'w mut Vec<String>,
+    problems: &'w mut Problems,
 }
 
 impl Out<'_, '_, '_> {
@@ -198,7 +217,10 @@ impl Out<'_, '_, '_> {
                     Ok(value) => match mapped(&value, value_map, *convert) {
                         Ok(number) => Some(number),
                         Err(error) => {
-                            self.expr_problem(expr, &error);
+                            // The expression worked; its result is no number.
+                            let message =
+                                format!("{}: {}: {error}", self.metric.name, expr.source());
+                            self.problems.messages.push(message);
                             None
                         }
                     },
@@ -251,13 +273,14 @@ impl Out<'_, '_, '_> {
         }
     }
 
-    fn expr_problem(&mut self, expr: &Expr, error: &dyn std::fmt::Display) {
-        self.problems
-            .push(format!("{}: {}: {error}", self.metric.name, expr.source()));
+    fn expr_problem(&mut self, expr: &Expr, error: &ExprError) {
+        self.resource
+            .expr_problem(self.problems, &self.metric.name, expr, error);
     }
 
-    fn problem(&mut self, path: &Path, error: &ExtractError) {
+    fn problem(&mut self, path: &Path, error: &dyn std::fmt::Display) {
         self.problems
+            .messages
             .push(format!("{}: {path}: {error}", self.metric.name));
     }
 }

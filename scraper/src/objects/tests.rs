@@ -26,7 +26,9 @@ pub(super) fn apply_at(
     object: &Value,
     now_ms: i64,
 ) -> Option<(SourceUpdate, Vec<String>)> {
-    pipeline.apply(&key(object), object, now_ms)
+    pipeline
+        .apply(&key(object), object, now_ms)
+        .map(|(update, problems)| (update, problems.messages))
 }
 
 fn pipeline(text: &str) -> ObjectPipeline {
@@ -890,4 +892,42 @@ fn expressions_are_refused_on_secrets() {
                 [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\nexpr = \"size(object.data)\"\n";
     let errors = ObjectPipeline::compile(&resources(text), Secrets::Allowed).unwrap_err();
     assert_eq!(keys(&errors), ["resources[0].metrics[0].expr"]);
+}
+
+#[test]
+fn failing_expressions_are_reported_by_entry_and_metric() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "missing"
+type = "gauge"
+expr = "object.status.nope"
+
+[[resources.metrics]]
+name = "walk"
+type = "gauge"
+expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 0)) ? 1 : 0"
+"#,
+    );
+    let object = vmi();
+    let (_, problems) = pipeline.apply(&key(&object), &object, 1_000).unwrap();
+    assert_eq!(
+        problems.expressions,
+        [ExpressionFailure {
+            resource: "VirtualMachineInstance".to_owned(),
+            metric: "kubevirt_vmi_missing".to_owned(),
+            too_costly: false,
+        }]
+    );
+    // 1001 interfaces, comprehensions two deep: over a million steps, refused.
+    let mut big = vmi();
+    big["status"]["interfaces"] = (0..1001).map(|i| json!({"mtu": i})).collect();
+    let (_, problems) = pipeline.apply(&key(&big), &big, 1_000).unwrap();
+    assert_eq!(problems.expressions.len(), 2, "{problems:?}");
+    assert!(problems.expressions[1].too_costly);
+    assert_eq!(problems.expressions[1].metric, "kubevirt_vmi_walk");
+    assert!(
+        problems.messages[1].contains("expression refused"),
+        "{problems:?}"
+    );
 }
