@@ -44,8 +44,14 @@ use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{EntryExpr, Expr as Ast};
-use cel::common::types::{CelDouble, CelString};
-use cel::objects::{Key, Map};
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, IdedExpr, Program};
 use serde_json::Value as Json;
 
@@ -147,17 +153,16 @@ impl Expr {
         &self.source
     }
 
-    /// Evaluates with `object` bound (and `item` inside an `each`), giving the result as JSON:
-    /// `null` when it is CEL's `null`.
-    pub fn eval(&self, object: &Json, item: Option<&Json>) -> Result<Json, ExprError> {
-        let mut largest = 0;
-        let object_value = to_cel(object, &mut largest);
-        let item_value = item.map(|item| to_cel(item, &mut largest));
+    /// Evaluates with the input's object bound as `object` (and `item` inside an `each`),
+    /// giving the result as JSON: `null` when it is CEL's `null`.
+    pub fn eval<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<Json, ExprError> {
+        let (root, object_largest) = input.bound();
+        let mut largest = *object_largest;
+        let item = item.map(|item| to_cel(item, &mut largest));
         self.check_cost(largest)?;
-        let mut context = Context::with_env(Arc::clone(&ENV));
-        context.add_variable_from_value(OBJECT, object_value);
-        if let Some(item) = item_value {
-            context.add_variable_from_value(ITEM, item);
+        let mut context = root.new_inner_scope();
+        if let Some(item) = item {
+            context.add_variable_as_val(ITEM, item);
         }
         let result = self
             .program
@@ -167,8 +172,8 @@ impl Expr {
     }
 
     /// Evaluates a filter: whether the object (or item) is kept.
-    pub fn keeps(&self, object: &Json, item: Option<&Json>) -> Result<bool, ExprError> {
-        match self.eval(object, item)? {
+    pub fn keeps<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<bool, ExprError> {
+        match self.eval(input, item)? {
             Json::Bool(keep) => Ok(keep),
             other => Err(ExprError::NotABool(other.to_string())),
         }
@@ -186,6 +191,39 @@ impl Expr {
                 depth: self.depth,
             }),
         }
+    }
+}
+
+/// An object as expressions see it: converted to CEL values on the first evaluation, once,
+/// however many expressions read it.
+pub struct Input<'j> {
+    object: &'j Json,
+    /// The context binding `object`, and the size of the largest list or map in it.
+    bound: OnceCell<(Context<'j, 'j>, usize)>,
+}
+
+impl<'j> Input<'j> {
+    /// The input of `object`; nothing is converted until an expression is evaluated.
+    pub fn new(object: &'j Json) -> Input<'j> {
+        Input {
+            object,
+            bound: OnceCell::new(),
+        }
+    }
+
+    /// The object, as JSON.
+    pub fn object(&self) -> &'j Json {
+        self.object
+    }
+
+    fn bound(&self) -> &(Context<'j, 'j>, usize) {
+        self.bound.get_or_init(|| {
+            let mut largest = 0;
+            let object = to_cel(self.object, &mut largest);
+            let mut context = Context::with_env(Arc::clone(&ENV));
+            context.add_variable_as_val(OBJECT, object);
+            (context, largest)
+        })
     }
 }
 
@@ -236,30 +274,31 @@ fn nesting(expr: &IdedExpr) -> u32 {
     }
 }
 
-/// The CEL value of a JSON value; `largest` keeps the size of the largest list or map met.
-fn to_cel(json: &Json, largest: &mut usize) -> cel::Value {
+/// The CEL value of a JSON value, borrowing its strings; `largest` keeps the size of the
+/// largest list or map met.
+fn to_cel<'j>(json: &'j Json, largest: &mut usize) -> Box<dyn Val + 'j> {
     match json {
-        Json::Null => cel::Value::Null,
-        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
         Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => cel::Value::Int(i),
-            (None, Some(u)) => cel::Value::UInt(u),
-            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        Json::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Json::String(s) => Box::new(CelString::from(s.as_str())),
         Json::Array(items) => {
             *largest = (*largest).max(items.len());
-            cel::Value::List(Arc::new(
-                items.iter().map(|item| to_cel(item, largest)).collect(),
-            ))
+            let items: Vec<Box<dyn Val + 'j>> =
+                items.iter().map(|item| to_cel(item, largest)).collect();
+            Box::new(CelList::from(items))
         }
         Json::Object(fields) => {
             *largest = (*largest).max(fields.len());
-            let map = fields
+            let fields: HashMap<CelMapKey<'j>, Box<dyn Val + 'j>> = fields
                 .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v, largest)))
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), to_cel(v, largest)))
                 .collect();
-            cel::Value::Map(Map { map: Arc::new(map) })
+            Box::new(CelMap::from(fields))
         }
     }
 }

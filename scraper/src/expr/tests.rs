@@ -3,7 +3,9 @@ use serde_json::json;
 use super::*;
 
 fn eval(source: &str, object: &Json) -> Result<Json, ExprError> {
-    Expr::compile(source).unwrap().eval(object, None)
+    Expr::compile(source)
+        .unwrap()
+        .eval(&Input::new(object), None)
 }
 
 #[test]
@@ -26,10 +28,8 @@ fn the_object_and_the_item_are_bound() {
         Ok(json!("web"))
     );
     let expr = Expr::compile("item.port + size(object.spec)").unwrap();
-    assert_eq!(
-        expr.eval(&object, Some(&json!({"port": 80}))),
-        Ok(json!(82))
-    );
+    let item = json!({"port": 80});
+    assert_eq!(expr.eval(&Input::new(&object), Some(&item)), Ok(json!(82)));
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn failures_are_errors_not_panics() {
     ));
     let filter = Expr::compile("object.a").unwrap();
     assert!(matches!(
-        filter.keeps(&object, None),
+        filter.keeps(&Input::new(&object), None),
         Err(ExprError::NotABool(_))
     ));
 }

@@ -7,7 +7,7 @@ use super::{
     ExpressionFailure, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Problems, Resource,
     ValueSpec,
 };
-use crate::expr::{Expr, ExprError};
+use crate::expr::{Expr, ExprError, Input};
 use crate::path::Path;
 use crate::value::{self, Convert, ValueError};
 
@@ -58,8 +58,10 @@ impl Resource {
         writer: &mut ReplaceWriter<'_>,
         problems: &mut Problems,
     ) {
+        // Converted for expressions at the first one, once for all of them.
+        let input = Input::new(object);
         if let Some(filter) = &self.filter {
-            match filter.keeps(object, None) {
+            match filter.keeps(&input, None) {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(error) => {
@@ -68,7 +70,7 @@ impl Resource {
                 }
             }
         }
-        let common = match label_values(&self.labels, object, None) {
+        let common = match label_values(&self.labels, &input, None) {
             Ok(common) => common,
             Err((expr, error)) => {
                 self.expr_problem(problems, "labels", expr, &error);
@@ -85,6 +87,7 @@ impl Resource {
             let mut out = Out {
                 resource: self,
                 writer: &mut *writer,
+                input: &input,
                 object,
                 family,
                 metric,
@@ -116,18 +119,19 @@ impl Resource {
 
 /// Label names and values read from `item` of `object` (`None` outside an `each`); the
 /// expression that failed, if one did.
-fn label_values<'s>(
+fn label_values<'s, 'j>(
     specs: &'s [ObjectLabel],
-    object: &Value,
-    item: Option<&Value>,
+    input: &Input<'j>,
+    item: Option<&'j Value>,
 ) -> Result<Vec<(&'s str, String)>, (&'s Expr, ExprError)> {
+    let object = input.object();
     specs
         .iter()
         .map(|spec| {
             let text = match &spec.source {
                 LabelSource::Path(path) => label_value(path, object, item.unwrap_or(object)),
                 LabelSource::Expr(expr) => {
-                    let value = expr.eval(object, item).map_err(|e| (&**expr, e))?;
+                    let value = expr.eval(input, item).map_err(|e| (&**expr, e))?;
                     value::label_text(&value)
                 }
             };
@@ -152,10 +156,11 @@ pub(crate) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
 }
 
 /// Writes the samples of one metric, for the object or for one item of its `each`.
-struct Out<'w, 'b, 'm> {
+struct Out<'w, 'b, 'm, 'j> {
     resource: &'m Resource,
     writer: &'w mut ReplaceWriter<'b>,
-    object: &'w Value,
+    input: &'w Input<'j>,
+    object: &'j Value,
     family: FamilyId,
     metric: &'m Metric,
     common: &'w [(&'m str, String)],
@@ -163,11 +168,11 @@ struct Out<'w, 'b, 'm> {
     problems: &'w mut Problems,
 }
 
-impl Out<'_, '_, '_> {
-    fn item(&mut self, item: &Value) {
+impl<'j> Out<'_, '_, '_, 'j> {
+    fn item(&mut self, item: &'j Value) {
         if let Some(filter) = &self.metric.filter {
             let within = self.metric.each.is_some().then_some(item);
-            match filter.keeps(self.object, within) {
+            match filter.keeps(self.input, within) {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(error) => {
@@ -177,7 +182,7 @@ impl Out<'_, '_, '_> {
             }
         }
         let within = self.metric.each.is_some().then_some(item);
-        let own = match label_values(&self.metric.labels, self.object, within) {
+        let own = match label_values(&self.metric.labels, self.input, within) {
             Ok(own) => own,
             Err((expr, error)) => {
                 self.expr_problem(expr, &error);
@@ -212,7 +217,7 @@ impl Out<'_, '_, '_> {
                 default,
             } => {
                 let within = self.metric.each.is_some().then_some(item);
-                let number = match expr.eval(self.object, within) {
+                let number = match expr.eval(self.input, within) {
                     Ok(Value::Null) => *default,
                     Ok(value) => match mapped(&value, value_map, *convert) {
                         Ok(number) => Some(number),
