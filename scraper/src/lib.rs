@@ -17,7 +17,8 @@
 //!
 //! The pieces of the config language: [`config`] (what the TOML says), [`path`] (field paths such as
 //! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels),
-//! [`selector`] (Kubernetes label and field selectors).
+//! [`selector`] (Kubernetes label and field selectors), [`expr`] (CEL expressions where a path is
+//! not enough).
 
 pub mod config;
 pub mod endpoints;
