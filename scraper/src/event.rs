@@ -25,10 +25,9 @@ pub enum Event {
         /// What went wrong, naming the file, object or path at fault.
         message: String,
     },
-    /// An expression gave no value for an object: counted in
+    /// An expression gave no value for an object: counted as an error of kind `value` and in
     /// `periscope_expression_errors_total` (or, refused by the cost bound, in
-    /// `periscope_expression_cost_exceeded_total`). Its message comes as an [`Event::Error`]
-    /// of kind `value` beside it.
+    /// `periscope_expression_cost_exceeded_total`); logged at most once a minute per metric.
     Expression {
         /// The input's name.
         input: String,

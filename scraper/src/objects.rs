@@ -56,14 +56,14 @@ impl fmt::Display for CompileError {
     }
 }
 
-/// What went wrong while an object's samples were read: every message (each names the metric
-/// and the path or expression at fault), and which of them were expressions that failed, for
-/// `periscope_expression_errors_total`.
+/// What went wrong while an object's samples were read: messages naming the metric and the path
+/// at fault, and the expressions that failed, apart: the host counts those by entry and metric
+/// (`periscope_expression_errors_total`) and logs them at most once a minute per metric.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Problems {
-    /// Every problem, as a message to log.
+    /// Every problem other than an expression's, as a message to log.
     pub messages: Vec<String>,
-    /// The expressions among them, by entry and metric.
+    /// The expressions that gave no value, by entry and metric, each with its message.
     pub expressions: Vec<ExpressionFailure>,
 }
 
@@ -77,6 +77,8 @@ pub struct ExpressionFailure {
     /// Whether the cost bound refused it ([`crate::expr::ExprError::TooCostly`]) rather than it
     /// failing.
     pub too_costly: bool,
+    /// What went wrong, naming the metric and the expression.
+    pub message: String,
 }
 
 /// Whether `[[resources]]` may name Secrets (`[kubernetes] allow_secrets`). Even when they may,
@@ -252,6 +254,7 @@ impl DocumentMetrics {
         let mut found = Problems::default();
         self.resource.write(document, now_ms, writer, &mut found);
         problems.append(&mut found.messages);
+        problems.extend(found.expressions.into_iter().map(|f| f.message));
     }
 }
 

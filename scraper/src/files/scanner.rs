@@ -182,7 +182,8 @@ impl Scanner {
                 let message = format!("{}: {id}: {problem}", path.display());
                 events.push(self.error(ErrorKind::Value, message));
             }
-            for failure in problems.expressions {
+            for mut failure in problems.expressions {
+                failure.message = format!("{}: {id}: {}", path.display(), failure.message);
                 let input = self.input.clone();
                 events.push(Event::Expression { input, failure });
             }

@@ -224,7 +224,8 @@ impl WatchState {
                     self.error(ErrorKind::Value, format!("{}: {problem}", key.source_id()))
                         .await;
                 }
-                for failure in problems.expressions {
+                for mut failure in problems.expressions {
+                    failure.message = format!("{}: {}", key.source_id(), failure.message);
                     let input = self.input.clone();
                     self.send(Event::Expression { input, failure }).await;
                 }

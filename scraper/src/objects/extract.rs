@@ -106,13 +106,11 @@ impl Resource {
 impl Resource {
     /// Reports an expression of the entry or of one of its metrics (`metric`) that failed.
     fn expr_problem(&self, problems: &mut Problems, metric: &str, expr: &Expr, error: &ExprError) {
-        problems
-            .messages
-            .push(format!("{metric}: {}: {error}", expr.source()));
         problems.expressions.push(ExpressionFailure {
             resource: self.name.clone(),
             metric: metric.to_owned(),
             too_costly: matches!(error, ExprError::TooCostly { .. }),
+            message: format!("{metric}: {}: {error}", expr.source()),
         });
     }
 }

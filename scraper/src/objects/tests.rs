@@ -28,7 +28,11 @@ pub(super) fn apply_at(
 ) -> Option<(SourceUpdate, Vec<String>)> {
     pipeline
         .apply(&key(object), object, now_ms)
-        .map(|(update, problems)| (update, problems.messages))
+        .map(|(update, mut problems)| {
+            let expressions = problems.expressions.into_iter().map(|f| f.message);
+            problems.messages.extend(expressions);
+            (update, problems.messages)
+        })
 }
 
 fn pipeline(text: &str) -> ObjectPipeline {
@@ -917,8 +921,12 @@ expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 
             resource: "VirtualMachineInstance".to_owned(),
             metric: "kubevirt_vmi_missing".to_owned(),
             too_costly: false,
+            message:
+                "kubevirt_vmi_missing: object.status.nope: expression failed: No such key: nope"
+                    .to_owned(),
         }]
     );
+    assert!(problems.messages.is_empty(), "{problems:?}");
     // 1001 interfaces, comprehensions two deep: over a million steps, refused.
     let mut big = vmi();
     big["status"]["interfaces"] = (0..1001).map(|i| json!({"mtu": i})).collect();
@@ -927,7 +935,9 @@ expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 
     assert!(problems.expressions[1].too_costly);
     assert_eq!(problems.expressions[1].metric, "kubevirt_vmi_walk");
     assert!(
-        problems.messages[1].contains("expression refused"),
+        problems.expressions[1]
+            .message
+            .contains("expression refused"),
         "{problems:?}"
     );
 }
