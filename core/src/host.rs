@@ -12,7 +12,7 @@ use periscope_scraper::files::FilesSource;
 use periscope_scraper::kube::{KubeWatch, watch_targets};
 use periscope_scraper::objects::ObjectPipeline;
 use periscope_scraper::shard::Shard;
-use periscope_scraper::{Event, SourceUpdate};
+use periscope_scraper::{ErrorKind, Event, SourceUpdate};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -300,6 +300,18 @@ async fn forward(
             Event::Error { kind, message, .. } => {
                 metrics.errors.inc(kind);
                 warn!(%input, kind = kind.as_str(), error = %message, "input error");
+            }
+            Event::Expression { failure, .. } => {
+                metrics.errors.inc(ErrorKind::Value);
+                if metrics.expressions.inc(&failure, std::time::Instant::now()) {
+                    warn!(
+                        %input,
+                        resource = %failure.resource,
+                        metric = %failure.metric,
+                        error = %failure.message,
+                        "expression failed (logged at most once a minute per metric)"
+                    );
+                }
             }
         }
     }

@@ -3,7 +3,12 @@
 //! Every counter has exactly one definition here; the rest of the host increments them through the
 //! typed handles ([`ExporterMetrics`], [`InputMetrics`]), never by name.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use periscope_scraper::ErrorKind;
+use periscope_scraper::objects::ExpressionFailure;
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -49,6 +54,7 @@ struct InputVecs {
     updates: IntCounterVec,
     errors: IntCounterVec,
     synced: IntGaugeVec,
+    expressions: ExpressionErrors,
 }
 
 /// The self-metrics of one exporter.
@@ -145,6 +151,47 @@ pub struct InputMetrics {
     pub errors: InputErrors,
     /// 1 once the first complete read is done.
     pub synced: IntGauge,
+    /// Expressions that failed, shared by every input.
+    pub expressions: ExpressionErrors,
+}
+
+/// The counters of expressions that gave no value, by entry and metric (the same for every
+/// input: an entry's expressions fail alike wherever its objects come from).
+#[derive(Clone)]
+pub struct ExpressionErrors {
+    failed: IntCounterVec,
+    cost_exceeded: IntCounterVec,
+    /// When a failure of each (entry, metric) was last let through to the log.
+    logged: Arc<Mutex<HashMap<(String, String), Instant>>>,
+}
+
+/// How often the failures of one expression are logged: the counters count every one.
+pub const EXPRESSION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+impl ExpressionErrors {
+    /// Counts one failure (in `periscope_expression_cost_exceeded_total` when the cost bound
+    /// refused it, in `periscope_expression_errors_total` otherwise) and says whether to log it:
+    /// the first failure of an entry's metric, then at most one per
+    /// [`EXPRESSION_LOG_INTERVAL`].
+    pub fn inc(&self, failure: &ExpressionFailure, now: Instant) -> bool {
+        let counter = if failure.too_costly {
+            &self.cost_exceeded
+        } else {
+            &self.failed
+        };
+        counter
+            .with_label_values(&[failure.resource.as_str(), failure.metric.as_str()])
+            .inc();
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (failure.resource.clone(), failure.metric.clone());
+        match logged.get(&key) {
+            Some(last) if now.saturating_duration_since(*last) < EXPRESSION_LOG_INTERVAL => false,
+            _ => {
+                logged.insert(key, now);
+                true
+            }
+        }
+    }
 }
 
 /// The error counters of one input, one per [`ErrorKind`] (all shown from the start, at 0).
@@ -284,6 +331,21 @@ impl Telemetry {
                 "1 once the input finished its first complete read.",
                 &["input"],
             ),
+            expressions: ExpressionErrors {
+                failed: counter_vec(
+                    &registry,
+                    "periscope_expression_errors_total",
+                    "Evaluations of a CEL expression that gave no value for an object, by entry and metric.",
+                    &["resource", "metric"],
+                ),
+                cost_exceeded: counter_vec(
+                    &registry,
+                    "periscope_expression_cost_exceeded_total",
+                    "Evaluations of a CEL expression refused by the cost bound, by entry and metric.",
+                    &["resource", "metric"],
+                ),
+                logged: Arc::default(),
+            },
         };
         let sources = register(
             &registry,
@@ -382,6 +444,7 @@ impl Telemetry {
                     .collect(),
             },
             synced: self.input.synced.with_label_values(&one),
+            expressions: self.input.expressions.clone(),
         }
     }
 
@@ -427,6 +490,34 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expression_failures_are_all_counted_and_logged_once_a_minute_per_metric() {
+        let t = Telemetry::new();
+        let errors = t.input("files:m").expressions;
+        let failure = |metric: &str, too_costly| ExpressionFailure {
+            resource: "Pod".to_owned(),
+            metric: metric.to_owned(),
+            too_costly,
+            message: String::new(),
+        };
+        let start = Instant::now();
+        assert!(errors.inc(&failure("a", false), start));
+        assert!(!errors.inc(&failure("a", false), start + Duration::from_secs(59)));
+        assert!(errors.inc(&failure("b", true), start + Duration::from_secs(59)));
+        assert!(errors.inc(&failure("a", false), start + Duration::from_secs(60)));
+        let text = t.render();
+        assert!(
+            text.contains("periscope_expression_errors_total{metric=\"a\",resource=\"Pod\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "periscope_expression_cost_exceeded_total{metric=\"b\",resource=\"Pod\"} 1"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn exporter_counters_appear_with_their_labels() {

@@ -64,7 +64,12 @@ pub struct ResourceConfig {
     /// Samples carry these first, in name order, then the metric's own `labels` in name order,
     /// then a stateset's state label.
     #[serde(default)]
-    pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub labels: BTreeMap<Spanned<String>, LabelConfig>,
+    /// A CEL expression (see [`crate::expr`]) that must give `true` for an object's metrics to be
+    /// written: `where = "object.metadata.namespace.startsWith('prod-')"`. Aggregates and derived
+    /// metrics do not look at it.
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<String>>,
     /// The metrics read from each object.
     #[serde(default)]
     pub metrics: Vec<MetricConfig>,
@@ -91,12 +96,12 @@ impl ResourceConfig {
     /// `resources[i].` in front), for checks that look at what a config may read.
     pub fn paths(&self) -> Vec<(String, &Spanned<String>)> {
         let mut out = Paths::default();
-        out.labels("labels", &self.labels);
+        out.object_labels("labels", &self.labels);
         for (j, metric) in self.metrics.iter().enumerate() {
             let key = format!("metrics[{j}]");
             out.optional(&key, "path", &metric.path);
             out.optional(&key, "each", &metric.each);
-            out.labels(&format!("{key}.labels"), &metric.labels);
+            out.object_labels(&format!("{key}.labels"), &metric.labels);
         }
         for (j, aggregate) in self.aggregates.iter().enumerate() {
             let key = format!("aggregates[{j}]");
@@ -117,6 +122,32 @@ impl ResourceConfig {
         }
         out.0
     }
+
+    /// Every CEL expression of the entry with its key, as [`paths`](Self::paths) lists paths.
+    pub fn expressions(&self) -> Vec<(String, &Spanned<String>)> {
+        let mut out: Vec<(String, &Spanned<String>)> = Vec::new();
+        out.extend(self.filter.iter().map(|e| ("where".to_owned(), e)));
+        out.extend(label_expressions("labels", &self.labels));
+        for (j, metric) in self.metrics.iter().enumerate() {
+            out.extend(
+                metric
+                    .expr
+                    .iter()
+                    .map(|e| (format!("metrics[{j}].expr"), e)),
+            );
+            out.extend(
+                metric
+                    .filter
+                    .iter()
+                    .map(|e| (format!("metrics[{j}].where"), e)),
+            );
+            out.extend(label_expressions(
+                &format!("metrics[{j}].labels"),
+                &metric.labels,
+            ));
+        }
+        out
+    }
 }
 
 /// The paths of an entry being listed, with their keys.
@@ -129,12 +160,97 @@ impl<'c> Paths<'c> {
             .extend(path.iter().map(|path| (format!("{key}.{field}"), path)));
     }
 
+    fn object_labels(&mut self, key: &str, labels: &'c BTreeMap<Spanned<String>, LabelConfig>) {
+        self.0
+            .extend(labels.iter().filter_map(|(name, value)| match value {
+                LabelConfig::Path(path) => Some((format!("{key}.{}", name.get_ref()), path)),
+                LabelConfig::Expr(_) => None,
+            }));
+    }
+
     fn labels(&mut self, key: &str, labels: &'c BTreeMap<Spanned<String>, Spanned<String>>) {
         self.0.extend(
             labels
                 .iter()
                 .map(|(name, path)| (format!("{key}.{}", name.get_ref()), path)),
         );
+    }
+}
+
+/// The expressions among label values, with their keys.
+fn label_expressions<'c>(
+    key: &str,
+    labels: &'c BTreeMap<Spanned<String>, LabelConfig>,
+) -> Vec<(String, &'c Spanned<String>)> {
+    labels
+        .iter()
+        .filter_map(|(name, value)| match value {
+            LabelConfig::Expr(expr) => Some((format!("{key}.{}", name.get_ref()), expr)),
+            LabelConfig::Path(_) => None,
+        })
+        .collect()
+}
+
+/// The value of a label in `labels`: a path (`node = "status.nodeName"`) or a CEL expression
+/// in a table (`interfaces = { expr = "size(object.status.interfaces)" }`).
+///
+/// An expression is a table, not a string, because most paths are valid CEL too
+/// (`metadata.name` parses as both) and mean something else in each: the table says which
+/// language the text is in, and a path written before expressions existed keeps its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelConfig {
+    /// A path from the object (or from the item of an `each`).
+    Path(Spanned<String>),
+    /// A CEL expression (see [`crate::expr`]).
+    Expr(Spanned<String>),
+}
+
+impl<'de> Deserialize<'de> for LabelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<RawLabel>::deserialize(deserializer)?;
+        let span = spanned.span();
+        Ok(match spanned.into_inner() {
+            RawLabel::Path(path) => LabelConfig::Path(Spanned::new(span, path)),
+            RawLabel::Expr(expr) => LabelConfig::Expr(expr),
+        })
+    }
+}
+
+/// A label value as written, before its span is put back on a path.
+enum RawLabel {
+    Path(String),
+    Expr(Spanned<String>),
+}
+
+impl<'de> Deserialize<'de> for RawLabel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawLabelVisitor)
+    }
+}
+
+struct RawLabelVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawLabelVisitor {
+    type Value = RawLabel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a path string or a table `{ expr = \"…\" }`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<RawLabel, E> {
+        Ok(RawLabel::Path(path.to_owned()))
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<RawLabel, M::Error> {
+        let mut expr = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "expr" || expr.is_some() {
+                return Err(serde::de::Error::unknown_field(&key, &["expr"]));
+            }
+            expr = Some(map.next_value::<Spanned<String>>()?);
+        }
+        expr.map(RawLabel::Expr)
+            .ok_or_else(|| serde::de::Error::missing_field("expr"))
     }
 }
 
@@ -154,15 +270,23 @@ pub struct MetricConfig {
     /// info metrics.
     #[serde(default)]
     pub path: Option<Spanned<String>>,
+    /// A CEL expression giving the value instead of `path` (gauges and counters): the object is
+    /// `object`, the element of `each` is `item` (see [`crate::expr`]).
+    #[serde(default)]
+    pub expr: Option<Spanned<String>>,
+    /// A CEL expression that must give `true` for a sample to be written (for each item, inside
+    /// an `each`).
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<String>>,
     /// The unit (`bytes`, `seconds`); gauges and counters only.
     #[serde(default)]
     pub unit: Option<Spanned<String>>,
     /// One sample per value this path reaches; `path` and `labels` are then relative to each item.
     #[serde(default)]
     pub each: Option<Spanned<String>>,
-    /// Extra labels: label name to path.
+    /// Extra labels: label name to path (or expression).
     #[serde(default)]
-    pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub labels: BTreeMap<Spanned<String>, LabelConfig>,
     /// How the value becomes a number; `auto` by default. Gauges and counters only.
     #[serde(default)]
     pub convert: Option<Spanned<Convert>>,
@@ -438,8 +562,11 @@ labels = { node = "status.nodeName" }
         let config: Config = parse(text).unwrap();
         let resource = &config.resources[0];
         assert_eq!(resource.api_version(), "kubevirt.io/v1");
-        let (name, path) = resource.labels.iter().next().unwrap();
+        let (name, label) = resource.labels.iter().next().unwrap();
         assert_eq!(name.get_ref(), "node");
+        let LabelConfig::Path(path) = label else {
+            panic!("{label:?} is a path");
+        };
         assert_eq!(&text[path.span()], "\"status.nodeName\"");
         let stateset = &resource.metrics[0];
         assert_eq!(*stateset.metric_type.get_ref(), MetricType::StateSet);

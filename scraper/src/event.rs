@@ -2,6 +2,8 @@
 
 use periscope_plugin_api::batch::{Batch, BatchBuilder, Source, Update};
 
+use crate::objects::ExpressionFailure;
+
 /// A message from an input (an offline directory, a Kubernetes watcher, an endpoint poller) to
 /// the host's collector.
 #[derive(Debug)]
@@ -22,6 +24,15 @@ pub enum Event {
         kind: ErrorKind,
         /// What went wrong, naming the file, object or path at fault.
         message: String,
+    },
+    /// An expression gave no value for an object: counted as an error of kind `value` and in
+    /// `periscope_expression_errors_total` (or, refused by the cost bound, in
+    /// `periscope_expression_cost_exceeded_total`); logged at most once a minute per metric.
+    Expression {
+        /// The input's name.
+        input: String,
+        /// Which expression, and how it failed.
+        failure: ExpressionFailure,
     },
 }
 

@@ -17,12 +17,14 @@
 //!
 //! The pieces of the config language: [`config`] (what the TOML says), [`path`] (field paths such as
 //! `status.conditions[type=Ready].status`), [`value`] (turning field values into numbers and labels),
-//! [`selector`] (Kubernetes label and field selectors).
+//! [`selector`] (Kubernetes label and field selectors), [`expr`] (CEL expressions where a path is
+//! not enough).
 
 pub mod config;
 pub mod endpoints;
 mod event;
 pub mod exposition;
+pub mod expr;
 pub mod files;
 pub mod kube;
 pub mod objects;

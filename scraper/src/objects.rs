@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
+use crate::expr::Expr;
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
@@ -53,6 +54,31 @@ impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.key, self.message)
     }
+}
+
+/// What went wrong while an object's samples were read: messages naming the metric and the path
+/// at fault, and the expressions that failed, apart: the host counts those by entry and metric
+/// (`periscope_expression_errors_total`) and logs them at most once a minute per metric.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Problems {
+    /// Every problem other than an expression's, as a message to log.
+    pub messages: Vec<String>,
+    /// The expressions that gave no value, by entry and metric, each with its message.
+    pub expressions: Vec<ExpressionFailure>,
+}
+
+/// An expression that gave no value for an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpressionFailure {
+    /// The entry's kind (`VirtualMachineInstance`), or the endpoint entry's key.
+    pub resource: String,
+    /// The metric's name, prefix included; `where` or `labels` for the entry's own.
+    pub metric: String,
+    /// Whether the cost bound refused it ([`crate::expr::ExprError::TooCostly`]) rather than it
+    /// failing.
+    pub too_costly: bool,
+    /// What went wrong, naming the metric and the expression.
+    pub message: String,
 }
 
 /// Whether `[[resources]]` may name Secrets (`[kubernetes] allow_secrets`). Even when they may,
@@ -107,9 +133,9 @@ impl ObjectPipeline {
         key: &ObjectKey,
         object: &Value,
         now_ms: i64,
-    ) -> Option<(SourceUpdate, Vec<String>)> {
-        let mut problems = Vec::new();
-        self.track(key, Some(object), &mut problems);
+    ) -> Option<(SourceUpdate, Problems)> {
+        let mut problems = Problems::default();
+        self.track(key, Some(object), &mut problems.messages);
         let mut matching = self
             .resources
             .iter()
@@ -225,19 +251,26 @@ impl DocumentMetrics {
         writer: &mut periscope_plugin_api::batch::ReplaceWriter<'_>,
         problems: &mut Vec<String>,
     ) {
-        self.resource.write(document, now_ms, writer, problems);
+        let mut found = Problems::default();
+        self.resource.write(document, now_ms, writer, &mut found);
+        problems.append(&mut found.messages);
+        problems.extend(found.expressions.into_iter().map(|f| f.message));
     }
 }
 
 /// A compiled `[[resources]]` entry.
 #[derive(Debug)]
 struct Resource {
+    /// What expression failures are counted under: the kind, or the endpoint entry's key.
+    name: String,
     api_version: String,
     kind: String,
     namespaces: Vec<String>,
     label_selector: LabelSelector,
     field_selector: FieldSelector,
-    labels: Vec<LabelSpec>,
+    labels: Vec<ObjectLabel>,
+    /// The entry's `where`: its metrics are written only for objects it keeps.
+    filter: Option<Expr>,
     metrics: Vec<Metric>,
     /// The entry's aggregates and derived metrics.
     tracked: Vec<Tracked>,
@@ -250,6 +283,21 @@ struct LabelSpec {
     path: Path,
 }
 
+/// A label of an object's samples: read from a path or computed by an expression.
+#[derive(Debug, Clone)]
+struct ObjectLabel {
+    name: String,
+    source: LabelSource,
+}
+
+/// Where a label value comes from.
+#[derive(Debug, Clone)]
+enum LabelSource {
+    Path(Path),
+    /// Shared: the entry's labels are also copied to its derived metrics' compiled form.
+    Expr(std::sync::Arc<Expr>),
+}
+
 /// A compiled `[[resources.metrics]]` entry.
 #[derive(Debug)]
 struct Metric {
@@ -258,7 +306,9 @@ struct Metric {
     family: FamilyDef,
     suffix: Suffix,
     each: Option<Path>,
-    labels: Vec<LabelSpec>,
+    labels: Vec<ObjectLabel>,
+    /// The metric's `where`: samples are written only for the objects (or items) it keeps.
+    filter: Option<Expr>,
     value: ValueSpec,
 }
 
@@ -276,6 +326,13 @@ struct FamilyDef {
 enum ValueSpec {
     /// A gauge or counter: one number.
     Number(NumberSpec),
+    /// A gauge or counter whose number an expression computes.
+    Expr {
+        expr: Expr,
+        convert: Convert,
+        value_map: HashMap<String, f64>,
+        default: Option<f64>,
+    },
     /// Constant `1`.
     Info,
     /// One sample per state.

@@ -101,6 +101,7 @@ async fn read(pipeline: Arc<ObjectPipeline>, objects: &Path) -> Metrics {
         match events.recv().await.expect("the input runs until synced") {
             Event::Synced { .. } => break,
             Event::Error { message, .. } => metrics.errors.push(message),
+            Event::Expression { failure, .. } => metrics.errors.push(failure.message),
             Event::Update(update) => metrics.add(&update),
         }
     }

@@ -151,6 +151,7 @@ async fn read(config_text: &str) -> Read {
         match event {
             Event::Synced { .. } => break,
             Event::Error { message, .. } => read.errors.push(message),
+            Event::Expression { failure, .. } => read.errors.push(failure.message),
             Event::Update(update) => {
                 let Update::Replace { source, samples } = update.update() else {
                     panic!("a first read only replaces");

@@ -178,9 +178,14 @@ impl Scanner {
                 continue;
             };
             let id = update.source_id().to_owned();
-            for problem in problems {
+            for problem in problems.messages {
                 let message = format!("{}: {id}: {problem}", path.display());
                 events.push(self.error(ErrorKind::Value, message));
+            }
+            for mut failure in problems.expressions {
+                failure.message = format!("{}: {id}: {}", path.display(), failure.message);
+                let input = self.input.clone();
+                events.push(Event::Expression { input, failure });
             }
             let unchanged = self
                 .sent

@@ -108,6 +108,9 @@ fn describe(event: &Event) -> String {
         },
         Event::Synced { input } => format!("synced {input}"),
         Event::Error { kind, message, .. } => format!("error {} {message}", kind.as_str()),
+        Event::Expression { failure, .. } => {
+            format!("expression {} {}", failure.resource, failure.metric)
+        }
     }
 }
 

@@ -220,9 +220,14 @@ impl WatchState {
             .apply(&key, &value, periscope_plugin_api::now_ms())
         {
             Some((update, problems)) => {
-                for problem in problems {
+                for problem in problems.messages {
                     self.error(ErrorKind::Value, format!("{}: {problem}", key.source_id()))
                         .await;
+                }
+                for mut failure in problems.expressions {
+                    failure.message = format!("{}: {}", key.source_id(), failure.message);
+                    let input = self.input.clone();
+                    self.send(Event::Expression { input, failure }).await;
                 }
                 self.send(Event::Update(update)).await;
                 Some(key)

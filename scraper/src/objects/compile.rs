@@ -13,8 +13,14 @@ use periscope_plugin_api::batch::{FamilyKind, Suffix};
 use periscope_plugin_api::names::{is_metric_name, is_user_label_name};
 use toml::Spanned;
 
-use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
-use crate::config::{MetricConfig, MetricType, ResourceConfig};
+use std::sync::Arc;
+
+use super::{
+    CompileError, FamilyDef, LabelSource, LabelSpec, Metric, NumberSpec, ObjectLabel, Resource,
+    Secrets, ValueSpec,
+};
+use crate::config::{LabelConfig, MetricConfig, MetricType, ResourceConfig};
+use crate::expr::Expr;
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 
@@ -68,12 +74,14 @@ pub(super) fn document(
         return Err(compiler.errors);
     }
     Ok(Resource {
+        name: key.to_owned(),
         api_version: String::new(),
         kind: String::new(),
         namespaces: Vec::new(),
         label_selector: LabelSelector::default(),
         field_selector: FieldSelector::default(),
         labels: Vec::new(),
+        filter: None,
         metrics,
         tracked: Vec::new(),
     })
@@ -130,8 +138,9 @@ impl Compiler {
             })
             .unwrap_or_default();
         let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
-        let labels = self.labels(&format!("{key}.labels"), &config.labels, &[]);
+        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &[]);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+        let path_labels = self.path_labels(key, config, &labels);
         let api_version = config.api_version();
         let mut names_in_entry = HashMap::new();
         let metrics = config
@@ -156,16 +165,22 @@ impl Compiler {
             prefix_valid,
             api_version: &api_version,
             kind: &config.kind,
-            labels: &labels,
+            labels: &path_labels,
         };
         let tracked = self.tracked(&context, config);
+        let filter = config
+            .filter
+            .as_ref()
+            .and_then(|filter| self.expr(&format!("{key}.where"), filter));
         Resource {
+            name: config.kind.clone(),
             api_version,
             kind: config.kind.clone(),
             namespaces: config.namespaces.clone(),
             label_selector,
             field_selector,
             labels,
+            filter,
             metrics,
             tracked,
         }
@@ -224,8 +239,12 @@ impl Compiler {
             .then(|| self.state_label(key, config, family_name));
         let mut taken: Vec<&str> = context.resource_labels.to_vec();
         taken.extend(state_label.as_deref());
-        let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken);
+        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken);
         let value = self.value_spec(key, metric_type, config, state_label);
+        let filter = config
+            .filter
+            .as_ref()
+            .and_then(|filter| self.expr(&format!("{key}.where"), filter));
 
         let help = config
             .help
@@ -252,6 +271,7 @@ impl Compiler {
             suffix,
             each,
             labels,
+            filter,
             value: value?,
         })
     }
@@ -279,6 +299,7 @@ impl Compiler {
                 config.path.as_ref().map(Spanned::span),
                 metric_type != MetricType::Info,
             ),
+            ("expr", config.expr.as_ref().map(Spanned::span), numeric),
             ("unit", config.unit.as_ref().map(Spanned::span), numeric),
             (
                 "convert",
@@ -316,12 +337,23 @@ impl Compiler {
             }
         }
         let type_span = Some(config.metric_type.span());
-        if metric_type != MetricType::Info && config.path.is_none() {
-            self.push(
+        match (&config.path, &config.expr) {
+            (None, None) if numeric => self.push(
+                format!("{key}.path"),
+                type_span.clone(),
+                format!("a {type_name} metric needs a `path` or an `expr`"),
+            ),
+            (None, _) if metric_type == MetricType::StateSet => self.push(
                 format!("{key}.path"),
                 type_span.clone(),
                 format!("a {type_name} metric needs a `path`"),
-            );
+            ),
+            (Some(_), Some(expr)) if numeric => self.push(
+                format!("{key}.expr"),
+                Some(expr.span()),
+                "give either `path` or `expr`, not both".to_owned(),
+            ),
+            _ => {}
         }
         if metric_type == MetricType::StateSet && config.states.is_none() {
             self.push(
@@ -360,6 +392,25 @@ impl Compiler {
             .path
             .as_ref()
             .and_then(|path| self.path(&format!("{key}.path"), path));
+        if let (Some(expr), MetricType::Gauge | MetricType::Counter, None) =
+            (&config.expr, metric_type, &config.path)
+        {
+            let expr = self.expr(&format!("{key}.expr"), expr)?;
+            return Some(ValueSpec::Expr {
+                expr,
+                convert: config
+                    .convert
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or_default(),
+                value_map: config
+                    .value_map
+                    .as_ref()
+                    .map(|m| m.get_ref().clone().into_iter().collect())
+                    .unwrap_or_default(),
+                default: config.default.as_ref().map(|d| *d.get_ref()),
+            });
+        }
         match metric_type {
             MetricType::Info => Some(ValueSpec::Info),
             MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number(number_spec(
@@ -457,7 +508,82 @@ impl Compiler {
         }
     }
 
-    /// Compiles a `labels` table; `taken` are label names already used on the same samples.
+    /// The entry's labels for its derived metrics (ages carry them): paths only, an expression
+    /// there is reported.
+    fn path_labels(
+        &mut self,
+        key: &str,
+        config: &ResourceConfig,
+        labels: &[ObjectLabel],
+    ) -> Vec<LabelSpec> {
+        let has_age = config
+            .derived
+            .iter()
+            .any(|d| *d.derived_type.get_ref() == crate::config::DerivedType::Age);
+        labels
+            .iter()
+            .filter_map(|label| match &label.source {
+                LabelSource::Path(path) => Some(LabelSpec {
+                    name: label.name.clone(),
+                    path: path.clone(),
+                }),
+                LabelSource::Expr(_) => {
+                    if has_age {
+                        let message =
+                            "an entry with an `age` metric cannot have expression labels yet";
+                        self.push(
+                            format!("{key}.labels.{}", label.name),
+                            None,
+                            message.to_owned(),
+                        );
+                    }
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Compiles a `labels` table of paths or expressions; `taken` are label names already used
+    /// on the same samples.
+    fn object_labels(
+        &mut self,
+        key: &str,
+        labels: &BTreeMap<Spanned<String>, LabelConfig>,
+        taken: &[&str],
+    ) -> Vec<ObjectLabel> {
+        labels
+            .iter()
+            .filter_map(|(name, value)| {
+                let label_key = format!("{key}.{}", name.get_ref());
+                self.check_label_name(&label_key, name, taken);
+                let source = match value {
+                    LabelConfig::Path(path) => LabelSource::Path(self.path(&label_key, path)?),
+                    LabelConfig::Expr(expr) => {
+                        LabelSource::Expr(Arc::new(self.expr(&label_key, expr)?))
+                    }
+                };
+                Some(ObjectLabel {
+                    name: name.get_ref().clone(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    fn check_label_name(&mut self, label_key: &str, name: &Spanned<String>, taken: &[&str]) {
+        if !is_user_label_name(name.get_ref()) {
+            let message = format!("{:?} is not a valid label name", name.get_ref());
+            self.error(label_key, Some(name), &message);
+        } else if taken.contains(&name.get_ref().as_str()) {
+            let message = format!(
+                "label `{}` is already set on these samples (by the entry's labels or by the metric's type)",
+                name.get_ref()
+            );
+            self.error(label_key, Some(name), &message);
+        }
+    }
+
+    /// Compiles a `by` table of paths; `taken` are label names already used on the same samples.
     fn labels(
         &mut self,
         key: &str,
@@ -468,16 +594,7 @@ impl Compiler {
             .iter()
             .filter_map(|(name, path)| {
                 let label_key = format!("{key}.{}", name.get_ref());
-                if !is_user_label_name(name.get_ref()) {
-                    let message = format!("{:?} is not a valid label name", name.get_ref());
-                    self.error(&label_key, Some(name), &message);
-                } else if taken.contains(&name.get_ref().as_str()) {
-                    let message = format!(
-                        "label `{}` is already set on these samples (by the entry's labels or by the metric's type)",
-                        name.get_ref()
-                    );
-                    self.error(&label_key, Some(name), &message);
-                }
+                self.check_label_name(&label_key, name, taken);
                 let path = self.path(&label_key, path)?;
                 Some(LabelSpec {
                     name: name.get_ref().clone(),
@@ -490,6 +607,16 @@ impl Compiler {
     fn path(&mut self, key: &str, text: &Spanned<String>) -> Option<Path> {
         let parsed = Path::parse(text.get_ref());
         self.check(key, text, parsed)
+    }
+
+    /// Compiles a CEL expression; an error points inside the quoted text when it can.
+    fn expr(&mut self, key: &str, text: &Spanned<String>) -> Option<Expr> {
+        Expr::compile(text.get_ref())
+            .map_err(|e| {
+                let span = crate::expr::error_span(text.span(), text.get_ref(), e.offset);
+                self.push(key.to_owned(), Some(span), e.message);
+            })
+            .ok()
     }
 
     fn check<T, E: std::fmt::Display>(

@@ -3,7 +3,11 @@
 use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
-use super::{LabelSpec, Metric, NumberSpec, ObjectKey, Resource, ValueSpec};
+use super::{
+    ExpressionFailure, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Problems, Resource,
+    ValueSpec,
+};
+use crate::expr::{Expr, ExprError, Input};
 use crate::path::Path;
 use crate::value::{self, Convert, ValueError};
 
@@ -52,9 +56,27 @@ impl Resource {
         object: &Value,
         now_ms: i64,
         writer: &mut ReplaceWriter<'_>,
-        problems: &mut Vec<String>,
+        problems: &mut Problems,
     ) {
-        let common = label_values(&self.labels, object, object);
+        // Converted for expressions at the first one, once for all of them.
+        let input = Input::new(object);
+        if let Some(filter) = &self.filter {
+            match filter.keeps(&input, None) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    self.expr_problem(problems, "where", filter, &error);
+                    return;
+                }
+            }
+        }
+        let common = match label_values(&self.labels, &input, None) {
+            Ok(common) => common,
+            Err((expr, error)) => {
+                self.expr_problem(problems, "labels", expr, &error);
+                return;
+            }
+        };
         for metric in &self.metrics {
             let family = writer.family(Family {
                 name: &metric.family.name,
@@ -63,7 +85,9 @@ impl Resource {
                 kind: metric.family.kind,
             });
             let mut out = Out {
+                resource: self,
                 writer: &mut *writer,
+                input: &input,
                 object,
                 family,
                 metric,
@@ -79,15 +103,38 @@ impl Resource {
     }
 }
 
-/// Label names and values read from `item` of `object` (both the object outside an `each`).
-fn label_values<'s>(
-    specs: &'s [LabelSpec],
-    object: &Value,
-    item: &Value,
-) -> Vec<(&'s str, String)> {
+impl Resource {
+    /// Reports an expression of the entry or of one of its metrics (`metric`) that failed.
+    fn expr_problem(&self, problems: &mut Problems, metric: &str, expr: &Expr, error: &ExprError) {
+        problems.expressions.push(ExpressionFailure {
+            resource: self.name.clone(),
+            metric: metric.to_owned(),
+            too_costly: matches!(error, ExprError::TooCostly { .. }),
+            message: format!("{metric}: {}: {error}", expr.source()),
+        });
+    }
+}
+
+/// Label names and values read from `item` of `object` (`None` outside an `each`); the
+/// expression that failed, if one did.
+fn label_values<'s, 'j>(
+    specs: &'s [ObjectLabel],
+    input: &Input<'j>,
+    item: Option<&'j Value>,
+) -> Result<Vec<(&'s str, String)>, (&'s Expr, ExprError)> {
+    let object = input.object();
     specs
         .iter()
-        .map(|spec| (spec.name.as_str(), label_value(&spec.path, object, item)))
+        .map(|spec| {
+            let text = match &spec.source {
+                LabelSource::Path(path) => label_value(path, object, item.unwrap_or(object)),
+                LabelSource::Expr(expr) => {
+                    let value = expr.eval(input, item).map_err(|e| (&**expr, e))?;
+                    value::label_text(&value)
+                }
+            };
+            Ok((spec.name.as_str(), text))
+        })
         .collect()
 }
 
@@ -107,19 +154,39 @@ pub(crate) fn label_value(path: &Path, object: &Value, item: &Value) -> String {
 }
 
 /// Writes the samples of one metric, for the object or for one item of its `each`.
-struct Out<'w, 'b, 'm> {
+struct Out<'w, 'b, 'm, 'j> {
+    resource: &'m Resource,
     writer: &'w mut ReplaceWriter<'b>,
-    object: &'w Value,
+    input: &'w Input<'j>,
+    object: &'j Value,
     family: FamilyId,
     metric: &'m Metric,
     common: &'w [(&'m str, String)],
     now_ms: i64,
-    problems: &'w mut Vec<String>,
+    problems: &'w mut Problems,
 }
 
-impl Out<'_, '_, '_> {
-    fn item(&mut self, item: &Value) {
-        let own = label_values(&self.metric.labels, self.object, item);
+impl<'j> Out<'_, '_, '_, 'j> {
+    fn item(&mut self, item: &'j Value) {
+        if let Some(filter) = &self.metric.filter {
+            let within = self.metric.each.is_some().then_some(item);
+            match filter.keeps(self.input, within) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    self.expr_problem(filter, &error);
+                    return;
+                }
+            }
+        }
+        let within = self.metric.each.is_some().then_some(item);
+        let own = match label_values(&self.metric.labels, self.input, within) {
+            Ok(own) => own,
+            Err((expr, error)) => {
+                self.expr_problem(expr, &error);
+                return;
+            }
+        };
         let labels = || {
             self.common
                 .iter()
@@ -141,6 +208,36 @@ impl Out<'_, '_, '_> {
                 Ok(None) => {}
                 Err(error) => self.problem(&spec.path, &error),
             },
+            ValueSpec::Expr {
+                expr,
+                convert,
+                value_map,
+                default,
+            } => {
+                let within = self.metric.each.is_some().then_some(item);
+                let number = match expr.eval(self.input, within) {
+                    Ok(Value::Null) => *default,
+                    Ok(value) => match mapped(&value, value_map, *convert) {
+                        Ok(number) => Some(number),
+                        Err(error) => {
+                            // The expression worked; its result is no number.
+                            let message =
+                                format!("{}: {}: {error}", self.metric.name, expr.source());
+                            self.problems.messages.push(message);
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        self.expr_problem(expr, &error);
+                        None
+                    }
+                };
+                if let Some(number) = number {
+                    self.writer
+                        .sample(self.family, self.metric.suffix, number, self.now_ms)
+                        .labels(labels());
+                }
+            }
             ValueSpec::StateSet {
                 path,
                 states,
@@ -179,8 +276,14 @@ impl Out<'_, '_, '_> {
         }
     }
 
-    fn problem(&mut self, path: &Path, error: &ExtractError) {
+    fn expr_problem(&mut self, expr: &Expr, error: &ExprError) {
+        self.resource
+            .expr_problem(self.problems, &self.metric.name, expr, error);
+    }
+
+    fn problem(&mut self, path: &Path, error: &dyn std::fmt::Display) {
         self.problems
+            .messages
             .push(format!("{}: {path}: {error}", self.metric.name));
     }
 }

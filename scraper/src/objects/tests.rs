@@ -26,7 +26,13 @@ pub(super) fn apply_at(
     object: &Value,
     now_ms: i64,
 ) -> Option<(SourceUpdate, Vec<String>)> {
-    pipeline.apply(&key(object), object, now_ms)
+    pipeline
+        .apply(&key(object), object, now_ms)
+        .map(|(update, mut problems)| {
+            let expressions = problems.expressions.into_iter().map(|f| f.message);
+            problems.messages.extend(expressions);
+            (update, problems.messages)
+        })
 }
 
 fn pipeline(text: &str) -> ObjectPipeline {
@@ -719,4 +725,219 @@ fn a_metric_label_may_not_repeat_an_entry_label_or_the_state_label() {
 fn an_entry_without_metrics_is_an_error() {
     let errors = errors("[[resources]]\nversion = \"v1\"\nkind = \"Node\"\n");
     assert_eq!(keys(&errors), ["resources[0].metrics"]);
+}
+
+#[test]
+fn an_expression_gives_a_value_with_the_same_conversions_as_a_path() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "ready"
+type = "gauge"
+expr = "object.status.conditions.filter(c, c.type == 'Ready' && c.status == 'True').size() > 0 ? 1 : 0"
+
+[[resources.metrics]]
+name = "memory_bytes"
+type = "gauge"
+expr = "object.status.memory"
+
+[[resources.metrics]]
+name = "phase_running"
+type = "gauge"
+expr = "object.status.phase"
+value_map = { Running = 1 }
+
+[[resources.metrics]]
+name = "interface_mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+expr = "item.mtu * 2 + size(object.status.interfaces)"
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty(), "{problems:?}");
+    let values: Vec<(String, f64)> = samples.into_iter().map(|(n, _, v)| (n, v)).collect();
+    assert_eq!(
+        values,
+        [
+            ("kubevirt_vmi_ready".to_owned(), 1.0),
+            ("kubevirt_vmi_memory_bytes".to_owned(), 2_147_483_648.0),
+            ("kubevirt_vmi_phase_running".to_owned(), 1.0),
+            ("kubevirt_vmi_interface_mtu".to_owned(), 3002.0),
+            ("kubevirt_vmi_interface_mtu".to_owned(), 18002.0),
+        ]
+    );
+}
+
+#[test]
+fn labels_may_be_expressions_beside_paths() {
+    let pipeline = pipeline(
+        r#"
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+labels = { name = "metadata.name", interfaces = { expr = "size(object.status.interfaces)" } }
+
+[[resources.metrics]]
+name = "mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+path = "mtu"
+labels = { nic = { expr = "item.name.upperAscii()" } }
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples[0],
+        sample(
+            "mtu",
+            &[("interfaces", "2"), ("name", "vm1"), ("nic", "ETH0")],
+            1500.0
+        )
+    );
+}
+
+#[test]
+fn where_filters_objects_and_items() {
+    let config = |filter: &str| {
+        format!(
+            r#"
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+where = "{filter}"
+
+[[resources.metrics]]
+name = "mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+path = "mtu"
+where = "item.mtu > 2000"
+labels = {{ nic = "name" }}
+"#
+        )
+    };
+    let kept = pipeline(&config("object.metadata.namespace.startsWith('prod')"));
+    let (samples, problems) = apply(&kept, &vmi());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(samples, [sample("mtu", &[("nic", "eth1")], 9000.0)]);
+    let dropped = pipeline(&config("object.metadata.namespace == 'dev'"));
+    let (samples, problems) = apply(&dropped, &vmi());
+    assert!(problems.is_empty() && samples.is_empty(), "{samples:?}");
+}
+
+#[test]
+fn a_failing_expression_is_a_problem_and_omits_its_series_only() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "missing"
+type = "gauge"
+expr = "object.status.nope + 1"
+
+[[resources.metrics]]
+name = "bad_label"
+type = "gauge"
+path = "status.restarts"
+labels = { x = { expr = "1 / 0" } }
+
+[[resources.metrics]]
+name = "not_a_bool"
+type = "gauge"
+path = "status.restarts"
+where = "object.status.phase"
+
+[[resources.metrics]]
+name = "restarts"
+type = "gauge"
+path = "status.restarts"
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    let names: Vec<&str> = samples.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["kubevirt_vmi_restarts"]);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].starts_with("kubevirt_vmi_missing: object.status.nope + 1: expression failed"),
+        "{problems:?}"
+    );
+    assert!(problems[2].contains("must give a boolean"), "{problems:?}");
+}
+
+#[test]
+fn a_bad_expression_is_an_error_at_its_position() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\nexpr = \"object.a +\"\n\
+         [[resources.metrics]]\nname = \"y\"\ntype = \"gauge\"\npath = \"a\"\nexpr = \"1\"\n\
+         [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\nlabels = {{ l = {{ expr = \"(\" }} }}\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].expr",
+            "resources[0].metrics[1].expr",
+            "resources[0].metrics[2].labels.l",
+        ]
+    );
+    let span = errors[0].span.clone().unwrap();
+    // The end of `object.a +`, inside the quotes.
+    assert_eq!(&text[span.start - 10..span.start], "object.a +");
+    assert!(errors[0].message.contains("does not parse"), "{errors:?}");
+    assert!(errors[1].message.contains("not both"), "{errors:?}");
+}
+
+#[test]
+fn expressions_are_refused_on_secrets() {
+    let text = "[[resources]]\nversion = \"v1\"\nkind = \"Secret\"\n\
+                [[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\nexpr = \"size(object.data)\"\n";
+    let errors = ObjectPipeline::compile(&resources(text), Secrets::Allowed).unwrap_err();
+    assert_eq!(keys(&errors), ["resources[0].metrics[0].expr"]);
+}
+
+#[test]
+fn failing_expressions_are_reported_by_entry_and_metric() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "missing"
+type = "gauge"
+expr = "object.status.nope"
+
+[[resources.metrics]]
+name = "walk"
+type = "gauge"
+expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 0)) ? 1 : 0"
+"#,
+    );
+    let object = vmi();
+    let (_, problems) = pipeline.apply(&key(&object), &object, 1_000).unwrap();
+    assert_eq!(
+        problems.expressions,
+        [ExpressionFailure {
+            resource: "VirtualMachineInstance".to_owned(),
+            metric: "kubevirt_vmi_missing".to_owned(),
+            too_costly: false,
+            message:
+                "kubevirt_vmi_missing: object.status.nope: expression failed: No such key: nope"
+                    .to_owned(),
+        }]
+    );
+    assert!(problems.messages.is_empty(), "{problems:?}");
+    // 1001 interfaces, comprehensions two deep: over a million steps, refused.
+    let mut big = vmi();
+    big["status"]["interfaces"] = (0..1001).map(|i| json!({"mtu": i})).collect();
+    let (_, problems) = pipeline.apply(&key(&big), &big, 1_000).unwrap();
+    assert_eq!(problems.expressions.len(), 2, "{problems:?}");
+    assert!(problems.expressions[1].too_costly);
+    assert_eq!(problems.expressions[1].metric, "kubevirt_vmi_walk");
+    assert!(
+        problems.expressions[1]
+            .message
+            .contains("expression refused"),
+        "{problems:?}"
+    );
 }

@@ -19,6 +19,13 @@ pub(super) fn check(resources: &[ResourceConfig], secrets: Secrets) -> Vec<Compi
             });
             continue;
         }
+        for (key, expr) in resource.expressions() {
+            errors.push(CompileError {
+                key: format!("resources[{i}].{key}"),
+                span: Some(expr.span()),
+                message: "expressions are not allowed on Secrets: they could read the data, which Periscope never exports".to_owned(),
+            });
+        }
         for (key, path) in resource.paths() {
             if reaches_secret_data(path.get_ref()) {
                 errors.push(CompileError {

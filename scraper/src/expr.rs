@@ -1,0 +1,359 @@
+//! CEL expressions where the path language is not enough: a metric's value (`expr`), a label
+//! value (`{ expr = "…" }`) and a filter (`where = "…"`).
+//!
+//! # Why the `cel` crate (cel-rust), 0.15
+//!
+//! CEL is the expression language Kubernetes users already write (CRD validation rules,
+//! ValidatingAdmissionPolicy), and `cel` 0.15 is the maintained Rust implementation: it parses to
+//! an AST once ([`cel::Env::compile`]), reports parse errors with a line and column inside the
+//! expression, and evaluates against any number of bound variables. Built here without default
+//! features but with `regex` (`matches`) and `chrono` (`timestamp()`, `duration()` and their
+//! accessors); the strings extension adds `lowerAscii`, `upperAscii`, `trim`, `split`,
+//! `replace`, `substring`, `indexOf`, `join`. On top of it Periscope adds `quantity(string)`, a
+//! Kubernetes quantity read as a double (Kubernetes' own `quantity()` returns a Quantity object
+//! with methods such as `asApproximateFloat()`; here it is the float itself).
+//!
+//! What it lacks, which users of Kubernetes' CEL would miss: no type checker (a misspelled field
+//! or a type mismatch is found at evaluation, not at `periscope check`), no runtime cost limit
+//! (so Periscope bounds the cost itself, below), no Kubernetes library functions beyond those
+//! above (`isSorted`, `url()`, `ip()`, `cidr()`, Quantity methods, `semver()`).
+//!
+//! # Binding
+//!
+//! The object is bound as `object`; inside a metric's `each`, the current element is bound as
+//! `item` as well (the path language's relative paths start at it).
+//!
+//! # Cost bound
+//!
+//! CEL has no loops, but a comprehension (`all`, `exists`, `filter`, `map`, `exists_one`)
+//! walks a list or map, and nested comprehensions multiply. The crate has no cost limit at run
+//! time, so every expression counts, once at compile time, how deeply its comprehensions nest
+//! (`depth`), and before an evaluation the largest list or map of the bound values (`n`) is
+//! measured: when `n` to the power `depth` exceeds [`WALK_LIMIT`], the evaluation is refused with
+//! [`ExprError::TooCostly`] instead of run. An expression without comprehensions is bounded by
+//! its own size.
+//!
+//! # Results
+//!
+//! A result becomes JSON and then goes through the same conversions as a value the path language
+//! reached ([`crate::value`]): `null` is "reached nothing", numbers, strings and booleans are
+//! themselves, a timestamp is its RFC 3339 text, a duration its seconds, lists and maps their
+//! JSON.
+
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+
+use cel::common::ast::{EntryExpr, Expr as Ast};
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use cel::objects::Key;
+use cel::{Context, Env, ExecutionError, IdedExpr, Program};
+use serde_json::Value as Json;
+
+/// The most elements the comprehensions of one evaluation may walk: the largest list or map
+/// bound, to the power of how deeply the expression's comprehensions nest.
+pub const WALK_LIMIT: u64 = 1_000_000;
+
+/// The name the object is bound to.
+pub const OBJECT: &str = "object";
+/// The name the current element of `each` is bound to.
+pub const ITEM: &str = "item";
+
+/// The environment every expression compiles and runs in: the standard library, the strings
+/// extension and `quantity()`.
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    // Both only fail on an overload declared twice, which a fixed set of declarations never does.
+    env.add_extension(cel::extensions::strings)
+        .expect("the strings extension declares each overload once");
+    cel::add_overload!(env, fn quantity: (CelString) -> Result<CelDouble>)
+        .expect("quantity() is declared once");
+    Arc::new(env)
+});
+
+fn quantity(text: &CelString<'_>) -> Result<CelDouble, ExecutionError> {
+    crate::value::parse_quantity(text.as_ref())
+        .map(CelDouble::from)
+        .ok_or_else(|| {
+            ExecutionError::function_error("quantity", format!("{:?} is not a quantity", &**text))
+        })
+}
+
+/// A compiled expression.
+#[derive(Debug)]
+pub struct Expr {
+    source: String,
+    program: Program,
+    /// How deeply its comprehensions nest (0 without any).
+    depth: u32,
+}
+
+/// An expression that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExprCompileError {
+    /// The byte offset inside the expression text where the problem is, when the crate gives one.
+    pub offset: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why an evaluation gave no value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExprError {
+    /// The expression failed (no such key, no matching overload, division by zero…).
+    #[error("expression failed: {0}")]
+    Failed(String),
+    /// The evaluation was refused: its comprehensions could walk too many elements.
+    #[error(
+        "expression refused: comprehensions nested {depth} deep over a list or map of {largest} elements could walk more than {WALK_LIMIT}"
+    )]
+    TooCostly {
+        /// The largest list or map bound.
+        largest: usize,
+        /// How deeply the comprehensions nest.
+        depth: u32,
+    },
+    /// The result has no JSON form (bytes, a type, a function, an infinite double).
+    #[error("expression gave {0}, which is not a value")]
+    NotAValue(String),
+    /// A filter's result is not a boolean.
+    #[error("a `where` expression must give a boolean, not {0}")]
+    NotABool(String),
+}
+
+impl Expr {
+    /// Compiles `source`.
+    pub fn compile(source: &str) -> Result<Expr, ExprCompileError> {
+        let program = ENV.compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            ExprCompileError {
+                offset: first.and_then(|e| offset_of(source, e.pos)),
+                message: first.map_or_else(
+                    || "the expression does not parse".to_owned(),
+                    |e| format!("the expression does not parse: {}", e.msg),
+                ),
+            }
+        })?;
+        let depth = nesting(program.expression());
+        Ok(Expr {
+            source: source.to_owned(),
+            program,
+            depth,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates with the input's object bound as `object` (and `item` inside an `each`),
+    /// giving the result as JSON: `null` when it is CEL's `null`.
+    pub fn eval<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<Json, ExprError> {
+        let (root, object_largest) = input.bound();
+        let mut largest = *object_largest;
+        let item = item.map(|item| to_cel(item, &mut largest));
+        self.check_cost(largest)?;
+        let mut context = root.new_inner_scope();
+        if let Some(item) = item {
+            context.add_variable_as_val(ITEM, item);
+        }
+        let result = self
+            .program
+            .execute(&context)
+            .map_err(|e| ExprError::Failed(e.to_string()))?;
+        to_json(&result)
+    }
+
+    /// Evaluates a filter: whether the object (or item) is kept.
+    pub fn keeps<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<bool, ExprError> {
+        match self.eval(input, item)? {
+            Json::Bool(keep) => Ok(keep),
+            other => Err(ExprError::NotABool(other.to_string())),
+        }
+    }
+
+    fn check_cost(&self, largest: usize) -> Result<(), ExprError> {
+        if self.depth == 0 {
+            return Ok(());
+        }
+        let walked = (largest as u64).checked_pow(self.depth);
+        match walked {
+            Some(walked) if walked <= WALK_LIMIT => Ok(()),
+            _ => Err(ExprError::TooCostly {
+                largest,
+                depth: self.depth,
+            }),
+        }
+    }
+}
+
+/// An object as expressions see it: converted to CEL values on the first evaluation, once,
+/// however many expressions read it.
+pub struct Input<'j> {
+    object: &'j Json,
+    /// The context binding `object`, and the size of the largest list or map in it.
+    bound: OnceCell<(Context<'j, 'j>, usize)>,
+}
+
+impl<'j> Input<'j> {
+    /// The input of `object`; nothing is converted until an expression is evaluated.
+    pub fn new(object: &'j Json) -> Input<'j> {
+        Input {
+            object,
+            bound: OnceCell::new(),
+        }
+    }
+
+    /// The object, as JSON.
+    pub fn object(&self) -> &'j Json {
+        self.object
+    }
+
+    fn bound(&self) -> &(Context<'j, 'j>, usize) {
+        self.bound.get_or_init(|| {
+            let mut largest = 0;
+            let object = to_cel(self.object, &mut largest);
+            let mut context = Context::with_env(Arc::clone(&ENV));
+            context.add_variable_as_val(OBJECT, object);
+            (context, largest)
+        })
+    }
+}
+
+/// The byte offset of a (1-based line, 1-based column in characters) position in `source`.
+fn offset_of(source: &str, (line, column): (isize, isize)) -> Option<usize> {
+    let line = usize::try_from(line).ok()?.checked_sub(1)?;
+    let column = usize::try_from(column).ok()?.saturating_sub(1);
+    let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
+    let text = source.get(start..)?;
+    let within = text
+        .char_indices()
+        .nth(column)
+        .map_or(text.len(), |(i, _)| i);
+    Some((start + within).min(source.len()))
+}
+
+/// How deeply the comprehensions of `expr` nest: a comprehension's own range is walked once,
+/// its step once per element.
+fn nesting(expr: &IdedExpr) -> u32 {
+    match &expr.expr {
+        Ast::Comprehension(c) => {
+            let inner = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .map(nesting)
+                .max()
+                .unwrap_or(0);
+            nesting(&c.iter_range).max(1 + inner)
+        }
+        Ast::Call(call) => call
+            .target
+            .iter()
+            .map(|t| nesting(t))
+            .chain(call.args.iter().map(nesting))
+            .max()
+            .unwrap_or(0),
+        Ast::List(list) => list.elements.iter().map(nesting).max().unwrap_or(0),
+        Ast::Map(map) => map
+            .entries
+            .iter()
+            .map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(e) => nesting(&e.key).max(nesting(&e.value)),
+                EntryExpr::StructField(f) => nesting(&f.value),
+            })
+            .max()
+            .unwrap_or(0),
+        Ast::Select(select) => nesting(&select.operand),
+        _ => 0,
+    }
+}
+
+/// The CEL value of a JSON value, borrowing its strings; `largest` keeps the size of the
+/// largest list or map met.
+fn to_cel<'j>(json: &'j Json, largest: &mut usize) -> Box<dyn Val + 'j> {
+    match json {
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Json::String(s) => Box::new(CelString::from(s.as_str())),
+        Json::Array(items) => {
+            *largest = (*largest).max(items.len());
+            let items: Vec<Box<dyn Val + 'j>> =
+                items.iter().map(|item| to_cel(item, largest)).collect();
+            Box::new(CelList::from(items))
+        }
+        Json::Object(fields) => {
+            *largest = (*largest).max(fields.len());
+            let fields: HashMap<CelMapKey<'j>, Box<dyn Val + 'j>> = fields
+                .iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), to_cel(v, largest)))
+                .collect();
+            Box::new(CelMap::from(fields))
+        }
+    }
+}
+
+/// The JSON form of a result, for the conversions of [`crate::value`].
+fn to_json(value: &cel::Value) -> Result<Json, ExprError> {
+    Ok(match value {
+        cel::Value::Null => Json::Null,
+        cel::Value::Bool(b) => Json::Bool(*b),
+        cel::Value::Int(i) => Json::from(*i),
+        cel::Value::UInt(u) => Json::from(*u),
+        cel::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .ok_or_else(|| ExprError::NotAValue(f.to_string()))?,
+        cel::Value::String(s) => Json::String(s.as_str().to_owned()),
+        cel::Value::Timestamp(t) => Json::String(t.to_rfc3339()),
+        cel::Value::Duration(d) => {
+            let seconds = d.num_milliseconds() as f64 / 1000.0;
+            serde_json::Number::from_f64(seconds)
+                .map(Json::Number)
+                .ok_or_else(|| ExprError::NotAValue(format!("{d}")))?
+        }
+        cel::Value::List(items) => {
+            Json::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
+        }
+        cel::Value::Map(map) => {
+            let mut fields: Vec<(String, Json)> = Vec::with_capacity(map.map.len());
+            for (key, value) in map.map.iter() {
+                let key = match key {
+                    Key::String(s) => s.as_str().to_owned(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                fields.push((key, to_json(value)?));
+            }
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            Json::Object(fields.into_iter().collect())
+        }
+        other => return Err(ExprError::NotAValue(format!("{other:?}"))),
+    })
+}
+
+/// Where a compile error points in the config: inside the quoted expression when the text
+/// between the quotes is the expression itself (no escapes), otherwise the whole value.
+pub fn error_span(value_span: Range<usize>, source: &str, offset: Option<usize>) -> Range<usize> {
+    match offset {
+        // A one-line string without escapes: the quotes and the text, nothing else.
+        Some(offset) if value_span.len() == source.len() + 2 => {
+            let at = value_span.start + 1 + offset;
+            at..(at + 1).min(value_span.end - 1).max(at)
+        }
+        _ => value_span,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use serde_json::json;
+
+use super::*;
+
+fn eval(source: &str, object: &Json) -> Result<Json, ExprError> {
+    Expr::compile(source)
+        .unwrap()
+        .eval(&Input::new(object), None)
+}
+
+#[test]
+fn a_parse_error_points_inside_the_expression() {
+    let error = Expr::compile("object.a +").unwrap_err();
+    assert!(error.message.contains("does not parse"), "{error:?}");
+    assert_eq!(error.offset, Some(10));
+    let error = Expr::compile("object.a\n  && )").unwrap_err();
+    assert_eq!(error.offset, Some(14), "{error:?}");
+    let error = Expr::compile("a ) b").unwrap_err();
+    assert_eq!(error.offset, Some(2), "{error:?}");
+}
+
+#[test]
+fn the_object_and_the_item_are_bound() {
+    let object = json!({"spec": {"replicas": 3, "name": "Web"}});
+    assert_eq!(eval("object.spec.replicas * 2", &object), Ok(json!(6)));
+    assert_eq!(
+        eval("object.spec.name.lowerAscii()", &object),
+        Ok(json!("web"))
+    );
+    let expr = Expr::compile("item.port + size(object.spec)").unwrap();
+    let item = json!({"port": 80});
+    assert_eq!(expr.eval(&Input::new(&object), Some(&item)), Ok(json!(82)));
+}
+
+#[test]
+fn standard_and_kubernetes_functions_are_there() {
+    let object = json!({
+        "name": "prod-web-1",
+        "created": "2024-05-01T10:00:00Z",
+        "memory": "2Gi",
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "X", "status": "False"}],
+    });
+    assert_eq!(
+        eval("object.name.matches('^prod-')", &object),
+        Ok(json!(true))
+    );
+    assert_eq!(
+        eval("quantity(object.memory)", &object),
+        Ok(json!(2147483648.0))
+    );
+    assert_eq!(
+        eval("timestamp(object.created) + duration('90s')", &object),
+        Ok(json!("2024-05-01T10:01:30+00:00"))
+    );
+    assert_eq!(eval("duration('1m30s')", &object), Ok(json!(90.0)));
+    assert_eq!(
+        eval(
+            "object.conditions.filter(c, c.type == 'Ready' && c.status == 'True').size() > 0 ? 1 : 0",
+            &object
+        ),
+        Ok(json!(1))
+    );
+    assert_eq!(eval("has(object.missing)", &object), Ok(json!(false)));
+}
+
+#[test]
+fn failures_are_errors_not_panics() {
+    let object = json!({"a": 1});
+    assert!(matches!(
+        eval("object.b", &object),
+        Err(ExprError::Failed(_))
+    ));
+    assert!(matches!(eval("1 / 0", &object), Err(ExprError::Failed(_))));
+    assert!(matches!(
+        eval("quantity('lots')", &object),
+        Err(ExprError::Failed(_))
+    ));
+    assert!(matches!(
+        eval("b'x'", &object),
+        Err(ExprError::NotAValue(_))
+    ));
+    let filter = Expr::compile("object.a").unwrap();
+    assert!(matches!(
+        filter.keeps(&Input::new(&object), None),
+        Err(ExprError::NotABool(_))
+    ));
+}
+
+#[test]
+fn nested_comprehensions_over_large_lists_are_refused() {
+    let object = json!({"xs": (0..2000).collect::<Vec<_>>()});
+    assert_eq!(
+        eval("object.xs.filter(x, x > 1990).size()", &object),
+        Ok(json!(9))
+    );
+    let nested = "object.xs.all(x, object.xs.exists(y, y == x))";
+    assert_eq!(
+        eval(nested, &object),
+        Err(ExprError::TooCostly {
+            largest: 2000,
+            depth: 2
+        })
+    );
+    let small = json!({"xs": [1, 2, 3]});
+    assert_eq!(eval(nested, &small), Ok(json!(true)));
+}
+
+#[test]
+fn an_error_span_points_into_the_quoted_text_when_it_can() {
+    // `x = "a +"` with the value at 4..9.
+    assert_eq!(error_span(4..9, "a +", Some(3)), 8..8);
+    assert_eq!(error_span(4..9, "a +", Some(1)), 6..7);
+    // Escapes make the text longer than the value: the whole value.
+    assert_eq!(error_span(4..12, "a \"+", Some(3)), 4..12);
+    assert_eq!(error_span(4..9, "a +", None), 4..9);
+}
