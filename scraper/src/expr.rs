@@ -14,14 +14,16 @@
 //! with methods such as `asApproximateFloat()`; here it is the float itself).
 //!
 //! What it lacks, which users of Kubernetes' CEL would miss: no type checker (a misspelled field
-//! or a type mismatch is found at evaluation, not at `periscope check`), no runtime cost limit
+//! or a type mismatch is found at evaluation, not at `periscope check`; Periscope itself refuses
+//! a variable other than `object` and `item` at check time), no runtime cost limit
 //! (so Periscope bounds the cost itself, below), no Kubernetes library functions beyond those
 //! above (`isSorted`, `url()`, `ip()`, `cidr()`, Quantity methods, `semver()`).
 //!
 //! # Binding
 //!
 //! The object is bound as `object`; inside a metric's `each`, the current element is bound as
-//! `item` as well (the path language's relative paths start at it).
+//! `item` as well (the path language's relative paths start at it). Any other variable is a
+//! compile error ([`Scope`]).
 //!
 //! # Cost bound
 //!
@@ -128,8 +130,9 @@ pub enum ExprError {
 }
 
 impl Expr {
-    /// Compiles `source`.
-    pub fn compile(source: &str) -> Result<Expr, ExprCompileError> {
+    /// Compiles `source`, in which only the names of `scope` are bound: any other variable is an
+    /// error here rather than at every evaluation.
+    pub fn compile(source: &str, scope: Scope) -> Result<Expr, ExprCompileError> {
         let program = ENV.compile(source).map_err(|errors| {
             let first = errors.errors.first();
             ExprCompileError {
@@ -140,6 +143,24 @@ impl Expr {
                 ),
             }
         })?;
+        let mut unknown = Vec::new();
+        free_variables(program.expression(), &mut Vec::new(), &mut unknown);
+        if let Some((id, name)) = unknown.into_iter().find(|(_, name)| !scope.binds(name)) {
+            let offset = program
+                .source_info()
+                .offset_for(id)
+                .and_then(|(start, _)| usize::try_from(start).ok())
+                .map(|start| {
+                    source
+                        .char_indices()
+                        .nth(start)
+                        .map_or(source.len(), |(i, _)| i)
+                });
+            return Err(ExprCompileError {
+                offset,
+                message: format!("unknown variable `{name}`: {}", scope.describe()),
+            });
+        }
         let depth = nesting(program.expression());
         Ok(Expr {
             source: source.to_owned(),
@@ -191,6 +212,87 @@ impl Expr {
                 depth: self.depth,
             }),
         }
+    }
+}
+
+/// Which names an expression may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `object` only: an entry's `where` and labels, a metric without `each`.
+    Object,
+    /// `object` and `item`: a metric with `each`.
+    Item,
+}
+
+/// The type names an expression may mention (`type(x) == string`).
+const TYPE_NAMES: [&str; 11] = [
+    "bool",
+    "bytes",
+    "double",
+    "duration",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "timestamp",
+    "uint",
+];
+
+impl Scope {
+    fn binds(self, name: &str) -> bool {
+        name == OBJECT || (self == Scope::Item && name == ITEM) || TYPE_NAMES.contains(&name)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Scope::Object => "the object is `object` (`item` exists only in a metric with `each`)",
+            Scope::Item => "the object is `object` and the element of `each` is `item`",
+        }
+    }
+}
+
+/// The variables `expr` reads that no comprehension around them binds, with their node ids.
+fn free_variables(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(u64, String)>) {
+    match &expr.expr {
+        Ast::Ident(name) if !bound.contains(name) => out.push((expr.id, name.clone())),
+        Ast::Comprehension(c) => {
+            free_variables(&c.iter_range, bound, out);
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.iter().cloned());
+            bound.push(c.accu_var.clone());
+            for part in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                free_variables(part, bound, out);
+            }
+            bound.truncate(before);
+        }
+        Ast::Call(call) => {
+            if let Some(target) = &call.target {
+                free_variables(target, bound, out);
+            }
+            for arg in &call.args {
+                free_variables(arg, bound, out);
+            }
+        }
+        Ast::List(list) => {
+            for element in &list.elements {
+                free_variables(element, bound, out);
+            }
+        }
+        Ast::Map(map) => {
+            for entry in &map.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        free_variables(&e.key, bound, out);
+                        free_variables(&e.value, bound, out);
+                    }
+                    EntryExpr::StructField(f) => free_variables(&f.value, bound, out),
+                }
+            }
+        }
+        Ast::Select(select) => free_variables(&select.operand, bound, out),
+        _ => {}
     }
 }
 

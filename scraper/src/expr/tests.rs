@@ -3,19 +3,19 @@ use serde_json::json;
 use super::*;
 
 fn eval(source: &str, object: &Json) -> Result<Json, ExprError> {
-    Expr::compile(source)
+    Expr::compile(source, Scope::Item)
         .unwrap()
         .eval(&Input::new(object), None)
 }
 
 #[test]
 fn a_parse_error_points_inside_the_expression() {
-    let error = Expr::compile("object.a +").unwrap_err();
+    let error = Expr::compile("object.a +", Scope::Object).unwrap_err();
     assert!(error.message.contains("does not parse"), "{error:?}");
     assert_eq!(error.offset, Some(10));
-    let error = Expr::compile("object.a\n  && )").unwrap_err();
+    let error = Expr::compile("object.a\n  && )", Scope::Object).unwrap_err();
     assert_eq!(error.offset, Some(14), "{error:?}");
-    let error = Expr::compile("a ) b").unwrap_err();
+    let error = Expr::compile("a ) b", Scope::Object).unwrap_err();
     assert_eq!(error.offset, Some(2), "{error:?}");
 }
 
@@ -27,7 +27,7 @@ fn the_object_and_the_item_are_bound() {
         eval("object.spec.name.lowerAscii()", &object),
         Ok(json!("web"))
     );
-    let expr = Expr::compile("item.port + size(object.spec)").unwrap();
+    let expr = Expr::compile("item.port + size(object.spec)", Scope::Item).unwrap();
     let item = json!({"port": 80});
     assert_eq!(expr.eval(&Input::new(&object), Some(&item)), Ok(json!(82)));
 }
@@ -79,7 +79,7 @@ fn failures_are_errors_not_panics() {
         eval("b'x'", &object),
         Err(ExprError::NotAValue(_))
     ));
-    let filter = Expr::compile("object.a").unwrap();
+    let filter = Expr::compile("object.a", Scope::Object).unwrap();
     assert!(matches!(
         filter.keeps(&Input::new(&object), None),
         Err(ExprError::NotABool(_))
@@ -113,4 +113,28 @@ fn an_error_span_points_into_the_quoted_text_when_it_can() {
     // Escapes make the text longer than the value: the whole value.
     assert_eq!(error_span(4..12, "a \"+", Some(3)), 4..12);
     assert_eq!(error_span(4..9, "a +", None), 4..9);
+}
+
+#[test]
+fn unknown_variables_are_compile_errors_at_their_position() {
+    let error = Expr::compile("object.a + obj.b", Scope::Object).unwrap_err();
+    assert!(
+        error.message.starts_with("unknown variable `obj`"),
+        "{error:?}"
+    );
+    assert_eq!(error.offset, Some(11));
+    let error = Expr::compile("item.a", Scope::Object).unwrap_err();
+    assert!(
+        error.message.contains("only in a metric with `each`"),
+        "{error:?}"
+    );
+    // Comprehension variables and type names are bound.
+    for source in [
+        "object.xs.all(x, x > 0)",
+        "object.m.exists(k, object.m[k] == 1)",
+        "type(object.a) == string",
+        "item.a",
+    ] {
+        assert!(Expr::compile(source, Scope::Item).is_ok(), "{source}");
+    }
 }

@@ -20,7 +20,7 @@ use super::{
     Secrets, ValueSpec,
 };
 use crate::config::{LabelConfig, MetricConfig, MetricType, ResourceConfig};
-use crate::expr::Expr;
+use crate::expr::{Expr, Scope};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 
@@ -138,7 +138,8 @@ impl Compiler {
             })
             .unwrap_or_default();
         let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
-        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &[]);
+        let labels =
+            self.object_labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
         let path_labels = self.path_labels(key, config, &labels);
         let api_version = config.api_version();
@@ -171,7 +172,7 @@ impl Compiler {
         let filter = config
             .filter
             .as_ref()
-            .and_then(|filter| self.expr(&format!("{key}.where"), filter));
+            .and_then(|filter| self.expr(&format!("{key}.where"), filter, Scope::Object));
         Resource {
             name: config.kind.clone(),
             api_version,
@@ -237,14 +238,15 @@ impl Compiler {
             .and_then(|each| self.path(&format!("{key}.each"), each));
         let state_label = (metric_type == MetricType::StateSet)
             .then(|| self.state_label(key, config, family_name));
+        let scope = scope_of(config);
         let mut taken: Vec<&str> = context.resource_labels.to_vec();
         taken.extend(state_label.as_deref());
-        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken);
+        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken, scope);
         let value = self.value_spec(key, metric_type, config, state_label);
         let filter = config
             .filter
             .as_ref()
-            .and_then(|filter| self.expr(&format!("{key}.where"), filter));
+            .and_then(|filter| self.expr(&format!("{key}.where"), filter, scope));
 
         let help = config
             .help
@@ -395,7 +397,7 @@ impl Compiler {
         if let (Some(expr), MetricType::Gauge | MetricType::Counter, None) =
             (&config.expr, metric_type, &config.path)
         {
-            let expr = self.expr(&format!("{key}.expr"), expr)?;
+            let expr = self.expr(&format!("{key}.expr"), expr, scope_of(config))?;
             return Some(ValueSpec::Expr {
                 expr,
                 convert: config
@@ -550,6 +552,7 @@ impl Compiler {
         key: &str,
         labels: &BTreeMap<Spanned<String>, LabelConfig>,
         taken: &[&str],
+        scope: Scope,
     ) -> Vec<ObjectLabel> {
         labels
             .iter()
@@ -559,7 +562,7 @@ impl Compiler {
                 let source = match value {
                     LabelConfig::Path(path) => LabelSource::Path(self.path(&label_key, path)?),
                     LabelConfig::Expr(expr) => {
-                        LabelSource::Expr(Arc::new(self.expr(&label_key, expr)?))
+                        LabelSource::Expr(Arc::new(self.expr(&label_key, expr, scope)?))
                     }
                 };
                 Some(ObjectLabel {
@@ -610,8 +613,8 @@ impl Compiler {
     }
 
     /// Compiles a CEL expression; an error points inside the quoted text when it can.
-    fn expr(&mut self, key: &str, text: &Spanned<String>) -> Option<Expr> {
-        Expr::compile(text.get_ref())
+    fn expr(&mut self, key: &str, text: &Spanned<String>, scope: Scope) -> Option<Expr> {
+        Expr::compile(text.get_ref(), scope)
             .map_err(|e| {
                 let span = crate::expr::error_span(text.span(), text.get_ref(), e.offset);
                 self.push(key.to_owned(), Some(span), e.message);
@@ -640,6 +643,15 @@ impl Compiler {
 
     fn push(&mut self, key: String, span: Option<std::ops::Range<usize>>, message: String) {
         self.errors.push(CompileError { key, span, message });
+    }
+}
+
+/// The names a metric's expressions may use: `item` too inside an `each`.
+fn scope_of(config: &MetricConfig) -> Scope {
+    if config.each.is_some() {
+        Scope::Item
+    } else {
+        Scope::Object
     }
 }
 
