@@ -47,6 +47,10 @@ for plugin in "${plugins[@]}"; do
     elves+=("$bin/libperiscope_exporter_$plugin.so")
 done
 chmod 0755 "$stage/periscope" "$stage"/plugins/*.so
+# Line tables and debug info stay in target/; the image ships the code alone.
+if [ "$profile" = release ]; then
+    strip --strip-debug "$stage/periscope" "$stage"/plugins/*.so
+fi
 
 # Every shared library the binary and the plugins need, at the path the loader looks for it.
 libraries="$(ldd "${elves[@]}" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)"
