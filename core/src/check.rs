@@ -17,6 +17,7 @@ use crate::config::{
     BatchConfig, Config, ConfigErrors, ConfigText, Problem, QueueConfig, RetryConfig, parse_listen,
 };
 use crate::plugins::{self, Plugin};
+use crate::ranges;
 
 /// A checked config, ready to run.
 pub struct Plan {
@@ -125,6 +126,8 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         }
     }
 
+    problems.extend(ranges::check(text, &config));
+
     let warnings = inline_secrets(text, &config);
 
     let dirs = plugin_dirs(&config);
@@ -138,20 +141,6 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
                 format!("exporters[{i}].name"),
                 Some(exporter.name.span()),
                 format!("exporter names must be unique and not empty; {name:?} is not"),
-            ));
-        }
-        if let QueueConfig::Memory { capacity: 0, .. } = exporter.queue {
-            problems.push(text.problem(
-                format!("exporters[{i}].queue.capacity"),
-                None,
-                "must be at least 1",
-            ));
-        }
-        if exporter.batch.max_samples == 0 {
-            problems.push(text.problem(
-                format!("exporters[{i}].batch.max_samples"),
-                None,
-                "must be at least 1",
             ));
         }
         let plugin_key = format!("exporters[{i}].plugin");

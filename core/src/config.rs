@@ -60,13 +60,13 @@ pub struct HostConfig {
     /// Where batches that an exporter rejects are written, one NDJSON file per exporter.
     #[serde(default = "default_dead_letter_dir")]
     pub dead_letter_dir: PathBuf,
-    /// How long the collector gathers updates into one batch before fanning it out.
+    /// How long the collector gathers updates into one batch before fanning it out (1ms to 1h).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
     /// How many batches the fan-out channel holds for a slow exporter before it lags (and resyncs).
     #[serde(default = "default_fanout_capacity")]
     pub fanout_capacity: usize,
-    /// How long shutdown waits for exporters to deliver what they hold.
+    /// How long shutdown waits for exporters to deliver what they hold (1ms to 1h).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
 }
@@ -206,7 +206,7 @@ pub struct BatchConfig {
     /// Stop merging once the batch is this large.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
-    /// Wait at most this long for more batches to merge.
+    /// Wait at most this long for more batches to merge (1ms to 1h; `"0s"` exports at once).
     #[serde(default = "default_max_wait")]
     pub max_wait: Duration,
 }

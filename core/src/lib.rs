@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod host;
 pub mod logging;
 pub mod plugins;
+pub mod ranges;
 pub mod rbac;
 pub mod readiness;
 pub mod server;

@@ -135,6 +135,43 @@ impl fmt::Display for Duration {
     }
 }
 
+impl Duration {
+    /// `Ok` when this duration lies in `min..=max`; otherwise what to write instead. Every
+    /// duration a config takes has such a range: zero, sub-millisecond and centuries-long values
+    /// stop a process (a zero timer period, an instant overflow) or burn a core, so they are
+    /// refused up front unless the key documents one of them as meaning "off".
+    pub fn check_range(
+        self,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Result<(), String> {
+        if (min..=max).contains(&self.0) {
+            return Ok(());
+        }
+        Err(format!(
+            "{:?} is out of range: write a duration from {} to {}",
+            self.to_string(),
+            Duration(min),
+            Duration(max)
+        ))
+    }
+}
+
+impl ByteSize {
+    /// `Ok` when this size lies in `min..=max`; otherwise what to write instead.
+    pub fn check_range(self, min: u64, max: u64) -> Result<(), String> {
+        if (min..=max).contains(&self.0) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is out of range: write a size from {} to {}",
+            bytesize::ByteSize(self.0).display().iec(),
+            bytesize::ByteSize(min).display().iec(),
+            bytesize::ByteSize(max).display().iec()
+        ))
+    }
+}
+
 /// A size in bytes, written as a number or with a unit: `1048576`, `"64MiB"`, `"1 GB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
