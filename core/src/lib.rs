@@ -19,4 +19,5 @@ pub mod ranges;
 pub mod rbac;
 pub mod readiness;
 pub mod server;
+pub mod supervise;
 pub mod telemetry;

@@ -23,6 +23,8 @@ pub struct Telemetry {
     pub batches: IntCounter,
     /// Updates skipped because they changed nothing.
     pub unchanged_updates: IntCounter,
+    /// Tasks and threads of the host that ended abnormally (a panic), by task.
+    pub task_failures: IntCounterVec,
 }
 
 #[derive(Clone)]
@@ -313,6 +315,13 @@ impl Telemetry {
             )
             .expect("valid counter"),
         );
+        let task_failures = counter_vec(
+            &registry,
+            "periscope_task_failures_total",
+            "Tasks and threads of the host that ended abnormally (a panic): `collector`, \
+             `input:<name>`, `delivery:<exporter>`. Each also fails /readyz.",
+            &["task"],
+        );
         let info = register(
             &registry,
             IntGaugeVec::new(
@@ -334,6 +343,7 @@ impl Telemetry {
             source_state_bytes,
             batches,
             unchanged_updates,
+            task_failures,
         }
     }
 
