@@ -114,16 +114,20 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
     }
 
     for (i, files) in config.sources.files.iter().enumerate() {
-        if !std::path::Path::new(&files.path).exists() {
-            problems.push(text.problem(
-                format!("sources.files[{i}].path"),
-                None,
-                format!(
-                    "{:?} does not exist (relative paths start from the working directory)",
-                    files.path
-                ),
-            ));
-        }
+        let message = match std::fs::metadata(&files.path) {
+            Ok(meta) if meta.is_dir() || meta.is_file() => continue,
+            Ok(_) => format!(
+                "{:?} is neither a regular file nor a directory (a device, FIFO or socket is \
+                 never read)",
+                files.path
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "{:?} does not exist (relative paths start from the working directory)",
+                files.path
+            ),
+            Err(e) => format!("{:?} cannot be read: {e}", files.path),
+        };
+        problems.push(text.problem(format!("sources.files[{i}].path"), None, message));
     }
 
     problems.extend(ranges::check(text, &config));

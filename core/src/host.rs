@@ -228,9 +228,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     }
     shutdown.cancelled().await;
     info!("shutting down: stopping inputs, then delivering what is queued");
-    for input in inputs {
-        let _ = input.await;
-    }
+    stop_inputs(inputs, host.shutdown_timeout.0).await;
     if collector_ended.is_none() {
         collector_ended = Some(matches!(collector.await, Ok(Some(()))));
     }
@@ -245,6 +243,28 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     match collector_ended {
         Some(false) => Err(RunError::CollectorDied),
         _ => Ok(()),
+    }
+}
+
+/// Waits for the inputs to stop, at most `timeout`; the ones still running then (a read that does
+/// not return) are aborted and logged, so that shutdown always goes on.
+async fn stop_inputs(
+    inputs: Vec<tokio::task::JoinHandle<Option<()>>>,
+    timeout: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut aborted = 0;
+    for mut input in inputs {
+        if tokio::time::timeout_at(deadline, &mut input).await.is_err() {
+            input.abort();
+            aborted += 1;
+        }
+    }
+    if aborted > 0 {
+        error!(
+            aborted,
+            "inputs did not stop within shutdown_timeout; aborted them"
+        );
     }
 }
 

@@ -118,6 +118,10 @@ pub fn check(text: &ConfigText, config: &Config) -> Vec<Problem> {
             problems.push(text.problem(key, None, message));
         }
     };
+    for (i, files) in config.sources.files.iter().enumerate() {
+        let key = format!("sources.files[{i}].max_file_bytes");
+        size(key, files.max_file_bytes, 1 << 10, 1 << 30);
+    }
     for (i, exporter) in config.exporters.iter().enumerate() {
         let key = format!("exporters[{i}]");
         size(

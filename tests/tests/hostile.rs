@@ -7,8 +7,26 @@
 
 mod common;
 
-use common::demo_config;
-use periscope_tests::{periscope, plugin_dir};
+use std::time::{Duration, Instant};
+
+use common::{demo_config, write_configmap};
+use periscope_tests::{Host, periscope, plugin_dir, wait_until};
+
+/// The peak resident memory of process `pid` in KiB (`VmHWM` of `/proc/<pid>/status`).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Prints and returns the host's peak RSS, for the suite's table.
+fn report_peak_rss(case: &str, host: &Host) -> u64 {
+    let kib = host.pid().and_then(peak_rss_kib).unwrap_or(0);
+    println!("peak RSS of the host, {case}: {kib} KiB");
+    kib
+}
 
 /// Writes `config` as `bad.toml` next to a plugin directory and runs `periscope check` on it; it
 /// must exit 1. Its error lines (those starting with the file name).
@@ -87,5 +105,82 @@ fn durations_out_of_range_are_refused_with_their_position() {
             "bad.toml:{line}:11: `exporters[0].batch.max_wait`: "
         ))),
         "{errors:?}"
+    );
+}
+
+#[test]
+fn a_files_path_that_is_a_device_is_refused_by_check() {
+    let config =
+        demo_config(&file_exporter("")).replace("path = \"manifests\"", "path = \"/dev/zero\"");
+    let line = line_of(&config, "/dev/zero");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e
+            .starts_with(&format!("bad.toml:{line}:1: `sources.files[0].path`: "))
+            && e.contains("neither a regular file nor a directory")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn devices_fifos_symlink_loops_and_oversized_files_in_a_directory_are_counted_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let manifests = dir.path().join("manifests");
+    std::os::unix::fs::symlink("/dev/zero", manifests.join("zero.yaml")).unwrap();
+    let fifo = manifests.join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink(manifests.join("b.yaml"), manifests.join("a.yaml")).unwrap();
+    std::os::unix::fs::symlink(manifests.join("a.yaml"), manifests.join("b.yaml")).unwrap();
+    std::fs::write(manifests.join("big.yaml"), "#".repeat(4096)).unwrap();
+    let config = demo_config(&file_exporter("")).replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nmax_file_bytes = \"1KiB\"",
+    );
+
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let errors = "periscope_input_errors_total{input=\"files:manifests\",kind=\"read\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(errors) >= 5.0),
+        "five refused entries (zero, fifo, a, b, big) are counted: {}\n{}",
+        host.metric(errors),
+        host.log()
+    );
+    // Reported once each, not at every read.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(host.metric(errors), 5.0, "{}", host.log());
+    let log = host.log();
+    for expected in [
+        "a character device",
+        "a FIFO",
+        "larger than `max_file_bytes`",
+    ] {
+        assert!(log.contains(expected), "{expected}:\n{log}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "the good manifest is still exported:\n{}",
+        host.log()
+    );
+    let rss = report_peak_rss("refused entries in a files directory", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    let started = Instant::now();
+    let status = host.stop();
+    assert!(status.success(), "{status}\n{}", host.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
     );
 }
