@@ -141,7 +141,8 @@ pub enum QueueConfig {
     /// of the one export in flight (merged up to the exporter's `batch.max_samples` and
     /// `batch.max_bytes`). Nothing the queue accepted is lost uncounted: a batch it could not
     /// write (`write_failed`), dropped for room (`queue_full`) or found torn or corrupt on start
-    /// (`periscope_exporter_queue_corrupt_records_total`) is counted.
+    /// (`periscope_exporter_queue_corrupt_records_total`, and `corrupt` dropped samples) is
+    /// counted.
     Disk {
         /// The queue's directory (one per exporter).
         path: PathBuf,

@@ -77,6 +77,8 @@ pub struct ExporterMetrics {
     pub dropped_shutdown: IntCounter,
     /// Samples dropped because they could not be written to the dead-letter file either.
     pub dropped_dead_letter: IntCounter,
+    /// Samples of disk queue records found torn or corrupt (as far as their header still tells).
+    pub dropped_corrupt: IntCounter,
     /// Batches missed because the exporter fell behind the fan-out.
     pub lagged: IntCounter,
     /// Full snapshots sent to the exporter.
@@ -362,6 +364,7 @@ impl Telemetry {
             dropped_write_failed: e.dropped.with_label_values(&[name, "write_failed"]),
             dropped_shutdown: e.dropped.with_label_values(&[name, "shutdown"]),
             dropped_dead_letter: e.dropped.with_label_values(&[name, "dead_letter_failed"]),
+            dropped_corrupt: e.dropped.with_label_values(&[name, "corrupt"]),
             lagged: e.lagged.with_label_values(&one),
             resyncs: e.resyncs.with_label_values(&one),
             restarts: e.restarts.with_label_values(&one),

@@ -184,3 +184,45 @@ fn devices_fifos_symlink_loops_and_oversized_files_in_a_directory_are_counted_no
         started.elapsed()
     );
 }
+
+#[test]
+fn a_disk_queue_with_foreign_entries_and_a_random_ack_starts_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(queue.join("00000000000000000099.seg")).unwrap();
+    std::fs::write(queue.join("5.seg"), b"junk").unwrap();
+    std::fs::write(
+        queue.join("ack"),
+        [
+            0x5a, 0x17, 0xc3, 0x88, 0x01, 0xfe, 0x42, 0x9d, 0x33, 0x10, 0xaa, 0x07, 0x6b, 0xe4,
+            0x29, 0xd1,
+        ],
+    )
+    .unwrap();
+    let config = demo_config(&file_exporter(
+        "queue = { type = \"disk\", path = \"queue\", fsync = \"always\" }",
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "delivered through the queue:\n{}",
+        host.log()
+    );
+    let log = host.log();
+    assert!(
+        log.contains("a foreign entry in the disk queue directory"),
+        "{log}"
+    );
+    assert!(log.contains("names no segment present"), "{log}");
+    report_peak_rss("foreign entries and a random ack in the disk queue", &host);
+    assert!(host.stop().success(), "{}", host.log());
+    // Foreign entries are left alone.
+    assert!(queue.join("5.seg").is_file());
+    assert!(queue.join("00000000000000000099.seg").is_dir());
+}
