@@ -226,3 +226,48 @@ fn a_disk_queue_with_foreign_entries_and_a_random_ack_starts_and_delivers() {
     assert!(queue.join("5.seg").is_file());
     assert!(queue.join("00000000000000000099.seg").is_dir());
 }
+
+#[test]
+fn a_world_writable_plugin_directory_and_non_elf_plugins_are_refused_with_a_reason() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let config = demo_config(&file_exporter(""));
+    let line = line_of(&config, "plugin = \"file\"");
+    type Spoil = fn(&std::path::Path);
+    let cases: [(&str, Spoil); 3] = [
+        (
+            "the plugin directory is group- or world-writable",
+            |plugins| {
+                std::fs::set_permissions(plugins, std::fs::Permissions::from_mode(0o777)).unwrap();
+            },
+        ),
+        ("the file is empty, not an ELF shared library", |plugins| {
+            std::fs::write(plugins.join("libperiscope_exporter_file.so"), b"").unwrap();
+        }),
+        ("not an ELF shared library (no ELF header)", |plugins| {
+            std::fs::write(
+                plugins.join("libperiscope_exporter_file.so"),
+                b"#!/bin/sh\n",
+            )
+            .unwrap();
+        }),
+    ];
+    for (expected, spoil) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = plugin_dir(&dir.path().join("plugins"), &["file"]);
+        spoil(&plugins);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            config.replace("{listen}", "127.0.0.1:1"),
+        )
+        .unwrap();
+        let (status, _, stderr) = periscope(&["check", "--config", "bad.toml"], dir.path());
+        assert_eq!(status.code(), Some(1), "{expected}:\n{stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("bad.toml:{line}:")) && l.contains(expected)),
+            "{expected}:\n{stderr}"
+        );
+    }
+}
