@@ -271,3 +271,63 @@ fn a_world_writable_plugin_directory_and_non_elf_plugins_are_refused_with_a_reas
         );
     }
 }
+
+#[test]
+fn clients_that_connect_and_never_read_are_capped_and_counted() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let port = periscope_tests::free_port();
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{port}\" }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let page = format!("http://127.0.0.1:{port}/metrics");
+    assert!(
+        wait_until(Duration::from_secs(10), || periscope_tests::http_get(&page)
+            .is_ok_and(|(_, body)| body.contains("demo_value"))),
+        "the page is served:\n{}",
+        host.log()
+    );
+    // 200 clients ask for the page and never read it.
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = stream.write_all(request.as_bytes());
+        clients.push(stream);
+    }
+    // Those over the cap are closed by the server at once: they read an end of stream.
+    let closed = clients
+        .iter()
+        .filter(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            let mut reader: &std::net::TcpStream = stream;
+            match reader.read(&mut byte) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(closed >= 200 - 32, "{closed} of 200 closed");
+    let rss = report_peak_rss("200 clients that never read the Prometheus page", &host);
+    drop(clients);
+    let dropped = "periscope_prometheus_exporter_connections_dropped_total{reason=\"over_limit\"}";
+    let mut body = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            body = periscope_tests::http_get(&page)
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            periscope_tests::metric_value(&body, dropped).is_some_and(|v| v >= 168.0)
+        }),
+        "counted in the exporter's own stats:\n{body}"
+    );
+    assert!(rss < 300 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
