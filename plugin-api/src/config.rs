@@ -37,7 +37,12 @@ impl fmt::Display for ConfigError {
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| from_toml(text, "", &e))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        // `toml::Spanned` fields show up in the path as a private key of serde's; the user's key
+        // is the one before it.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let key = if key == "." { String::new() } else { key };
         from_toml(text, &key, e.inner())
     })
