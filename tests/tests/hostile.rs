@@ -331,3 +331,18 @@ fn clients_that_connect_and_never_read_are_capped_and_counted() {
     assert!(rss < 300 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
+
+#[test]
+fn check_asks_the_plugin_what_new_would_refuse() {
+    let config = demo_config(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = { path = \"out.ndjson\", max_bytes = 0 }\n",
+    );
+    let line = line_of(&config, "max_bytes = 0");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e.starts_with(&format!(
+            "bad.toml:{line}:33: `exporters[0].config.max_bytes`: plugin `file` refuses its config:"
+        ))),
+        "{errors:?}"
+    );
+}
