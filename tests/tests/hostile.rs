@@ -346,3 +346,60 @@ fn check_asks_the_plugin_what_new_would_refuse() {
         "{errors:?}"
     );
 }
+
+/// Serves `body` as a Prometheus text page to every connection on a free port, until the test
+/// ends; the port.
+fn serve_page(body: Vec<u8>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    // One million series, about 40 MB.
+    let mut page = String::from("# TYPE big gauge\n");
+    for i in 0..1_000_000 {
+        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
+    }
+    let port = serve_page(page.into_bytes());
+    let config = demo_config(&file_exporter("")).replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
+             interval = \"2s\"\ntimeout = \"2s\"\nmax_samples = 1000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+        ),
+    );
+    let mut host = Host::start(dir.path(), &config);
+    assert!(
+        wait_until(Duration::from_secs(20), || host
+            .log()
+            .contains("more samples than max_samples (1000)")),
+        "the page is refused:\n{}",
+        host.log()
+    );
+    let rss = report_peak_rss("a 1M-series page against max_samples = 1000", &host);
+    assert!(rss < 400 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}

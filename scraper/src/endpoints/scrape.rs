@@ -50,11 +50,10 @@ pub(crate) enum ScrapeError {
     /// The answer is not valid JSON.
     #[error("malformed JSON: {0}")]
     Json(String),
-    /// More samples than `max_samples`.
-    #[error("{found} samples, more than max_samples ({limit})")]
+    /// More samples than `max_samples` (after `keep` and `drop`); without them the parser stops
+    /// at the first sample over the limit, so the page's total is not known.
+    #[error("more samples than max_samples ({limit})")]
     SampleLimit {
-        /// Samples after `keep` and `drop`.
-        found: usize,
         /// The limit.
         limit: usize,
     },
@@ -161,13 +160,24 @@ fn parse<'p>(
         EndpointFormat::Prometheus => {
             let format = Format::from_content_type(&page.content_type)
                 .ok_or_else(|| ScrapeError::ContentType(page.content_type.clone()))?;
+            // Without keep and drop every sample counts toward `max_samples`, so the parser
+            // stops as soon as the page has more: a huge page is never held whole.
+            let limit = match (endpoint.max_samples, &endpoint.keep, &endpoint.drop) {
+                (limit, None, None) if limit > 0 => limit,
+                _ => usize::MAX,
+            };
             let parsed =
-                exposition::parse(&page.body, format).map_err(|error| ScrapeError::Parse {
-                    format: match format {
-                        Format::Text => "Prometheus text",
-                        Format::OpenMetrics => "OpenMetrics",
-                    },
-                    error,
+                exposition::parse_with_limit(&page.body, format, limit).map_err(|error| {
+                    if error.kind == exposition::ErrorKind::TooManySamples {
+                        return ScrapeError::SampleLimit { limit };
+                    }
+                    ScrapeError::Parse {
+                        format: match format {
+                            Format::Text => "Prometheus text",
+                            Format::OpenMetrics => "OpenMetrics",
+                        },
+                        error,
+                    }
                 })?;
             if parsed.duplicates > 0 {
                 problems.push(format!(
@@ -244,7 +254,6 @@ impl Kept {
         }
         if endpoint.max_samples > 0 && self.kept > endpoint.max_samples {
             return Err(ScrapeError::SampleLimit {
-                found: self.kept,
                 limit: endpoint.max_samples,
             });
         }
