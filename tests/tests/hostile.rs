@@ -403,3 +403,37 @@ fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
     assert!(rss < 400 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
+
+#[test]
+fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
+    let mut many = String::from("m{");
+    for i in 0..100_000 {
+        many.push_str(&format!("l{i}=\"v\","));
+    }
+    many.push_str("} 1\n");
+    let long = format!("m{{l=\"{}\"}} 1\n", "x".repeat(15 << 20));
+    for (page, expected) in [
+        (many, "100000 labels, more than label_limit (64)"),
+        (long, "more than label_value_length_limit (4096)"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        plugin_dir(&dir.path().join("plugins"), &["file"]);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let port = serve_page(page.into_bytes());
+        let config = demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"labels\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
+                 interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+            ),
+        );
+        let mut host = Host::start(dir.path(), &config);
+        assert!(
+            wait_until(Duration::from_secs(20), || host.log().contains(expected)),
+            "{expected}:\n{}",
+            host.log()
+        );
+        report_peak_rss(expected, &host);
+        assert!(host.stop().success(), "{}", host.log());
+    }
+}

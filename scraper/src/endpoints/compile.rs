@@ -220,6 +220,8 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         timeout,
         max_response_bytes: config.max_response_bytes.0,
         max_samples: config.max_samples,
+        label_limit: config.label_limit,
+        label_value_length_limit: config.label_value_length_limit,
         keep: keep?,
         drop: drop?,
         labels,

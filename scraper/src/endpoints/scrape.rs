@@ -50,6 +50,30 @@ pub(crate) enum ScrapeError {
     /// The answer is not valid JSON.
     #[error("malformed JSON: {0}")]
     Json(String),
+    /// A sample with more labels than `label_limit`.
+    #[error("a sample of `{family}` has {found} labels, more than label_limit ({limit})")]
+    LabelLimit {
+        /// The sample's family.
+        family: String,
+        /// Its labels.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label value longer than `label_value_length_limit`.
+    #[error(
+        "a value of label `{label}` of `{family}` has {found} bytes, more than label_value_length_limit ({limit})"
+    )]
+    LabelValueLength {
+        /// The sample's family.
+        family: String,
+        /// The label.
+        label: String,
+        /// The value's length.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// More samples than `max_samples` (after `keep` and `drop`); without them the parser stops
     /// at the first sample over the limit, so the page's total is not known.
     #[error("more samples than max_samples ({limit})")]
@@ -232,6 +256,7 @@ impl Kept {
             Content::Exposition(page) => {
                 for family in &page.families {
                     for sample in &family.samples {
+                        check_labels(endpoint, family.name, &sample.labels)?;
                         self.scraped += 1;
                         if self.keeps(endpoint, family.name, sample.suffix) {
                             self.kept += 1;
@@ -259,6 +284,35 @@ impl Kept {
         }
         Ok(())
     }
+}
+
+/// Fails when a sample has more labels than `label_limit`, or a value longer than
+/// `label_value_length_limit` (each `0`: no limit).
+fn check_labels(
+    endpoint: &Endpoint,
+    family: &str,
+    labels: &[(&str, std::borrow::Cow<'_, str>)],
+) -> Result<(), ScrapeError> {
+    let limit = endpoint.label_limit;
+    if limit > 0 && labels.len() > limit {
+        return Err(ScrapeError::LabelLimit {
+            family: family.to_owned(),
+            found: labels.len(),
+            limit,
+        });
+    }
+    let limit = endpoint.label_value_length_limit;
+    if limit > 0
+        && let Some((label, value)) = labels.iter().find(|(_, value)| value.len() > limit)
+    {
+        return Err(ScrapeError::LabelValueLength {
+            family: family.to_owned(),
+            label: (*label).to_owned(),
+            found: value.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// The labels every sample of the target carries: `job`, `instance`, the entry's labels, the
