@@ -13,6 +13,7 @@ use periscope_core::config::{BatchConfig, RetryConfig, WhenFull};
 use periscope_core::delivery::{DeadLetter, MemoryQueue, Queue, Worker, WorkerSpec};
 use periscope_core::plugins::Plugin;
 use periscope_core::readiness::Readiness;
+use periscope_core::supervise::Supervisor;
 use periscope_core::telemetry::Telemetry;
 use periscope_plugin_api::config::ByteSize;
 use periscope_plugin_api::{
@@ -96,6 +97,7 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
     let collector = Collector::new(Duration::from_millis(5), 1024, telemetry.clone());
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
     let dead_letters = std::env::temp_dir().join("periscope-bench-dead-letter");
+    let supervisor = Supervisor::new(Readiness::default(), telemetry.clone());
     let mut workers = Vec::new();
     for i in 0..exporters {
         let name = format!("null-{i}");
@@ -121,7 +123,8 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
             name,
         };
         workers.push(
-            Worker::start(spec, collector.subscribe(), resync_tx.clone()).expect("start worker"),
+            Worker::start(spec, collector.subscribe(), resync_tx.clone(), &supervisor)
+                .expect("start worker"),
         );
     }
     let (tx, rx) = mpsc::channel(4096);

@@ -17,6 +17,7 @@ use crate::config::{
     BatchConfig, Config, ConfigErrors, ConfigText, Problem, QueueConfig, RetryConfig, parse_listen,
 };
 use crate::plugins::{self, Plugin};
+use crate::ranges;
 
 /// A checked config, ready to run.
 pub struct Plan {
@@ -113,17 +114,23 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
     }
 
     for (i, files) in config.sources.files.iter().enumerate() {
-        if !std::path::Path::new(&files.path).exists() {
-            problems.push(text.problem(
-                format!("sources.files[{i}].path"),
-                None,
-                format!(
-                    "{:?} does not exist (relative paths start from the working directory)",
-                    files.path
-                ),
-            ));
-        }
+        let message = match std::fs::metadata(&files.path) {
+            Ok(meta) if meta.is_dir() || meta.is_file() => continue,
+            Ok(_) => format!(
+                "{:?} is neither a regular file nor a directory (a device, FIFO or socket is \
+                 never read)",
+                files.path
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                "{:?} does not exist (relative paths start from the working directory)",
+                files.path
+            ),
+            Err(e) => format!("{:?} cannot be read: {e}", files.path),
+        };
+        problems.push(text.problem(format!("sources.files[{i}].path"), None, message));
     }
+
+    problems.extend(ranges::check(text, &config));
 
     let warnings = inline_secrets(text, &config);
 
@@ -138,20 +145,6 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
                 format!("exporters[{i}].name"),
                 Some(exporter.name.span()),
                 format!("exporter names must be unique and not empty; {name:?} is not"),
-            ));
-        }
-        if let QueueConfig::Memory { capacity: 0, .. } = exporter.queue {
-            problems.push(text.problem(
-                format!("exporters[{i}].queue.capacity"),
-                None,
-                "must be at least 1",
-            ));
-        }
-        if exporter.batch.max_samples == 0 {
-            problems.push(text.problem(
-                format!("exporters[{i}].batch.max_samples"),
-                None,
-                "must be at least 1",
             ));
         }
         let plugin_key = format!("exporters[{i}].plugin");

@@ -60,13 +60,13 @@ pub struct HostConfig {
     /// Where batches that an exporter rejects are written, one NDJSON file per exporter.
     #[serde(default = "default_dead_letter_dir")]
     pub dead_letter_dir: PathBuf,
-    /// How long the collector gathers updates into one batch before fanning it out.
+    /// How long the collector gathers updates into one batch before fanning it out (1ms to 1h).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
     /// How many batches the fan-out channel holds for a slow exporter before it lags (and resyncs).
     #[serde(default = "default_fanout_capacity")]
     pub fanout_capacity: usize,
-    /// How long shutdown waits for exporters to deliver what they hold.
+    /// How long shutdown waits for exporters to deliver what they hold (1ms to 1h).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
 }
@@ -141,7 +141,8 @@ pub enum QueueConfig {
     /// of the one export in flight (merged up to the exporter's `batch.max_samples` and
     /// `batch.max_bytes`). Nothing the queue accepted is lost uncounted: a batch it could not
     /// write (`write_failed`), dropped for room (`queue_full`) or found torn or corrupt on start
-    /// (`periscope_exporter_queue_corrupt_records_total`) is counted.
+    /// (`periscope_exporter_queue_corrupt_records_total`, and `corrupt` dropped samples) is
+    /// counted.
     Disk {
         /// The queue's directory (one per exporter).
         path: PathBuf,
@@ -206,7 +207,7 @@ pub struct BatchConfig {
     /// Stop merging once the batch is this large.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
-    /// Wait at most this long for more batches to merge.
+    /// Wait at most this long for more batches to merge (1ms to 1h; `"0s"` exports at once).
     #[serde(default = "default_max_wait")]
     pub max_wait: Duration,
 }
@@ -336,17 +337,30 @@ impl ConfigText {
     /// Reads `path`.
     pub fn read(path: &Path) -> Result<ConfigText, ConfigErrors> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        let error = |line, column, message| ConfigErrors {
+            file: file.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                line,
+                column,
+                message,
+            }],
+        };
+        let bytes = std::fs::read(path)
+            .map_err(|e| error(0, 0, format!("cannot read the config file: {e}")))?;
+        match String::from_utf8(bytes) {
             Ok(text) => Ok(ConfigText { file, text }),
-            Err(e) => Err(ConfigErrors {
-                file,
-                problems: vec![Problem {
-                    key: String::new(),
-                    line: 0,
-                    column: 0,
-                    message: format!("cannot read the config file: {e}"),
-                }],
-            }),
+            Err(e) => {
+                // At the first byte that is not UTF-8.
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                let (line, column) = line_column(&prefix, valid);
+                Err(error(
+                    line,
+                    column,
+                    "the config file is not UTF-8 text".to_owned(),
+                ))
+            }
         }
     }
 
@@ -428,6 +442,29 @@ mod tests {
             text: text.to_owned(),
         }
         .parse()
+    }
+
+    #[test]
+    fn a_non_utf8_file_is_refused_at_its_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, b"[host]\nlisten = \"a\xffb\"\n").unwrap();
+        let err = ConfigText::read(&path).unwrap_err();
+        assert_eq!(err.problems[0].line, 2);
+        assert_eq!(err.problems[0].column, 12);
+        assert!(
+            err.to_string()
+                .ends_with(":2:12: the config file is not UTF-8 text"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_spanned_value_is_named_by_its_own_key() {
+        let err = parse("[[resources]]\nversion = \"v1\"\nkind = \"ConfigMap\"\n[[resources.metrics]]\nname = \"v\"\ntype = \"gaugee\"\npath = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("serde_spanned"), "{text}");
+        assert!(text.contains("`resources[0].metrics[0].type`"), "{text}");
     }
 
     #[test]

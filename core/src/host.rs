@@ -23,6 +23,7 @@ use crate::config::QueueConfig;
 use crate::delivery::{DeadLetter, DiskQueue, MemoryQueue, Queue, Worker, WorkerSpec};
 use crate::readiness::Readiness;
 use crate::server;
+use crate::supervise::Supervisor;
 use crate::telemetry::{InputMetrics, Telemetry};
 
 /// Why the host could not run.
@@ -49,6 +50,10 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The collector ended abnormally; the host stopped everything else and delivered what was
+    /// queued.
+    #[error("the collector ended abnormally (see the log); the host stopped")]
+    CollectorDied,
     /// A delivery thread could not be spawned.
     #[error("cannot start the delivery thread of exporter `{name}`: {source}")]
     Thread {
@@ -64,6 +69,7 @@ pub enum RunError {
 pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Result<(), RunError> {
     let telemetry = Telemetry::new();
     let readiness = Readiness::default();
+    let supervisor = Supervisor::new(readiness.clone(), telemetry.clone());
     let host = &plan.config.host;
 
     let server_stop = CancellationToken::new();
@@ -136,12 +142,10 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             metrics,
             readiness: readiness.clone(),
         };
-        let worker =
-            Worker::start(spec, collector.subscribe(), resync_tx.clone()).map_err(|source| {
-                RunError::Thread {
-                    name: exporter.name,
-                    source,
-                }
+        let worker = Worker::start(spec, collector.subscribe(), resync_tx.clone(), &supervisor)
+            .map_err(|source| RunError::Thread {
+                name: exporter.name,
+                source,
             })?;
         workers.push(worker);
     }
@@ -153,6 +157,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
         let source = FilesSource::new(files, plan.pipeline.clone());
         inputs.extend(spawn_input(
             source.input_name(),
+            &supervisor,
             &readiness,
             &telemetry,
             &updates_tx,
@@ -174,6 +179,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             );
             inputs.extend(spawn_input(
                 watch.input_name(),
+                &supervisor,
                 &readiness,
                 &telemetry,
                 &updates_tx,
@@ -185,6 +191,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
         let input = EndpointInput::new(endpoint.clone(), client.clone(), shard);
         inputs.extend(spawn_input(
             input.input_name(),
+            &supervisor,
             &readiness,
             &telemetry,
             &updates_tx,
@@ -196,6 +203,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
         let interval = host.flush_interval.0;
         inputs.extend(spawn_input(
             "derived".to_owned(),
+            &supervisor,
             &readiness,
             &telemetry,
             &updates_tx,
@@ -203,14 +211,27 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
         ));
     }
     drop(updates_tx);
-    let collector = tokio::spawn(collector.run(updates_rx, resync_rx));
+    readiness.set("collector", Ok(()));
+    let mut collector =
+        supervisor.spawn("collector".to_owned(), collector.run(updates_rx, resync_rx));
 
+    // The collector ends on its own only when every input has ended, or when it panics: then
+    // nothing reaches the exporters any more, so the host stops and exits non-zero.
+    let mut collector_ended = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        ended = &mut collector => collector_ended = Some(matches!(ended, Ok(Some(())))),
+    }
+    if collector_ended == Some(false) {
+        error!("the collector ended abnormally: stopping the host");
+        shutdown.cancel();
+    }
     shutdown.cancelled().await;
     info!("shutting down: stopping inputs, then delivering what is queued");
-    for input in inputs {
-        let _ = input.await;
+    stop_inputs(inputs, host.shutdown_timeout.0).await;
+    if collector_ended.is_none() {
+        collector_ended = Some(matches!(collector.await, Ok(Some(()))));
     }
-    let _ = collector.await;
     for worker in workers {
         worker.finish(host.shutdown_timeout.0).await;
     }
@@ -219,7 +240,32 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
         warn!(error = %e, "HTTP server ended with an error");
     }
     info!("stopped");
-    Ok(())
+    match collector_ended {
+        Some(false) => Err(RunError::CollectorDied),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for the inputs to stop, at most `timeout`; the ones still running then (a read that does
+/// not return) are aborted and logged, so that shutdown always goes on.
+async fn stop_inputs(
+    inputs: Vec<tokio::task::JoinHandle<Option<()>>>,
+    timeout: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut aborted = 0;
+    for mut input in inputs {
+        if tokio::time::timeout_at(deadline, &mut input).await.is_err() {
+            input.abort();
+            aborted += 1;
+        }
+    }
+    if aborted > 0 {
+        error!(
+            aborted,
+            "inputs did not stop within shutdown_timeout; aborted them"
+        );
+    }
 }
 
 /// The input of aggregates and derived metrics: every `interval`, what changed since the last time
@@ -254,25 +300,30 @@ async fn derived(
 /// Starts an input (`run` gets the sender of its events) and the task that forwards them.
 fn spawn_input<F>(
     name: String,
+    supervisor: &Supervisor,
     readiness: &Readiness,
     telemetry: &Telemetry,
     updates: &mpsc::Sender<SourceUpdate>,
     run: impl FnOnce(mpsc::Sender<Event>) -> F,
-) -> [tokio::task::JoinHandle<()>; 2]
+) -> [tokio::task::JoinHandle<Option<()>>; 2]
 where
     F: Future<Output = ()> + Send + 'static,
 {
     readiness.expect(&format!("input:{name}"), "first read not done");
     let (events_tx, events_rx) = mpsc::channel(1024);
+    let task = format!("input:{name}");
     [
-        tokio::spawn(run(events_tx)),
-        tokio::spawn(forward(
-            name.clone(),
-            events_rx,
-            updates.clone(),
-            telemetry.input(&name),
-            readiness.clone(),
-        )),
+        supervisor.spawn(task.clone(), run(events_tx)),
+        supervisor.spawn(
+            task,
+            forward(
+                name.clone(),
+                events_rx,
+                updates.clone(),
+                telemetry.input(&name),
+                readiness.clone(),
+            ),
+        ),
     ]
 }
 

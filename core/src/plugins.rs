@@ -1,13 +1,15 @@
 //! Finding, vetting and loading exporter plugins (shared libraries).
 //!
-//! Rules: plugins load only from the configured directories; a file that is group- or
-//! world-writable is refused; an optional SHA-256 pin must match. Then
+//! Rules: plugins load only from the configured directories; a file, or the directory holding it,
+//! that is group- or world-writable or owned by another user (than the host's or root) is refused
+//! (anyone who can write the directory can swap the file by a rename); an optional SHA-256 pin
+//! must match; a file that is not an ELF shared library is refused with that reason. Then
 //! [`periscope_plugin_api::host::Plugin::load`] checks the ABI version before anything else (a
 //! mismatch is one line naming the file and both versions) and the layout. Libraries are never
 //! unloaded.
 
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 pub use periscope_plugin_api::host::{About, LoadError, Plugin};
@@ -43,6 +45,37 @@ pub enum PluginError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// Others than the owner may write the directory holding the file.
+    #[error(
+        "{dir}: refused, the plugin directory is group- or world-writable (mode {mode:o}), so \
+         anyone may swap a plugin in; run `chmod go-w` on it"
+    )]
+    WritableDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file or its directory belongs to another user than the host's (or root).
+    #[error(
+        "{path}: refused, it is owned by uid {owner}, neither this process's user ({user}) nor root"
+    )]
+    ForeignOwner {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The host's effective user.
+        user: u32,
+    },
+    /// The file is not a shared library at all.
+    #[error("{path}: refused, {reason}")]
+    NotElf {
+        /// The plugin file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: &'static str,
     },
     /// The SHA-256 pin does not match.
     #[error("{path}: refused, its sha256 is {actual} but the config pins {expected}")]
@@ -131,6 +164,28 @@ pub fn load(path: &Path, sha256: Option<&str>) -> Result<Plugin, PluginError> {
             mode: mode & 0o7777,
         });
     }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let dir_metadata = std::fs::metadata(dir).map_err(|e| load_error(e.to_string()))?;
+    let dir_mode = dir_metadata.permissions().mode();
+    if dir_mode & 0o022 != 0 {
+        return Err(PluginError::WritableDir {
+            dir: dir.to_owned(),
+            mode: dir_mode & 0o7777,
+        });
+    }
+    let user = nix::unistd::geteuid().as_raw();
+    for (owned, owner) in [(path, metadata.uid()), (dir, dir_metadata.uid())] {
+        if owner != user && owner != 0 {
+            return Err(PluginError::ForeignOwner {
+                path: owned.to_owned(),
+                owner,
+                user,
+            });
+        }
+    }
     if let Some(expected) = sha256 {
         let actual = file_sha256(path).map_err(|e| load_error(e.to_string()))?;
         if !actual.eq_ignore_ascii_case(expected.trim()) {
@@ -141,9 +196,34 @@ pub fn load(path: &Path, sha256: Option<&str>) -> Result<Plugin, PluginError> {
             });
         }
     }
+    if let Some(reason) = not_elf(path).map_err(|e| load_error(e.to_string()))? {
+        return Err(PluginError::NotElf {
+            path: path.to_owned(),
+            reason,
+        });
+    }
     Plugin::load(path).map_err(|error| PluginError::Library {
         path: path.to_owned(),
         error,
+    })
+}
+
+/// Why the file at `path` is not an ELF shared library, judged by its first bytes (`None` when it
+/// may be one: the loader has the last word).
+fn not_elf(path: &Path) -> std::io::Result<Option<&'static str>> {
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path)?;
+    let mut read = 0;
+    while read < magic.len() {
+        match file.read(&mut magic[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(match read {
+        0 => Some("the file is empty, not an ELF shared library"),
+        _ if magic != *b"\x7fELF" => Some("not an ELF shared library (no ELF header)"),
+        _ => None,
     })
 }
 
@@ -208,6 +288,35 @@ mod tests {
             file_sha256(&path).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_group_writable_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name("x"));
+        std::fs::write(&path, b"\x7fELF").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = load(&path, None).err().unwrap();
+        assert!(matches!(err, PluginError::WritableDir { .. }), "{err}");
+    }
+
+    #[test]
+    fn empty_and_non_elf_files_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name("x"));
+        for (content, expected) in [
+            (&b""[..], "the file is empty, not an ELF shared library"),
+            (
+                &b"#!/bin/sh\n"[..],
+                "not an ELF shared library (no ELF header)",
+            ),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let text = load(&path, None).err().unwrap().to_string();
+            assert!(text.ends_with(expected), "{text}");
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Telemetry {
     pub batches: IntCounter,
     /// Updates skipped because they changed nothing.
     pub unchanged_updates: IntCounter,
+    /// Tasks and threads of the host that ended abnormally (a panic), by task.
+    pub task_failures: IntCounterVec,
 }
 
 #[derive(Clone)]
@@ -81,6 +83,8 @@ pub struct ExporterMetrics {
     pub dropped_shutdown: IntCounter,
     /// Samples dropped because they could not be written to the dead-letter file either.
     pub dropped_dead_letter: IntCounter,
+    /// Samples of disk queue records found torn or corrupt (as far as their header still tells).
+    pub dropped_corrupt: IntCounter,
     /// Batches missed because the exporter fell behind the fan-out.
     pub lagged: IntCounter,
     /// Full snapshots sent to the exporter.
@@ -375,6 +379,13 @@ impl Telemetry {
             )
             .expect("valid counter"),
         );
+        let task_failures = counter_vec(
+            &registry,
+            "periscope_task_failures_total",
+            "Tasks and threads of the host that ended abnormally (a panic): `collector`, \
+             `input:<name>`, `delivery:<exporter>`. Each also fails /readyz.",
+            &["task"],
+        );
         let info = register(
             &registry,
             IntGaugeVec::new(
@@ -396,6 +407,7 @@ impl Telemetry {
             source_state_bytes,
             batches,
             unchanged_updates,
+            task_failures,
         }
     }
 
@@ -414,6 +426,7 @@ impl Telemetry {
             dropped_write_failed: e.dropped.with_label_values(&[name, "write_failed"]),
             dropped_shutdown: e.dropped.with_label_values(&[name, "shutdown"]),
             dropped_dead_letter: e.dropped.with_label_values(&[name, "dead_letter_failed"]),
+            dropped_corrupt: e.dropped.with_label_values(&[name, "corrupt"]),
             lagged: e.lagged.with_label_values(&one),
             resyncs: e.resyncs.with_label_values(&one),
             restarts: e.restarts.with_label_values(&one),

@@ -37,7 +37,12 @@ impl fmt::Display for ConfigError {
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| from_toml(text, "", &e))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        // `toml::Spanned` fields show up in the path as a private key of serde's; the user's key
+        // is the one before it.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let key = if key == "." { String::new() } else { key };
         from_toml(text, &key, e.inner())
     })
@@ -132,6 +137,43 @@ impl<'de> Deserialize<'de> for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Duration {
+    /// `Ok` when this duration lies in `min..=max`; otherwise what to write instead. Every
+    /// duration a config takes has such a range: zero, sub-millisecond and centuries-long values
+    /// stop a process (a zero timer period, an instant overflow) or burn a core, so they are
+    /// refused up front unless the key documents one of them as meaning "off".
+    pub fn check_range(
+        self,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Result<(), String> {
+        if (min..=max).contains(&self.0) {
+            return Ok(());
+        }
+        Err(format!(
+            "{:?} is out of range: write a duration from {} to {}",
+            self.to_string(),
+            Duration(min),
+            Duration(max)
+        ))
+    }
+}
+
+impl ByteSize {
+    /// `Ok` when this size lies in `min..=max`; otherwise what to write instead.
+    pub fn check_range(self, min: u64, max: u64) -> Result<(), String> {
+        if (min..=max).contains(&self.0) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is out of range: write a size from {} to {}",
+            bytesize::ByteSize(self.0).display().iec(),
+            bytesize::ByteSize(min).display().iec(),
+            bytesize::ByteSize(max).display().iec()
+        ))
     }
 }
 

@@ -145,6 +145,14 @@ pub trait Exporter: Send + Sized + 'static {
     /// Use `#[serde(deny_unknown_fields)]` so typos are errors.
     type Config: DeserializeOwned;
 
+    /// Checks a parsed config the way [`Exporter::new`] would, without starting anything: `periscope
+    /// check` asks this, so a config that `new` would refuse fails `check` too. The default accepts
+    /// every config that parses.
+    fn validate(config: &Self::Config) -> Result<(), BoxError> {
+        let _ = config;
+        Ok(())
+    }
+
     /// Creates an exporter. Fail here on anything wrong with the config or the target that will
     /// not fix itself (an unwritable directory, a bad certificate).
     fn new(config: Self::Config, context: Context<'_>) -> Result<Self, BoxError>;
@@ -275,7 +283,10 @@ fn parse_config<E: Exporter>(text: RStr<'_>) -> Result<E::Config, String> {
 }
 
 extern "C" fn check_config<E: Exporter>(text: RStr<'_>) -> RResult<(), RString> {
-    let result = catch_unwind(|| parse_config::<E>(text).map(drop));
+    let result = catch_unwind(|| {
+        let config = parse_config::<E>(text)?;
+        E::validate(&config).map_err(|e| e.to_string())
+    });
     match result {
         Ok(Ok(())) => RResult::ROk(()),
         Ok(Err(e)) => RResult::RErr(e.into()),

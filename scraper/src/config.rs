@@ -11,7 +11,7 @@ mod endpoints;
 
 use std::collections::BTreeMap;
 
-use periscope_plugin_api::config::Duration;
+use periscope_plugin_api::config::{ByteSize, Duration};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -514,10 +514,18 @@ pub struct FilesConfig {
     /// How often the files are read again; `"2s"` by default.
     #[serde(default = "default_interval")]
     pub interval: Duration,
+    /// The largest file read (1 KiB to 1 GiB); a larger one is refused and counted as a read
+    /// error. `"16MiB"` by default.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: ByteSize,
 }
 
 fn default_interval() -> Duration {
     Duration(std::time::Duration::from_secs(2))
+}
+
+fn default_max_file_bytes() -> ByteSize {
+    ByteSize(16 << 20)
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct Endpoint {
     timeout: Duration,
     max_response_bytes: u64,
     max_samples: usize,
+    label_limit: usize,
+    label_value_length_limit: usize,
     keep: Option<RegexSet>,
     drop: Option<RegexSet>,
     /// The entry's `labels`, in name order.

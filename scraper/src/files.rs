@@ -8,6 +8,7 @@
 //! broken YAML and extraction problems go out as [`Event::Error`].
 
 mod manifests;
+mod regular;
 mod scanner;
 
 use std::path::PathBuf;
@@ -37,7 +38,12 @@ impl FilesSource {
     pub fn new(config: &FilesConfig, pipeline: Arc<ObjectPipeline>) -> Self {
         let input = format!("files:{}", config.path);
         FilesSource {
-            scanner: Scanner::new(PathBuf::from(&config.path), input.clone(), pipeline),
+            scanner: Scanner::new(
+                PathBuf::from(&config.path),
+                config.max_file_bytes.0,
+                input.clone(),
+                pipeline,
+            ),
             input,
             interval: config.interval.0.max(MIN_INTERVAL),
         }

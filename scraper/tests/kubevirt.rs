@@ -92,6 +92,7 @@ async fn read(pipeline: Arc<ObjectPipeline>, objects: &Path) -> Metrics {
     let files = FilesConfig {
         path: objects.to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_secs(60)),
+        max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
@@ -332,6 +333,7 @@ async fn objects_vanishing_from_disk_leave_the_aggregates() {
     let files = FilesConfig {
         path: dir.path().to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_millis(20)),
+        max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();

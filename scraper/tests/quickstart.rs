@@ -133,6 +133,7 @@ async fn read(config_text: &str) -> Read {
     let files = FilesConfig {
         path: manifests().to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_secs(60)),
+        max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();

@@ -137,7 +137,7 @@ fn endpoint_problems_are_named_with_their_line() {
     for error in both_refuse(&config) {
         assert!(error.starts_with(&format!("bad.toml:{line}:")), "{error}");
         assert!(
-            error.contains("`endpoints[0].timeout`: must be more than 0s and at most the interval"),
+            error.contains("`endpoints[0].timeout`: \"7s\" is out of range: write a duration from 1ms to 1s (at most the interval)"),
             "{error}"
         );
     }

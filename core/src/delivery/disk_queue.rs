@@ -17,9 +17,16 @@
 //! Delivery is at least once: a crash replays the export in flight (popped, maybe delivered, not
 //! yet committed) and everything not yet popped. So a crash delivers at most one export's batches
 //! twice (exporters with deterministic ids, such as Elasticsearch's, absorb it). On open, every
-//! record after the `ack` is checked; a torn or corrupt record ends its segment there — the
-//! segment is cut, the error logged and counted — and the queue goes on with the next segment.
-//! Never a crash.
+//! record after the `ack` is checked; a corrupt record is skipped (overwritten with a hole, so it
+//! is counted once) and the queue resynchronises at the next valid record; a torn tail is cut.
+//! Each loss is logged and counted (`periscope_exporter_queue_corrupt_records_total`, and its
+//! samples, as far as its header tells, in `dropped_samples_total{reason="corrupt"}`). Never a
+//! crash.
+//!
+//! Foreign state is never trusted and never deleted: entries that are not segment files this queue
+//! names (`5.seg`, a directory) are warned about and left alone, and an `ack` that names no segment
+//! present (damaged, random bytes, `u64::MAX`) is ignored: every segment is replayed, nothing is
+//! deleted.
 //!
 //! With `fsync = "always"`, a record is synced before `push` returns, and a new segment's name and
 //! the renamed `ack` file are made durable by syncing the directory, so what was pushed survives a
@@ -141,12 +148,33 @@ impl DiskQueue {
             segment::sync_dir(dir)?;
             segment::sync_dir(parent(dir))?;
         }
+        let numbers = segment::list(dir)?;
         let saved = AckCursor::load(dir);
+        let named = saved.position().segment;
+        let saved = if numbers.contains(&named) || (numbers.is_empty() && named == 0) {
+            saved
+        } else {
+            // The ack always names a segment the queue keeps: this one is foreign or damaged.
+            // Trust nothing it says; replay all that is on disk (at least once), delete nothing.
+            error!(
+                dir = %dir.display(),
+                segment = named,
+                "the disk queue's ack names no segment present; replaying every segment"
+            );
+            AckCursor::resume(
+                Position {
+                    segment: numbers.first().copied().unwrap_or(0),
+                    offset: 0,
+                },
+                Vec::new(),
+            )
+            .1
+        };
         let acked = saved.position();
         let pinned: BTreeSet<u64> = saved.pending().iter().map(|r| r.at.segment).collect();
         let mut segments = VecDeque::new();
         let mut replay = Vec::new();
-        for number in segment::list(dir)? {
+        for number in numbers {
             if number < acked.segment {
                 if pinned.contains(&number) {
                     // Holds only records the ack left pending; checked one by one below.
@@ -192,7 +220,20 @@ impl DiskQueue {
                 }
             }
         };
-        let last = segments.back().map_or(start.segment, |s| s.number);
+        let mut last = segments.back().map_or(start.segment, |s| s.number);
+        if last == acked.segment && start.offset < acked.offset {
+            // Acknowledged records at the end of the newest segment were torn: appending there
+            // would put new records where a later full replay reads the torn ones. Start anew.
+            last = last.checked_add(1).ok_or_else(|| {
+                io::Error::other(
+                    "segment numbers are exhausted (a foreign segment named u64::MAX?)",
+                )
+            })?;
+            segments.push_back(Segment {
+                number: last,
+                size: 0,
+            });
+        }
         let writer = segment::open_for_append(dir, last, sync)?;
         let (read, ack) = AckCursor::resume(start, pending.clone());
         if ack != saved {
@@ -256,6 +297,9 @@ impl DiskQueue {
                         "disk queue record left pending cannot be read back, skipped: {e}"
                     );
                     metrics.queue_corrupt_records.inc();
+                    metrics
+                        .dropped_corrupt
+                        .inc_by(u64::from(record.meta.samples));
                 }
             }
         }
@@ -340,7 +384,9 @@ impl DiskQueue {
         if state.writer.is_some() && last.size < self.limits.segment_bytes {
             return Ok(());
         }
-        let number = last.number + 1;
+        let number = last.number.checked_add(1).ok_or_else(|| {
+            io::Error::other("segment numbers are exhausted (a foreign segment named u64::MAX?)")
+        })?;
         let file = segment::open_for_append(&self.dir, number, self.sync)?;
         state.segments.push_back(Segment { number, size: 0 });
         state.writer = Some(file);

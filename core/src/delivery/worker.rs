@@ -25,6 +25,7 @@ use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
+use crate::supervise::Supervisor;
 use crate::telemetry::{ExporterHealth, ExporterMetrics};
 
 /// Everything a worker needs, gathered by the host at start-up.
@@ -61,18 +62,20 @@ impl WorkerSpec {
 /// A running worker.
 pub struct Worker {
     name: String,
-    intake: tokio::task::JoinHandle<()>,
+    intake: tokio::task::JoinHandle<Option<()>>,
     watch: tokio::task::JoinHandle<()>,
     thread: JoinHandle<()>,
     stop: Arc<Stop>,
 }
 
 impl Worker {
-    /// Starts the intake task and the delivery thread.
+    /// Starts the intake task and the delivery thread; `supervisor` reports either if it panics
+    /// (`intake:<name>`, `delivery:<name>`).
     pub fn start(
         spec: WorkerSpec,
         fanout: broadcast::Receiver<Stamped>,
         resyncs: mpsc::UnboundedSender<ResyncRequest>,
+        supervisor: &Supervisor,
     ) -> std::io::Result<Worker> {
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let stop = Arc::new(Stop::default());
@@ -84,16 +87,19 @@ impl Worker {
             spec.readiness.clone(),
             name.clone(),
         ));
-        let intake = tokio::spawn(intake(
-            fanout,
-            snapshot_rx,
-            ResyncLink {
-                requests: resyncs.clone(),
-                reply: snapshot_tx.clone(),
-            },
-            spec.queue.clone(),
-            spec.metrics.clone(),
-        ));
+        let intake = supervisor.spawn(
+            format!("intake:{name}"),
+            intake(
+                fanout,
+                snapshot_rx,
+                ResyncLink {
+                    requests: resyncs.clone(),
+                    reply: snapshot_tx.clone(),
+                },
+                spec.queue.clone(),
+                spec.metrics.clone(),
+            ),
+        );
         let delivery = Delivery {
             spec,
             resync: ResyncLink {
@@ -107,7 +113,16 @@ impl Worker {
         };
         let thread = std::thread::Builder::new()
             .name(format!("export-{name}"))
-            .spawn(move || delivery.run())?;
+            .spawn({
+                let supervisor = supervisor.clone();
+                let task = format!("delivery:{name}");
+                move || {
+                    let run = std::panic::AssertUnwindSafe(|| delivery.run());
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        supervisor.failed(&task, &*panic);
+                    }
+                }
+            })?;
         Ok(Worker {
             name,
             intake,

@@ -59,6 +59,12 @@ fn default_true() -> bool {
     true
 }
 
+/// The range of `timeout`.
+const TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(1),
+    std::time::Duration::from_secs(3600),
+);
+
 fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(30))
 }
@@ -86,9 +92,9 @@ pub enum ConfigError {
          index: give it a fixed prefix (\"periscope-%Y.%m.%d\") or set `template = false`"
     )]
     TemplateForEveryIndex(String),
-    /// A timeout of 0.
-    #[error("`timeout` must be greater than 0")]
-    ZeroTimeout,
+    /// A timeout out of its range (1ms to 1h).
+    #[error("`timeout`: {0}")]
+    Timeout(String),
     /// The `auth` table is wrong or its secret cannot be read.
     #[error("`{key}`: {error}", key = key_in("auth", .0.key()), error = .0)]
     Auth(#[from] AuthError),
@@ -124,9 +130,9 @@ impl ElasticsearchConfig {
         if self.template && pattern.template_pattern().is_none() {
             return Err(ConfigError::TemplateForEveryIndex(self.index.clone()));
         }
-        if self.timeout.0.is_zero() {
-            return Err(ConfigError::ZeroTimeout);
-        }
+        self.timeout
+            .check_range(TIMEOUT_RANGE.0, TIMEOUT_RANGE.1)
+            .map_err(ConfigError::Timeout)?;
         if let Some(auth) = &self.auth {
             auth.auth()?;
         }

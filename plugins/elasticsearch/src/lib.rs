@@ -62,8 +62,12 @@ pub struct ElasticsearchExporter {
 impl Exporter for ElasticsearchExporter {
     type Config = ElasticsearchConfig;
 
+    fn validate(config: &ElasticsearchConfig) -> Result<(), BoxError> {
+        Ok(config.validate()?)
+    }
+
     fn new(config: ElasticsearchConfig, context: Context<'_>) -> Result<Self, BoxError> {
-        config.validate()?;
+        Self::validate(&config)?;
         let index = IndexPattern::new(&config.index)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -48,9 +48,9 @@ fn default_max_files() -> u32 {
 /// What is wrong with the options.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// A size limit of 0.
-    #[error("`max_bytes` must be greater than 0")]
-    ZeroMaxBytes,
+    /// A size limit out of its range (1 byte to 1 TiB).
+    #[error("`max_bytes`: {0}")]
+    MaxBytes(String),
     /// A path that ends in no file name (`/`, `..`).
     #[error("`path` {} does not name a file", .0.display())]
     NoFileName(PathBuf),
@@ -59,9 +59,9 @@ pub enum ConfigError {
 impl FileConfig {
     /// Checks what serde cannot: a usable size limit and a file name to write to.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_bytes.0 == 0 {
-            return Err(ConfigError::ZeroMaxBytes);
-        }
+        self.max_bytes
+            .check_range(1, 1 << 40)
+            .map_err(ConfigError::MaxBytes)?;
         if self.path.file_name().is_none() {
             return Err(ConfigError::NoFileName(self.path.clone()));
         }
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn validation_rejects_a_zero_size_and_a_path_without_a_file_name() {
         let mut config: FileConfig = parse("path = \"a\"\nmax_bytes = 0").unwrap();
-        assert_eq!(config.validate(), Err(ConfigError::ZeroMaxBytes));
+        assert!(matches!(config.validate(), Err(ConfigError::MaxBytes(_))));
         config.max_bytes = ByteSize(1);
         config.path = PathBuf::from("/");
         assert_eq!(

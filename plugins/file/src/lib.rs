@@ -44,8 +44,12 @@ pub struct FileExporter {
 impl Exporter for FileExporter {
     type Config = FileConfig;
 
+    fn validate(config: &FileConfig) -> Result<(), BoxError> {
+        Ok(config.validate()?)
+    }
+
     fn new(config: FileConfig, context: Context<'_>) -> Result<Self, BoxError> {
-        config.validate()?;
+        Self::validate(&config)?;
         let file = RotatingFile::open(&config)?;
         tracing::info!(
             exporter = context.exporter,

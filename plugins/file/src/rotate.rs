@@ -170,9 +170,25 @@ fn parent_dir(path: &Path) -> Option<&Path> {
     path.parent().filter(|dir| !dir.as_os_str().is_empty())
 }
 
+/// Opens `path` for appending; its size. A file whose last line is torn (a crash in the middle
+/// of a write, or another writer) gets a newline first, so the next export starts a line of its
+/// own instead of gluing onto the broken one.
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
+    use std::os::unix::fs::FileExt as _;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let mut size = file.metadata()?.len();
+    if size > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, size - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+            size += 1;
+        }
+    }
     Ok((file, size))
 }
 
@@ -212,6 +228,16 @@ mod tests {
         let mut file = RotatingFile::open(&config(path.clone(), 100, 1)).unwrap();
         file.write(b"two\n").unwrap();
         assert_eq!(read(&path), "one\ntwo\n");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        fs::write(&path, "{\"whole\":1}\n{\"torn\":").unwrap();
+        let mut file = RotatingFile::open(&config(path.clone(), 1000, 1)).unwrap();
+        file.write(b"{\"next\":2}\n").unwrap();
+        assert_eq!(read(&path), "{\"whole\":1}\n{\"torn\":\n{\"next\":2}\n");
     }
 
     #[test]

@@ -107,6 +107,12 @@ fn default_max_samples_per_request() -> usize {
     2000
 }
 
+/// The range of remote write's `timeout`.
+const TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(1),
+    std::time::Duration::from_secs(3600),
+);
+
 fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
 }
@@ -120,6 +126,9 @@ pub enum ConfigError {
     /// A limit of 0.
     #[error("`{0}` must be greater than 0")]
     Zero(&'static str),
+    /// A duration out of its range.
+    #[error("`{0}`: {1}")]
+    Range(&'static str, String),
     /// A prefix that cannot start a metric name.
     #[error("`metric_prefix` {0:?} is not a valid metric name start ([a-zA-Z_:][a-zA-Z0-9_:]*)")]
     MetricPrefix(String),
@@ -342,8 +351,9 @@ impl RemoteWriteConfig {
                 problems.push(ConfigError::tls("tls", source));
             }
         }
-        if self.timeout.0.is_zero() {
-            problems.push(ConfigError::Zero("timeout"));
+        let (min, max) = TIMEOUT_RANGE;
+        if let Err(range) = self.timeout.check_range(min, max) {
+            problems.push(ConfigError::Range("timeout", range));
         }
         naming_problems(&self.options(), &mut problems);
         report(problems)

@@ -43,8 +43,12 @@ impl PrometheusExporter {
 impl Exporter for PrometheusExporter {
     type Config = PrometheusConfig;
 
+    fn validate(config: &PrometheusConfig) -> Result<(), BoxError> {
+        Ok(config.validate()?)
+    }
+
     fn new(config: PrometheusConfig, context: Context<'_>) -> Result<Self, BoxError> {
-        config.validate()?;
+        Self::validate(&config)?;
         let stats = Arc::new(Stats::default());
         let published = Arc::new(Published::default());
         let auth = config

@@ -155,8 +155,12 @@ fn refused_items(items: &[Item], reason: &str) -> (Vec<RejectedItem>, usize) {
 impl Exporter for RemoteWriteExporter {
     type Config = RemoteWriteConfig;
 
+    fn validate(config: &RemoteWriteConfig) -> Result<(), BoxError> {
+        Ok(config.validate()?)
+    }
+
     fn new(config: RemoteWriteConfig, context: Context<'_>) -> Result<Self, BoxError> {
-        config.validate()?;
+        Self::validate(&config)?;
         let writer = RemoteWriter::new(&config)?;
         tracing::info!(
             exporter = context.exporter,

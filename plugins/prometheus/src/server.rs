@@ -62,6 +62,14 @@ struct Context {
 /// How long a client may take to send its request headers, or to finish a TLS handshake.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most connections served at once; more are closed at once and counted. Each may hold a
+/// rendered page while its client reads it, so this bounds the server's memory.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// The longest a connection lives: a client that has not read its page by then (or keeps a
+/// connection idle) is dropped and counted. Prometheus reconnects for its next scrape.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 impl Server {
     /// Binds `options.listen` and starts serving `published`.
     pub fn start(
@@ -214,6 +222,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     context: Arc<Context>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -224,19 +233,36 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            context.stats.connection_over_limit();
+            tracing::debug!("scrape connection refused: {MAX_CONNECTIONS} already open");
+            drop(stream);
+            continue;
+        };
         let context = context.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            match tls {
-                None => serve(TokioIo::new(stream), context).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve(TokioIo::new(stream), context).await,
-                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+            let stats = context.stats.clone();
+            let connection = async move {
+                match tls {
+                    None => serve(TokioIo::new(stream), context).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => serve(TokioIo::new(stream), context).await,
+                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
                     }
                 }
+            };
+            if tokio::time::timeout(CONNECTION_LIFETIME, connection)
+                .await
+                .is_err()
+            {
+                stats.connection_too_slow();
+                tracing::debug!("scrape connection dropped: it outlived {CONNECTION_LIFETIME:?}");
             }
+            drop(slot);
         });
     }
 }

@@ -39,6 +39,8 @@ pub struct Stats {
     last_render_micros: AtomicU64,
     sources: AtomicU64,
     series: AtomicU64,
+    connections_over_limit: AtomicU64,
+    connections_too_slow: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -66,6 +68,17 @@ impl Stats {
         }
     }
 
+    /// Counts a connection closed at once because the server had as many as it takes.
+    pub fn connection_over_limit(&self) {
+        add(&self.connections_over_limit, 1);
+    }
+
+    /// Counts a connection closed because it outlived the server's time limit (a client that
+    /// does not read its page, or sends nothing).
+    pub fn connection_too_slow(&self) {
+        add(&self.connections_too_slow, 1);
+    }
+
     /// Counts a scrape refused for missing or wrong credentials.
     pub fn unauthorized(&self) {
         add(&self.scrapes_unauthorized, 1);
@@ -89,7 +102,7 @@ impl Stats {
     /// Appends the exporter's own metrics to a page in `format`.
     pub fn render(&self, format: Format, out: &mut Vec<u8>) {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        let values: [&[(&str, f64)]; 10] = [
+        let values: [&[(&str, f64)]; 11] = [
             &[
                 ("kind=\"metric\"", load(&self.invalid_metric_names)),
                 ("kind=\"label\"", load(&self.invalid_label_names)),
@@ -108,6 +121,10 @@ impl Stats {
             &[
                 ("kind=\"sources\"", load(&self.sources)),
                 ("kind=\"series\"", load(&self.series)),
+            ],
+            &[
+                ("reason=\"over_limit\"", load(&self.connections_over_limit)),
+                ("reason=\"too_slow\"", load(&self.connections_too_slow)),
             ],
         ];
         let openmetrics = matches!(format, Format::OpenMetrics { .. });
@@ -148,7 +165,7 @@ struct SelfMetric {
 }
 
 /// In the order of the values in [`Stats::render`].
-const SELF_METRICS: [SelfMetric; 10] = [
+const SELF_METRICS: [SelfMetric; 11] = [
     SelfMetric {
         name: "invalid_names",
         counter: true,
@@ -198,5 +215,11 @@ const SELF_METRICS: [SelfMetric; 10] = [
         name: "state",
         counter: false,
         help: "Sources and series currently held.",
+    },
+    SelfMetric {
+        name: "connections_dropped",
+        counter: true,
+        help: "Connections closed by the server: over its connection limit, or too slow (a client \
+               that does not read its page within the time limit).",
     },
 ];

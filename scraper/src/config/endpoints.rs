@@ -61,6 +61,14 @@ pub struct EndpointConfig {
     /// limit.
     #[serde(default = "default_max_samples")]
     pub max_samples: usize,
+    /// A sample with more labels than this fails the scrape (Prometheus' `label_limit`); `0` means
+    /// no limit.
+    #[serde(default = "default_label_limit")]
+    pub label_limit: usize,
+    /// A label value longer than this many bytes fails the scrape (Prometheus'
+    /// `label_value_length_limit`); `0` means no limit.
+    #[serde(default = "default_label_value_length_limit")]
+    pub label_value_length_limit: usize,
     /// Only samples whose metric name fully matches one of these regular expressions are kept
     /// (all when empty).
     #[serde(default)]
@@ -179,6 +187,14 @@ fn default_timeout() -> Spanned<Duration> {
 
 fn default_max_response_bytes() -> ByteSize {
     ByteSize(16 << 20)
+}
+
+fn default_label_limit() -> usize {
+    64
+}
+
+fn default_label_value_length_limit() -> usize {
+    4096
 }
 
 fn default_max_samples() -> usize {

@@ -62,6 +62,12 @@ impl Errors {
     }
 }
 
+/// The range of a scrape's `interval`; its `timeout` goes from the same minimum to the interval.
+const INTERVAL_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(1),
+    std::time::Duration::from_secs(24 * 3600),
+);
+
 fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<Endpoint> {
     let urls: Vec<reqwest::Url> = config
         .urls
@@ -89,15 +95,12 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
 
     let interval = config.interval.get_ref().0;
     let timeout = config.timeout.get_ref().0;
-    if interval.is_zero() {
-        errors.at(
-            &format!("{key}.interval"),
-            Some(&config.interval),
-            "must be more than 0s",
-        );
+    let (min, max) = INTERVAL_RANGE;
+    if let Err(message) = config.interval.get_ref().check_range(min, max) {
+        errors.at(&format!("{key}.interval"), Some(&config.interval), message);
     }
-    if timeout.is_zero() || timeout > interval {
-        let message = "must be more than 0s and at most the interval";
+    if let Err(message) = config.timeout.get_ref().check_range(min, interval.max(min)) {
+        let message = format!("{message} (at most the interval)");
         errors.at(&format!("{key}.timeout"), Some(&config.timeout), message);
     }
 
@@ -217,6 +220,8 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         timeout,
         max_response_bytes: config.max_response_bytes.0,
         max_samples: config.max_samples,
+        label_limit: config.label_limit,
+        label_value_length_limit: config.label_value_length_limit,
         keep: keep?,
         drop: drop?,
         labels,

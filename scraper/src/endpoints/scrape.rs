@@ -50,11 +50,34 @@ pub(crate) enum ScrapeError {
     /// The answer is not valid JSON.
     #[error("malformed JSON: {0}")]
     Json(String),
-    /// More samples than `max_samples`.
-    #[error("{found} samples, more than max_samples ({limit})")]
-    SampleLimit {
-        /// Samples after `keep` and `drop`.
+    /// A sample with more labels than `label_limit`.
+    #[error("a sample of `{family}` has {found} labels, more than label_limit ({limit})")]
+    LabelLimit {
+        /// The sample's family.
+        family: String,
+        /// Its labels.
         found: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label value longer than `label_value_length_limit`.
+    #[error(
+        "a value of label `{label}` of `{family}` has {found} bytes, more than label_value_length_limit ({limit})"
+    )]
+    LabelValueLength {
+        /// The sample's family.
+        family: String,
+        /// The label.
+        label: String,
+        /// The value's length.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More samples than `max_samples` (after `keep` and `drop`); without them the parser stops
+    /// at the first sample over the limit, so the page's total is not known.
+    #[error("more samples than max_samples ({limit})")]
+    SampleLimit {
         /// The limit.
         limit: usize,
     },
@@ -161,13 +184,24 @@ fn parse<'p>(
         EndpointFormat::Prometheus => {
             let format = Format::from_content_type(&page.content_type)
                 .ok_or_else(|| ScrapeError::ContentType(page.content_type.clone()))?;
+            // Without keep and drop every sample counts toward `max_samples`, so the parser
+            // stops as soon as the page has more: a huge page is never held whole.
+            let limit = match (endpoint.max_samples, &endpoint.keep, &endpoint.drop) {
+                (limit, None, None) if limit > 0 => limit,
+                _ => usize::MAX,
+            };
             let parsed =
-                exposition::parse(&page.body, format).map_err(|error| ScrapeError::Parse {
-                    format: match format {
-                        Format::Text => "Prometheus text",
-                        Format::OpenMetrics => "OpenMetrics",
-                    },
-                    error,
+                exposition::parse_with_limit(&page.body, format, limit).map_err(|error| {
+                    if error.kind == exposition::ErrorKind::TooManySamples {
+                        return ScrapeError::SampleLimit { limit };
+                    }
+                    ScrapeError::Parse {
+                        format: match format {
+                            Format::Text => "Prometheus text",
+                            Format::OpenMetrics => "OpenMetrics",
+                        },
+                        error,
+                    }
                 })?;
             if parsed.duplicates > 0 {
                 problems.push(format!(
@@ -222,6 +256,7 @@ impl Kept {
             Content::Exposition(page) => {
                 for family in &page.families {
                     for sample in &family.samples {
+                        check_labels(endpoint, family.name, &sample.labels)?;
                         self.scraped += 1;
                         if self.keeps(endpoint, family.name, sample.suffix) {
                             self.kept += 1;
@@ -244,12 +279,40 @@ impl Kept {
         }
         if endpoint.max_samples > 0 && self.kept > endpoint.max_samples {
             return Err(ScrapeError::SampleLimit {
-                found: self.kept,
                 limit: endpoint.max_samples,
             });
         }
         Ok(())
     }
+}
+
+/// Fails when a sample has more labels than `label_limit`, or a value longer than
+/// `label_value_length_limit` (each `0`: no limit).
+fn check_labels(
+    endpoint: &Endpoint,
+    family: &str,
+    labels: &[(&str, std::borrow::Cow<'_, str>)],
+) -> Result<(), ScrapeError> {
+    let limit = endpoint.label_limit;
+    if limit > 0 && labels.len() > limit {
+        return Err(ScrapeError::LabelLimit {
+            family: family.to_owned(),
+            found: labels.len(),
+            limit,
+        });
+    }
+    let limit = endpoint.label_value_length_limit;
+    if limit > 0
+        && let Some((label, value)) = labels.iter().find(|(_, value)| value.len() > limit)
+    {
+        return Err(ScrapeError::LabelValueLength {
+            family: family.to_owned(),
+            label: (*label).to_owned(),
+            found: value.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// The labels every sample of the target carries: `job`, `instance`, the entry's labels, the

@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::manifests;
+use super::{manifests, regular};
 use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::{ObjectKey, ObjectPipeline};
 
 /// Reads the configured path and works out the events since the previous read.
 pub(super) struct Scanner {
     root: PathBuf,
+    /// The largest file read.
+    max_file_bytes: u64,
     input: String,
     pipeline: Arc<ObjectPipeline>,
     files: BTreeMap<PathBuf, FileState>,
@@ -41,9 +43,15 @@ struct FileState {
 }
 
 impl Scanner {
-    pub(super) fn new(root: PathBuf, input: String, pipeline: Arc<ObjectPipeline>) -> Self {
+    pub(super) fn new(
+        root: PathBuf,
+        max_file_bytes: u64,
+        input: String,
+        pipeline: Arc<ObjectPipeline>,
+    ) -> Self {
         Scanner {
             root,
+            max_file_bytes,
             input,
             pipeline,
             files: BTreeMap::new(),
@@ -119,7 +127,7 @@ impl Scanner {
     }
 
     fn read_file(&mut self, path: PathBuf, now_ms: i64, events: &mut Vec<Event>) {
-        let content = std::fs::read(&path);
+        let content = regular::read(&path, self.max_file_bytes);
         let state = self.files.entry(path.clone()).or_default();
         let parsed = match content {
             Err(e) => Err((ErrorKind::Read, e.to_string())),
@@ -209,7 +217,9 @@ impl Scanner {
     }
 }
 
-/// The manifest files of a directory, sorted by name; not recursive.
+/// The manifest entries of a directory, sorted by name; not recursive. Subdirectories are left
+/// out; every other entry named like a manifest is listed, so that a FIFO, a device or a symlink
+/// loop among them is refused and reported when read, not skipped silently.
 fn list_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -218,7 +228,7 @@ fn list_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-        if manifest && path.is_file() {
+        if manifest && !path.is_dir() {
             paths.push(path);
         }
     }

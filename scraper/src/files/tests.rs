@@ -56,6 +56,7 @@ fn start(path: &Path) -> Running {
     let config = FilesConfig {
         path: path.to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_millis(20)),
+        max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
     let source = FilesSource::new(&config, pipeline());
     let (sender, events) = mpsc::channel(64);
@@ -263,6 +264,7 @@ async fn a_single_file_can_be_the_path() {
     let config = FilesConfig {
         path: path.to_string_lossy().into_owned(),
         interval: ConfigDuration(Duration::from_millis(20)),
+        max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
     let source = FilesSource::new(&config, pipeline());
     assert_eq!(source.input_name(), format!("files:{}", path.display()));

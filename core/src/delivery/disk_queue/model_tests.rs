@@ -3,6 +3,11 @@
 //! model of what the queue promises. After every step both must agree on what is queued, what a
 //! pop returns and what was dropped, and the files must stay within the queue's size bound.
 //!
+//! Foreign state is part of the run: a record damaged on disk (lost alone, the rest of its
+//! segment replayed), junk and a directory named like segments (ignored, never deleted), and an
+//! `ack` file overwritten with 16 random bytes or `u64::MAX` (everything not delivered replayed,
+//! nothing deleted).
+//!
 //! The queue decides when it is full (that depends on segment sizes); the model checks that the
 //! decision was allowed and then follows it. `PROPTEST_CASES` sets the number of runs.
 
@@ -37,6 +42,12 @@ enum Action {
     /// The host crashes in the middle of its last write (the last `bytes` of the newest segment
     /// never reach the disk), and starts again.
     TearLastWrite { bytes: u64 },
+    /// While the host is down, one record not delivered (the `pick`th) is damaged on disk.
+    CorruptRecord { pick: usize },
+    /// While the host is down, `5.seg` (junk) and a directory named like a segment appear.
+    ForeignEntries,
+    /// While the host is down, the `ack` file is overwritten with these bytes.
+    DamageAck { bytes: [u8; 16] },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -46,6 +57,9 @@ fn action() -> impl Strategy<Value = Action> {
         3 => Just(Action::Commit),
         1 => Just(Action::Reopen),
         1 => (1u64..=12).prop_map(|bytes| Action::TearLastWrite { bytes }),
+        1 => any::<usize>().prop_map(|pick| Action::CorruptRecord { pick }),
+        1 => Just(Action::ForeignEntries),
+        1 => prop_oneof![Just([0xff; 16]), any::<[u8; 16]>()].prop_map(|bytes| Action::DamageAck { bytes }),
     ]
 }
 
@@ -93,6 +107,8 @@ struct Model {
     /// write cuts.
     written: Vec<u64>,
     next_id: u64,
+    /// Bytes of records damaged on disk, which may stay there until their segment goes.
+    damaged_bytes: u64,
 }
 
 impl Model {
@@ -177,12 +193,15 @@ impl Subject {
         );
     }
 
-    /// The segment files, by name.
+    /// The segment files, by name (foreign entries left out).
     fn segments(&self) -> Vec<(String, u64)> {
         let mut files: Vec<(String, u64)> = fs::read_dir(self.dir.path())
             .expect("read the queue dir")
             .map(|e| e.expect("dir entry"))
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".seg") && !FOREIGN.contains(&name.as_str())
+            })
             .map(|e| {
                 let len = e.metadata().expect("segment metadata").len();
                 (e.file_name().to_string_lossy().into_owned(), len)
@@ -210,6 +229,41 @@ impl Subject {
             .and_then(|f| f.set_len(len.saturating_sub(bytes)))
             .expect("tear the segment");
         true
+    }
+}
+
+/// The foreign entries [`Action::ForeignEntries`] puts in the queue's directory.
+const FOREIGN: [&str; 2] = ["5.seg", "10000000000000000099.seg"];
+
+impl Subject {
+    /// Damages the record of batch `id` on disk (its checksum); whether it was found.
+    fn corrupt(&self, id: u64) -> bool {
+        for (name, _) in self.segments() {
+            let path = self.dir.path().join(&name);
+            let mut bytes = fs::read(&path).expect("read a segment");
+            let mut at = 0;
+            while at < bytes.len() {
+                let Some(meta) = super::segment::check(&bytes[at..]) else {
+                    at += 1;
+                    continue;
+                };
+                let payload = &bytes[at + super::segment::HEADER..at + meta.size() as usize];
+                let batch = Batch::decode(payload).expect("a checked record decodes");
+                if identify(&batch).0 == id {
+                    bytes[at + 4] ^= 0xff;
+                    fs::write(&path, &bytes).expect("write the segment back");
+                    return true;
+                }
+                at += meta.size() as usize;
+            }
+        }
+        false
+    }
+
+    /// Puts the [`FOREIGN`] entries in the queue's directory.
+    fn add_foreign_entries(&self) {
+        fs::write(self.dir.path().join(FOREIGN[0]), b"junk").expect("write junk");
+        let _ = fs::create_dir(self.dir.path().join(FOREIGN[1]));
     }
 }
 
@@ -257,6 +311,7 @@ fn run(setup: Setup, actions: &[Action]) {
         let metrics = &subject.metrics;
         let dropped_before = metrics.dropped_queue_full.get();
         let corrupt_before = metrics.queue_corrupt_records.get();
+        let corrupt_samples_before = metrics.dropped_corrupt.get();
         match *action {
             Action::Push { samples, padding } => {
                 let id = model.next_id;
@@ -352,9 +407,77 @@ fn run(setup: Setup, actions: &[Action]) {
                     );
                 }
             }
+            Action::CorruptRecord { pick } => {
+                model.crash();
+                // Not the newest record, which is what a later torn write would cut.
+                let last = model.written.last().copied();
+                let candidates: Vec<Entry> = model
+                    .unread
+                    .iter()
+                    .filter(|e| Some(e.id) != last)
+                    .copied()
+                    .collect();
+                let target = (!candidates.is_empty()).then(|| candidates[pick % candidates.len()]);
+                if let Some(entry) = target {
+                    assert!(
+                        subject.corrupt(entry.id),
+                        "step {step}: record {entry:?} is on disk"
+                    );
+                    // It stays in `written`: its place on disk (a hole now) is what a torn write
+                    // cuts when it is the newest.
+                    model.remove(entry.id);
+                    model.damaged_bytes += entry.size;
+                }
+                subject.reopen();
+                let lost = target.map_or(0, |e| u64::from(e.samples));
+                assert_eq!(
+                    subject.metrics.queue_corrupt_records.get() - corrupt_before,
+                    u64::from(target.is_some()),
+                    "step {step}: a damaged record is counted once"
+                );
+                assert_eq!(
+                    subject.metrics.dropped_corrupt.get() - corrupt_samples_before,
+                    lost,
+                    "step {step}: its samples are counted as dropped (corrupt)"
+                );
+            }
+            Action::ForeignEntries => {
+                subject.add_foreign_entries();
+                subject.reopen();
+                model.crash();
+            }
+            Action::DamageAck { bytes } => {
+                fs::write(subject.dir.path().join("ack"), bytes).expect("write the ack");
+                subject.reopen();
+                model.crash();
+                // Nothing tells what was delivered any more: all that is on disk comes back, in
+                // order; it must hold everything not delivered.
+                let mut replayed = Vec::new();
+                while let Some(batch) = subject.queue().pop(Some(Instant::now())) {
+                    replayed.push(identify(&batch).0);
+                }
+                subject.queue().commit();
+                assert!(
+                    replayed.windows(2).all(|w| w[0] < w[1]),
+                    "step {step}: replayed in order: {replayed:?}"
+                );
+                let mut left = replayed.iter();
+                for entry in &model.unread {
+                    assert!(
+                        left.any(|id| *id == entry.id),
+                        "step {step}: batch {} not delivered was lost: {replayed:?}",
+                        entry.id
+                    );
+                }
+                model.unread.clear();
+            }
         }
         let metrics = &subject.metrics;
-        if !matches!(action, Action::TearLastWrite { .. }) {
+        if !matches!(
+            action,
+            // A damaged ack replays delivered records too, torn ones among them.
+            Action::TearLastWrite { .. } | Action::CorruptRecord { .. } | Action::DamageAck { .. }
+        ) {
             assert_eq!(
                 metrics.queue_corrupt_records.get(),
                 corrupt_before,
@@ -380,7 +503,8 @@ fn run(setup: Setup, actions: &[Action]) {
         // replayed from out of order.
         let not_delivered: u64 = model.not_delivered().map(|e| e.size).sum();
         let scattered = model.in_flight.len() + model.unread.iter().filter(|e| e.replayed).count();
-        let slack = (2 + scattered as u64) * (setup.limits.segment_bytes + max_record);
+        let slack = (2 + scattered as u64) * (setup.limits.segment_bytes + max_record)
+            + model.damaged_bytes;
         let disk = subject.disk_bytes();
         assert!(
             disk >= not_delivered && disk - not_delivered <= slack,
@@ -398,6 +522,8 @@ fn run(setup: Setup, actions: &[Action]) {
     let expected: Vec<u64> = model.unread.iter().map(|e| e.id).collect();
     assert_eq!(replayed, expected, "what a restart replays");
     assert_no_stray_files(subject.dir.path());
+    let added = actions.iter().any(|a| matches!(a, Action::ForeignEntries));
+    assert_foreign_entries_kept(subject.dir.path(), added);
 }
 
 /// The record of `batch`, to know its size.
@@ -411,6 +537,13 @@ fn assert_no_stray_files(dir: &Path) {
         let name = entry.expect("dir entry").file_name();
         let name = name.to_string_lossy();
         assert!(name.ends_with(".seg") || name == "ack", "stray file {name}");
+    }
+}
+
+/// The foreign entries, if they were put there, are still there: never deleted.
+fn assert_foreign_entries_kept(dir: &Path, added: bool) {
+    for name in FOREIGN {
+        assert_eq!(dir.join(name).exists(), added, "{name}");
     }
 }
 

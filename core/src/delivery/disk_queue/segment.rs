@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use periscope_plugin_api::Batch;
 use periscope_plugin_api::codec::DecodeError;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::telemetry::ExporterMetrics;
 
@@ -122,12 +122,31 @@ pub(super) fn path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.seg"))
 }
 
-/// The numbers of the segments in `dir`, oldest first.
+/// The numbers of the segments in `dir`, oldest first. Only regular files named exactly as
+/// [`path`] names them count; anything else ending in `.seg` (`5.seg`, a directory) is foreign:
+/// warned about, left alone, never read or deleted.
 pub(super) fn list(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut numbers: Vec<u64> = fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
-        .collect();
+    let mut numbers = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        let number = stem
+            .parse::<u64>()
+            .ok()
+            .filter(|n| format!("{n:020}") == stem);
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        match number {
+            Some(number) if regular => numbers.push(number),
+            _ => warn!(
+                entry = %entry.path().display(),
+                "a foreign entry in the disk queue directory (not a segment file this queue \
+                 wrote); ignored"
+            ),
+        }
+    }
     numbers.sort_unstable();
     Ok(numbers)
 }
@@ -171,8 +190,11 @@ pub(super) struct Scan {
     pub records: Vec<Located>,
 }
 
-/// Checks the records of segment `number` from `start` and cuts the file after the last valid
-/// one (a torn or corrupt record ends the segment: logged and counted, never a crash).
+/// Checks the records of segment `number` from `start`. A corrupt record is skipped: the scan
+/// resynchronises at the next valid record, so one bad record loses only itself. A torn or
+/// corrupt tail (no valid record after it) is cut off the file. Each loss is logged and counted
+/// (`queue_corrupt_records`, and the samples its header still tells as `dropped{corrupt}`);
+/// never a crash.
 pub(super) fn scan(
     dir: &Path,
     number: u64,
@@ -186,25 +208,61 @@ pub(super) fn scan(
         .min(bytes.len());
     let mut records = Vec::new();
     while at < bytes.len() {
-        match check(&bytes[at..]) {
-            Some(meta) => {
-                records.push(Located {
-                    at: Position {
-                        segment: number,
-                        offset: at as u64,
-                    },
-                    meta,
-                });
-                at += HEADER + meta.payload as usize;
+        if let Some(meta) = check(&bytes[at..]) {
+            records.push(Located {
+                at: Position {
+                    segment: number,
+                    offset: at as u64,
+                },
+                meta,
+            });
+            at += HEADER + meta.payload as usize;
+            continue;
+        }
+        if let Some(size) = hole(&bytes[at..]) {
+            // Left by an earlier scan (below): counted then already.
+            at += size;
+            continue;
+        }
+        if torn_hole(&bytes[at..]) {
+            // The end of a hole lost in a crash: nothing that was not counted already.
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(at as u64)?;
+            break;
+        }
+        let next = (at + 1..bytes.len())
+            .find(|&o| check(&bytes[o..]).is_some() || hole(&bytes[o..]).is_some());
+        let lost = &bytes[at..next.unwrap_or(bytes.len())];
+        metrics.queue_corrupt_records.inc();
+        let samples = lost_samples(lost, next.is_none());
+        metrics.dropped_corrupt.inc_by(u64::from(samples));
+        match next {
+            Some(next) => {
+                error!(
+                    segment = %path.display(),
+                    offset = at,
+                    lost_bytes = next - at,
+                    "disk queue record is corrupt; skipped to the next valid record"
+                );
+                // Overwritten with a hole, so that the next start skips it without counting it
+                // again.
+                if let Some(hole) = hole_bytes(next - at) {
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&path)?
+                        .write_all_at(&hole, at as u64)?;
+                }
+                at = next;
             }
             None => {
                 error!(
                     segment = %path.display(),
                     offset = at,
                     lost_bytes = bytes.len() - at,
-                    "disk queue segment is torn or corrupt here; cutting it and going on"
+                    "disk queue segment is torn or corrupt from here to its end; cut off"
                 );
-                metrics.queue_corrupt_records.inc();
                 OpenOptions::new()
                     .write(true)
                     .open(&path)?
@@ -219,8 +277,54 @@ pub(super) fn scan(
     })
 }
 
+/// The sample-count field of a hole: no record says it has this many samples and a zeroed payload.
+const HOLE: [u8; 4] = *b"HOLE";
+
+/// A hole of `size` bytes: a header marked [`HOLE`] with the checksum of a zeroed payload, then
+/// the zeroed payload. `None` when `size` cannot hold a header.
+fn hole_bytes(size: usize) -> Option<Vec<u8>> {
+    let payload = u32::try_from(size.checked_sub(HEADER)?).ok()?;
+    let mut bytes = vec![0u8; size];
+    bytes[0..4].copy_from_slice(&payload.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[HEADER..]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    bytes[8..12].copy_from_slice(&HOLE);
+    Some(bytes)
+}
+
+/// The size of the hole at the start of `bytes`, if there is one (see [`hole_bytes`]).
+fn hole(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..HEADER)?;
+    let payload = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let body = bytes.get(HEADER..HEADER.checked_add(payload)?)?;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    (header[8..12] == HOLE && body.iter().all(|b| *b == 0) && crc32fast::hash(body) == crc)
+        .then_some(HEADER + payload)
+}
+
+/// Whether `tail` (the rest of a segment) is a hole cut short: its header, then zeros up to the end.
+fn torn_hole(tail: &[u8]) -> bool {
+    tail.get(8..HEADER).is_some_and(|marker| marker == HOLE)
+        && tail[HEADER..].iter().all(|b| *b == 0)
+}
+
+/// The samples of the one record that `lost` (bytes between two valid records, or up to a
+/// segment's end: a `tail`) held, when its header is whole and its length fits what was lost: a
+/// damaged payload, or a torn write at the tail. 0 when the header itself is damaged (nothing
+/// trustworthy to count).
+fn lost_samples(lost: &[u8], tail: bool) -> u32 {
+    let Some(header) = lost.get(..HEADER) else {
+        return 0;
+    };
+    let word =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let size = HEADER as u64 + u64::from(word(0));
+    let fits = size == lost.len() as u64 || (tail && size > lost.len() as u64);
+    if fits { word(8) } else { 0 }
+}
+
 /// The record at the start of `bytes`, if it is whole and valid.
-fn check(bytes: &[u8]) -> Option<RecordMeta> {
+pub(super) fn check(bytes: &[u8]) -> Option<RecordMeta> {
     let header = bytes.get(..HEADER)?;
     let payload = u32::from_le_bytes(header[0..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);

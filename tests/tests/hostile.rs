@@ -1,0 +1,439 @@
+//! Hostile-but-fair input, each case against the real host process and real files, each bounded
+//! in time: what an operator or a peer can send must give a clear error, a count, or be cut — never
+//! a panic, a silent stop or unbounded memory.
+//!
+//! Every case that runs a host records the host's peak resident memory (`VmHWM`) in its output
+//! (`cargo test -p periscope-tests --test hostile -- --nocapture`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{demo_config, write_configmap};
+use periscope_tests::{Host, periscope, plugin_dir, wait_until};
+
+/// The peak resident memory of process `pid` in KiB (`VmHWM` of `/proc/<pid>/status`).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Prints and returns the host's peak RSS, for the suite's table.
+fn report_peak_rss(case: &str, host: &Host) -> u64 {
+    let kib = host.pid().and_then(peak_rss_kib).unwrap_or(0);
+    println!("peak RSS of the host, {case}: {kib} KiB");
+    kib
+}
+
+/// Writes `config` as `bad.toml` next to a plugin directory and runs `periscope check` on it; it
+/// must exit 1. Its error lines (those starting with the file name).
+fn check_refuses(config: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        config.replace("{listen}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let (status, _, stderr) = periscope(&["check", "--config", "bad.toml"], dir.path());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "`periscope check` must exit 1:\n{stderr}"
+    );
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("bad.toml:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn file_exporter(extra: &str) -> String {
+    format!(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = {{ path = \"out.ndjson\" }}\n{extra}\n"
+    )
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}
+
+#[test]
+fn durations_out_of_range_are_refused_with_their_position() {
+    let cases = [
+        (
+            "flush_interval = \"50ms\"",
+            "flush_interval = \"0s\"",
+            "host.flush_interval",
+        ),
+        (
+            "flush_interval = \"50ms\"",
+            "flush_interval = \"1ns\"",
+            "host.flush_interval",
+        ),
+        (
+            "shutdown_timeout = \"5s\"",
+            "shutdown_timeout = \"400000000000y\"",
+            "host.shutdown_timeout",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let config = demo_config(&file_exporter("")).replace(from, to);
+        let line = line_of(&config, to);
+        let errors = check_refuses(&config);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("bad.toml:{line}:1: `{key}`: "))
+                    && e.contains("is out of range")),
+            "{to}: {errors:?}"
+        );
+    }
+    let config = demo_config(&file_exporter("batch = { max_wait = \"400000000000y\" }"));
+    let line = line_of(&config, "max_wait");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e.starts_with(&format!(
+            "bad.toml:{line}:11: `exporters[0].batch.max_wait`: "
+        ))),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_files_path_that_is_a_device_is_refused_by_check() {
+    let config =
+        demo_config(&file_exporter("")).replace("path = \"manifests\"", "path = \"/dev/zero\"");
+    let line = line_of(&config, "/dev/zero");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e
+            .starts_with(&format!("bad.toml:{line}:1: `sources.files[0].path`: "))
+            && e.contains("neither a regular file nor a directory")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn devices_fifos_symlink_loops_and_oversized_files_in_a_directory_are_counted_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let manifests = dir.path().join("manifests");
+    std::os::unix::fs::symlink("/dev/zero", manifests.join("zero.yaml")).unwrap();
+    let fifo = manifests.join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink(manifests.join("b.yaml"), manifests.join("a.yaml")).unwrap();
+    std::os::unix::fs::symlink(manifests.join("a.yaml"), manifests.join("b.yaml")).unwrap();
+    std::fs::write(manifests.join("big.yaml"), "#".repeat(4096)).unwrap();
+    let config = demo_config(&file_exporter("")).replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nmax_file_bytes = \"1KiB\"",
+    );
+
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let errors = "periscope_input_errors_total{input=\"files:manifests\",kind=\"read\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(errors) >= 5.0),
+        "five refused entries (zero, fifo, a, b, big) are counted: {}\n{}",
+        host.metric(errors),
+        host.log()
+    );
+    // Reported once each, not at every read.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(host.metric(errors), 5.0, "{}", host.log());
+    let log = host.log();
+    for expected in [
+        "a character device",
+        "a FIFO",
+        "larger than `max_file_bytes`",
+    ] {
+        assert!(log.contains(expected), "{expected}:\n{log}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "the good manifest is still exported:\n{}",
+        host.log()
+    );
+    let rss = report_peak_rss("refused entries in a files directory", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    let started = Instant::now();
+    let status = host.stop();
+    assert!(status.success(), "{status}\n{}", host.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_disk_queue_with_foreign_entries_and_a_random_ack_starts_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(queue.join("00000000000000000099.seg")).unwrap();
+    std::fs::write(queue.join("5.seg"), b"junk").unwrap();
+    std::fs::write(
+        queue.join("ack"),
+        [
+            0x5a, 0x17, 0xc3, 0x88, 0x01, 0xfe, 0x42, 0x9d, 0x33, 0x10, 0xaa, 0x07, 0x6b, 0xe4,
+            0x29, 0xd1,
+        ],
+    )
+    .unwrap();
+    let config = demo_config(&file_exporter(
+        "queue = { type = \"disk\", path = \"queue\", fsync = \"always\" }",
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "delivered through the queue:\n{}",
+        host.log()
+    );
+    let log = host.log();
+    assert!(
+        log.contains("a foreign entry in the disk queue directory"),
+        "{log}"
+    );
+    assert!(log.contains("names no segment present"), "{log}");
+    report_peak_rss("foreign entries and a random ack in the disk queue", &host);
+    assert!(host.stop().success(), "{}", host.log());
+    // Foreign entries are left alone.
+    assert!(queue.join("5.seg").is_file());
+    assert!(queue.join("00000000000000000099.seg").is_dir());
+}
+
+#[test]
+fn a_world_writable_plugin_directory_and_non_elf_plugins_are_refused_with_a_reason() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let config = demo_config(&file_exporter(""));
+    let line = line_of(&config, "plugin = \"file\"");
+    type Spoil = fn(&std::path::Path);
+    let cases: [(&str, Spoil); 3] = [
+        (
+            "the plugin directory is group- or world-writable",
+            |plugins| {
+                std::fs::set_permissions(plugins, std::fs::Permissions::from_mode(0o777)).unwrap();
+            },
+        ),
+        ("the file is empty, not an ELF shared library", |plugins| {
+            std::fs::write(plugins.join("libperiscope_exporter_file.so"), b"").unwrap();
+        }),
+        ("not an ELF shared library (no ELF header)", |plugins| {
+            std::fs::write(
+                plugins.join("libperiscope_exporter_file.so"),
+                b"#!/bin/sh\n",
+            )
+            .unwrap();
+        }),
+    ];
+    for (expected, spoil) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = plugin_dir(&dir.path().join("plugins"), &["file"]);
+        spoil(&plugins);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            config.replace("{listen}", "127.0.0.1:1"),
+        )
+        .unwrap();
+        let (status, _, stderr) = periscope(&["check", "--config", "bad.toml"], dir.path());
+        assert_eq!(status.code(), Some(1), "{expected}:\n{stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("bad.toml:{line}:")) && l.contains(expected)),
+            "{expected}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn clients_that_connect_and_never_read_are_capped_and_counted() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let port = periscope_tests::free_port();
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{port}\" }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let page = format!("http://127.0.0.1:{port}/metrics");
+    assert!(
+        wait_until(Duration::from_secs(10), || periscope_tests::http_get(&page)
+            .is_ok_and(|(_, body)| body.contains("demo_value"))),
+        "the page is served:\n{}",
+        host.log()
+    );
+    // 200 clients ask for the page and never read it.
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = stream.write_all(request.as_bytes());
+        clients.push(stream);
+    }
+    // Those over the cap are closed by the server at once: they read an end of stream.
+    let closed = clients
+        .iter()
+        .filter(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            let mut reader: &std::net::TcpStream = stream;
+            match reader.read(&mut byte) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(closed >= 200 - 32, "{closed} of 200 closed");
+    let rss = report_peak_rss("200 clients that never read the Prometheus page", &host);
+    drop(clients);
+    let dropped = "periscope_prometheus_exporter_connections_dropped_total{reason=\"over_limit\"}";
+    let mut body = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            body = periscope_tests::http_get(&page)
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            periscope_tests::metric_value(&body, dropped).is_some_and(|v| v >= 168.0)
+        }),
+        "counted in the exporter's own stats:\n{body}"
+    );
+    assert!(rss < 300 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn check_asks_the_plugin_what_new_would_refuse() {
+    let config = demo_config(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = { path = \"out.ndjson\", max_bytes = 0 }\n",
+    );
+    let line = line_of(&config, "max_bytes = 0");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e.starts_with(&format!(
+            "bad.toml:{line}:33: `exporters[0].config.max_bytes`: plugin `file` refuses its config:"
+        ))),
+        "{errors:?}"
+    );
+}
+
+/// Serves `body` as a Prometheus text page to every connection on a free port, until the test
+/// ends; the port.
+fn serve_page(body: Vec<u8>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    // One million series, about 40 MB.
+    let mut page = String::from("# TYPE big gauge\n");
+    for i in 0..1_000_000 {
+        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
+    }
+    let port = serve_page(page.into_bytes());
+    let config = demo_config(&file_exporter("")).replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
+             interval = \"2s\"\ntimeout = \"2s\"\nmax_samples = 1000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+        ),
+    );
+    let mut host = Host::start(dir.path(), &config);
+    assert!(
+        wait_until(Duration::from_secs(20), || host
+            .log()
+            .contains("more samples than max_samples (1000)")),
+        "the page is refused:\n{}",
+        host.log()
+    );
+    let rss = report_peak_rss("a 1M-series page against max_samples = 1000", &host);
+    assert!(rss < 400 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
+    let mut many = String::from("m{");
+    for i in 0..100_000 {
+        many.push_str(&format!("l{i}=\"v\","));
+    }
+    many.push_str("} 1\n");
+    let long = format!("m{{l=\"{}\"}} 1\n", "x".repeat(15 << 20));
+    for (page, expected) in [
+        (many, "100000 labels, more than label_limit (64)"),
+        (long, "more than label_value_length_limit (4096)"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        plugin_dir(&dir.path().join("plugins"), &["file"]);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let port = serve_page(page.into_bytes());
+        let config = demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"labels\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
+                 interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+            ),
+        );
+        let mut host = Host::start(dir.path(), &config);
+        assert!(
+            wait_until(Duration::from_secs(20), || host.log().contains(expected)),
+            "{expected}:\n{}",
+            host.log()
+        );
+        report_peak_rss(expected, &host);
+        assert!(host.stop().success(), "{}", host.log());
+    }
+}
