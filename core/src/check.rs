@@ -184,7 +184,7 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         };
         if let Err(refusal) = plugin.check_config(&config_text) {
             // At the key the plugin names, when the file has it (not for a missing key); else at
-            // the table.
+            // the table; else (no `config` table at all) at the plugin's name.
             let table_key = format!("exporters[{i}].config");
             let key = if refusal.key.is_empty() {
                 table_key
@@ -192,7 +192,8 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
                 format!("{table_key}.{}", refusal.key)
             };
             let span = periscope_plugin_api::config::key_span(&text.text, &key)
-                .unwrap_or_else(|| exporter.config.span());
+                .or_else(|| Some(exporter.config.span()).filter(|span| span.end > 0))
+                .unwrap_or_else(|| exporter.plugin.span());
             problems.push(text.problem(
                 key,
                 Some(span),

@@ -437,3 +437,33 @@ fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
         assert!(host.stop().success(), "{}", host.log());
     }
 }
+
+#[test]
+fn the_remaining_config_errors_carry_a_position() {
+    let config = demo_config(
+        "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nqueue = { type = \"memory\", capacity = 0 }\n",
+    );
+    let plugin = line_of(&config, "plugin = \"file\"");
+    let capacity = line_of(&config, "capacity = 0");
+    let errors = check_refuses(&config);
+    for expected in [
+        format!(
+            "bad.toml:{plugin}:10: `exporters[0].config`: plugin `file` refuses its config: missing field `path`"
+        ),
+        format!("bad.toml:{capacity}:28: `exporters[0].queue.capacity`: 0 is out of range"),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&expected)),
+            "{expected}\n{errors:?}"
+        );
+    }
+    let config = demo_config(&file_exporter("")).replace("path = \"manifests\"\n", "");
+    let line = line_of(&config, "[[sources.files]]");
+    let errors = check_refuses(&config);
+    assert!(
+        errors.iter().any(|e| e.starts_with(&format!(
+            "bad.toml:{line}:1: `sources.files[0]`: missing field `path`"
+        ))),
+        "{errors:?}"
+    );
+}
