@@ -327,7 +327,7 @@ impl DiskQueue {
                 Ok(Append::Done) => return,
                 Ok(Append::Full(back)) => record = back,
                 Err(e) => {
-                    error!(dir = %self.dir.display(), "disk queue write task failed, batch dropped: {e}");
+                    error!(dir = %self.dir.display(), error = %e, "disk queue write task failed, batch dropped");
                     self.metrics
                         .dropped_write_failed
                         .inc_by(batch.sample_count() as u64);
@@ -353,7 +353,7 @@ impl DiskQueue {
             Err(e) => {
                 // A full or broken disk: the batch cannot be kept. Count it rather than lose it
                 // silently.
-                error!(dir = %self.dir.display(), "disk queue write failed, batch dropped: {e}");
+                error!(dir = %self.dir.display(), error = %e, "disk queue write failed, batch dropped");
                 self.metrics
                     .dropped_write_failed
                     .inc_by(u64::from(meta.samples));
@@ -522,7 +522,7 @@ impl DiskQueue {
             return;
         }
         if let Err(e) = state.ack.store(&self.dir, self.sync) {
-            error!(dir = %self.dir.display(), "cannot record delivery in the disk queue (batches may be replayed): {e}");
+            error!(dir = %self.dir.display(), error = %e, "cannot record delivery in the disk queue (batches may be replayed)");
         }
         let keep_from = state.ack.position().segment;
         let pinned: BTreeSet<u64> = state.ack.pending().iter().map(|r| r.at.segment).collect();
@@ -534,7 +534,7 @@ impl DiskQueue {
         for segment in freed {
             state.bytes = state.bytes.saturating_sub(segment.size);
             if let Err(e) = fs::remove_file(segment::path(&self.dir, segment.number)) {
-                error!(dir = %self.dir.display(), segment = segment.number, "cannot delete a delivered disk queue segment: {e}");
+                error!(dir = %self.dir.display(), segment = segment.number, error = %e, "cannot delete a delivered disk queue segment");
             }
         }
         self.not_full.notify_one();
