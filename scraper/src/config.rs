@@ -528,6 +528,18 @@ fn default_max_file_bytes() -> ByteSize {
     ByteSize(16 << 20)
 }
 
+/// The `[[resources]]` entries of a config text, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_resources(text: &str) -> Vec<ResourceConfig> {
+    #[derive(Deserialize)]
+    struct Doc {
+        resources: Vec<ResourceConfig>,
+    }
+    periscope_plugin_api::config::parse::<Doc>(text)
+        .expect("a valid test config")
+        .resources
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

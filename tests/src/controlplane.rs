@@ -570,3 +570,45 @@ pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
         .unwrap_or_else(|e| panic!("load kubeconfig {}: {e}", kubeconfig.display()));
     kube::Client::try_from(config).expect("build a kube client")
 }
+
+/// Creates every object of a multi-document YAML text, such as what `periscope rbac` prints.
+pub async fn create_all(client: &kube::Client, yaml: &str) {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    for document in yaml.split("\n---\n") {
+        let object: DynamicObject = serde_yaml_ng::from_str(document).expect("a YAML object");
+        let types = object.types.clone().expect("apiVersion and kind");
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create an object");
+    }
+}
+
+/// A token for ServiceAccount `namespace/name` from the TokenRequest API.
+pub async fn service_account_token(client: &kube::Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(
+            name,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec::default()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("token request")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token")
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::demo_config;
+use common::{demo_config, line_of};
 use periscope_tests::{periscope, plugin_dir};
 
 /// Writes `config` as `bad.toml` and runs `periscope check` and `periscope run` on it; both must
@@ -34,14 +34,6 @@ fn both_refuse(config: &str) -> [String; 2] {
 
 fn file_exporter() -> &'static str {
     "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = { path = \"out.ndjson\" }\n"
-}
-
-/// The 1-based line of the first occurrence of `needle` in `text`.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle in config")
-        + 1
 }
 
 #[test]

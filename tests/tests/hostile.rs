@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{demo_config, write_configmap};
+use common::{demo_config, line_of, write_configmap};
 use periscope_tests::{Host, periscope, plugin_dir, wait_until};
 
 /// The peak resident memory of process `pid` in KiB (`VmHWM` of `/proc/<pid>/status`).
@@ -56,14 +56,6 @@ fn file_exporter(extra: &str) -> String {
     format!(
         "[[exporters]]\nname = \"files\"\nplugin = \"file\"\nconfig = {{ path = \"out.ndjson\" }}\n{extra}\n"
     )
-}
-
-/// The 1-based line of the first occurrence of `needle` in `text`.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle in config")
-        + 1
 }
 
 #[test]

@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use periscope_tests::controlplane::{ControlPlane, kube_client};
+use kube::api::{Api, PostParams};
+use periscope_tests::controlplane::{ControlPlane, create_all, kube_client, service_account_token};
 use periscope_tests::{free_port, http_get, periscope, repo_root, wait_until};
 
 /// `buildah` with the storage driver that works without overlay support.
@@ -183,43 +182,10 @@ fn meta(name: &str) -> ObjectMeta {
     }
 }
 
-/// Creates every object of a multi-document YAML text (what `periscope rbac` prints).
-async fn create_all(client: &kube::Client, yaml: &str) {
-    for document in yaml.split("\n---\n") {
-        let object: DynamicObject = serde_yaml_ng::from_str(document).expect("rbac YAML");
-        let types = object.types.clone().expect("apiVersion and kind");
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
-        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        api.create(&PostParams::default(), &object)
-            .await
-            .expect("create an rbac object");
-    }
-}
-
 /// Writes what kubelet mounts for a pod of ServiceAccount `monitoring/periscope`: a token from
 /// the TokenRequest API, the apiserver's CA and the namespace.
 async fn service_account_volume(cp: &ControlPlane, admin: &kube::Client, dir: &Path) {
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), "monitoring")
-        .create_token_request(
-            "periscope",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec::default()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("token request")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = service_account_token(admin, "monitoring", "periscope").await;
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("token"), token).unwrap();
     std::fs::write(dir.join("ca.crt"), cp.ca_pem()).unwrap();

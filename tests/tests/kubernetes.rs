@@ -7,12 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::controlplane::{ControlPlane, create_all, kube_client, service_account_token};
 use periscope_tests::proxy::TcpProxy;
 use periscope_tests::{
     Host, StateSample, http_get, ndjson_state, periscope, plugin_dir, read_ndjson, wait_until,
@@ -429,36 +428,8 @@ async fn the_service_account_from_periscope_rbac_watches_everything_configured_a
         dir.path(),
     );
     assert!(status.success(), "{stderr}");
-    for document in yaml.split("\n---\n") {
-        let object: DynamicObject = serde_yaml_ng::from_str(document).expect("rbac YAML");
-        let types = object.types.clone().expect("apiVersion and kind");
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
-        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
-            Some(ns) => Api::namespaced_with(admin.clone(), ns, &resource),
-            None => Api::all_with(admin.clone(), &resource),
-        };
-        api.create(&PostParams::default(), &object)
-            .await
-            .expect("apply rbac object");
-    }
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), "monitoring")
-        .create_token_request(
-            "periscope",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec::default()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("token request")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    create_all(&admin, &yaml).await;
+    let token = service_account_token(&admin, "monitoring", "periscope").await;
     let kubeconfig = dir.path().join("periscope.kubeconfig");
     cp.token_kubeconfig(&token, &kubeconfig);
 

@@ -91,19 +91,10 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
 
     use super::*;
 
-    fn resources(text: &str) -> Vec<ResourceConfig> {
-        #[derive(Deserialize)]
-        struct Doc {
-            resources: Vec<ResourceConfig>,
-        }
-        periscope_plugin_api::config::parse::<Doc>(text)
-            .expect("valid config")
-            .resources
-    }
+    use crate::config::test_resources as resources;
 
     #[test]
     fn watch_targets_group_entries_by_kind_and_split_namespaces() {

@@ -1,19 +1,9 @@
 use periscope_plugin_api::batch::{FamilyKind, SourceKind, Suffix, Update};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::*;
 
-#[derive(Deserialize)]
-struct Config {
-    resources: Vec<ResourceConfig>,
-}
-
-fn resources(text: &str) -> Vec<ResourceConfig> {
-    periscope_plugin_api::config::parse::<Config>(text)
-        .unwrap()
-        .resources
-}
+use crate::config::test_resources as resources;
 
 /// The key of a test object, which has one.
 pub(super) fn key(object: &Value) -> ObjectKey {

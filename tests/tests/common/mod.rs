@@ -70,3 +70,11 @@ pub fn distinct_in_order(values: &[f64]) -> Vec<f64> {
     }
     out
 }
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}

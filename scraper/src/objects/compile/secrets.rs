@@ -59,7 +59,6 @@ fn reaches_secret_data(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
 
     use super::*;
     use crate::objects::ObjectPipeline;
@@ -80,15 +79,7 @@ mod tests {
         }
     }
 
-    fn resources(text: &str) -> Vec<ResourceConfig> {
-        #[derive(Deserialize)]
-        struct Doc {
-            resources: Vec<ResourceConfig>,
-        }
-        periscope_plugin_api::config::parse::<Doc>(text)
-            .expect("valid config")
-            .resources
-    }
+    use crate::config::test_resources as resources;
 
     /// The keys of the errors compiling `text` gives under `secrets`.
     fn refused(text: &str, secrets: Secrets) -> Vec<String> {

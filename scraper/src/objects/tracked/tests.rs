@@ -3,24 +3,13 @@
 use std::collections::BTreeMap;
 
 use periscope_plugin_api::batch::{FamilyKind, SourceKind, Update};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
 use crate::objects::tests::{apply_at, key};
 use crate::objects::{CompileError, ObjectPipeline, Secrets};
 
-#[derive(Deserialize)]
-struct Config {
-    resources: Vec<ResourceConfig>,
-}
-
-fn resources(text: &str) -> Vec<ResourceConfig> {
-    periscope_plugin_api::config::parse::<Config>(text)
-        .unwrap()
-        .resources
-}
+use crate::config::test_resources as resources;
 
 const VMI: &str = r#"
 [[resources]]
