@@ -191,7 +191,8 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             } else {
                 format!("{table_key}.{}", refusal.key)
             };
-            let span = periscope_plugin_api::config::key_span(&text.text, &key)
+            let span = text
+                .key_span(&key)
                 .or_else(|| Some(exporter.config.span()).filter(|span| span.end > 0))
                 .unwrap_or_else(|| exporter.plugin.span());
             problems.push(text.problem(

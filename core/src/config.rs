@@ -4,12 +4,13 @@
 //! (paths in `[[resources]]`, plugins on disk) happen in [`crate::check`], which reports through the
 //! same [`ConfigErrors`] so every mistake reads the same way.
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+mod files;
 
-use periscope_plugin_api::config::{ByteSize, ConfigError, Duration, line_column};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use files::{ConfigErrors, ConfigFile, ConfigText, Problem};
+use periscope_plugin_api::config::{ByteSize, Duration};
 use periscope_scraper::config::{EndpointConfig, FilesConfig, ResourceConfig};
 use periscope_scraper::kube::KubernetesConfig;
 use serde::Deserialize;
@@ -283,141 +284,6 @@ fn empty_table() -> Spanned<toml::Table> {
     Spanned::new(0..0, toml::Table::new())
 }
 
-/// One problem in a config file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The dotted key (`exporters[1].plugin`), empty when the problem is not about one key.
-    pub key: String,
-    /// 1-based line, 0 when unknown.
-    pub line: usize,
-    /// 1-based column, 0 when unknown.
-    pub column: usize,
-    /// What is wrong and, where it helps, what to do.
-    pub message: String,
-}
-
-/// Every problem found in one config file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors {
-    /// The file, as given on the command line (or [`EMBEDDED_DEFAULT_NAME`]).
-    pub file: String,
-    /// The problems, in file order.
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", self.file)?;
-            if p.line > 0 {
-                write!(f, ":{}:{}", p.line, p.column)?;
-            }
-            if !p.key.is_empty() {
-                write!(f, ": `{}`", p.key)?;
-            }
-            write!(f, ": {}", p.message)?;
-        }
-        Ok(())
-    }
-}
-
-/// The text of a config file with its name, to turn byte spans into positions.
-#[derive(Debug, Clone)]
-pub struct ConfigText {
-    /// The file name as the user gave it.
-    pub file: String,
-    /// The whole text.
-    pub text: String,
-}
-
-impl ConfigText {
-    /// Reads `path`.
-    pub fn read(path: &Path) -> Result<ConfigText, ConfigErrors> {
-        let file = path.display().to_string();
-        let error = |line, column, message| ConfigErrors {
-            file: file.clone(),
-            problems: vec![Problem {
-                key: String::new(),
-                line,
-                column,
-                message,
-            }],
-        };
-        let bytes = std::fs::read(path)
-            .map_err(|e| error(0, 0, format!("cannot read the config file: {e}")))?;
-        match String::from_utf8(bytes) {
-            Ok(text) => Ok(ConfigText { file, text }),
-            Err(e) => {
-                // At the first byte that is not UTF-8.
-                let valid = e.utf8_error().valid_up_to();
-                let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-                let (line, column) = line_column(&prefix, valid);
-                Err(error(
-                    line,
-                    column,
-                    "the config file is not UTF-8 text".to_owned(),
-                ))
-            }
-        }
-    }
-
-    /// The embedded quick-start config.
-    pub fn embedded_default() -> ConfigText {
-        ConfigText {
-            file: EMBEDDED_DEFAULT_NAME.to_owned(),
-            text: EMBEDDED_DEFAULT.to_owned(),
-        }
-    }
-
-    /// Parses the text strictly.
-    pub fn parse(&self) -> Result<Config, ConfigErrors> {
-        periscope_plugin_api::config::parse::<Config>(&self.text)
-            .map_err(|e| self.errors(vec![from_parse(e)]))
-    }
-
-    /// A problem about `key` at byte `span` of this text; without a span, at the key itself when
-    /// the text has it.
-    pub fn problem(
-        &self,
-        key: impl Into<String>,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-    ) -> Problem {
-        let key = key.into();
-        let span = span
-            .filter(|span| span.end > 0)
-            .or_else(|| periscope_plugin_api::config::key_span(&self.text, &key));
-        let (line, column) = span.map_or((0, 0), |span| line_column(&self.text, span.start));
-        Problem {
-            key,
-            line,
-            column,
-            message: message.into(),
-        }
-    }
-
-    /// Wraps problems into the error of this file, sorted by position.
-    pub fn errors(&self, mut problems: Vec<Problem>) -> ConfigErrors {
-        problems.sort_by_key(|p| (p.line, p.column));
-        ConfigErrors {
-            file: self.file.clone(),
-            problems,
-        }
-    }
-}
-
-fn from_parse(e: ConfigError) -> Problem {
-    Problem {
-        key: e.key,
-        line: e.line,
-        column: e.column,
-        message: e.message,
-    }
-}
-
 /// Parses `listen`, reporting a problem at its position.
 pub fn parse_listen(text: &ConfigText, listen: &Spanned<String>) -> Result<SocketAddr, Problem> {
     listen.get_ref().parse().map_err(|e| {
@@ -437,26 +303,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        ConfigText {
-            file: "test.toml".to_owned(),
-            text: text.to_owned(),
-        }
-        .parse()
-    }
-
-    #[test]
-    fn a_non_utf8_file_is_refused_at_its_first_bad_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, b"[host]\nlisten = \"a\xffb\"\n").unwrap();
-        let err = ConfigText::read(&path).unwrap_err();
-        assert_eq!(err.problems[0].line, 2);
-        assert_eq!(err.problems[0].column, 12);
-        assert!(
-            err.to_string()
-                .ends_with(":2:12: the config file is not UTF-8 text"),
-            "{err}"
-        );
+        ConfigText::one("test.toml", text).parse()
     }
 
     #[test]

@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Runs the host until SIGINT or SIGTERM, then delivers what is queued and stops.
     Run {
-        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// The config file or directory of `*.toml` files (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
         /// config.
         #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
@@ -49,7 +49,7 @@ enum Command {
     },
     /// Prints the least-privilege ClusterRole, ServiceAccount and ClusterRoleBinding for a config.
     Rbac {
-        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// The config file or directory of `*.toml` files (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
         /// config.
         #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Checks a config and the plugins it names; exits 1 with every problem found.
     Check {
-        /// The config file (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
+        /// The config file or directory of `*.toml` files (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
         /// config.
         #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
@@ -120,17 +120,11 @@ fn main() -> ExitCode {
         Command::Check { config } => match check::check(&read(config.as_deref())) {
             Ok(plan) if !plan.refused.is_empty() => {
                 let problems = plan.refused.into_iter().map(|r| r.problem).collect();
-                eprintln!(
-                    "{}",
-                    ConfigErrors {
-                        file: config_name(config.as_deref()),
-                        problems
-                    }
-                );
+                eprintln!("{}", ConfigErrors { problems });
                 ExitCode::FAILURE
             }
             Ok(plan) => {
-                print_warnings(config.as_deref(), &plan.warnings);
+                print_warnings(&plan.warnings);
                 println!(
                     "config ok: {} resource(s), {} input(s), {} exporter(s)",
                     plan.config.resources.len(),
@@ -151,21 +145,10 @@ fn main() -> ExitCode {
 }
 
 /// Prints each warning as `warning: file:line:col: `key`: message` to stderr.
-fn print_warnings(config: Option<&Path>, warnings: &[Problem]) {
+fn print_warnings(warnings: &[Problem]) {
     for warning in warnings {
-        let one = ConfigErrors {
-            file: config_name(config),
-            problems: vec![warning.clone()],
-        };
-        eprintln!("warning: {one}");
+        eprintln!("warning: {warning}");
     }
-}
-
-fn config_name(config: Option<&Path>) -> String {
-    config.map_or_else(
-        || periscope_core::config::EMBEDDED_DEFAULT_NAME.to_owned(),
-        |p| p.display().to_string(),
-    )
 }
 
 fn read(config: Option<&Path>) -> ConfigText {
@@ -186,7 +169,7 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_warnings(config, &plan.warnings);
+    print_warnings(&plan.warnings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

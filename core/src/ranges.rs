@@ -147,10 +147,7 @@ mod tests {
     use crate::config::ConfigText;
 
     fn problems(extra: &str) -> Vec<String> {
-        let text = ConfigText {
-            file: "t.toml".to_owned(),
-            text: extra.to_owned(),
-        };
+        let text = ConfigText::one("t.toml", extra);
         let config = text.parse().expect("parses");
         super::check(&text, &config)
             .into_iter()

@@ -166,3 +166,38 @@ fn an_inline_secret_is_a_warning_that_names_its_key_and_line() {
         warnings[0]
     );
 }
+
+#[test]
+fn a_config_directory_is_checked_as_one_config_with_errors_in_their_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    let conf = dir.path().join("conf.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let whole = demo_config(file_exporter()).replace("{listen}", "127.0.0.1:1");
+    let (host, rest) = whole.split_at(whole.find("[[resources]]").unwrap());
+    std::fs::write(conf.join("00-host.toml"), host).unwrap();
+    std::fs::write(conf.join("10-team.toml"), rest).unwrap();
+    let (status, stdout, stderr) = periscope(&["check", "--config", "conf.d"], dir.path());
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 resource(s), 1 input(s), 1 exporter(s)"),
+        "{stdout}"
+    );
+    let (status, rbac, stderr) = periscope(&["rbac", "--config", "conf.d"], dir.path());
+    assert!(status.success(), "{stderr}");
+    assert!(rbac.contains("kind: ClusterRole"), "{rbac}");
+
+    let broken = rest.replace("path = \"data.value\"", "path = \"data.value[type=\"");
+    std::fs::write(conf.join("10-team.toml"), &broken).unwrap();
+    let line = line_of(&broken, "data.value[type=");
+    for command in ["check", "run"] {
+        let (status, _, stderr) = periscope(&[command, "--config", "conf.d"], dir.path());
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("conf.d/10-team.toml:{line}:"))
+                && stderr.contains("`resources[0].metrics[0].path`"),
+            "{stderr}"
+        );
+    }
+}
