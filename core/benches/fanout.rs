@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use periscope_core::collector::Collector;
+use periscope_core::collector::{Collector, Intake};
 use periscope_core::config::{BatchConfig, RetryConfig, WhenFull};
 use periscope_core::delivery::{DeadLetter, MemoryQueue, Queue, Worker, WorkerSpec};
 use periscope_core::plugins::Plugin;
@@ -123,15 +123,23 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
             name,
         };
         workers.push(
-            Worker::start(spec, collector.subscribe(), resync_tx.clone(), &supervisor)
-                .expect("start worker"),
+            Worker::start(
+                spec,
+                collector.fanout().subscribe(),
+                resync_tx.clone(),
+                &supervisor,
+                false,
+            )
+            .expect("start worker"),
         );
     }
     let (tx, rx) = mpsc::channel(4096);
     let started = Instant::now();
     let task = tokio::spawn(collector.run(rx, resync_rx));
     for update in updates {
-        tx.send(update).await.expect("collector running");
+        tx.send(Intake::Update(0, update))
+            .await
+            .expect("collector running");
     }
     drop(tx);
     task.await.expect("collector finished");

@@ -4,6 +4,9 @@
 //! It is the single writer of the fan-out channel, so the sequence number it stamps on each batch
 //! orders everything: a snapshot taken at sequence `n` holds exactly the effect of batches `1..=n`,
 //! and an exporter that receives it skips any batch numbered `n` or less that arrives later.
+//!
+//! It remembers which input last replaced each source, so that an input the config no longer has
+//! can be retired: every source it still holds is removed, in order with everything it sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +36,31 @@ pub struct Snapshot {
     pub batches: Vec<Arc<Batch>>,
 }
 
+/// Which input an update comes from: a number the host gives each input it starts.
+pub type InputId = u64;
+
+/// What the collector takes in, in order.
+#[derive(Debug)]
+pub enum Intake {
+    /// An input's update.
+    Update(InputId, SourceUpdate),
+    /// The input is gone (its config entry was removed or changed): every source it last
+    /// replaced is removed.
+    Retire(InputId),
+}
+
+/// Subscribes exporters to the fan-out while the collector runs. The fan-out closes (which tells
+/// exporters to drain and stop) once the collector has ended and every `Fanout` is dropped.
+#[derive(Clone)]
+pub struct Fanout(broadcast::Sender<Stamped>);
+
+impl Fanout {
+    /// A new receiver, getting every batch fanned out from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
+        self.0.subscribe()
+    }
+}
+
 /// Asks the collector for a [`Snapshot`], sent to `reply`.
 #[derive(Debug)]
 pub struct ResyncRequest {
@@ -42,7 +70,8 @@ pub struct ResyncRequest {
 
 /// The collector task's state.
 pub struct Collector {
-    state: HashMap<String, SourceUpdate>,
+    /// Every current source: the input that last replaced it, and that update.
+    state: HashMap<String, (InputId, SourceUpdate)>,
     pending: BatchBuilder,
     seq: u64,
     fanout: broadcast::Sender<Stamped>,
@@ -64,24 +93,24 @@ impl Collector {
         }
     }
 
-    /// A new receiver of the fan-out (one per exporter, taken before `run`).
-    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
-        self.fanout.subscribe()
+    /// The handle that subscribes exporters to the fan-out.
+    pub fn fanout(&self) -> Fanout {
+        Fanout(self.fanout.clone())
     }
 
-    /// Runs until every update sender is gone, then flushes what is pending and returns (which
-    /// closes the fan-out, telling exporters to drain and stop).
+    /// Runs until every intake sender is gone, then flushes what is pending and returns.
     pub async fn run(
         mut self,
-        mut updates: mpsc::Receiver<SourceUpdate>,
+        mut updates: mpsc::Receiver<Intake>,
         mut resyncs: mpsc::UnboundedReceiver<ResyncRequest>,
     ) {
         let mut tick = tokio::time::interval(self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                update = updates.recv() => match update {
-                    Some(update) => self.apply(update),
+                intake = updates.recv() => match intake {
+                    Some(Intake::Update(input, update)) => self.apply(input, update),
+                    Some(Intake::Retire(input)) => self.retire(input),
                     None => break,
                 },
                 Some(request) = resyncs.recv() => {
@@ -95,22 +124,25 @@ impl Collector {
         self.flush();
     }
 
-    /// Takes in one source's update, skipping it if it changes nothing.
-    fn apply(&mut self, update: SourceUpdate) {
+    /// Takes in one source's update from `input`, skipping it if it changes nothing.
+    fn apply(&mut self, input: InputId, update: SourceUpdate) {
         let id = update.source_id().to_owned();
         let changed = if update.is_remove() {
             let removed = self.state.remove(&id);
-            if let Some(old) = &removed {
+            if let Some((_, old)) = &removed {
                 self.telemetry
                     .source_state_bytes
                     .sub(old.batch().byte_size() as i64);
             }
             removed.is_some()
         } else {
-            !self
-                .state
-                .get(&id)
-                .is_some_and(|old| old.batch().same_content(update.batch()))
+            match self.state.get_mut(&id) {
+                Some((owner, old)) if old.batch().same_content(update.batch()) => {
+                    *owner = input;
+                    false
+                }
+                _ => true,
+            }
         };
         if !changed {
             self.telemetry.unchanged_updates.inc();
@@ -120,12 +152,25 @@ impl Collector {
         let state_bytes = &self.telemetry.source_state_bytes;
         if !update.is_remove() {
             state_bytes.add(update.batch().byte_size() as i64);
-            if let Some(old) = self.state.insert(id, update) {
+            if let Some((_, old)) = self.state.insert(id, (input, update)) {
                 state_bytes.sub(old.batch().byte_size() as i64);
             }
         }
         self.telemetry.sources.set(self.state.len() as i64);
         self.flush_if_full();
+    }
+
+    /// Removes every source `input` last replaced.
+    fn retire(&mut self, input: InputId) {
+        let held: Vec<SourceUpdate> = self
+            .state
+            .values()
+            .filter(|(owner, _)| *owner == input)
+            .map(|(_, update)| update.to_remove())
+            .collect();
+        for remove in held {
+            self.apply(input, remove);
+        }
     }
 
     fn flush_if_full(&mut self) {
@@ -158,7 +203,7 @@ impl Collector {
     fn snapshot(&self) -> Snapshot {
         let mut batches = Vec::new();
         let mut builder = BatchBuilder::new();
-        for update in self.state.values() {
+        for (_, update) in self.state.values() {
             builder.append(update.batch());
             if builder.sample_count() >= MAX_BATCH_SAMPLES || builder.byte_size() >= MAX_BATCH_BYTES
             {
@@ -206,7 +251,7 @@ mod tests {
     async fn unchanged_updates_are_skipped_removes_of_unknown_sources_ignored_and_state_counted() {
         let telemetry = Telemetry::new();
         let collector = Collector::new(Duration::from_secs(60), 16, telemetry.clone());
-        let mut out = collector.subscribe();
+        let mut out = collector.fanout().subscribe();
         let (tx, rx) = mpsc::channel(16);
         let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(collector.run(rx, resync_rx));
@@ -218,7 +263,7 @@ mod tests {
             SourceUpdate::remove(Source::new(SourceKind::Object, "b")),
             replace("a", 2.0),
         ] {
-            tx.send(update).await.unwrap();
+            tx.send(Intake::Update(0, update)).await.unwrap();
         }
         drop(tx);
         task.await.unwrap();
@@ -238,15 +283,17 @@ mod tests {
     #[tokio::test]
     async fn snapshot_holds_every_current_source_and_the_last_batch_it_covers() {
         let collector = Collector::new(Duration::from_millis(10), 16, Telemetry::new());
-        let mut out = collector.subscribe();
+        let mut out = collector.fanout().subscribe();
         let (tx, rx) = mpsc::channel(16);
         let (resync_tx, resync_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(collector.run(rx, resync_rx));
-        tx.send(replace("a", 1.0)).await.unwrap();
-        tx.send(replace("b", 2.0)).await.unwrap();
-        tx.send(SourceUpdate::remove(Source::new(SourceKind::Object, "a")))
-            .await
-            .unwrap();
+        for update in [
+            replace("a", 1.0),
+            replace("b", 2.0),
+            SourceUpdate::remove(Source::new(SourceKind::Object, "a")),
+        ] {
+            tx.send(Intake::Update(0, update)).await.unwrap();
+        }
         let mut seen = Vec::new();
         let mut last_seq = 0;
         while seen.len() < 3 {
@@ -262,5 +309,29 @@ mod tests {
         assert_eq!(all, ["+b"]);
         drop(tx);
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retired_input_loses_the_sources_it_last_replaced_and_no_other() {
+        let collector = Collector::new(Duration::from_secs(60), 16, Telemetry::new());
+        let mut out = collector.fanout().subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(collector.run(rx, resync_rx));
+        for intake in [
+            Intake::Update(1, replace("a", 1.0)),
+            Intake::Update(1, replace("b", 1.0)),
+            Intake::Update(1, replace("c", 1.0)),
+            // Input 2 takes over `b` (same content) and `c` (new content).
+            Intake::Update(2, replace("b", 1.0)),
+            Intake::Update(2, replace("c", 2.0)),
+            Intake::Retire(1),
+        ] {
+            tx.send(intake).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        let (_, batch) = out.recv().await.unwrap();
+        assert_eq!(ids(&batch), ["+a", "+b", "+c", "+c", "-a"]);
     }
 }

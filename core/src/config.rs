@@ -23,6 +23,33 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/quickstart/peris
 /// The name under which [`EMBEDDED_DEFAULT`] appears in errors.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default config>";
 
+/// Where the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// [`EMBEDDED_DEFAULT`].
+    Embedded,
+    /// A file, or a directory of `*.toml` files.
+    Path(PathBuf),
+}
+
+impl ConfigSource {
+    /// Reads the config as it is now.
+    pub fn read(&self) -> Result<ConfigText, ConfigErrors> {
+        match self {
+            ConfigSource::Embedded => Ok(ConfigText::embedded_default()),
+            ConfigSource::Path(path) => ConfigText::read(path),
+        }
+    }
+
+    /// The file or directory, if there is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            ConfigSource::Embedded => None,
+            ConfigSource::Path(path) => Some(path),
+        }
+    }
+}
+
 /// The whole config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +97,10 @@ pub struct HostConfig {
     /// How long shutdown waits for exporters to deliver what they hold (1ms to 1h).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
+    /// Whether `POST /-/reload` on `listen` reloads the config (off: anyone reaching the port
+    /// could).
+    #[serde(default)]
+    pub reload_endpoint: bool,
 }
 
 impl Default for HostConfig {
@@ -81,6 +112,7 @@ impl Default for HostConfig {
             flush_interval: default_flush_interval(),
             fanout_capacity: default_fanout_capacity(),
             shutdown_timeout: default_shutdown_timeout(),
+            reload_endpoint: false,
         }
     }
 }
@@ -125,7 +157,7 @@ pub struct ExporterConfig {
 }
 
 /// `queue = { … }` of an exporter.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
 pub enum QueueConfig {
     /// A bounded queue in memory.
@@ -199,7 +231,7 @@ pub enum WhenFull {
 }
 
 /// `batch = { … }` of an exporter.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Stop merging once this many samples are gathered.
@@ -224,7 +256,7 @@ impl Default for BatchConfig {
 }
 
 /// `retry = { … }` of an exporter.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// The first backoff.
@@ -329,7 +361,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "test.toml:3:1: `host.lisen`: unknown field `lisen`, expected one of `listen`, \
-             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`"
+             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`, `reload_endpoint`"
         );
     }
 

@@ -1,30 +1,40 @@
-//! `periscope run`: wires inputs, collector, delivery workers and the HTTP server together, and
-//! shuts them down in order so every exporter delivers what it holds.
+//! `periscope run`: the host that runs a plan, changes it while it runs, and stops in order so
+//! every exporter delivers what it holds.
+//!
+//! Starting is a reload from nothing: the HTTP server and the collector start once, then the plan's
+//! inputs and exporters are reconciled with what runs (nothing, at the start). A reload reads and
+//! checks the whole config first (plugins included), and changes nothing if anything is wrong; a
+//! good config is applied as a diff ([`inputs`], [`exporters`]).
 //!
 //! Shutdown order: inputs stop → the collector flushes and closes the fan-out → each worker's intake
 //! drains into its queue → each delivery thread exports what is queued (until the shutdown timeout),
 //! flushes and shuts its exporter down → the HTTP server stops last.
 
-use std::sync::Arc;
+mod exporters;
+mod inputs;
+mod reload;
 
-use periscope_scraper::endpoints::EndpointInput;
-use periscope_scraper::files::FilesSource;
-use periscope_scraper::kube::{KubeWatch, watch_targets};
-use periscope_scraper::objects::ObjectPipeline;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use periscope_scraper::kube::KubernetesConfig;
+use periscope_scraper::objects::Secrets;
 use periscope_scraper::shard::Shard;
-use periscope_scraper::{ErrorKind, Event, SourceUpdate};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::check::Plan;
-use crate::collector::Collector;
-use crate::config::QueueConfig;
-use crate::delivery::{DeadLetter, DiskQueue, MemoryQueue, Queue, Worker, WorkerSpec};
+pub use reload::{ReloadRequest, Trigger};
+
+use crate::check::{self, Plan};
+use crate::collector::{Collector, Fanout, Intake, ResyncRequest};
+use crate::config::{ConfigSource, Problem};
 use crate::readiness::Readiness;
-use crate::server;
+use crate::server::{self, ReloadRoute};
 use crate::supervise::Supervisor;
-use crate::telemetry::{InputMetrics, Telemetry};
+use crate::telemetry::Telemetry;
+use exporters::Exporters;
+use inputs::Inputs;
 
 /// Why the host could not run.
 #[derive(Debug, thiserror::Error)]
@@ -64,19 +74,101 @@ pub enum RunError {
     },
 }
 
-/// Runs `plan` until `shutdown` is cancelled, then shuts down in order. `shard` selects the share
-/// of watched objects this instance keeps.
-pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Result<(), RunError> {
+/// What inputs and exporters are wired to, for the life of the host.
+struct Wiring {
+    telemetry: Telemetry,
+    readiness: Readiness,
+    supervisor: Supervisor,
+    shard: Shard,
+    intake: mpsc::Sender<Intake>,
+    fanout: Fanout,
+    resyncs: mpsc::UnboundedSender<ResyncRequest>,
+    /// Cancelled at shutdown; each input stops on a child of it.
+    shutdown: CancellationToken,
+    /// `[host] shutdown_timeout` of the running config: how long a stopping input or exporter
+    /// gets.
+    grace: std::time::Duration,
+}
+
+/// The settings that cannot change while the host runs: the listener, and the collector's
+/// timing and fan-out size.
+#[derive(Debug, Clone, PartialEq)]
+struct Fixed {
+    listen: std::net::SocketAddr,
+    flush_interval: std::time::Duration,
+    fanout_capacity: usize,
+}
+
+impl Fixed {
+    fn of(plan: &Plan) -> Fixed {
+        Fixed {
+            listen: plan.listen,
+            flush_interval: plan.config.host.flush_interval.0,
+            fanout_capacity: plan.config.host.fanout_capacity,
+        }
+    }
+
+    /// Why `new` cannot be applied to a host running with `self`, one line per setting.
+    fn refusals(&self, new: &Fixed) -> Vec<String> {
+        let mut refusals = Vec::new();
+        let mut differ = |key: &str, old: String, new: String| {
+            if old != new {
+                refusals.push(format!(
+                    "`host.{key}` cannot change while the host runs ({old} → {new}); restart to apply it"
+                ));
+            }
+        };
+        differ("listen", self.listen.to_string(), new.listen.to_string());
+        differ(
+            "flush_interval",
+            format!("{:?}", self.flush_interval),
+            format!("{:?}", new.flush_interval),
+        );
+        differ(
+            "fanout_capacity",
+            self.fanout_capacity.to_string(),
+            new.fanout_capacity.to_string(),
+        );
+        refusals
+    }
+}
+
+/// The running config: what the next reload is compared with.
+struct Current {
+    sha256: String,
+    fixed: Fixed,
+    resources: Vec<periscope_scraper::config::ResourceConfig>,
+    secrets: Secrets,
+    pipeline: Arc<periscope_scraper::objects::ObjectPipeline>,
+    inputs: Inputs,
+    exporters: Exporters,
+}
+
+/// Runs `plan` (read from `source`, whose files hash to `sha256`) until `shutdown` is
+/// cancelled, reloading it from `source` when asked, then shuts down in order. `shard` selects
+/// the share of watched objects this instance keeps.
+pub async fn run(
+    source: ConfigSource,
+    sha256: String,
+    plan: Plan,
+    shard: Shard,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let telemetry = Telemetry::new();
     let readiness = Readiness::default();
     let supervisor = Supervisor::new(readiness.clone(), telemetry.clone());
-    let host = &plan.config.host;
+    let (reload_tx, mut reload_rx) = mpsc::channel(8);
+    let reload_route = ReloadRoute {
+        enabled: Arc::new(AtomicBool::new(plan.config.host.reload_endpoint)),
+        requests: reload_tx.clone(),
+    };
 
     let server_stop = CancellationToken::new();
     let (addr, serve) = server::bind(
         plan.listen,
         telemetry.clone(),
         readiness.clone(),
+        reload_route.clone(),
         server_stop.clone(),
     )
     .await
@@ -87,283 +179,191 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     info!(%addr, "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(serve);
 
-    for refused in &plan.refused {
-        error!(exporter = %refused.name, problem = %refused.problem.message, "exporter disabled, its plugin was refused");
-        readiness.set(
-            &format!("exporter:{}", refused.name),
-            Err(format!("plugin refused: {}", refused.problem.message)),
-        );
-        telemetry.exporter(&refused.name).up.set(0);
-    }
-
+    let host = &plan.config.host;
     let collector = Collector::new(
         host.flush_interval.0,
         host.fanout_capacity,
         telemetry.clone(),
     );
+    let (intake_tx, intake_rx) = mpsc::channel::<Intake>(4096);
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-    let mut workers = Vec::new();
-    for exporter in plan.exporters {
-        let metrics = telemetry.exporter(&exporter.name);
-        let queue = match &exporter.queue {
-            QueueConfig::Memory {
-                capacity,
-                when_full,
-            } => Queue::Memory(Arc::new(MemoryQueue::new(
-                *capacity,
-                *when_full,
-                metrics.clone(),
-            ))),
-            QueueConfig::Disk {
-                path,
-                max_bytes,
-                fsync,
-                when_full,
-            } => Queue::Disk(Arc::new(
-                DiskQueue::open(path, max_bytes.0, *when_full, *fsync, metrics.clone()).map_err(
-                    |source| RunError::Queue {
-                        name: exporter.name.clone(),
-                        path: path.clone(),
-                        source,
-                    },
-                )?,
-            )),
-        };
-        readiness.expect(&format!("exporter:{}", exporter.name), "starting");
-        let spec = WorkerSpec {
-            dead_letter: DeadLetter::new(&host.dead_letter_dir, &exporter.name),
-            name: exporter.name.clone(),
-            plugin: exporter.plugin,
-            config_text: exporter.config_text,
-            queue,
-            batch: exporter.batch,
-            retry: exporter.retry,
-            export_timeout: exporter.export_timeout,
-            metrics,
-            readiness: readiness.clone(),
-        };
-        let worker = Worker::start(spec, collector.subscribe(), resync_tx.clone(), &supervisor)
-            .map_err(|source| RunError::Thread {
-                name: exporter.name,
-                source,
-            })?;
-        workers.push(worker);
-    }
-    drop(resync_tx);
-
-    let (updates_tx, updates_rx) = mpsc::channel::<SourceUpdate>(4096);
-    let mut inputs = Vec::new();
-    for files in &plan.config.sources.files {
-        let source = FilesSource::new(files, plan.pipeline.clone());
-        inputs.extend(spawn_input(
-            source.input_name(),
-            &supervisor,
-            &readiness,
-            &telemetry,
-            &updates_tx,
-            |events| source.run(events, shutdown.clone()),
-        ));
-    }
-    let client = match &plan.config.kubernetes {
-        Some(kubernetes) => Some(periscope_scraper::kube::connect(kubernetes).await?),
-        None => None,
+    let mut wiring = Wiring {
+        telemetry: telemetry.clone(),
+        readiness: readiness.clone(),
+        supervisor: supervisor.clone(),
+        shard,
+        intake: intake_tx,
+        fanout: collector.fanout(),
+        resyncs: resync_tx,
+        shutdown: shutdown.clone(),
+        grace: host.shutdown_timeout.0,
     };
-    if let (Some(kubernetes), Some(client)) = (&plan.config.kubernetes, &client) {
-        for target in watch_targets(&plan.config.resources) {
-            let watch = KubeWatch::new(
-                client.clone(),
-                target,
-                plan.pipeline.clone(),
-                shard,
-                kubernetes.page_size,
-            );
-            inputs.extend(spawn_input(
-                watch.input_name(),
-                &supervisor,
-                &readiness,
-                &telemetry,
-                &updates_tx,
-                |events| watch.run(events, shutdown.clone()),
-            ));
-        }
-    }
-    for endpoint in &plan.endpoints {
-        let input = EndpointInput::new(endpoint.clone(), client.clone(), shard);
-        inputs.extend(spawn_input(
-            input.input_name(),
-            &supervisor,
-            &readiness,
-            &telemetry,
-            &updates_tx,
-            |events| input.run(events, shutdown.clone()),
-        ));
-    }
-    if plan.pipeline.has_derived() {
-        let pipeline = plan.pipeline.clone();
-        let interval = host.flush_interval.0;
-        inputs.extend(spawn_input(
-            "derived".to_owned(),
-            &supervisor,
-            &readiness,
-            &telemetry,
-            &updates_tx,
-            |events| derived(pipeline, interval, events, shutdown.clone()),
-        ));
-    }
-    drop(updates_tx);
     readiness.set("collector", Ok(()));
     let mut collector =
-        supervisor.spawn("collector".to_owned(), collector.run(updates_rx, resync_rx));
+        supervisor.spawn("collector".to_owned(), collector.run(intake_rx, resync_rx));
 
-    // The collector ends on its own only when every input has ended, or when it panics: then
-    // nothing reaches the exporters any more, so the host stops and exits non-zero.
-    let mut collector_ended = None;
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        ended = &mut collector => collector_ended = Some(matches!(ended, Ok(Some(())))),
+    let mut current = Current {
+        sha256: sha256.clone(),
+        fixed: Fixed::of(&plan),
+        resources: plan.config.resources.clone(),
+        secrets: secrets(plan.config.kubernetes.as_ref()),
+        pipeline: plan.pipeline.clone(),
+        inputs: Inputs::default(),
+        exporters: Exporters::default(),
+    };
+    let dead_letter_dir = plan.config.host.dead_letter_dir.clone();
+    let planned = plan.exporters;
+    let plan = Plan {
+        exporters: Vec::new(),
+        ..plan
+    };
+    if let Some(failed) = current
+        .exporters
+        .reconcile(planned, &plan.refused, &dead_letter_dir, &wiring, false)
+        .await
+        .into_iter()
+        .next()
+    {
+        return Err(failed);
     }
-    if collector_ended == Some(false) {
+    current.inputs.reconcile(&plan, false, &wiring).await?;
+    telemetry.reloads.applied(&sha256, false);
+    reload::watch(source.path(), reload_tx, shutdown.clone());
+
+    // The collector ends on its own only when it panics: then nothing reaches the exporters any
+    // more, so the host stops and exits non-zero.
+    let mut collector_died = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = &mut collector => {
+                collector_died = true;
+                break;
+            }
+            Some(request) = reload_rx.recv() => {
+                let outcome = reload(&source, request.trigger, &mut current, &mut wiring, &reload_route).await;
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+    if collector_died {
         error!("the collector ended abnormally: stopping the host");
         shutdown.cancel();
     }
-    shutdown.cancelled().await;
     info!("shutting down: stopping inputs, then delivering what is queued");
-    stop_inputs(inputs, host.shutdown_timeout.0).await;
-    if collector_ended.is_none() {
-        collector_ended = Some(matches!(collector.await, Ok(Some(()))));
+    let grace = wiring.grace;
+    current.inputs.stop(grace).await;
+    // With the inputs and the wiring gone, the collector flushes, ends and closes the fan-out.
+    drop(wiring);
+    if !collector_died {
+        collector_died = !matches!(collector.await, Ok(Some(())));
     }
-    for worker in workers {
-        worker.finish(host.shutdown_timeout.0).await;
-    }
+    current.exporters.finish(grace).await;
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {
         warn!(error = %e, "HTTP server ended with an error");
     }
     info!("stopped");
-    match collector_ended {
-        Some(false) => Err(RunError::CollectorDied),
-        _ => Ok(()),
+    if collector_died {
+        Err(RunError::CollectorDied)
+    } else {
+        Ok(())
     }
 }
 
-/// Waits for the inputs to stop, at most `timeout`; the ones still running then (a read that does
-/// not return) are aborted and logged, so that shutdown always goes on.
-async fn stop_inputs(
-    inputs: Vec<tokio::task::JoinHandle<Option<()>>>,
-    timeout: std::time::Duration,
-) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut aborted = 0;
-    for mut input in inputs {
-        if tokio::time::timeout_at(deadline, &mut input).await.is_err() {
-            input.abort();
-            aborted += 1;
+/// Reads, checks and applies the config from `source`; on any problem the running config stays
+/// and the problems are returned (and logged, and counted).
+async fn reload(
+    source: &ConfigSource,
+    trigger: Trigger,
+    current: &mut Current,
+    wiring: &mut Wiring,
+    route: &ReloadRoute,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let refuse = |problems: Vec<String>| {
+        for problem in &problems {
+            error!(trigger = trigger.as_str(), %problem, "config reload refused; the running config stays");
         }
+        wiring.telemetry.reloads.refused();
+        Err(problems.join("\n"))
+    };
+    let text = match source.read() {
+        Ok(text) => text,
+        Err(errors) => return refuse(lines(&errors.problems)),
+    };
+    let sha256 = text.sha256();
+    if sha256 == current.sha256 {
+        if trigger != Trigger::FilesChanged {
+            info!(trigger = trigger.as_str(), "config reload: nothing changed");
+            wiring.telemetry.reloads.applied(&sha256, true);
+        }
+        return Ok(());
     }
-    if aborted > 0 {
-        error!(
-            aborted,
-            "inputs did not stop within shutdown_timeout; aborted them"
-        );
+    let checked = tokio::task::spawn_blocking(move || check::check(&text)).await;
+    let mut plan = match checked {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(errors)) => return refuse(lines(&errors.problems)),
+        Err(e) => return refuse(vec![format!("checking the config failed: {e}")]),
+    };
+    let fixed = Fixed::of(&plan);
+    let refusals = current.fixed.refusals(&fixed);
+    if !refusals.is_empty() {
+        return refuse(refusals);
     }
+    for warning in &plan.warnings {
+        warn!(%warning, "config warning");
+    }
+
+    let secrets = secrets(plan.config.kubernetes.as_ref());
+    let pipeline_changed = plan.config.resources != current.resources || secrets != current.secrets;
+    if !pipeline_changed {
+        // Inputs that stay keep the pipeline they run with, and with it what aggregates hold.
+        plan.pipeline = current.pipeline.clone();
+    }
+    wiring.grace = plan.config.host.shutdown_timeout.0;
+    route
+        .enabled
+        .store(plan.config.host.reload_endpoint, Ordering::Relaxed);
+    let dead_letter_dir = plan.config.host.dead_letter_dir.clone();
+    let planned = std::mem::take(&mut plan.exporters);
+    let failed = current
+        .exporters
+        .reconcile(planned, &plan.refused, &dead_letter_dir, wiring, true)
+        .await;
+    let mut problems: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    if let Err(e) = current
+        .inputs
+        .reconcile(&plan, pipeline_changed, wiring)
+        .await
+    {
+        problems.push(e.to_string());
+    }
+    current.sha256 = sha256.clone();
+    current.resources = plan.config.resources.clone();
+    current.secrets = secrets;
+    current.pipeline = plan.pipeline.clone();
+    if !problems.is_empty() {
+        // Applied, but not all of it runs: said as a failure, with what does not run.
+        return refuse(problems);
+    }
+    wiring.telemetry.reloads.applied(&sha256, true);
+    info!(
+        trigger = trigger.as_str(),
+        took_ms = started.elapsed().as_millis() as u64,
+        pipeline_changed,
+        "config reloaded"
+    );
+    Ok(())
 }
 
-/// The input of aggregates and derived metrics: every `interval`, what changed since the last time
-/// (computed by the pipeline from what the other inputs fed it). It ends with one last round once
-/// the other inputs have stopped, so nothing they sent is left out.
-async fn derived(
-    pipeline: Arc<ObjectPipeline>,
-    interval: std::time::Duration,
-    events: mpsc::Sender<Event>,
-    shutdown: CancellationToken,
-) {
-    let input = "derived".to_owned();
-    let _ = events.send(Event::Synced { input }).await;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = shutdown.cancelled() => true,
-            _ = tick.tick() => false,
-        };
-        for update in pipeline.derived_updates(periscope_plugin_api::now_ms()) {
-            if events.send(Event::Update(update)).await.is_err() {
-                return;
-            }
-        }
-        if stopping {
-            return;
-        }
-    }
+/// Whether the config may watch Secrets, which the pipeline is compiled with.
+fn secrets(kubernetes: Option<&KubernetesConfig>) -> Secrets {
+    kubernetes.map_or(Secrets::Refused, KubernetesConfig::secrets)
 }
 
-/// Starts an input (`run` gets the sender of its events) and the task that forwards them.
-fn spawn_input<F>(
-    name: String,
-    supervisor: &Supervisor,
-    readiness: &Readiness,
-    telemetry: &Telemetry,
-    updates: &mpsc::Sender<SourceUpdate>,
-    run: impl FnOnce(mpsc::Sender<Event>) -> F,
-) -> [tokio::task::JoinHandle<Option<()>>; 2]
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    readiness.expect(&format!("input:{name}"), "first read not done");
-    let (events_tx, events_rx) = mpsc::channel(1024);
-    let task = format!("input:{name}");
-    [
-        supervisor.spawn(task.clone(), run(events_tx)),
-        supervisor.spawn(
-            task,
-            forward(
-                name.clone(),
-                events_rx,
-                updates.clone(),
-                telemetry.input(&name),
-                readiness.clone(),
-            ),
-        ),
-    ]
-}
-
-/// Counts an input's events into its self-metrics and readiness, and passes updates on.
-async fn forward(
-    input: String,
-    mut events: mpsc::Receiver<Event>,
-    updates: mpsc::Sender<SourceUpdate>,
-    metrics: InputMetrics,
-    readiness: Readiness,
-) {
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Update(update) => {
-                metrics.updates.inc();
-                if updates.send(update).await.is_err() {
-                    return;
-                }
-            }
-            Event::Synced { .. } => {
-                metrics.synced.set(1);
-                readiness.set(&format!("input:{input}"), Ok(()));
-                info!(%input, "first read complete");
-            }
-            Event::Error { kind, message, .. } => {
-                metrics.errors.inc(kind);
-                warn!(%input, kind = kind.as_str(), error = %message, "input error");
-            }
-            Event::Expression { failure, .. } => {
-                metrics.errors.inc(ErrorKind::Value);
-                if metrics.expressions.inc(&failure, std::time::Instant::now()) {
-                    warn!(
-                        %input,
-                        resource = %failure.resource,
-                        metric = %failure.metric,
-                        error = %failure.message,
-                        "expression failed (logged at most once a minute per metric)"
-                    );
-                }
-            }
-        }
-    }
+fn lines(problems: &[Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_core::config::{ConfigErrors, ConfigText, Problem};
+use periscope_core::config::{ConfigErrors, ConfigSource, ConfigText, Problem};
 use periscope_core::logging::{self, LogFormat};
 use periscope_core::{check, host, plugins, rbac};
 use periscope_scraper::shard::Shard;
@@ -162,7 +162,10 @@ fn read(config: Option<&Path>) -> ConfigText {
 }
 
 fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
-    let plan = match check::check(&read(config)) {
+    let source = config.map_or(ConfigSource::Embedded, |p| ConfigSource::Path(p.to_owned()));
+    let text = read(config);
+    let sha256 = text.sha256();
+    let plan = match check::check(&text) {
         Ok(plan) => plan,
         Err(errors) => {
             eprintln!("{errors}");
@@ -180,7 +183,7 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
     let code = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
-        match host::run(plan, shard, shutdown).await {
+        match host::run(source, sha256, plan, shard, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 error!(%error, "the host stopped");

@@ -24,6 +24,14 @@ impl Readiness {
             .insert(name.to_owned(), state);
     }
 
+    /// Forgets `name` (an input or exporter a reload removed).
+    pub fn remove(&self, name: &str) {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
     /// Whether everything is ready, and a line per item for humans.
     pub fn report(&self) -> (bool, String) {
         let items = self.items.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,12 +1,14 @@
-//! The host's own HTTP server: `/metrics` (self-metrics), `/healthz` (alive) and `/readyz`.
+//! The host's own HTTP server: `/metrics` (self-metrics), `/healthz` (alive), `/readyz`, and
+//! `POST /-/reload` when `[host] reload_endpoint` is on.
 //!
-//! Three fixed routes on hyper's HTTP/1 server, the implementation every server in the project
+//! Fixed routes on hyper's HTTP/1 server, the implementation every server in the project
 //! uses. On shutdown it stops accepting, asks open connections to close once their request is
 //! answered, and waits for them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::sync::CancellationToken;
 
+use crate::host::{ReloadRequest, Trigger};
 use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
@@ -26,6 +29,17 @@ use crate::telemetry::Telemetry;
 struct Routes {
     telemetry: Telemetry,
     readiness: Readiness,
+    reload: ReloadRoute,
+}
+
+/// `POST /-/reload`: whether it is on (the config says, and a reload may change it), and where
+/// requests go.
+#[derive(Clone)]
+pub struct ReloadRoute {
+    /// `[host] reload_endpoint`.
+    pub enabled: Arc<AtomicBool>,
+    /// The host's reload requests.
+    pub requests: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 /// How long to wait before accepting again after `accept` failed (out of file descriptors).
@@ -36,6 +50,7 @@ pub async fn bind(
     listen: SocketAddr,
     telemetry: Telemetry,
     readiness: Readiness,
+    reload: ReloadRoute,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -43,6 +58,7 @@ pub async fn bind(
     let routes = Arc::new(Routes {
         telemetry,
         readiness,
+        reload,
     });
     let serve = async move {
         let graceful = GracefulShutdown::new();
@@ -60,8 +76,15 @@ pub async fn bind(
             };
             let routes = routes.clone();
             let service = service_fn(move |request| {
-                let response = routes.answer(&request);
-                async move { Ok::<_, Infallible>(response) }
+                let routes = routes.clone();
+                async move {
+                    let response = if request.uri().path() == "/-/reload" {
+                        routes.reload(&request).await
+                    } else {
+                        routes.answer(&request)
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let connection = graceful.watch(connection);
@@ -78,6 +101,43 @@ pub async fn bind(
 }
 
 impl Routes {
+    /// `POST /-/reload`: 200 once the config is applied, 500 with the reasons when it is
+    /// refused (as Prometheus answers), 404 while the route is off.
+    async fn reload<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        if !self.reload.enabled.load(Ordering::Relaxed) {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "reloading over HTTP is off: set [host] reload_endpoint = true\n".to_owned(),
+            );
+        }
+        if request.method() != Method::POST && request.method() != Method::PUT {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, String::new());
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST,PUT"));
+            return response;
+        }
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let request = ReloadRequest {
+            trigger: Trigger::Http,
+            reply: Some(reply),
+        };
+        if self.reload.requests.send(request).await.is_err() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the host is stopping\n".to_owned(),
+            );
+        }
+        match outcome.await {
+            Ok(Ok(())) => plain(StatusCode::OK, "config reloaded\n".to_owned()),
+            Ok(Err(reasons)) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{reasons}\n")),
+            Err(_) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the host is stopping\n".to_owned(),
+            ),
+        }
+    }
+
     fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         let path = request.uri().path();
         if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
@@ -132,6 +192,10 @@ mod tests {
         Routes {
             telemetry: Telemetry::new(),
             readiness: Readiness::default(),
+            reload: ReloadRoute {
+                enabled: Arc::default(),
+                requests: tokio::sync::mpsc::channel(1).0,
+            },
         }
     }
 

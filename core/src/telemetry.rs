@@ -30,6 +30,43 @@ pub struct Telemetry {
     pub unchanged_updates: IntCounter,
     /// Tasks and threads of the host that ended abnormally (a panic), by task.
     pub task_failures: IntCounterVec,
+    /// What the config reloads did.
+    pub reloads: ReloadMetrics,
+}
+
+/// The config reload metrics, named as Prometheus names its own.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    /// 1 if the last reload (or the start) applied its config, 0 if it was refused.
+    pub last_successful: IntGauge,
+    /// When the last config was applied, in seconds since the epoch.
+    pub last_success_timestamp: prometheus::Gauge,
+    /// Reloads by result: `success` or `failure`.
+    reloads: IntCounterVec,
+    /// `periscope_config_hash{sha256}`: 1 for the config running now.
+    hash: IntGaugeVec,
+}
+
+impl ReloadMetrics {
+    /// Records a config applied, whose files hash to `sha256`; `reload` is false at the start.
+    pub fn applied(&self, sha256: &str, reload: bool) {
+        if reload {
+            self.reloads.with_label_values(&["success"]).inc();
+        }
+        self.last_successful.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_success_timestamp.set(now.as_secs_f64());
+        self.hash.reset();
+        self.hash.with_label_values(&[sha256]).set(1);
+    }
+
+    /// Records a reload refused: the running config stays.
+    pub fn refused(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+        self.last_successful.set(0);
+    }
 }
 
 #[derive(Clone)]
@@ -386,6 +423,39 @@ impl Telemetry {
              `input:<name>`, `delivery:<exporter>`. Each also fails /readyz.",
             &["task"],
         );
+        let reloads = ReloadMetrics {
+            last_successful: register(
+                &registry,
+                IntGauge::new(
+                    "periscope_config_last_reload_successful",
+                    "1 if the last config reload (or the start) applied its config, 0 if it was refused.",
+                )
+                .expect("valid gauge"),
+            ),
+            last_success_timestamp: register(
+                &registry,
+                prometheus::Gauge::new(
+                    "periscope_config_last_reload_success_timestamp_seconds",
+                    "When the running config was applied.",
+                )
+                .expect("valid gauge"),
+            ),
+            reloads: counter_vec(
+                &registry,
+                "periscope_config_reloads_total",
+                "Config reloads, by result: success or failure (the running config stayed).",
+                &["result"],
+            ),
+            hash: gauge_vec(
+                &registry,
+                "periscope_config_hash",
+                "1 for the SHA-256 of the running config's files.",
+                &["sha256"],
+            ),
+        };
+        for result in ["success", "failure"] {
+            reloads.reloads.with_label_values(&[result]);
+        }
         let info = register(
             &registry,
             IntGaugeVec::new(
@@ -408,6 +478,7 @@ impl Telemetry {
             batches,
             unchanged_updates,
             task_failures,
+            reloads,
         }
     }
 

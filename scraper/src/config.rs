@@ -36,7 +36,7 @@ pub use endpoints::{
 ///   type = "gauge"
 ///   path = "status.conditions[type=Ready].status"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// The API group; empty for the core group (`Node`, `Pod`).
@@ -255,7 +255,7 @@ impl<'de> serde::de::Visitor<'de> for RawLabelVisitor {
 }
 
 /// One `[[resources.metrics]]` entry: one metric family read from every matching object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
     /// The metric name, after the entry's prefix.
@@ -351,7 +351,7 @@ impl MetricType {
 ///
 /// Groups whose last object went away disappear; an aggregate without `by` has one sample, `0`
 /// when no object counts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
     /// The family name, after the entry's prefix.
@@ -409,7 +409,7 @@ impl AggregateType {
 
 /// A `where` table: keeps the objects whose value at `path` (as label text; empty when the path
 /// reaches nothing) is one of `in`, or none of `not_in`. Exactly one of the two is given.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// The path of the value compared, from the object's root.
@@ -444,7 +444,7 @@ pub struct FilterConfig {
 /// type = "age"
 /// path = "metadata.creationTimestamp"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DerivedConfig {
     /// The metric name, after the entry's prefix (a `_total` of transitions is the counter's).

@@ -122,6 +122,11 @@ impl SourceUpdate {
         self.update().source().id
     }
 
+    /// The `Remove` of the same source.
+    pub fn to_remove(&self) -> SourceUpdate {
+        SourceUpdate::remove(self.update().source())
+    }
+
     /// Whether this is a `Remove`.
     pub fn is_remove(&self) -> bool {
         matches!(self.update(), Update::Remove { .. })

@@ -14,6 +14,7 @@ use std::time::Instant;
 use periscope_plugin_api::host::{Instance, Outcome};
 use periscope_plugin_api::{Batch, BatchBuilder, Health, RejectedItem};
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn};
 
 use super::backoff::{Backoff, Stop};
@@ -66,19 +67,32 @@ pub struct Worker {
     watch: tokio::task::JoinHandle<()>,
     thread: JoinHandle<()>,
     stop: Arc<Stop>,
+    /// Ends the intake while the fan-out goes on (the exporter was removed or changed).
+    retire: CancellationToken,
 }
 
 impl Worker {
     /// Starts the intake task and the delivery thread; `supervisor` reports either if it panics
-    /// (`intake:<name>`, `delivery:<name>`).
+    /// (`intake:<name>`, `delivery:<name>`). A worker started while the host runs (`catch_up`,
+    /// on a reload) first asks for a snapshot of the current state; one started with the host
+    /// sees every batch from the first.
     pub fn start(
         spec: WorkerSpec,
         fanout: broadcast::Receiver<Stamped>,
         resyncs: mpsc::UnboundedSender<ResyncRequest>,
         supervisor: &Supervisor,
+        catch_up: bool,
     ) -> std::io::Result<Worker> {
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let stop = Arc::new(Stop::default());
+        let retire = CancellationToken::new();
+        let link = ResyncLink {
+            requests: resyncs.clone(),
+            reply: snapshot_tx.clone(),
+        };
+        if catch_up {
+            link.request();
+        }
         let name = spec.name.clone();
         let watchdog = Arc::new(Watchdog::new(spec.export_timeout));
         let watch = tokio::spawn(watch(
@@ -92,12 +106,10 @@ impl Worker {
             intake(
                 fanout,
                 snapshot_rx,
-                ResyncLink {
-                    requests: resyncs.clone(),
-                    reply: snapshot_tx.clone(),
-                },
+                link,
                 spec.queue.clone(),
                 spec.metrics.clone(),
+                retire.clone(),
             ),
         );
         let delivery = Delivery {
@@ -129,7 +141,16 @@ impl Worker {
             watch,
             thread,
             stop,
+            retire,
         })
+    }
+
+    /// Stops a worker while the host goes on (its exporter was removed or changed): the intake
+    /// stops taking batches, and the worker delivers what it holds, as [`finish`](Self::finish)
+    /// does. A disk queue keeps what is left for the next worker opening it.
+    pub async fn retire(self, grace: std::time::Duration) {
+        self.retire.cancel();
+        self.finish(grace).await;
     }
 
     /// Waits for the worker to deliver what it holds (the fan-out must be closed first, which ends
@@ -207,6 +228,7 @@ async fn intake(
     resync: ResyncLink,
     queue: Queue,
     metrics: ExporterMetrics,
+    retire: CancellationToken,
 ) {
     // Batches numbered up to `covered` are already part of a queued snapshot.
     let mut covered = 0u64;
@@ -214,6 +236,7 @@ async fn intake(
     loop {
         tokio::select! {
             biased;
+            () = retire.cancelled() => break,
             Some(snapshot) = snapshots.recv() => {
                 covered = covered.max(snapshot.seq);
                 awaiting_snapshot = false;

@@ -32,7 +32,7 @@ use super::MetricConfig;
 /// Every sample of a target carries `job` (the entry's name) and `instance` (the target's
 /// `host:port`), then the entry's `labels`, then the labels read from the discovered object; a
 /// scraped label with one of those names is renamed `exported_<name>`, as Prometheus does.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// The entry's name: the `job` label of its samples and part of its input's name.
@@ -110,7 +110,7 @@ pub enum EndpointFormat {
 }
 
 /// `[endpoints.kubernetes]`: targets found among Pods or EndpointSlices.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryConfig {
     /// `pod` (one target per pod with an IP) or `endpointslice` (one per address of a slice).

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::objects::Secrets;
 
 /// `[kubernetes]`: where the cluster is. Its presence turns the watcher on.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// A kubeconfig file; without it, the usual inference (in-cluster, `KUBECONFIG`, `~/.kube/config`).

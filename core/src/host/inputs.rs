@@ -1,0 +1,384 @@
+//! The running inputs, reconciled with each plan.
+//!
+//! An input whose config is unchanged keeps running. A new one starts. A removed one is stopped and
+//! retired: the collector removes every source it held. A changed one is replaced: the new input
+//! starts, and the old one is retired once the new one has done its first read (or after
+//! [`HANDOVER`]), so its series do not blink out in between; sources both report pass from the
+//! old to the new without an update reaching the exporters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use periscope_scraper::config::{EndpointConfig, FilesConfig};
+use periscope_scraper::endpoints::EndpointInput;
+use periscope_scraper::files::FilesSource;
+use periscope_scraper::kube::{KubeWatch, KubernetesConfig, WatchTarget, watch_targets};
+use periscope_scraper::objects::ObjectPipeline;
+use periscope_scraper::{ErrorKind, Event};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{RunError, Wiring};
+use crate::check::Plan;
+use crate::collector::{InputId, Intake};
+use crate::telemetry::InputMetrics;
+
+/// How long a replaced input keeps its sources while its replacement does its first read.
+const HANDOVER: Duration = Duration::from_secs(30);
+
+/// What makes an input the same across a reload.
+#[derive(Debug, Clone, PartialEq)]
+enum InputKey {
+    Files(FilesConfig),
+    Watch(WatchTarget),
+    Endpoint(Box<EndpointConfig>),
+    Derived,
+}
+
+impl InputKey {
+    /// Whether the input reads objects through the pipeline (and must restart when it changes).
+    fn uses_pipeline(&self) -> bool {
+        matches!(
+            self,
+            InputKey::Files(_) | InputKey::Watch(_) | InputKey::Derived
+        )
+    }
+
+    /// Whether the input talks to the cluster (and must restart when `[kubernetes]` changes).
+    fn uses_cluster(&self) -> bool {
+        match self {
+            InputKey::Watch(_) => true,
+            InputKey::Endpoint(config) => config.kubernetes.is_some(),
+            InputKey::Files(_) | InputKey::Derived => false,
+        }
+    }
+}
+
+/// One running input.
+struct Running {
+    key: InputKey,
+    id: InputId,
+    name: String,
+    stop: CancellationToken,
+    tasks: [JoinHandle<Option<()>>; 2],
+    synced: watch::Receiver<bool>,
+}
+
+/// The inputs running now, and the cluster client they share.
+#[derive(Default)]
+pub(super) struct Inputs {
+    next_id: InputId,
+    running: Vec<Running>,
+    cluster: Option<(KubernetesConfig, kube::Client)>,
+}
+
+impl Inputs {
+    /// Makes the running inputs those `plan` needs. `pipeline_changed` says whether the
+    /// `[[resources]]` changed (inputs reading objects restart then).
+    pub(super) async fn reconcile(
+        &mut self,
+        plan: &Plan,
+        pipeline_changed: bool,
+        wiring: &Wiring,
+    ) -> Result<(), RunError> {
+        let cluster_changed =
+            self.cluster.as_ref().map(|(config, _)| config) != plan.config.kubernetes.as_ref();
+        if cluster_changed {
+            self.cluster = match &plan.config.kubernetes {
+                Some(config) => Some((
+                    config.clone(),
+                    periscope_scraper::kube::connect(config).await?,
+                )),
+                None => None,
+            };
+        }
+        let wanted = wanted(plan);
+        let mut kept = Vec::new();
+        let mut leaving = Vec::new();
+        for running in std::mem::take(&mut self.running) {
+            let restart = (pipeline_changed && running.key.uses_pipeline())
+                || (cluster_changed && running.key.uses_cluster());
+            if !restart && wanted.contains(&running.key) {
+                kept.push(running);
+            } else {
+                leaving.push(running);
+            }
+        }
+        let mut started = Vec::new();
+        for key in wanted {
+            if !kept.iter().any(|running| running.key == key) {
+                started.push(self.start(key, plan, wiring));
+            }
+        }
+        if !leaving.is_empty() {
+            let replacements: Vec<_> = started.iter().map(|r| r.synced.clone()).collect();
+            let all_synced = async {
+                for mut synced in replacements {
+                    let _ = synced.wait_for(|done| *done).await;
+                }
+            };
+            if tokio::time::timeout(HANDOVER, all_synced).await.is_err() {
+                warn!(
+                    "new inputs have not finished their first read within {}s; retiring the old ones anyway",
+                    HANDOVER.as_secs()
+                );
+            }
+        }
+        self.running = kept;
+        self.running.extend(started);
+        for old in leaving {
+            info!(input = %old.name, "input removed or changed: retiring it");
+            old.stop.cancel();
+            stop_all(vec![old.tasks], wiring.grace).await;
+            // Every update the old input sent is already in the channel: this comes after.
+            let _ = wiring.intake.send(Intake::Retire(old.id)).await;
+            if !self.running.iter().any(|r| r.name == old.name) {
+                wiring.readiness.remove(&format!("input:{}", old.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every input (at shutdown: their sources stay), aborting the ones still running
+    /// after `grace`.
+    pub(super) async fn stop(self, grace: Duration) {
+        for running in &self.running {
+            running.stop.cancel();
+        }
+        stop_all(self.running.into_iter().map(|r| r.tasks).collect(), grace).await;
+    }
+
+    /// Starts the input for `key`.
+    fn start(&mut self, key: InputKey, plan: &Plan, wiring: &Wiring) -> Running {
+        self.next_id += 1;
+        let id = self.next_id;
+        let stop = wiring.shutdown.child_token();
+        let pipeline = plan.pipeline.clone();
+        let client = self.cluster.as_ref().map(|(_, client)| client.clone());
+        let (name, run): (String, StartInput) = match &key {
+            InputKey::Files(config) => {
+                let source = FilesSource::new(config, pipeline);
+                let stop = stop.clone();
+                (
+                    source.input_name(),
+                    Box::new(move |events| Box::pin(source.run(events, stop))),
+                )
+            }
+            InputKey::Watch(target) => {
+                let page_size = plan.config.kubernetes.as_ref().map_or(0, |k| k.page_size);
+                // A watch exists only with `[kubernetes]`, which `check` requires for it.
+                let watch = client.map(|client| {
+                    KubeWatch::new(client, target.clone(), pipeline, wiring.shard, page_size)
+                });
+                let name = target.input_name();
+                let stop = stop.clone();
+                (
+                    name,
+                    Box::new(move |events| match watch {
+                        Some(watch) => Box::pin(watch.run(events, stop)),
+                        None => Box::pin(async {}),
+                    }),
+                )
+            }
+            InputKey::Endpoint(config) => {
+                // Compiled endpoints are in the order of their entries.
+                let endpoint = plan
+                    .config
+                    .endpoints
+                    .iter()
+                    .position(|c| c == config.as_ref())
+                    .and_then(|i| plan.endpoints.get(i))
+                    .cloned();
+                let input = endpoint.map(|e| EndpointInput::new(e, client, wiring.shard));
+                let name = input.as_ref().map_or_else(
+                    || format!("endpoints:{}", config.name.get_ref()),
+                    EndpointInput::input_name,
+                );
+                let stop = stop.clone();
+                (
+                    name,
+                    Box::new(move |events| match input {
+                        Some(input) => Box::pin(input.run(events, stop)),
+                        None => Box::pin(async {}),
+                    }),
+                )
+            }
+            InputKey::Derived => {
+                let interval = plan.config.host.flush_interval.0;
+                let stop = stop.clone();
+                (
+                    "derived".to_owned(),
+                    Box::new(move |events| Box::pin(derived(pipeline, interval, events, stop))),
+                )
+            }
+        };
+        wiring
+            .readiness
+            .expect(&format!("input:{name}"), "first read not done");
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (synced_tx, synced) = watch::channel(false);
+        let task = format!("input:{name}");
+        let tasks = [
+            wiring.supervisor.spawn(task.clone(), run(events_tx)),
+            wiring.supervisor.spawn(
+                task,
+                forward(Forward {
+                    id,
+                    input: name.clone(),
+                    events: events_rx,
+                    intake: wiring.intake.clone(),
+                    metrics: wiring.telemetry.input(&name),
+                    readiness: wiring.readiness.clone(),
+                    synced: synced_tx,
+                }),
+            ),
+        ];
+        Running {
+            key,
+            id,
+            name,
+            stop,
+            tasks,
+            synced,
+        }
+    }
+}
+
+type InputTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Starts an input's task, given the sender of its events.
+type StartInput = Box<dyn FnOnce(mpsc::Sender<Event>) -> InputTask>;
+
+/// The inputs `plan` needs, in a stable order.
+fn wanted(plan: &Plan) -> Vec<InputKey> {
+    let config = &plan.config;
+    let mut keys: Vec<InputKey> = config
+        .sources
+        .files
+        .iter()
+        .cloned()
+        .map(InputKey::Files)
+        .collect();
+    if config.kubernetes.is_some() {
+        keys.extend(
+            watch_targets(&config.resources)
+                .into_iter()
+                .map(InputKey::Watch),
+        );
+    }
+    keys.extend(
+        config
+            .endpoints
+            .iter()
+            .map(|e| InputKey::Endpoint(Box::new(e.clone()))),
+    );
+    if plan.pipeline.has_derived() {
+        keys.push(InputKey::Derived);
+    }
+    keys
+}
+
+/// Waits for the tasks to end, at most `timeout` in all; the ones still running then (a read
+/// that does not return) are aborted and logged, so that stopping always goes on.
+async fn stop_all(tasks: Vec<[JoinHandle<Option<()>>; 2]>, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut aborted = 0;
+    for mut task in tasks.into_iter().flatten() {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+            aborted += 1;
+        }
+    }
+    if aborted > 0 {
+        error!(
+            aborted,
+            "inputs did not stop within shutdown_timeout; aborted them"
+        );
+    }
+}
+
+/// The input of aggregates and derived metrics: every `interval`, what changed since the last time
+/// (computed by the pipeline from what the other inputs fed it). It ends with one last round once
+/// stopped, so nothing the other inputs sent is left out.
+async fn derived(
+    pipeline: Arc<ObjectPipeline>,
+    interval: Duration,
+    events: mpsc::Sender<Event>,
+    stop: CancellationToken,
+) {
+    let input = "derived".to_owned();
+    let _ = events.send(Event::Synced { input }).await;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        for update in pipeline.derived_updates(periscope_plugin_api::now_ms()) {
+            if events.send(Event::Update(update)).await.is_err() {
+                return;
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// What the task forwarding one input's events needs.
+struct Forward {
+    id: InputId,
+    input: String,
+    events: mpsc::Receiver<Event>,
+    intake: mpsc::Sender<Intake>,
+    metrics: InputMetrics,
+    readiness: crate::readiness::Readiness,
+    synced: watch::Sender<bool>,
+}
+
+/// Counts an input's events into its self-metrics and readiness, and passes updates on.
+async fn forward(forward: Forward) {
+    let Forward {
+        id,
+        input,
+        mut events,
+        intake,
+        metrics,
+        readiness,
+        synced,
+    } = forward;
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Update(update) => {
+                metrics.updates.inc();
+                if intake.send(Intake::Update(id, update)).await.is_err() {
+                    return;
+                }
+            }
+            Event::Synced { .. } => {
+                metrics.synced.set(1);
+                readiness.set(&format!("input:{input}"), Ok(()));
+                synced.send_replace(true);
+                info!(%input, "first read complete");
+            }
+            Event::Error { kind, message, .. } => {
+                metrics.errors.inc(kind);
+                warn!(%input, kind = kind.as_str(), error = %message, "input error");
+            }
+            Event::Expression { failure, .. } => {
+                metrics.errors.inc(ErrorKind::Value);
+                if metrics.expressions.inc(&failure, std::time::Instant::now()) {
+                    warn!(
+                        %input,
+                        resource = %failure.resource,
+                        metric = %failure.metric,
+                        error = %failure.message,
+                        "expression failed (logged at most once a minute per metric)"
+                    );
+                }
+            }
+        }
+    }
+}
