@@ -99,6 +99,27 @@ pub fn template(namespace: &str, values: &[&Path]) -> Result<String, String> {
     helm(&args)
 }
 
+/// The chart's config made to run here: the page on `page_port` and the self-metrics on the
+/// harness's `{listen}`, plugins from `plugins`, the cluster through `kubeconfig`, and what the pod
+/// writes under `/var/lib/periscope/` relative to the working directory.
+pub fn local_config(config: &str, plugins: &Path, kubeconfig: &Path, page_port: u16) -> String {
+    config
+        .replace(
+            "[kubernetes]\n",
+            &format!(
+                "[kubernetes]\nkubeconfig = {:?}\n",
+                kubeconfig.display().to_string()
+            ),
+        )
+        .replace("0.0.0.0:9464", "{listen}")
+        .replace("0.0.0.0:9465", &format!("127.0.0.1:{page_port}"))
+        .replace(
+            "[\"/usr/lib/periscope/plugins\"]",
+            &format!("[{:?}]", plugins.display().to_string()),
+        )
+        .replace("/var/lib/periscope/", "")
+}
+
 /// The objects of a multi-document YAML text, skipping documents that hold only comments.
 pub fn objects(yaml: &str) -> Vec<DynamicObject> {
     yaml.split("\n---")

@@ -44,6 +44,42 @@ fn chart_config(objects: &[DynamicObject]) -> String {
         .to_owned()
 }
 
+/// Checks that `periscope check` accepts the chart's config, with the built plugins.
+fn assert_config_checks(case: &str, config: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&dir.path().join("plugins"), &["prometheus", "file"]);
+    let text = helm::local_config(config, &plugins, &dir.path().join("kubeconfig"), 9465)
+        .replace("{listen}", "127.0.0.1:9464");
+    std::fs::write(dir.path().join("periscope.toml"), text).unwrap();
+    let (status, stdout, stderr) = periscope(&["check", "--config", "periscope.toml"], dir.path());
+    assert!(
+        status.success() && stdout.contains("config ok"),
+        "{case}: periscope check refuses the chart's config:\n{stderr}"
+    );
+}
+
+/// Checks the PrometheusRule's rules with `promtool check rules`.
+fn assert_rules_check(rule: &DynamicObject) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        serde_json::to_string(&rule.data["spec"]).expect("the rules as JSON, which is YAML"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(periscope_tests::prometheus::binary("promtool"))
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool refuses the chart's PrometheusRule:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The objects `periscope rbac` prints for `config`, for ServiceAccount `namespace/name`.
 fn periscope_rbac(config: &str, name: &str, namespace: &str) -> Vec<DynamicObject> {
     let dir = tempfile::tempdir().unwrap();
@@ -238,6 +274,13 @@ async fn every_values_set_lints_renders_and_is_accepted_by_the_apiserver() {
             _ => {}
         }
         assert_rbac_is_what_periscope_prints(case, &namespace, &objects);
+        // The extra plugin exists only in its (example) image.
+        if case != "extra-plugin" {
+            assert_config_checks(case, &chart_config(&objects));
+        }
+        if case == "monitoring" {
+            assert_rules_check(helm::find(&objects, "PrometheusRule", None));
+        }
 
         // The apiserver takes every object as rendered.
         create_all(
@@ -296,21 +339,7 @@ async fn with_the_charts_service_account_periscope_serves_objects_and_is_refused
     cp.token_kubeconfig(&token, &kubeconfig);
     let plugins = plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
     let page_port = periscope_tests::free_port();
-    let config = chart_config(&objects)
-        .replace(
-            "[kubernetes]\n",
-            &format!(
-                "[kubernetes]\nkubeconfig = {:?}\n",
-                kubeconfig.display().to_string()
-            ),
-        )
-        .replace("0.0.0.0:9464", "{listen}")
-        .replace("0.0.0.0:9465", &format!("127.0.0.1:{page_port}"))
-        .replace(
-            "[\"/usr/lib/periscope/plugins\"]",
-            &format!("[{:?}]", plugins.display().to_string()),
-        )
-        .replace("/var/lib/periscope/", "");
+    let config = helm::local_config(&chart_config(&objects), &plugins, &kubeconfig, page_port);
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(60));
 

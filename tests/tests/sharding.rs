@@ -24,21 +24,7 @@ fn start(dir: &Path, config: &str, kubeconfig: &Path, args: &[&str]) -> (Host, S
     std::fs::create_dir_all(dir).unwrap();
     let plugins = plugin_dir(&dir.join("plugins"), &["prometheus"]);
     let page_port = free_port();
-    let config = config
-        .replace(
-            "[kubernetes]\n",
-            &format!(
-                "[kubernetes]\nkubeconfig = {:?}\n",
-                kubeconfig.display().to_string()
-            ),
-        )
-        .replace("0.0.0.0:9464", "{listen}")
-        .replace("0.0.0.0:9465", &format!("127.0.0.1:{page_port}"))
-        .replace(
-            "[\"/usr/lib/periscope/plugins\"]",
-            &format!("[{:?}]", plugins.display().to_string()),
-        )
-        .replace("/var/lib/periscope/", "");
+    let config = helm::local_config(config, &plugins, kubeconfig, page_port);
     let mut host = Host::start_with(dir, &config, args);
     host.wait_ready(Duration::from_secs(60));
     (host, format!("http://127.0.0.1:{page_port}/metrics"))
