@@ -88,9 +88,9 @@ fn exited(pid: u32) -> bool {
     })
 }
 
-/// Checks that `shards` together serve `whole`'s per-object series exactly once each, and
-/// aggregates that sum to `whole`'s.
-fn assert_shards_cover(whole: &[(String, f64)], shards: &[Vec<(String, f64)>]) {
+/// How `shards` differ from serving `whole`'s per-object series exactly once each, with
+/// aggregates that sum to `whole`'s; `None` when they do not.
+fn coverage_problem(whole: &[(String, f64)], shards: &[Vec<(String, f64)>]) -> Option<String> {
     let mut expected = family(whole, "demo_value");
     let mut served: Vec<(String, f64)> = shards
         .iter()
@@ -98,26 +98,45 @@ fn assert_shards_cover(whole: &[(String, f64)], shards: &[Vec<(String, f64)>]) {
         .collect();
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     served.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(expected.len(), OBJECTS);
-    assert_eq!(
-        served, expected,
-        "the shards' series differ from the unsharded host's"
-    );
-    for (i, page) in shards.iter().enumerate() {
-        assert!(
-            !family(page, "demo_value").is_empty(),
-            "shard {i} serves no object"
-        );
+    if expected.len() != OBJECTS {
+        return Some(format!(
+            "the unsharded host serves {} objects",
+            expected.len()
+        ));
+    }
+    if served != expected {
+        return Some(format!(
+            "the shards serve {served:?}, the unsharded host {expected:?}"
+        ));
+    }
+    if let Some(i) = shards
+        .iter()
+        .position(|page| family(page, "demo_value").is_empty())
+    {
+        return Some(format!("shard {i} serves no object"));
     }
     for aggregate in ["demo_count", "demo_value_sum"] {
         let whole: BTreeMap<String, f64> = family(whole, aggregate).into_iter().collect();
-        assert_eq!(whole.len(), 4, "{aggregate}: one series per team");
-        assert_eq!(
-            summed(shards, aggregate),
-            whole,
-            "{aggregate} summed across shards"
-        );
+        let sums = summed(shards, aggregate);
+        if whole.len() != 4 || sums != whole {
+            return Some(format!(
+                "{aggregate}: summed across shards {sums:?}, unsharded {whole:?}"
+            ));
+        }
     }
+    None
+}
+
+/// Waits (up to 60 s) until the shards' `pages` cover the unsharded host's `whole` page; fails
+/// with the last difference.
+fn assert_shards_cover(whole: &str, pages: &[String]) {
+    let mut problem = None;
+    let covered = wait_until(Duration::from_secs(60), || {
+        let parts: Vec<_> = pages.iter().map(|p| samples(p)).collect();
+        problem = coverage_problem(&samples(whole), &parts);
+        problem.is_none()
+    });
+    assert!(covered, "{}", problem.unwrap_or_default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,31 +181,8 @@ async fn shards_from_hostnames_serve_the_unsharded_series_once_and_restart_on_sc
         .map(|i| start_shard(dir.path(), &config, &kubeconfig, i))
         .collect();
 
-    let complete = |pages: &[String]| {
-        let whole = samples(&whole_page);
-        let parts: Vec<_> = pages.iter().map(|p| samples(p)).collect();
-        let served: usize = parts.iter().map(|p| family(p, "demo_value").len()).sum();
-        let counted: f64 = summed(&parts, "demo_count").values().sum();
-        let whole_counted: f64 = family(&whole, "demo_count").iter().map(|(_, v)| v).sum();
-        (family(&whole, "demo_value").len() == OBJECTS
-            && served >= OBJECTS
-            && whole_counted >= OBJECTS as f64
-            && counted >= OBJECTS as f64)
-            .then_some((whole, parts))
-    };
     let pages: Vec<String> = shards.iter().map(|(_, page)| page.clone()).collect();
-    let mut seen = None;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            seen = complete(&pages);
-            seen.is_some()
-        }),
-        "the hosts never served every ConfigMap: {:?}\n{}",
-        pages.iter().map(|p| samples(p)).collect::<Vec<_>>(),
-        shards[0].0.log()
-    );
-    let (whole, parts) = seen.unwrap();
-    assert_shards_cover(&whole, &parts);
+    assert_shards_cover(&whole_page, &pages);
 
     // Scaling the StatefulSet: every shard notices, drains and exits cleanly.
     Api::<StatefulSet>::namespaced(admin.clone(), NAMESPACE)
@@ -215,15 +211,5 @@ async fn shards_from_hostnames_serve_the_unsharded_series_once_and_restart_on_sc
         .map(|i| start_shard(restarted.path(), &config, &kubeconfig, i))
         .collect();
     let pages: Vec<String> = shards.iter().map(|(_, page)| page.clone()).collect();
-    let mut seen = None;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            seen = complete(&pages);
-            seen.is_some()
-        }),
-        "two shards never served every ConfigMap:\n{}",
-        shards[0].0.log()
-    );
-    let (whole, parts) = seen.unwrap();
-    assert_shards_cover(&whole, &parts);
+    assert_shards_cover(&whole_page, &pages);
 }
