@@ -189,6 +189,19 @@ fn the_manifests_are_the_chart_rendered_with_default_values() {
 }
 
 #[test]
+fn the_pods_checksum_changes_with_the_config_not_with_other_values() {
+    let checksum = |files: &[&Path]| {
+        let objects = helm::objects(&helm::template("monitoring", files).expect("helm template"));
+        helm::find(&objects, "Deployment", Some(RELEASE)).data["spec"]["template"]["metadata"]
+            ["annotations"]["checksum/config"]
+            .clone()
+    };
+    let default = checksum(&[]);
+    assert_ne!(default, checksum(&[&values("persistence.yaml")]));
+    assert_eq!(default, checksum(&[&values("monitoring.yaml")]));
+}
+
+#[test]
 fn an_extra_plugin_the_config_does_not_pin_is_refused() {
     let error = helm::template("monitoring", &[&values("extra-plugin-unpinned.yaml")])
         .expect_err("an unpinned plugin renders");
