@@ -8,6 +8,7 @@
 //!
 //! Start reading at [`host::run`]; the binary (`periscope`) is a thin CLI over it.
 
+pub mod autoshard;
 pub mod check;
 pub mod collector;
 pub mod config;

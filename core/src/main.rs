@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use periscope_core::config::{ConfigErrors, ConfigSource, ConfigText, Problem};
 use periscope_core::logging::{self, LogFormat};
-use periscope_core::{check, host, plugins, rbac};
+use periscope_core::{autoshard, check, host, plugins, rbac};
 use periscope_scraper::shard::Shard;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -46,6 +46,18 @@ enum Command {
         /// How many shards share the watched objects.
         #[arg(long, default_value_t = 1)]
         total_shards: u32,
+        /// In a StatefulSet: the shard is the ordinal in the pod's hostname (`periscope-2` → 2),
+        /// the total the StatefulSet's replicas, read at start; when they change, the host
+        /// drains and exits so the pod restarts with the new total.
+        #[arg(long, conflicts_with_all = ["shard", "total_shards"])]
+        shard_from_hostname: bool,
+        /// The pod's name for `--shard-from-hostname` (default: the system's hostname).
+        #[arg(long, env = "HOSTNAME")]
+        hostname: Option<String>,
+        /// The StatefulSet's namespace for `--shard-from-hostname` (default: the pod's, from
+        /// its ServiceAccount mount).
+        #[arg(long, env = "POD_NAMESPACE")]
+        shard_namespace: Option<String>,
     },
     /// Prints the least-privilege ClusterRole, ServiceAccount and ClusterRoleBinding for a config.
     Rbac {
@@ -89,10 +101,24 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run {
             config,
+            shard_from_hostname: true,
+            hostname,
+            shard_namespace,
+            ..
+        } => run(
+            config.as_deref(),
+            Sharding::FromHostname {
+                hostname,
+                namespace: shard_namespace,
+            },
+        ),
+        Command::Run {
+            config,
             shard,
             total_shards,
+            ..
         } => match Shard::new(shard, total_shards) {
-            Some(shard) => run(config.as_deref(), shard),
+            Some(shard) => run(config.as_deref(), Sharding::Fixed(shard)),
             None => {
                 eprintln!(
                     "--shard must be below --total-shards ({shard} is not below {total_shards})"
@@ -161,7 +187,18 @@ fn read(config: Option<&Path>) -> ConfigText {
     }
 }
 
-fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
+/// How `run` finds its shard.
+enum Sharding {
+    /// Given on the command line.
+    Fixed(Shard),
+    /// From the pod's name and its StatefulSet (`--shard-from-hostname`).
+    FromHostname {
+        hostname: Option<String>,
+        namespace: Option<String>,
+    },
+}
+
+fn run(config: Option<&Path>, sharding: Sharding) -> ExitCode {
     let source = config.map_or(ConfigSource::Embedded, |p| ConfigSource::Path(p.to_owned()));
     let text = read(config);
     let sha256 = text.sha256();
@@ -183,6 +220,23 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
     let code = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
+        let shard = match sharding {
+            Sharding::Fixed(shard) => shard,
+            Sharding::FromHostname {
+                hostname,
+                namespace,
+            } => match autoshard(&plan, hostname, namespace.as_deref()).await {
+                Ok(found) => {
+                    let shard = found.shard();
+                    tokio::spawn(found.watch_replicas(shutdown.clone()));
+                    shard
+                }
+                Err(error) => {
+                    error!(%error, "cannot work out the shard");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         match host::run(source, sha256, plan, shard, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -195,6 +249,27 @@ fn run(config: Option<&Path>, shard: Shard) -> ExitCode {
     // plugin call that never returns) must not hold the process.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// This pod's shard from its hostname and its StatefulSet, through the config's cluster.
+async fn autoshard(
+    plan: &check::Plan,
+    hostname: Option<String>,
+    namespace: Option<&str>,
+) -> Result<autoshard::Autoshard, autoshard::AutoshardError> {
+    let hostname = match hostname {
+        Some(name) => name,
+        None => autoshard::system_hostname()?,
+    };
+    let kubernetes = plan.config.kubernetes.clone().unwrap_or_default();
+    let found = autoshard::Autoshard::discover(&kubernetes, &hostname, namespace).await?;
+    tracing::info!(
+        hostname,
+        shard = found.ordinal(),
+        total = found.total(),
+        "sharding from the hostname"
+    );
+    Ok(found)
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

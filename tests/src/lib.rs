@@ -7,6 +7,7 @@
 
 pub mod controlplane;
 pub mod endpoint_server;
+pub mod helm;
 pub mod pki;
 pub mod prometheus;
 pub mod proxy;
