@@ -296,7 +296,9 @@ async fn reload(
     };
     let sha256 = text.sha256();
     if sha256 == current.sha256 {
-        if trigger != Trigger::FilesChanged {
+        // A change back to the running config after a refused one is a successful reload too.
+        let was_refused = wiring.telemetry.reloads.last_successful.get() == 0;
+        if trigger != Trigger::FilesChanged || was_refused {
             info!(trigger = trigger.as_str(), "config reload: nothing changed");
             wiring.telemetry.reloads.applied(&sha256, true);
         }

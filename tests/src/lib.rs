@@ -111,6 +111,22 @@ pub fn http_get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
+/// `POST url` with an empty body: the status and body, or why the request failed.
+pub fn http_post(url: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut response = agent.post(url).send_empty().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
 /// Every JSON line of an NDJSON file (none if it does not exist yet).
 pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -236,11 +252,17 @@ impl Host {
         let config_path = dir.join("periscope.toml");
         std::fs::write(&config_path, config.replace("{listen}", &addr.to_string()))
             .expect("write config");
+        let mut all = vec!["--config", config_path.to_str().expect("UTF-8 path")];
+        all.extend(args);
+        Host::spawn(dir, addr, &all)
+    }
+
+    /// Starts `periscope run <args>` in `dir`; `addr` is the `listen` address its config gives.
+    pub fn spawn(dir: &Path, addr: SocketAddr, args: &[&str]) -> Host {
         let log = dir.join("periscope.log");
         let log_file = std::fs::File::create(&log).expect("create log");
         let child = Command::new(periscope_bin())
-            .args(["run", "--config"])
-            .arg(&config_path)
+            .arg("run")
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")

@@ -61,15 +61,31 @@ pub fn watch(
 ) {
     tokio::spawn(on_sighup(requests.clone(), stop.clone()));
     if let Some(config) = config {
-        let dir = if config.is_dir() {
-            config.to_owned()
+        let (dir, file) = if config.is_dir() {
+            (config.to_owned(), None)
         } else {
-            match config.parent() {
+            let dir = match config.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
                 _ => PathBuf::from("."),
-            }
+            };
+            (dir, config.file_name().map(ToOwned::to_owned))
         };
-        tokio::spawn(on_change(dir, requests, stop));
+        tokio::spawn(on_change(dir, file, requests, stop));
+    }
+}
+
+/// Whether a change of `path` may change the config: the config file itself (or, for a
+/// directory, any `*.toml` file), or kubelet's `..data` and timestamped directories.
+fn concerns_config(path: &Path, file: Option<&std::ffi::OsStr>) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    if name.to_string_lossy().starts_with("..") {
+        return true;
+    }
+    match file {
+        Some(file) => name == file,
+        None => name.to_string_lossy().ends_with(".toml"),
     }
 }
 
@@ -95,11 +111,24 @@ async fn on_sighup(requests: mpsc::Sender<ReloadRequest>, stop: CancellationToke
     }
 }
 
-/// Watches `dir` (not recursively), sending one request per burst of changes.
-async fn on_change(dir: PathBuf, requests: mpsc::Sender<ReloadRequest>, stop: CancellationToken) {
+/// Watches `dir` (not recursively) for changes of the config `file` (every `*.toml` when
+/// `None`), sending one request per burst of changes. Other files there (a log written next to
+/// the config) are ignored.
+async fn on_change(
+    dir: PathBuf,
+    file: Option<std::ffi::OsString>,
+    requests: mpsc::Sender<ReloadRequest>,
+    stop: CancellationToken,
+) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        let relevant = event.is_ok_and(|e| {
+            !e.kind.is_access()
+                && e.paths
+                    .iter()
+                    .any(|path| concerns_config(path, file.as_deref()))
+        });
+        if relevant {
             let _ = events_tx.send(());
         }
     };

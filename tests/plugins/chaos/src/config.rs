@@ -24,6 +24,10 @@ pub struct ChaosConfig {
     /// Export calls that return `Retry { after: 20ms }`.
     #[serde(default)]
     pub retry_on_calls: Vec<u64>,
+    /// Every export call up to this one returns `Retry { after: 20ms }`: a target that is down
+    /// for a while (0: never).
+    #[serde(default)]
+    pub retry_through_call: u64,
     /// Export calls that return `Reject`.
     #[serde(default)]
     pub reject_on_calls: Vec<u64>,

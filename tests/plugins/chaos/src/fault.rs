@@ -41,7 +41,7 @@ pub enum Fault {
 pub fn for_call(config: &ChaosConfig, call: u64) -> Fault {
     if config.panic_on_calls.contains(&call) {
         Fault::Panic
-    } else if config.retry_on_calls.contains(&call) {
+    } else if config.retry_on_calls.contains(&call) || call <= config.retry_through_call {
         Fault::Retry
     } else if config.reject_on_calls.contains(&call) {
         Fault::Reject

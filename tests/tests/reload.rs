@@ -1,0 +1,287 @@
+//! Config reloads in the real host process: triggered by a file change, a ConfigMap-style
+//! `..data` symlink swap, `SIGHUP` and `POST /-/reload`; a bad config changes nothing and says so;
+//! an unchanged exporter keeps its disk queue across reloads.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{demo_config, distinct_in_order, recorded_values, write_configmap};
+use periscope_tests::{
+    Host, free_port, http_get, http_post, metric_value, plugin_dir, read_ndjson, wait_until,
+};
+
+const SUCCESS: &str = "periscope_config_reloads_total{result=\"success\"}";
+const FAILURE: &str = "periscope_config_reloads_total{result=\"failure\"}";
+const LAST_OK: &str = "periscope_config_last_reload_successful";
+
+/// A page exporter on `page`, with the reload route on.
+fn page_config(page: SocketAddr) -> String {
+    demo_config(&format!(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nbatch = {{ max_wait = \"0s\" }}\n\
+         config = {{ listen = \"{page}\" }}\n"
+    ))
+    .replace(
+        "shutdown_timeout = \"5s\"",
+        "shutdown_timeout = \"5s\"\nreload_endpoint = true",
+    )
+}
+
+fn page(page: SocketAddr) -> String {
+    http_get(&format!("http://{page}/metrics"))
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+fn write(dir: &Path, name: &str, text: &str, listen: SocketAddr) {
+    std::fs::write(
+        dir.join(name),
+        text.replace("{listen}", &listen.to_string()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = page_config(page_addr);
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let pid = host.pid();
+    assert!(
+        wait_until(Duration::from_secs(10), || page(page_addr)
+            .contains("demo_value{name=\"a\"} 1")),
+        "{}",
+        page(page_addr)
+    );
+    assert_eq!(host.metric(LAST_OK), 1.0);
+    let hash_before = host
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("periscope_config_hash{"))
+        .map(str::to_owned)
+        .expect("periscope_config_hash on the self-metrics page");
+
+    // A renamed metric, picked up from the file change: the old series goes, the new one comes.
+    let renamed = config.replace("name = \"value\"", "name = \"renamed\"");
+    write(dir.path(), "periscope.toml", &renamed, host.addr);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let text = page(page_addr);
+            text.contains("demo_renamed{name=\"a\"} 1") && !text.contains("demo_value{")
+        }),
+        "{}\n{}",
+        page(page_addr),
+        host.log()
+    );
+    assert_eq!(host.metric(SUCCESS), 1.0, "{}", host.log());
+    assert_eq!(host.pid(), pid, "the same process");
+    assert!(
+        !host.metrics().contains(&hash_before),
+        "the hash follows the config"
+    );
+
+    // A broken path: refused at its line, nothing changes, the metrics say so.
+    let broken = renamed.replace("path = \"data.value\"", "path = \"data.value[\"");
+    write(dir.path(), "periscope.toml", &broken, host.addr);
+    assert!(
+        wait_until(Duration::from_secs(15), || host.metric(FAILURE) >= 1.0),
+        "{}",
+        host.log()
+    );
+    assert_eq!(host.metric(LAST_OK), 0.0);
+    assert!(
+        host.log().contains("config reload refused"),
+        "{}",
+        host.log()
+    );
+    write_configmap(dir.path(), "a", 2.0);
+    assert!(
+        wait_until(Duration::from_secs(10), || page(page_addr)
+            .contains("demo_renamed{name=\"a\"} 2")),
+        "the old config goes on:\n{}",
+        page(page_addr)
+    );
+    // POST /-/reload answers with the same problem, at its file and line.
+    let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("periscope.toml:"), "{body}");
+    assert!(body.contains("`resources[0].metrics[0].path`"), "{body}");
+
+    // Fixed again: applied, and a POST with nothing changed is a success that changes nothing.
+    write(dir.path(), "periscope.toml", &renamed, host.addr);
+    assert!(
+        wait_until(Duration::from_secs(15), || host.metric(LAST_OK) == 1.0),
+        "{}",
+        host.log()
+    );
+    let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+    assert_eq!((status, body.as_str()), (200, "config reloaded\n"));
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_setting_that_cannot_change_live_refuses_the_whole_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = page_config(page_addr);
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let other: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let moved = config
+        .replace("{listen}", &other.to_string())
+        .replace("name = \"value\"", "name = \"renamed\"");
+    std::fs::write(dir.path().join("periscope.toml"), moved).unwrap();
+    let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("`host.listen` cannot change while the host runs"),
+        "{body}"
+    );
+    assert!(page(page_addr).contains("demo_value{name=\"a\"} 1"));
+    assert!(!page(page_addr).contains("demo_renamed"));
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_configmap_symlink_swap_reloads_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = page_config(page_addr).replace("{listen}", &listen.to_string());
+    // What kubelet mounts: the files behind `..data`, a link per key.
+    let mount = dir.path().join("config");
+    std::fs::create_dir_all(mount.join("..2026_11_29_1")).unwrap();
+    std::fs::write(mount.join("..2026_11_29_1/periscope.toml"), &config).unwrap();
+    std::os::unix::fs::symlink("..2026_11_29_1", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/periscope.toml", mount.join("periscope.toml")).unwrap();
+    let mut host = Host::spawn(dir.path(), listen, &["--config", "config/periscope.toml"]);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(10), || page(page_addr)
+            .contains("demo_value{name=\"a\"}")),
+        "{}",
+        page(page_addr)
+    );
+
+    // kubelet's update: a new directory, a new link, renamed over `..data`, the old one removed.
+    let renamed = config.replace("name = \"value\"", "name = \"renamed\"");
+    std::fs::create_dir_all(mount.join("..2026_11_29_2")).unwrap();
+    std::fs::write(mount.join("..2026_11_29_2/periscope.toml"), renamed).unwrap();
+    std::os::unix::fs::symlink("..2026_11_29_2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2026_11_29_1")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || page(page_addr)
+            .contains("demo_renamed{name=\"a\"}")),
+        "{}\n{}",
+        page(page_addr),
+        host.log()
+    );
+    // Let any late event come in: still one reload.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(host.metric(SUCCESS), 1.0, "{}", host.log());
+    assert_eq!(host.metric(FAILURE), 0.0, "{}", host.log());
+
+    // SIGHUP reloads too (nothing changed: a success that changes nothing).
+    let pid = nix::unistd::Pid::from_raw(host.pid().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(SUCCESS) == 2.0),
+        "{}",
+        host.log()
+    );
+    assert!(host.stop().success());
+}
+
+#[test]
+fn an_unchanged_exporter_keeps_its_disk_queue_across_20_reloads_and_delivers_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["chaos", "prometheus"]);
+    write_configmap(dir.path(), "a", 0.0);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // The chaos exporter's target is down (for its first million calls); its queue is on disk.
+    let chaos = |target: &str| {
+        format!(
+            "[[exporters]]\nname = \"chaos\"\nplugin = \"chaos\"\nbatch = {{ max_wait = \"10ms\" }}\n\
+             retry = {{ initial = \"20ms\", max = \"50ms\" }}\n\
+             queue = {{ type = \"disk\", path = \"queue\", fsync = \"never\" }}\n\
+             config = {{ record = \"record.ndjson\"{target} }}\n"
+        )
+    };
+    let down = ", retry_through_call = 1000000";
+    let config = |revision: usize, target: &str| {
+        page_config(page_addr).replace(
+            "[[exporters]]\nname = \"page\"",
+            &format!("{}[[exporters]]\nname = \"page\"", chaos(target)),
+        ) + &format!("# revision {revision}\n")
+    };
+    let mut host = Host::start(dir.path(), &config(0, down));
+    host.wait_ready(Duration::from_secs(20));
+    let reload = |host: &Host, revision: usize, target: &'static str| {
+        write(
+            dir.path(),
+            "periscope.toml",
+            &config(revision, target),
+            host.addr,
+        );
+        let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+        assert_eq!(status, 200, "{body}\n{}", host.log());
+    };
+    for value in 1..=20 {
+        write_configmap(dir.path(), "a", f64::from(value));
+        assert!(
+            wait_until(Duration::from_secs(10), || page(page_addr)
+                .contains(&format!("demo_value{{name=\"a\"}} {value}"))),
+            "{}",
+            page(page_addr)
+        );
+        reload(&host, value as usize, down);
+    }
+    // Each change is applied once; a POST or file event finding it applied is a success too.
+    assert!(host.metric(SUCCESS) >= 20.0, "{}", host.log());
+    assert!(
+        read_ndjson(&dir.path().join("record.ndjson")).is_empty(),
+        "the target was down all along"
+    );
+    assert_eq!(
+        host.metric("periscope_exporter_restarts_total{exporter=\"chaos\"}"),
+        0.0,
+        "the exporter was never replaced:\n{}",
+        host.log()
+    );
+    // The target comes back (a changed exporter config: the worker is replaced and the new one
+    // replays the queue).
+    reload(&host, 21, "");
+    let record = dir.path().join("record.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_values(
+            &read_ndjson(&record),
+            "a"
+        )
+        .contains(&20.0)),
+        "{}",
+        host.log()
+    );
+    let a = distinct_in_order(&recorded_values(&read_ndjson(&record), "a"));
+    let expected: Vec<f64> = (0..=20).map(f64::from).collect();
+    assert_eq!(a, expected, "every value, once, in order");
+    assert_eq!(
+        metric_value(
+            &host.metrics(),
+            "periscope_exporter_dropped_samples_total{exporter=\"chaos\",reason=\"shutdown\"}"
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+    assert!(host.stop().success());
+}
