@@ -53,8 +53,8 @@ pub struct PlannedExporter {
     pub name: String,
     /// Its loaded plugin.
     pub plugin: Plugin,
-    /// The plugin file's SHA-256 (hex): a reload replaces the exporter when it changes.
-    pub plugin_sha256: String,
+    /// The plugin file's version: a reload replaces the exporter when it changes.
+    pub plugin_file: plugins::FileVersion,
     /// Its config table as TOML text, for the plugin.
     pub config_text: String,
     /// Its queue.
@@ -153,14 +153,14 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         let loaded = plugins::find(exporter.plugin.get_ref(), &dirs).and_then(|path| {
             let pin = exporter.sha256.as_ref().map(|s| s.get_ref().as_str());
             let plugin = plugins::load(&path, pin)?;
-            let sha256 =
-                plugins::file_sha256(&path).map_err(|e| plugins::PluginError::Unreadable {
+            let version =
+                plugins::FileVersion::of(&path).map_err(|e| plugins::PluginError::Unreadable {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            Ok((plugin, sha256))
+            Ok((plugin, version))
         });
-        let (plugin, plugin_sha256) = match loaded {
+        let (plugin, plugin_file) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 let span = match (&e, &exporter.sha256) {
@@ -217,7 +217,7 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         exporters.push(PlannedExporter {
             name: name.clone(),
             plugin,
-            plugin_sha256,
+            plugin_file,
             config_text,
             queue: exporter.queue.clone(),
             batch: exporter.batch,

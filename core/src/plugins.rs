@@ -227,6 +227,29 @@ fn not_elf(path: &Path) -> std::io::Result<Option<&'static str>> {
     })
 }
 
+/// What tells one version of a plugin file from another without reading it: device, inode, size
+/// and modification time. Replacing the file (by rename or by writing over it) changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileVersion {
+    /// The version of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<FileVersion> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+}
+
 /// The SHA-256 of a file, in lower-case hex.
 pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;

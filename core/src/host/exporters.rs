@@ -16,7 +16,7 @@ use crate::delivery::{DeadLetter, DiskQueue, MemoryQueue, Queue, Worker, WorkerS
 #[derive(Debug, Clone, PartialEq)]
 struct Fingerprint {
     name: String,
-    plugin_sha256: String,
+    plugin_file: crate::plugins::FileVersion,
     config_text: String,
     queue: QueueConfig,
     batch: BatchConfig,
@@ -29,7 +29,7 @@ impl Fingerprint {
     fn of(exporter: &PlannedExporter, dead_letter_dir: &Path) -> Self {
         Fingerprint {
             name: exporter.name.clone(),
-            plugin_sha256: exporter.plugin_sha256.clone(),
+            plugin_file: exporter.plugin_file,
             config_text: exporter.config_text.clone(),
             queue: exporter.queue.clone(),
             batch: exporter.batch,
