@@ -139,7 +139,6 @@ struct Current {
     fixed: Fixed,
     resources: Vec<periscope_scraper::config::ResourceConfig>,
     secrets: Secrets,
-    pipeline: Arc<periscope_scraper::objects::ObjectPipeline>,
     inputs: Inputs,
     exporters: Exporters,
 }
@@ -207,8 +206,7 @@ pub async fn run(
         fixed: Fixed::of(&plan),
         resources: plan.config.resources.clone(),
         secrets: secrets(plan.config.kubernetes.as_ref()),
-        pipeline: plan.pipeline.clone(),
-        inputs: Inputs::default(),
+        inputs: Inputs::new(plan.pipeline.clone()),
         exporters: Exporters::default(),
     };
     let dead_letter_dir = plan.config.host.dead_letter_dir.clone();
@@ -320,11 +318,8 @@ async fn reload(
     }
 
     let secrets = secrets(plan.config.kubernetes.as_ref());
+    // An unchanged pipeline is kept, and with it what aggregates hold.
     let pipeline_changed = plan.config.resources != current.resources || secrets != current.secrets;
-    if !pipeline_changed {
-        // Inputs that stay keep the pipeline they run with, and with it what aggregates hold.
-        plan.pipeline = current.pipeline.clone();
-    }
     wiring.grace = plan.config.host.shutdown_timeout.0;
     route
         .enabled
@@ -346,7 +341,6 @@ async fn reload(
     current.sha256 = sha256.clone();
     current.resources = plan.config.resources.clone();
     current.secrets = secrets;
-    current.pipeline = plan.pipeline.clone();
     if !problems.is_empty() {
         // Applied, but not all of it runs: said as a failure, with what does not run.
         return refuse(problems);

@@ -12,7 +12,6 @@ mod regular;
 mod scanner;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::Sender;
@@ -20,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::FilesConfig;
 use crate::event::{ErrorKind, Event};
-use crate::objects::ObjectPipeline;
+use crate::objects::SharedPipeline;
 use scanner::Scanner;
 
 /// The shortest interval between reads, so that a zero interval does not spin.
@@ -31,21 +30,24 @@ pub struct FilesSource {
     scanner: Scanner,
     input: String,
     interval: Duration,
+    pipeline: SharedPipeline,
 }
 
 impl FilesSource {
-    /// A source for one `[[sources.files]]` entry, turning objects into updates with `pipeline`.
-    pub fn new(config: &FilesConfig, pipeline: Arc<ObjectPipeline>) -> Self {
+    /// A source for one `[[sources.files]]` entry, turning objects into updates with `pipeline`
+    /// (and reading everything again when it changes).
+    pub fn new(config: &FilesConfig, mut pipeline: SharedPipeline) -> Self {
         let input = format!("files:{}", config.path);
         FilesSource {
             scanner: Scanner::new(
                 PathBuf::from(&config.path),
                 config.max_file_bytes.0,
                 input.clone(),
-                pipeline,
+                pipeline.current().pipeline().clone(),
             ),
             input,
             interval: config.interval.0.max(MIN_INTERVAL),
+            pipeline,
         }
     }
 
@@ -64,8 +66,11 @@ impl FilesSource {
             mut scanner,
             input,
             interval,
+            mut pipeline,
         } = self;
         let mut synced = false;
+        // A new pipeline to tell once the read that applies it is sent.
+        let mut reapplying: Option<std::sync::Arc<crate::objects::Generation>> = None;
         loop {
             let read = tokio::task::spawn_blocking(move || {
                 let found = scanner.scan(jiff::Timestamp::now().as_millisecond());
@@ -96,6 +101,9 @@ impl FilesSource {
                     return;
                 }
             }
+            if let Some(generation) = reapplying.take() {
+                generation.reapplied();
+            }
             if !synced {
                 synced = true;
                 let event = Event::Synced {
@@ -107,6 +115,10 @@ impl FilesSource {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                generation = pipeline.changed() => {
+                    scanner.set_pipeline(generation.pipeline().clone());
+                    reapplying = Some(generation);
+                }
                 () = tokio::time::sleep(interval) => {}
             }
         }

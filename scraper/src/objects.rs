@@ -18,6 +18,7 @@ pub(crate) mod compile;
 mod durations;
 mod extract;
 mod key;
+mod shared;
 mod tracked;
 mod transitions;
 
@@ -37,6 +38,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
+pub use shared::{Generation, PipelinePublisher, SharedPipeline};
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.

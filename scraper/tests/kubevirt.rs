@@ -10,7 +10,7 @@ use periscope_plugin_api::batch::{FamilyKind, SourceKind, Update};
 use periscope_plugin_api::config::Duration as ConfigDuration;
 use periscope_scraper::config::{FilesConfig, ResourceConfig};
 use periscope_scraper::files::FilesSource;
-use periscope_scraper::objects::{ObjectPipeline, Secrets};
+use periscope_scraper::objects::{ObjectPipeline, Secrets, SharedPipeline};
 use periscope_scraper::value::parse_timestamp;
 use periscope_scraper::{Event, SourceUpdate};
 use serde::Deserialize;
@@ -96,8 +96,10 @@ async fn read(pipeline: Arc<ObjectPipeline>, objects: &Path) -> Metrics {
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
-    let task =
-        tokio::spawn(FilesSource::new(&files, pipeline.clone()).run(sender, shutdown.clone()));
+    let task = tokio::spawn(
+        FilesSource::new(&files, SharedPipeline::fixed(pipeline.clone()))
+            .run(sender, shutdown.clone()),
+    );
     loop {
         match events.recv().await.expect("the input runs until synced") {
             Event::Synced { .. } => break,
@@ -337,8 +339,10 @@ async fn objects_vanishing_from_disk_leave_the_aggregates() {
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
-    let task =
-        tokio::spawn(FilesSource::new(&files, pipeline.clone()).run(sender, shutdown.clone()));
+    let task = tokio::spawn(
+        FilesSource::new(&files, SharedPipeline::fixed(pipeline.clone()))
+            .run(sender, shutdown.clone()),
+    );
     while !matches!(events.recv().await.unwrap(), Event::Synced { .. }) {}
     let mut before = Metrics::default();
     for update in pipeline.derived_updates(0) {

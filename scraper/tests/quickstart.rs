@@ -11,7 +11,7 @@ use periscope_plugin_api::config::Duration as ConfigDuration;
 use periscope_scraper::Event;
 use periscope_scraper::config::{FilesConfig, ResourceConfig};
 use periscope_scraper::files::FilesSource;
-use periscope_scraper::objects::{ObjectPipeline, Secrets};
+use periscope_scraper::objects::{ObjectPipeline, Secrets, SharedPipeline};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -137,7 +137,9 @@ async fn read(config_text: &str) -> Read {
     };
     let (sender, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(FilesSource::new(&files, pipeline).run(sender, shutdown.clone()));
+    let task = tokio::spawn(
+        FilesSource::new(&files, SharedPipeline::fixed(pipeline)).run(sender, shutdown.clone()),
+    );
     let mut read = Read {
         samples: BTreeMap::new(),
         kinds: BTreeMap::new(),

@@ -134,6 +134,12 @@ fn a_setting_that_cannot_change_live_refuses_the_whole_reload() {
     let config = page_config(page_addr);
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(10), || page(page_addr)
+            .contains("demo_value{name=\"a\"} 1")),
+        "{}",
+        page(page_addr)
+    );
     let other: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let moved = config
         .replace("{listen}", &other.to_string())
@@ -283,5 +289,145 @@ fn an_unchanged_exporter_keeps_its_disk_queue_across_20_reloads_and_delivers_it_
         .unwrap_or(0.0),
         0.0
     );
+    assert!(host.stop().success());
+}
+
+/// How many LISTs of ConfigMaps the apiserver has answered, from its own metrics.
+async fn configmap_lists(client: &kube::Client) -> f64 {
+    let request = hyper::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("apiserver metrics");
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("verb=\"LIST\"") && l.contains("resource=\"configmaps\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_metric_on_a_watched_kind_applies_without_a_new_list() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{Api, PostParams};
+    use periscope_tests::controlplane::{ControlPlane, kube_client};
+
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("reload".to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), "reload");
+    const N: usize = 200;
+    for i in 0..N {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(format!("cm-{i:03}"));
+        cm.data = Some([("value".to_owned(), i.to_string())].into());
+        configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = format!(
+        r#"[host]
+listen = "{{listen}}"
+plugin_dirs = ["plugins"]
+flush_interval = "50ms"
+reload_endpoint = true
+
+[kubernetes]
+kubeconfig = "{kubeconfig}"
+
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+namespaces = ["reload"]
+prefix = "demo"
+labels = {{ name = "metadata.name" }}
+
+  [[resources.metrics]]
+  name = "value"
+  type = "gauge"
+  path = "data.value"
+
+  [[resources.aggregates]]
+  name = "count"
+  type = "count"
+
+[[exporters]]
+name = "page"
+plugin = "prometheus"
+batch = {{ max_wait = "0s" }}
+config = {{ listen = "{page_addr}" }}
+"#,
+        kubeconfig = cp.kubeconfig_path().display()
+    );
+    let dir_path = dir.path().to_owned();
+    let mut host = tokio::task::spawn_blocking(move || {
+        let mut host = Host::start(&dir_path, &config);
+        host.wait_ready(Duration::from_secs(30));
+        host
+    })
+    .await
+    .unwrap();
+    let series = |text: &str, metric: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{name=")))
+            .count()
+    };
+    let settled = |metric: &'static str| {
+        move || {
+            let text = page(page_addr);
+            series(&text, metric) == N && metric_value(&text, "demo_count") == Some(N as f64)
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), settled("demo_value")),
+        "{}",
+        page(page_addr)
+    );
+    let lists_before = configmap_lists(&client).await;
+    assert!(lists_before >= 1.0, "the watch listed once");
+
+    // Rename the metric and count only some of the objects: a new pipeline, the same watch.
+    let text = std::fs::read_to_string(dir.path().join("periscope.toml")).unwrap();
+    let renamed = text.replace("name = \"value\"", "name = \"renamed\"");
+    std::fs::write(dir.path().join("periscope.toml"), renamed).unwrap();
+    let addr = host.addr;
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_post(&format!("http://{addr}/-/reload")).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}\n{}", host.log());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let text = page(page_addr);
+            settled("demo_renamed")() && series(&text, "demo_value") == 0
+        }),
+        "{}\n{}",
+        page(page_addr),
+        host.log()
+    );
+    assert_eq!(
+        configmap_lists(&client).await,
+        lists_before,
+        "no new list for a changed metric:\n{}",
+        host.log()
+    );
+    let took = host
+        .log()
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .map(str::to_owned);
+    eprintln!("{}", took.unwrap_or_default());
     assert!(host.stop().success());
 }

@@ -1,10 +1,13 @@
 //! The running inputs, reconciled with each plan.
 //!
 //! An input whose config is unchanged keeps running. A new one starts. A removed one is stopped and
-//! retired: the collector removes every source it held. A changed one is replaced: the new input
-//! starts, and the old one is retired once the new one has done its first read (or after
-//! [`HANDOVER`]), so its series do not blink out in between; sources both report pass from the
-//! old to the new without an update reaching the exporters.
+//! retired: the collector removes every source it held. A changed one is replaced: the old input
+//! stops, the new one starts, and the old one's sources are retired once the new one has done its
+//! first read (or after [`HANDOVER`]), so its series do not blink out in between; sources both
+//! report pass from the old to the new without an update reaching the exporters.
+//!
+//! A changed `[[resources]]` restarts nothing: the new pipeline is published, and every input
+//! reading objects applies the objects it holds again (a watch without a new list).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +16,8 @@ use periscope_scraper::config::{EndpointConfig, FilesConfig};
 use periscope_scraper::endpoints::EndpointInput;
 use periscope_scraper::files::FilesSource;
 use periscope_scraper::kube::{KubeWatch, KubernetesConfig, WatchTarget, watch_targets};
-use periscope_scraper::objects::ObjectPipeline;
-use periscope_scraper::{ErrorKind, Event};
+use periscope_scraper::objects::{ObjectPipeline, PipelinePublisher, SharedPipeline};
+use periscope_scraper::{ErrorKind, Event, SourceUpdate};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,12 +41,10 @@ enum InputKey {
 }
 
 impl InputKey {
-    /// Whether the input reads objects through the pipeline (and must restart when it changes).
-    fn uses_pipeline(&self) -> bool {
-        matches!(
-            self,
-            InputKey::Files(_) | InputKey::Watch(_) | InputKey::Derived
-        )
+    /// Whether the input applies objects it holds (and so applies them again with a new
+    /// pipeline).
+    fn holds_objects(&self) -> bool {
+        matches!(self, InputKey::Files(_) | InputKey::Watch(_))
     }
 
     /// Whether the input talks to the cluster (and must restart when `[kubernetes]` changes).
@@ -66,17 +67,28 @@ struct Running {
     synced: watch::Receiver<bool>,
 }
 
-/// The inputs running now, and the cluster client they share.
-#[derive(Default)]
+/// The inputs running now, the pipeline they apply objects with, and the cluster client they
+/// share.
 pub(super) struct Inputs {
     next_id: InputId,
     running: Vec<Running>,
+    pipeline: PipelinePublisher,
     cluster: Option<(KubernetesConfig, kube::Client)>,
 }
 
 impl Inputs {
-    /// Makes the running inputs those `plan` needs. `pipeline_changed` says whether the
-    /// `[[resources]]` changed (inputs reading objects restart then).
+    /// No input yet; objects will go through `pipeline`.
+    pub(super) fn new(pipeline: Arc<ObjectPipeline>) -> Inputs {
+        Inputs {
+            next_id: 0,
+            running: Vec::new(),
+            pipeline: PipelinePublisher::new(pipeline),
+            cluster: None,
+        }
+    }
+
+    /// Makes the running inputs those `plan` needs. When `pipeline_changed` (the
+    /// `[[resources]]` changed), `plan.pipeline` is published to every input.
     pub(super) async fn reconcile(
         &mut self,
         plan: &Plan,
@@ -98,13 +110,25 @@ impl Inputs {
         let mut kept = Vec::new();
         let mut leaving = Vec::new();
         for running in std::mem::take(&mut self.running) {
-            let restart = (pipeline_changed && running.key.uses_pipeline())
-                || (cluster_changed && running.key.uses_cluster());
+            let restart = cluster_changed && running.key.uses_cluster();
             if !restart && wanted.contains(&running.key) {
                 kept.push(running);
             } else {
                 leaving.push(running);
             }
+        }
+        // The leaving inputs stop now (their sources stay until retired below), so that only the
+        // kept ones apply their objects with a new pipeline.
+        for old in &leaving {
+            old.stop.cancel();
+        }
+        let stopping = leaving
+            .iter_mut()
+            .map(|old| std::mem::replace(&mut old.tasks, idle()));
+        stop_all(stopping.collect(), wiring.grace).await;
+        if pipeline_changed {
+            let holding = kept.iter().filter(|r| r.key.holds_objects()).count();
+            self.pipeline.publish(plan.pipeline.clone(), holding);
         }
         let mut started = Vec::new();
         for key in wanted {
@@ -130,8 +154,6 @@ impl Inputs {
         self.running.extend(started);
         for old in leaving {
             info!(input = %old.name, "input removed or changed: retiring it");
-            old.stop.cancel();
-            stop_all(vec![old.tasks], wiring.grace).await;
             // Every update the old input sent is already in the channel: this comes after.
             let _ = wiring.intake.send(Intake::Retire(old.id)).await;
             if !self.running.iter().any(|r| r.name == old.name) {
@@ -155,7 +177,7 @@ impl Inputs {
         self.next_id += 1;
         let id = self.next_id;
         let stop = wiring.shutdown.child_token();
-        let pipeline = plan.pipeline.clone();
+        let pipeline = self.pipeline.subscribe();
         let client = self.cluster.as_ref().map(|(_, client)| client.clone());
         let (name, run): (String, StartInput) = match &key {
             InputKey::Files(config) => {
@@ -247,6 +269,14 @@ impl Inputs {
 }
 
 type InputTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Two finished tasks, in place of a stopped input's.
+fn idle() -> [JoinHandle<Option<()>>; 2] {
+    [
+        tokio::spawn(async { Some(()) }),
+        tokio::spawn(async { Some(()) }),
+    ]
+}
 /// Starts an input's task, given the sender of its events.
 type StartInput = Box<dyn FnOnce(mpsc::Sender<Event>) -> InputTask>;
 
@@ -301,22 +331,44 @@ async fn stop_all(tasks: Vec<[JoinHandle<Option<()>>; 2]>, timeout: Duration) {
 /// The input of aggregates and derived metrics: every `interval`, what changed since the last time
 /// (computed by the pipeline from what the other inputs fed it). It ends with one last round once
 /// stopped, so nothing the other inputs sent is left out.
+///
+/// With a new pipeline (a reload), it waits until every input has applied its objects with it
+/// (at most [`HANDOVER`]), so that no aggregate shows a half-filled state; then it sends every
+/// source of the new pipeline, and removes those only the old one had.
 async fn derived(
-    pipeline: Arc<ObjectPipeline>,
+    mut pipeline: SharedPipeline,
     interval: Duration,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
 ) {
     let input = "derived".to_owned();
     let _ = events.send(Event::Synced { input }).await;
+    let mut current = pipeline.current().pipeline().clone();
+    let mut sent = SourceIds::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut replaced = false;
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tick.tick() => false,
+            generation = pipeline.changed() => {
+                if !generation.all_reapplied(HANDOVER).await {
+                    warn!("some inputs have not applied the new pipeline within {}s; computing aggregates anyway", HANDOVER.as_secs());
+                }
+                current = generation.pipeline().clone();
+                replaced = true;
+                false
+            }
         };
-        for update in pipeline.derived_updates(periscope_plugin_api::now_ms()) {
+        let updates = current.derived_updates(periscope_plugin_api::now_ms());
+        let removes = if replaced {
+            sent.all_but(&updates)
+        } else {
+            Vec::new()
+        };
+        for update in updates.into_iter().chain(removes) {
+            sent.record(&update);
             if events.send(Event::Update(update)).await.is_err() {
                 return;
             }
@@ -324,6 +376,35 @@ async fn derived(
         if stopping {
             return;
         }
+    }
+}
+
+/// The sources an input has replaced and not removed since, each with its `Remove`.
+#[derive(Default)]
+struct SourceIds(std::collections::HashMap<String, SourceUpdate>);
+
+impl SourceIds {
+    fn record(&mut self, update: &SourceUpdate) {
+        if update.is_remove() {
+            self.0.remove(update.source_id());
+        } else {
+            self.0
+                .insert(update.source_id().to_owned(), update.to_remove());
+        }
+    }
+
+    /// The `Remove` of every source recorded that `updates` do not replace.
+    fn all_but(&self, updates: &[SourceUpdate]) -> Vec<SourceUpdate> {
+        let kept: std::collections::HashSet<&str> =
+            updates.iter().map(SourceUpdate::source_id).collect();
+        let mut removes: Vec<SourceUpdate> = self
+            .0
+            .iter()
+            .filter(|(id, _)| !kept.contains(id.as_str()))
+            .map(|(_, remove)| remove.clone())
+            .collect();
+        removes.sort_by(|a, b| a.source_id().cmp(b.source_id()));
+        removes
     }
 }
 

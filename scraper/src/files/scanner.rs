@@ -60,6 +60,15 @@ impl Scanner {
         }
     }
 
+    /// Applies every object with `pipeline` from the next read on: every file is parsed again
+    /// then, whether it changed or not.
+    pub(super) fn set_pipeline(&mut self, pipeline: Arc<ObjectPipeline>) {
+        self.pipeline = pipeline;
+        for state in self.files.values_mut() {
+            state.fingerprint = None;
+        }
+    }
+
     /// Reads every file (skipping unchanged ones) and returns the events to send: updates of new
     /// and changed sources, then removes of vanished ones, with errors where they happened.
     pub(super) fn scan(&mut self, now_ms: i64) -> Vec<Event> {

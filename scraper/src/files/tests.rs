@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::ResourceConfig;
-use crate::objects::Secrets;
+use crate::objects::{ObjectPipeline, Secrets, SharedPipeline};
 
 const CONFIG: &str = r#"
 [[resources]]
@@ -58,7 +58,7 @@ fn start(path: &Path) -> Running {
         interval: ConfigDuration(Duration::from_millis(20)),
         max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
-    let source = FilesSource::new(&config, pipeline());
+    let source = FilesSource::new(&config, SharedPipeline::fixed(pipeline()));
     let (sender, events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(source.run(sender, shutdown.clone()));
@@ -266,7 +266,7 @@ async fn a_single_file_can_be_the_path() {
         interval: ConfigDuration(Duration::from_millis(20)),
         max_file_bytes: periscope_plugin_api::config::ByteSize(16 << 20),
     };
-    let source = FilesSource::new(&config, pipeline());
+    let source = FilesSource::new(&config, SharedPipeline::fixed(pipeline()));
     assert_eq!(source.input_name(), format!("files:{}", path.display()));
 
     let mut running = start(&path);

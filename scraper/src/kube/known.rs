@@ -78,6 +78,38 @@ impl<V> Known<V> {
     }
 
     /// What is kept of every known object.
+    /// What is known of `key`: from the relist in progress, else from before it.
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<&V> {
+        let id = key.source_id();
+        self.relisted
+            .as_ref()
+            .and_then(|relisted| relisted.get(id))
+            .or_else(|| self.objects.get(id))
+    }
+
+    /// Like [`get`](Self::get), to change it.
+    pub(crate) fn get_mut(&mut self, key: &ObjectKey) -> Option<&mut V> {
+        let id = key.source_id();
+        if let Some(value) = self.relisted.as_mut().and_then(|r| r.get_mut(id)) {
+            return Some(value);
+        }
+        self.objects.get_mut(id)
+    }
+
+    /// The key of every object known, counting a relist in progress.
+    pub(crate) fn keys(&self) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = self.objects.keys().map(|k| k.0.clone()).collect();
+        if let Some(relisted) = &self.relisted {
+            keys.extend(
+                relisted
+                    .keys()
+                    .filter(|k| !self.objects.contains_key(*k))
+                    .map(|k| k.0.clone()),
+            );
+        }
+        keys
+    }
+
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.objects.values()
     }

@@ -16,14 +16,14 @@ use super::WatchTarget;
 use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
-use crate::objects::{ObjectKey, ObjectPipeline};
+use crate::objects::{Generation, ObjectKey, ObjectPipeline, SharedPipeline};
 use crate::shard::Shard;
 
 /// One running watch.
 pub struct KubeWatch {
     client: Client,
     target: WatchTarget,
-    pipeline: Arc<ObjectPipeline>,
+    pipeline: SharedPipeline,
     shard: Shard,
     page_size: u32,
 }
@@ -32,11 +32,12 @@ pub struct KubeWatch {
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl KubeWatch {
-    /// A watch of `target` through `client`, keeping only the objects of `shard`.
+    /// A watch of `target` through `client`, keeping only the objects of `shard`. When
+    /// `pipeline` changes, the watch applies every object it holds again, without a new list.
     pub fn new(
         client: Client,
         target: WatchTarget,
-        pipeline: Arc<ObjectPipeline>,
+        pipeline: SharedPipeline,
         shard: Shard,
         page_size: u32,
     ) -> Self {
@@ -56,14 +57,14 @@ impl KubeWatch {
 
     /// Watches until `shutdown`, sending updates, `Synced` after the first complete list, and
     /// errors. A kind that does not exist is looked for again every few seconds.
-    pub async fn run(self, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+    pub async fn run(mut self, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
         let mut state = WatchState {
             input: self.input_name(),
             watched: WatchedKind {
                 api_version: self.target.api_version(),
                 kind: self.target.kind.clone(),
             },
-            pipeline: self.pipeline.clone(),
+            pipeline: self.pipeline.current().pipeline().clone(),
             shard: self.shard,
             events,
             known: Known::default(),
@@ -75,6 +76,10 @@ impl KubeWatch {
         loop {
             let resolved = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                generation = self.pipeline.changed() => {
+                    state.reapply(generation).await;
+                    continue;
+                }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
             };
             let resource = match resolved {
@@ -97,6 +102,10 @@ impl KubeWatch {
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
+                        generation = self.pipeline.changed() => {
+                            state.reapply(generation).await;
+                            continue;
+                        }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
                     }
                 }
@@ -117,6 +126,10 @@ impl KubeWatch {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
+                    generation = self.pipeline.changed() => {
+                        state.reapply(generation).await;
+                        continue;
+                    }
                     next = stream.next() => next,
                 };
                 match next {
@@ -160,17 +173,39 @@ fn is_not_found(error: &watcher::Error) -> bool {
     }
 }
 
-/// What a watch remembers: the key of every object it reported as a source, to remove the ones a
-/// relist no longer shows.
+/// What a watch remembers of each object it was sent: whether it is a source now, and the object
+/// itself, to apply again when the pipeline changes (a config reload) without asking the
+/// apiserver for it. The object is kept as LZ4-compressed JSON: as a `serde_json::Value` it was a
+/// sixth of the host's heap at 10k objects (`bench/`); compressed it is about a fifth of its JSON.
+struct Held {
+    source: bool,
+    object: Box<[u8]>,
+}
+
+impl Held {
+    fn new(source: bool, object: &serde_json::Value) -> Held {
+        let json = serde_json::to_vec(object).unwrap_or_default();
+        Held {
+            source,
+            object: lz4_flex::compress_prepend_size(&json).into_boxed_slice(),
+        }
+    }
+
+    fn object(&self) -> Option<serde_json::Value> {
+        let json = lz4_flex::decompress_size_prepended(&self.object).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// What a watch remembers: every object it was sent (of its shard), to remove the sources a relist
+/// no longer shows and to apply them all again with a new pipeline.
 struct WatchState {
     input: String,
     watched: WatchedKind,
     pipeline: Arc<ObjectPipeline>,
     shard: Shard,
     events: mpsc::Sender<Event>,
-    /// The objects that are sources. Only their keys: the whole object, or even its identity as
-    /// a JSON value, was a sixth of the host's heap at 10k objects (`bench/`).
-    known: Known<()>,
+    known: Known<Held>,
     synced: bool,
 }
 
@@ -179,31 +214,36 @@ impl WatchState {
         match event {
             watcher::Event::Init => self.known.start_relist(),
             watcher::Event::InitApply(object) => {
-                if let Some(key) = self.apply(object).await {
-                    self.known.relisted(key, ());
+                if let Some((key, held)) = self.apply(object).await {
+                    self.known.relisted(key, held);
                 }
             }
             watcher::Event::InitDone => {
-                for (key, ()) in self.known.finish_relist() {
-                    self.send_remove(&key).await;
+                for (key, held) in self.known.finish_relist() {
+                    if held.source {
+                        self.send_remove(&key).await;
+                    }
                 }
                 self.synced().await;
             }
             watcher::Event::Apply(object) => {
-                if let Some(key) = self.apply(object).await {
-                    self.known.insert(key, ());
+                if let Some((key, held)) = self.apply(object).await {
+                    self.known.insert(key, held);
                 }
             }
             watcher::Event::Delete(object) => {
-                if let Some(key) = self.watched.key_of_deleted(&object) {
-                    self.remove(&key).await;
+                if let Some(key) = self.watched.key_of_deleted(&object)
+                    && self.known.remove(&key).is_some_and(|held| held.source)
+                {
+                    self.send_remove(&key).await;
                 }
             }
         }
     }
 
-    /// Sends the object's update; returns its key if it is now a source.
-    async fn apply(&mut self, object: DynamicObject) -> Option<ObjectKey> {
+    /// Sends the object's update (or the `Remove` of a source it no longer is); returns its key
+    /// and what to hold of it, unless it is not this shard's or has no key.
+    async fn apply(&mut self, object: DynamicObject) -> Option<(ObjectKey, Held)> {
         let value = match self.watched.json(object) {
             Ok(value) => value,
             Err(e) => {
@@ -215,9 +255,17 @@ impl WatchState {
         if !self.shard.keeps(key.uid()) {
             return None;
         }
+        let was_source = self.known.get(&key).is_some_and(|held| held.source);
+        let source = self.send(&key, &value, was_source).await;
+        Some((key, Held::new(source, &value)))
+    }
+
+    /// Applies the pipeline to one object and sends what it gives: its update, or the `Remove`
+    /// of the source it was. Returns whether it is a source now.
+    async fn send(&mut self, key: &ObjectKey, value: &serde_json::Value, was_source: bool) -> bool {
         match self
             .pipeline
-            .apply(&key, &value, periscope_plugin_api::now_ms())
+            .apply(key, value, periscope_plugin_api::now_ms())
         {
             Some((update, problems)) => {
                 for problem in problems.messages {
@@ -227,36 +275,53 @@ impl WatchState {
                 for mut failure in problems.expressions {
                     failure.message = format!("{}: {}", key.source_id(), failure.message);
                     let input = self.input.clone();
-                    self.send(Event::Expression { input, failure }).await;
+                    self.send_event(Event::Expression { input, failure }).await;
                 }
-                self.send(Event::Update(update)).await;
-                Some(key)
+                self.send_event(Event::Update(update)).await;
+                true
             }
             None => {
-                // No longer selected (its labels changed): if it was a source, it is gone.
-                self.remove(&key).await;
-                None
+                // Not selected (any more): if it was a source, it is gone.
+                if was_source {
+                    self.send_remove(key).await;
+                }
+                false
             }
         }
     }
 
-    /// Sends the `Remove` of the object if it was a source.
-    async fn remove(&mut self, key: &ObjectKey) {
-        if self.known.remove(key).is_some() {
-            self.send_remove(key).await;
+    /// Applies every held object again with the pipeline of `generation` (a config reload), then
+    /// tells the generation so.
+    async fn reapply(&mut self, generation: Arc<Generation>) {
+        self.pipeline = generation.pipeline().clone();
+        for key in self.known.keys() {
+            let Some((was_source, value)) = self
+                .known
+                .get(&key)
+                .and_then(|held| Some((held.source, held.object()?)))
+            else {
+                continue;
+            };
+            let source = self.send(&key, &value, was_source).await;
+            if let Some(held) = self.known.get_mut(&key) {
+                held.source = source;
+            }
         }
+        generation.reapplied();
     }
 
     /// Sends the `Remove` of a source.
     async fn send_remove(&mut self, key: &ObjectKey) {
         if let Some(update) = self.pipeline.remove(key) {
-            self.send(Event::Update(update)).await;
+            self.send_event(Event::Update(update)).await;
         }
     }
 
     async fn remove_all(&mut self) {
-        for (key, ()) in self.known.take_all() {
-            self.send_remove(&key).await;
+        for (key, held) in self.known.take_all() {
+            if held.source {
+                self.send_remove(&key).await;
+            }
         }
     }
 
@@ -264,13 +329,13 @@ impl WatchState {
         if !self.synced {
             self.synced = true;
             let input = self.input.clone();
-            self.send(Event::Synced { input }).await;
+            self.send_event(Event::Synced { input }).await;
         }
     }
 
     async fn error(&mut self, kind: ErrorKind, message: String) {
         let input = self.input.clone();
-        self.send(Event::Error {
+        self.send_event(Event::Error {
             input,
             kind,
             message,
@@ -278,7 +343,7 @@ impl WatchState {
         .await;
     }
 
-    async fn send(&self, event: Event) {
+    async fn send_event(&self, event: Event) {
         // The host stopped listening only at shutdown.
         let _ = self.events.send(event).await;
     }
