@@ -53,6 +53,10 @@ pub struct PlannedExporter {
     pub name: String,
     /// Its loaded plugin.
     pub plugin: Plugin,
+    /// The plugin's name in the config (`file`).
+    pub plugin_name: String,
+    /// The plugin file.
+    pub plugin_path: PathBuf,
     /// The plugin file's version: a reload replaces the exporter when it changes.
     pub plugin_file: plugins::FileVersion,
     /// Its config table as TOML text, for the plugin.
@@ -158,9 +162,9 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            Ok((plugin, version))
+            Ok((plugin, path, version))
         });
-        let (plugin, plugin_file) = match loaded {
+        let (plugin, plugin_path, plugin_file) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 let span = match (&e, &exporter.sha256) {
@@ -217,6 +221,8 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
         exporters.push(PlannedExporter {
             name: name.clone(),
             plugin,
+            plugin_name: exporter.plugin.get_ref().clone(),
+            plugin_path,
             plugin_file,
             config_text,
             queue: exporter.queue.clone(),

@@ -293,11 +293,11 @@ async fn reload(
         Err(errors) => return refuse(lines(&errors.problems)),
     };
     let sha256 = text.sha256();
-    if sha256 == current.sha256 {
-        // A change back to the running config after a refused one is a successful reload too.
-        let was_refused = wiring.telemetry.reloads.last_successful.get() == 0;
-        if trigger != Trigger::FilesChanged || was_refused {
-            info!(trigger = trigger.as_str(), "config reload: nothing changed");
+    // A file event with the files as they run changes nothing (unless the last reload was
+    // refused: then the files are back to the running config, a success). An explicit reload
+    // goes on even so: a plugin file may have been replaced.
+    if trigger == Trigger::FilesChanged && sha256 == current.sha256 {
+        if wiring.telemetry.reloads.last_successful.get() == 0 {
             wiring.telemetry.reloads.applied(&sha256, true);
         }
         return Ok(());

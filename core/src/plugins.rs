@@ -7,10 +7,18 @@
 //! [`periscope_plugin_api::host::Plugin::load`] checks the ABI version before anything else (a
 //! mismatch is one line naming the file and both versions) and the layout. Libraries are never
 //! unloaded.
+//!
+//! A plugin file replaced on disk while the host runs (a new version, picked up by a reload) is
+//! loaded as a new library beside the old one, which exporters not yet replaced still run: the
+//! loader would hand back the library already loaded from that path, so the new file is loaded
+//! from a private in-memory copy (`memfd`) instead.
 
+use std::collections::HashMap;
 use std::io::Read as _;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 pub use periscope_plugin_api::host::{About, LoadError, Plugin};
 use sha2::{Digest as _, Sha256};
@@ -202,10 +210,51 @@ pub fn load(path: &Path, sha256: Option<&str>) -> Result<Plugin, PluginError> {
             reason,
         });
     }
-    Plugin::load(path).map_err(|error| PluginError::Library {
+    open_library(path).map_err(|error| PluginError::Library {
         path: path.to_owned(),
         error,
     })
+}
+
+/// Each plugin path loaded, with the version of the file loaded from it.
+static LOADED: Mutex<Option<HashMap<PathBuf, FileVersion>>> = Mutex::new(None);
+/// The in-memory copies of replaced plugin files, kept open for as long as their libraries stay
+/// loaded: for good.
+static COPIES: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Loads the library at `path`; a file replaced since it was first loaded from there is loaded
+/// from an in-memory copy, as a new library.
+fn open_library(path: &Path) -> Result<Plugin, LoadError> {
+    let version = FileVersion::of(path).map_err(|e| LoadError::Other(e.to_string()))?;
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    let loaded = loaded.get_or_insert_with(HashMap::new);
+    match loaded.get(path) {
+        Some(first) if *first != version => {
+            let copy = memory_copy(path).map_err(|e| {
+                LoadError::Other(format!("cannot copy the replaced plugin file: {e}"))
+            })?;
+            let plugin = Plugin::load(Path::new(&format!("/proc/self/fd/{}", copy.as_raw_fd())));
+            COPIES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(copy);
+            plugin
+        }
+        _ => {
+            let plugin = Plugin::load(path)?;
+            loaded.insert(path.to_owned(), version);
+            Ok(plugin)
+        }
+    }
+}
+
+/// The file at `path`, copied into an anonymous in-memory file.
+fn memory_copy(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd =
+        nix::sys::memfd::memfd_create(c"periscope-plugin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    std::io::copy(&mut std::fs::File::open(path)?, &mut file)?;
+    Ok(OwnedFd::from(file))
 }
 
 /// Why the file at `path` is not an ELF shared library, judged by its first bytes (`None` when it

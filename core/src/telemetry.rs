@@ -32,6 +32,10 @@ pub struct Telemetry {
     pub task_failures: IntCounterVec,
     /// What the config reloads did.
     pub reloads: ReloadMetrics,
+    /// `periscope_exporter_info`: which plugin file each exporter runs.
+    exporter_info: IntGaugeVec,
+    /// The labels each exporter's info series has now, to replace them.
+    exporter_info_labels: Arc<Mutex<HashMap<String, [String; 3]>>>,
 }
 
 /// The config reload metrics, named as Prometheus names its own.
@@ -456,6 +460,12 @@ impl Telemetry {
         for result in ["success", "failure"] {
             reloads.reloads.with_label_values(&[result]);
         }
+        let exporter_info = gauge_vec(
+            &registry,
+            "periscope_exporter_info",
+            "1 for the plugin each exporter runs: its name, version and file's SHA-256.",
+            &["exporter", "plugin", "plugin_version", "sha256"],
+        );
         let info = register(
             &registry,
             IntGaugeVec::new(
@@ -479,7 +489,31 @@ impl Telemetry {
             unchanged_updates,
             task_failures,
             reloads,
+            exporter_info,
+            exporter_info_labels: Arc::default(),
         }
+    }
+
+    /// Records which plugin exporter `name` runs now (replacing what it ran before).
+    pub fn exporter_info(&self, name: &str, plugin: &str, plugin_version: &str, sha256: &str) {
+        let mut labels = self
+            .exporter_info_labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some([p, v, h]) = labels.remove(name) {
+            let _ = self.exporter_info.remove_label_values(&[name, &p, &v, &h]);
+        }
+        self.exporter_info
+            .with_label_values(&[name, plugin, plugin_version, sha256])
+            .set(1);
+        labels.insert(
+            name.to_owned(),
+            [
+                plugin.to_owned(),
+                plugin_version.to_owned(),
+                sha256.to_owned(),
+            ],
+        );
     }
 
     /// The handles of exporter `name`.

@@ -431,3 +431,83 @@ config = {{ listen = "{page_addr}" }}
     eprintln!("{}", took.unwrap_or_default());
     assert!(host.stop().success());
 }
+
+#[test]
+fn a_plugin_file_replaced_on_disk_is_loaded_as_a_new_library_by_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&dir.path().join("plugins"), &["chaos"]);
+    write_configmap(dir.path(), "a", 1.0);
+    // The library's call counter rejects its first export: a new library rejects one again.
+    let config = demo_config(
+        "[[exporters]]\nname = \"chaos\"\nplugin = \"chaos\"\nbatch = { max_wait = \"10ms\" }\n\
+         config = { record = \"record.ndjson\", reject_on_calls = [1] }\n",
+    )
+    .replace(
+        "shutdown_timeout = \"5s\"",
+        "shutdown_timeout = \"5s\"\nreload_endpoint = true",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"chaos\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(rejected) == 1.0),
+        "{}",
+        host.log()
+    );
+    let info = |host: &Host| {
+        host.metrics()
+            .lines()
+            .find(|l| l.starts_with("periscope_exporter_info{exporter=\"chaos\""))
+            .map(str::to_owned)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || info(&host).is_some()),
+        "{}",
+        host.metrics()
+    );
+    let file = plugins.join(periscope_tests::plugin_file("chaos"));
+    let (_, inspect, _) =
+        periscope_tests::periscope(&["plugins", "inspect", file.to_str().unwrap()], dir.path());
+    let sha256 = inspect
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256:"))
+        .map(str::trim)
+        .expect("periscope plugins inspect prints the sha256")
+        .to_owned();
+    assert!(
+        info(&host)
+            .unwrap()
+            .contains(&format!("sha256=\"{sha256}\"")),
+        "{}",
+        info(&host).unwrap()
+    );
+
+    // A nothing-changed reload keeps the library (no second rejection)…
+    let reload = |host: &Host| {
+        let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+        assert_eq!(status, 200, "{body}");
+    };
+    reload(&host);
+    // …a new file in its place (a new inode, as a package upgrade writes it) is a new library.
+    let staged = plugins.join("staged.tmp");
+    std::fs::copy(&file, &staged).unwrap();
+    std::fs::rename(&staged, &file).unwrap();
+    reload(&host);
+    write_configmap(dir.path(), "a", 2.0);
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(rejected) == 2.0),
+        "the new library counts its calls from 1 again:\n{}",
+        host.log()
+    );
+    let record = dir.path().join("record.ndjson");
+    assert!(
+        wait_until(Duration::from_secs(10), || recorded_values(
+            &read_ndjson(&record),
+            "a"
+        )
+        .contains(&2.0)),
+        "{}",
+        host.log()
+    );
+    assert!(host.stop().success());
+}

@@ -156,6 +156,19 @@ fn start(
     wiring
         .readiness
         .expect(&format!("exporter:{}", exporter.name), "starting");
+    // The file's hash, for `periscope_exporter_info`, read aside: a large plugin takes a moment.
+    let info = (
+        wiring.telemetry.clone(),
+        exporter.name.clone(),
+        exporter.plugin_name.clone(),
+        exporter.plugin.info().plugin_version,
+        exporter.plugin_path.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let (telemetry, name, plugin, version, path) = info;
+        let sha256 = crate::plugins::file_sha256(&path).unwrap_or_default();
+        telemetry.exporter_info(&name, &plugin, &version, &sha256);
+    });
     let spec = WorkerSpec {
         dead_letter: DeadLetter::new(dead_letter_dir, &exporter.name),
         name: exporter.name.clone(),
