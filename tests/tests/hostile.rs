@@ -264,63 +264,144 @@ fn a_world_writable_plugin_directory_and_non_elf_plugins_are_refused_with_a_reas
     }
 }
 
+/// A page of `series` gauge series `big{series="…",pod="p"}`.
+fn big_page(series: usize) -> Vec<u8> {
+    let mut page = String::from("# TYPE big gauge\n");
+    for i in 0..series {
+        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
+    }
+    page.into_bytes()
+}
+
+/// Whether the server closed `stream` (an end of stream or a reset) within `within`, reading and
+/// discarding whatever it sent before.
+fn closed_by_server(stream: &std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read as _;
+    let until = Instant::now() + within;
+    let mut reader = stream;
+    let mut buffer = vec![0u8; 1 << 16];
+    while Instant::now() < until {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match reader.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
 #[test]
-fn clients_that_connect_and_never_read_are_capped_and_counted() {
+fn clients_that_never_read_a_big_page_or_stay_idle_are_dropped_and_counted() {
     use std::io::{Read as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
-    write_configmap(dir.path(), "good", 1.0);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    // 130 000 series: a page of about 9 MB once the exporter adds `job` and `instance`.
+    let upstream = serve_page(big_page(130_000));
     let port = periscope_tests::free_port();
     let config = demo_config(&format!(
-        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{port}\" }}\n"
-    ));
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\n\
+         config = {{ listen = \"127.0.0.1:{port}\", write_timeout = \"2s\", idle_timeout = \"1s\" }}\n"
+    ))
+    .replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{upstream}/metrics\"]\n\
+             interval = \"30s\"\ntimeout = \"10s\"\nmax_samples = 200000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+        ),
+    );
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(20));
     let page = format!("http://127.0.0.1:{port}/metrics");
+    let mut size = 0;
     assert!(
-        wait_until(Duration::from_secs(10), || periscope_tests::http_get(&page)
-            .is_ok_and(|(_, body)| body.contains("demo_value"))),
+        wait_until(Duration::from_secs(30), || periscope_tests::http_get(&page)
+            .is_ok_and(|(_, body)| {
+                size = body.len();
+                body.contains("series=\"0129999\"")
+            })),
         "the page is served:\n{}",
         host.log()
     );
-    // 200 clients ask for the page and never read it.
+    assert!(size > 8 << 20, "a page of {size} bytes");
+
+    // 200 clients ask for the page and never read it: those over the cap of 32 are closed at
+    // once, the others once `write_timeout` has passed.
     let request = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..200 {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let _ = stream.write_all(request.as_bytes());
         clients.push(stream);
     }
-    // Those over the cap are closed by the server at once: they read an end of stream.
-    let closed = clients
-        .iter()
-        .filter(|stream| {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            let mut byte = [0u8; 1];
-            let mut reader: &std::net::TcpStream = stream;
-            match reader.read(&mut byte) {
-                Ok(n) => n == 0,
-                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-            }
-        })
-        .count();
-    assert!(closed >= 200 - 32, "{closed} of 200 closed");
-    let rss = report_peak_rss("200 clients that never read the Prometheus page", &host);
-    drop(clients);
-    let dropped = "periscope_prometheus_exporter_connections_dropped_total{reason=\"over_limit\"}";
-    let mut body = String::new();
+    let stats = |reason: &str| {
+        let series = format!(
+            "periscope_prometheus_exporter_connections_dropped_total{{reason=\"{reason}\"}}"
+        );
+        let body = periscope_tests::http_get(&page)
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        periscope_tests::metric_value(&body, &series).unwrap_or(0.0)
+    };
+    let mut too_slow = 0.0;
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            body = periscope_tests::http_get(&page)
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            periscope_tests::metric_value(&body, dropped).is_some_and(|v| v >= 168.0)
+        wait_until(Duration::from_secs(15), || {
+            too_slow = stats("too_slow");
+            too_slow >= 32.0
         }),
-        "counted in the exporter's own stats:\n{body}"
+        "the 32 clients that took a slot and never read are dropped: {too_slow}\n{}",
+        host.log()
     );
-    assert!(rss < 300 * 1024, "{rss} KiB");
+    let dropped_after = started.elapsed();
+    assert!(
+        stats("over_limit") >= 168.0,
+        "over the cap: {}",
+        stats("over_limit")
+    );
+    // The server closed every one of them: each reads to an end of stream.
+    let open = clients
+        .iter()
+        .filter(|stream| !closed_by_server(stream, Duration::from_secs(2)))
+        .count();
+    assert_eq!(open, 0, "{open} of 200 connections are still open");
+    drop(clients);
+    println!("200 non-reading clients dropped after {dropped_after:?}");
+
+    // A connection that sends nothing, and a kept-alive one after its scrape, are closed after
+    // `idle_timeout`.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    kept.write_all(format!("GET /missing HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = [0u8; 512];
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = kept.read(&mut answer).unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 404"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let idle_since = Instant::now();
+    assert!(closed_by_server(&silent, Duration::from_secs(5)));
+    assert!(closed_by_server(&kept, Duration::from_secs(5)));
+    let idle_for = idle_since.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(800) && idle_for < Duration::from_secs(4),
+        "{idle_for:?}"
+    );
+    assert!(stats("idle") >= 2.0, "{}", stats("idle"));
+
+    let rss = report_peak_rss(
+        "200 clients that never read a 9 MB Prometheus page, then idle ones",
+        &host,
+    );
+    // At most 32 pages are held at once, each for at most `write_timeout`.
+    assert!(rss < 32 * (size as u64 / 1024) + 300 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
 
@@ -371,11 +452,7 @@ fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
     plugin_dir(&dir.path().join("plugins"), &["file"]);
     std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
     // One million series, about 40 MB.
-    let mut page = String::from("# TYPE big gauge\n");
-    for i in 0..1_000_000 {
-        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
-    }
-    let port = serve_page(page.into_bytes());
+    let port = serve_page(big_page(1_000_000));
     let config = demo_config(&file_exporter("")).replace(
         "[[resources]]",
         &format!(

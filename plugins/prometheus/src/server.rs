@@ -30,6 +30,7 @@ use crate::format::{Format, accepts_gzip, negotiate};
 use crate::render::render;
 use crate::state::Published;
 use crate::stats::Stats;
+use crate::write_timeout::{Deadline, WriteTimeout};
 
 /// What the server needs to know.
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct ServerOptions {
     pub tls: Option<TlsConfig>,
     /// Credentials a scraper must present.
     pub auth: Option<Credentials>,
+    /// How long a response may take to be written, from the moment it is ready.
+    pub write_timeout: Duration,
+    /// How long a connection may wait for its next request's headers (or its TLS handshake).
+    pub idle_timeout: Duration,
 }
 
 /// A running server; stopped by [`Server::shutdown`] or when dropped.
@@ -57,18 +62,14 @@ struct Context {
     challenge: &'static str,
     published: Arc<Published>,
     stats: Arc<Stats>,
+    write_timeout: Duration,
+    idle_timeout: Duration,
 }
 
-/// How long a client may take to send its request headers, or to finish a TLS handshake.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The most connections served at once; more are closed at once and counted. Each may hold a
-/// rendered page while its client reads it, so this bounds the server's memory.
+/// rendered page while its client reads it (for at most `write_timeout`), so this bounds the
+/// server's memory.
 pub const MAX_CONNECTIONS: usize = 32;
-
-/// The longest a connection lives: a client that has not read its page by then (or keeps a
-/// connection idle) is dropped and counted. Prometheus reconnects for its next scrape.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 impl Server {
     /// Binds `options.listen` and starts serving `published`.
@@ -105,6 +106,8 @@ impl Server {
             },
             published,
             stats,
+            write_timeout: options.write_timeout,
+            idle_timeout: options.idle_timeout,
         });
         runtime.spawn(accept_loop(listener, tls, context));
         Ok(Server {
@@ -242,43 +245,62 @@ async fn accept_loop(
         let context = context.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let stats = context.stats.clone();
-            let connection = async move {
-                match tls {
-                    None => serve(TokioIo::new(stream), context).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => serve(TokioIo::new(stream), context).await,
-                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
+            match tls {
+                None => serve(stream, context).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(context.idle_timeout, handshake).await {
+                        Ok(Ok(stream)) => serve(stream, context).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => {
+                            context.stats.connection_idle();
+                            tracing::debug!("TLS handshake timed out");
                         }
                     }
                 }
-            };
-            if tokio::time::timeout(CONNECTION_LIFETIME, connection)
-                .await
-                .is_err()
-            {
-                stats.connection_too_slow();
-                tracing::debug!("scrape connection dropped: it outlived {CONNECTION_LIFETIME:?}");
             }
             drop(slot);
         });
     }
 }
 
-async fn serve<I>(io: I, context: Arc<Context>)
+/// Serves one connection until the client closes it, it stays idle for `idle_timeout`, or a
+/// response is not read within `write_timeout`; the last two are counted.
+async fn serve<S>(stream: S, context: Arc<Context>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request| handle(context.clone(), request));
+    let deadline = Arc::new(Deadline::new(context.write_timeout));
+    let io = TokioIo::new(WriteTimeout::new(stream, deadline.clone()));
+    let stats = context.stats.clone();
+    let idle_timeout = context.idle_timeout;
+    let armed = deadline.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let context = context.clone();
+        let deadline = armed.clone();
+        async move {
+            let response = handle(context, request).await;
+            deadline.arm();
+            response
+        }
+    });
+    // hyper's header read timeout runs from the moment it waits for a request's headers: on a
+    // new connection, and on a kept-alive one once its last response is written.
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_TIMEOUT)
+        .header_read_timeout(idle_timeout)
         .serve_connection(io, service)
         .await;
-    if let Err(error) = result {
-        tracing::debug!(%error, "scrape connection ended with an error");
+    if deadline.expired() {
+        stats.connection_too_slow();
+        tracing::debug!("scrape connection dropped: its response was not read in time");
+    } else if let Err(error) = result {
+        if error.is_timeout() {
+            stats.connection_idle();
+            tracing::debug!("scrape connection closed: idle for {idle_timeout:?}");
+        } else {
+            tracing::debug!(%error, "scrape connection ended with an error");
+        }
     }
 }
 
