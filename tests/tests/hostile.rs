@@ -446,30 +446,87 @@ fn serve_page(body: Vec<u8>) -> u16 {
     port
 }
 
-#[test]
-fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
-    let dir = tempfile::tempdir().unwrap();
-    plugin_dir(&dir.path().join("plugins"), &["file"]);
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    // One million series, about 40 MB.
-    let port = serve_page(big_page(1_000_000));
+/// Starts a host scraping `page` every 2 s with the endpoint lines `extra`, into the file
+/// exporter.
+fn scrape_page(dir: &std::path::Path, page: Vec<u8>, extra: &str) -> Host {
+    plugin_dir(&dir.join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    let port = serve_page(page);
     let config = demo_config(&file_exporter("")).replace(
         "[[resources]]",
         &format!(
             "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
-             interval = \"2s\"\ntimeout = \"2s\"\nmax_samples = 1000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+             interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n{extra}\n\n[[resources]]"
         ),
     );
-    let mut host = Host::start(dir.path(), &config);
+    Host::start(dir, &config)
+}
+
+/// Waits until `logged` is in the host's log.
+fn wait_logged(host: &Host, logged: &str) {
     assert!(
-        wait_until(Duration::from_secs(20), || host
-            .log()
-            .contains("more samples than max_samples (1000)")),
-        "the page is refused:\n{}",
+        wait_until(Duration::from_secs(30), || host.log().contains(logged)),
+        "{logged}:\n{}",
         host.log()
     );
-    let rss = report_peak_rss("a 1M-series page against max_samples = 1000", &host);
-    assert!(rss < 400 * 1024, "{rss} KiB");
+}
+
+#[test]
+fn a_page_over_max_samples_is_cut_while_it_is_parsed_with_or_without_keep() {
+    // One million series, about 40 MB.
+    let page = big_page(1_000_000);
+    for (case, extra) in [
+        ("a 1M-series page against max_samples = 1000", ""),
+        (
+            "a 1M-series page against max_samples = 1000 and keep",
+            "keep = [\"big\"]\ndrop = [\"small\"]",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = scrape_page(
+            dir.path(),
+            page.clone(),
+            &format!("max_samples = 1000\n{extra}"),
+        );
+        wait_logged(&host, "more samples than max_samples (1000)");
+        let rss = report_peak_rss(case, &host);
+        assert!(rss < 200 * 1024, "{case}: {rss} KiB");
+        assert!(host.stop().success(), "{}", host.log());
+    }
+}
+
+#[test]
+fn samples_left_out_by_keep_are_never_held() {
+    // A million series `keep` leaves out, and ten it keeps.
+    let mut page = big_page(1_000_000);
+    for i in 0..10 {
+        page.extend_from_slice(format!("small{{i=\"{i}\"}} {i}\n").as_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut host = scrape_page(dir.path(), page, "max_samples = 1000\nkeep = [\"small\"]");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.contains("small"))
+        }),
+        "the kept samples are exported:\n{}",
+        host.log()
+    );
+    let record = periscope_tests::read_ndjson(&out);
+    let last = |metric: &str| {
+        record
+            .iter()
+            .filter(|r| r["metric"] == metric)
+            .filter_map(|r| r["value"].as_f64())
+            .next_back()
+    };
+    let (scraped, post) = (
+        last("scrape_samples_scraped"),
+        last("scrape_samples_post_metric_relabeling"),
+    );
+    assert_eq!((scraped, post), (Some(1_000_010.0), Some(10.0)));
+    let rss = report_peak_rss("a 1M-series page of which keep takes 10", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
 
@@ -482,27 +539,20 @@ fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
     many.push_str("} 1\n");
     let long = format!("m{{l=\"{}\"}} 1\n", "x".repeat(15 << 20));
     for (page, expected) in [
-        (many, "100000 labels, more than label_limit (64)"),
-        (long, "more than label_value_length_limit (4096)"),
+        (
+            many,
+            "over label_limit (64): line 1: sample m: more than 64 labels",
+        ),
+        (
+            long,
+            "over label_value_length_limit (4096): line 1: sample m: the value of label",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        plugin_dir(&dir.path().join("plugins"), &["file"]);
-        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-        let port = serve_page(page.into_bytes());
-        let config = demo_config(&file_exporter("")).replace(
-            "[[resources]]",
-            &format!(
-                "[[endpoints]]\nname = \"labels\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
-                 interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
-            ),
-        );
-        let mut host = Host::start(dir.path(), &config);
-        assert!(
-            wait_until(Duration::from_secs(20), || host.log().contains(expected)),
-            "{expected}:\n{}",
-            host.log()
-        );
-        report_peak_rss(expected, &host);
+        let mut host = scrape_page(dir.path(), page.into_bytes(), "");
+        wait_logged(&host, expected);
+        let rss = report_peak_rss(expected, &host);
+        assert!(rss < 200 * 1024, "{rss} KiB");
         assert!(host.stop().success(), "{}", host.log());
     }
 }

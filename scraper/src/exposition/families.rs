@@ -24,7 +24,7 @@ const SUFFIXES: [Suffix; 8] = [
 ];
 
 /// The families read so far.
-pub(super) struct Families<'a> {
+pub(super) struct Families<'a, 'f> {
     format: Format,
     families: Vec<ParsedFamily<'a>>,
     states: Vec<State>,
@@ -39,6 +39,10 @@ pub(super) struct Families<'a> {
     duplicates: usize,
     kept: usize,
     limit: usize,
+    /// Which samples to keep, by metric name; `None` keeps all.
+    keep: Option<&'f mut dyn FnMut(&str) -> bool>,
+    /// Samples `keep` left out.
+    filtered: usize,
 }
 
 /// A sample line as read, but for its labels.
@@ -57,11 +61,19 @@ struct State {
     unit: bool,
     /// Made by a sample that fit no declared family.
     implicit: bool,
+    /// Has had a sample, kept or left out.
+    sampled: bool,
 }
 
-impl<'a> Families<'a> {
-    /// No families yet; at most `limit` samples to keep; a page of `page_bytes`.
-    pub(super) fn new(format: Format, limit: usize, page_bytes: usize) -> Self {
+impl<'a, 'f> Families<'a, 'f> {
+    /// No families yet; at most `limit` samples to keep, those `keep` takes (all without it); a
+    /// page of `page_bytes`.
+    pub(super) fn new(
+        format: Format,
+        limit: usize,
+        keep: Option<&'f mut dyn FnMut(&str) -> bool>,
+        page_bytes: usize,
+    ) -> Self {
         // Sample lines of real pages run from about 50 to 200 bytes.
         let expected_samples = (page_bytes / 128).min(limit);
         Families {
@@ -75,6 +87,8 @@ impl<'a> Families<'a> {
             duplicates: 0,
             kept: 0,
             limit,
+            keep,
+            filtered: 0,
         }
     }
 
@@ -84,6 +98,7 @@ impl<'a> Families<'a> {
         Exposition {
             families: self.families,
             duplicates: self.duplicates,
+            filtered: self.filtered,
         }
     }
 
@@ -200,6 +215,15 @@ impl<'a> Families<'a> {
             )
         })?;
         check_type_labels(self.families[index].kind, suffix, labels, line)?;
+        self.states[index].sampled = true;
+        self.current = Some(index);
+        if let Some(keep) = &mut self.keep
+            && !keep(name)
+        {
+            self.filtered += 1;
+            labels.clear();
+            return Ok(());
+        }
         let position = (index, self.families[index].samples.len());
         if !self
             .series
@@ -207,7 +231,6 @@ impl<'a> Families<'a> {
         {
             self.duplicates += 1;
             labels.clear();
-            self.current = Some(index);
             return Ok(());
         }
         if self.kept >= self.limit {
@@ -225,7 +248,6 @@ impl<'a> Families<'a> {
             value,
             timestamp_ms,
         });
-        self.current = Some(index);
         Ok(())
     }
 
@@ -350,7 +372,7 @@ impl<'a> Families<'a> {
             ));
         }
         let strict = what == "TYPE" || self.format == Format::OpenMetrics;
-        if strict && !self.families[index].samples.is_empty() {
+        if strict && self.states[index].sampled {
             return Err(ParseError::new(
                 line,
                 ErrorKind::MetadataAfterSamples,
