@@ -166,3 +166,41 @@ fn an_inline_secret_is_a_warning_that_names_its_key_and_line() {
         warnings[0]
     );
 }
+
+#[test]
+fn a_missing_or_malformed_ca_file_is_named_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (file, expected) in [
+        (&missing, "cannot read"),
+        (&garbage, "not a usable CA certificate"),
+        (&key, "no PEM certificate in it"),
+    ] {
+        let entry = format!(
+            "[[endpoints]]\nname = \"tls\"\nurls = [\"https://127.0.0.1:1/metrics\"]\n\
+             tls = {{ ca_file = \"{}\" }}\n\n[[resources]]",
+            file.display()
+        );
+        let config = demo_config(file_exporter()).replace("[[resources]]", &entry);
+        let line = line_of(&config, "ca_file");
+        for error in both_refuse(&config) {
+            assert!(
+                error.starts_with(&format!("bad.toml:{line}:9: `endpoints[0].tls.ca_file`: "))
+                    && error.contains(expected),
+                "{expected}: {error}"
+            );
+        }
+    }
+}
