@@ -586,3 +586,75 @@ fn the_remaining_config_errors_carry_a_position() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn secret_and_certificate_files_that_are_devices_fifos_or_huge_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("token.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let huge = dir.path().join("huge.pem");
+    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    pem.resize(8 << 20, b'A');
+    std::fs::write(&huge, pem).unwrap();
+    let entry = |auth: &str, tls: &str| {
+        demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"e\"\nurls = [\"https://127.0.0.1:1/metrics\"]\n\
+                 auth = {{ {auth} }}\ntls = {{ {tls} }}\n\n[[resources]]"
+            ),
+        )
+    };
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t\n").unwrap();
+    let cases = [
+        (
+            entry(
+                &format!("token_file = \"{}\"", fifo.display()),
+                "insecure_skip_verify = true",
+            ),
+            "token_file",
+            "not a regular file (a FIFO)",
+        ),
+        (
+            entry(
+                &format!("token_file = \"{}\"", token.display()),
+                "ca_file = \"/dev/zero\"",
+            ),
+            "ca_file",
+            "not a regular file (a character device)",
+        ),
+        (
+            entry(
+                &format!("token_file = \"{}\"", token.display()),
+                &format!("ca_file = \"{}\"", huge.display()),
+            ),
+            "ca_file",
+            "larger than 4194304 bytes",
+        ),
+    ];
+    for (config, key, expected) in cases {
+        let line = line_of(&config, &format!("{key} = "));
+        let started = Instant::now();
+        let errors = check_refuses(&config);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("bad.toml:{line}:"))
+                    && e.contains(&format!(".{key}`: "))
+                    && e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+}
