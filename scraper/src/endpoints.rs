@@ -18,6 +18,7 @@
 mod client;
 mod compile;
 mod discovery;
+mod json_answer;
 mod scrape;
 mod targets;
 #[cfg(test)]

@@ -423,6 +423,12 @@ fn check_asks_the_plugin_what_new_would_refuse() {
 /// Serves `body` as a Prometheus text page to every connection on a free port, until the test
 /// ends; the port.
 fn serve_page(body: Vec<u8>) -> u16 {
+    serve(body, "text/plain; version=0.0.4")
+}
+
+/// Serves `body` as `content_type` to every connection on a free port, until the test ends; the
+/// port.
+fn serve(body: Vec<u8>, content_type: &'static str) -> u16 {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -435,7 +441,7 @@ fn serve_page(body: Vec<u8>) -> u16 {
                 let mut request = [0u8; 4096];
                 let _ = stream.read(&mut request);
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = stream.write_all(head.as_bytes());
@@ -656,5 +662,46 @@ fn secret_and_certificate_files_that_are_devices_fifos_or_huge_are_refused_at_on
                     && e.contains(expected)),
             "{expected}: {errors:?}"
         );
+    }
+}
+
+#[test]
+fn deep_or_huge_json_answers_fail_the_scrape_with_bounded_memory() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // 16 MiB of tiny values: the most values a default `max_response_bytes` lets in.
+    let mut many = String::from("{\"a\":[");
+    while many.len() < (16 << 20) - 16 {
+        many.push_str("0,");
+    }
+    many.push_str("0]}");
+    for (case, body, expected) in [
+        (
+            "a JSON answer nested 100000 deep",
+            deep,
+            "recursion limit exceeded",
+        ),
+        (
+            "a JSON answer of 8M values",
+            many,
+            "more than 1000000 values in the answer",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        plugin_dir(&dir.path().join("plugins"), &["file"]);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let port = serve(body.into_bytes(), "application/json");
+        let config = demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"json\"\nurls = [\"http://127.0.0.1:{port}/\"]\n\
+                 format = \"json\"\ninterval = \"2s\"\ntimeout = \"2s\"\n\n\
+                 \x20 [[endpoints.metrics]]\n  name = \"a\"\n  type = \"gauge\"\n  each = \"a[*]\"\n  path = \".\"\n\n[[resources]]"
+            ),
+        );
+        let mut host = Host::start(dir.path(), &config);
+        wait_logged(&host, expected);
+        let rss = report_peak_rss(case, &host);
+        assert!(host.stop().success(), "{}", host.log());
+        assert!(rss < 250 * 1024, "{case}: {rss} KiB");
     }
 }

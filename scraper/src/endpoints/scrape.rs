@@ -9,6 +9,7 @@ use periscope_plugin_api::batch::{
 
 use super::Endpoint;
 use super::client::{self, FetchError, Page};
+use super::json_answer;
 use super::targets::Target;
 use crate::config::EndpointFormat;
 use crate::event::SourceUpdate;
@@ -226,8 +227,8 @@ fn parse<'p>(
             if !(media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")) {
                 return Err(ScrapeError::ContentType(page.content_type.clone()));
             }
-            let document: serde_json::Value =
-                serde_json::from_slice(&page.body).map_err(|e| ScrapeError::Json(e.to_string()))?;
+            let document = json_answer::parse(&page.body, json_answer::MAX_VALUES)
+                .map_err(|e| ScrapeError::Json(e.to_string()))?;
             let mut builder = BatchBuilder::new();
             let mut writer = builder.replace(Source::new(SourceKind::Endpoint, ""));
             if let Some(json) = &endpoint.json {
