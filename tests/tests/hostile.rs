@@ -705,3 +705,47 @@ fn deep_or_huge_json_answers_fail_the_scrape_with_bounded_memory() {
         assert!(rss < 250 * 1024, "{case}: {rss} KiB");
     }
 }
+
+#[test]
+fn manifests_with_alias_bombs_or_deep_nesting_are_refused_and_counted() {
+    // Nine levels of nine aliases: 387 million strings once expanded.
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n  namespace: demo\n  uid: uid-bomb\ndata:\n  l0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for level in 1..9 {
+        let previous = format!("*l{}", level - 1);
+        let items = vec![previous.as_str(); 9].join(",");
+        bomb.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
+    }
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n  namespace: demo\n  uid: uid-deep\ndata:\n  value: {}1{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let manifests = dir.path().join("manifests");
+    std::fs::write(manifests.join("bomb.yaml"), bomb).unwrap();
+    std::fs::write(manifests.join("deep.yaml"), deep).unwrap();
+    let mut host = Host::start(dir.path(), &demo_config(&file_exporter("")));
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "the good manifest is still exported:\n{}",
+        host.log()
+    );
+    let errors = "periscope_input_errors_total{input=\"files:manifests\",kind=\"parse\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(errors) >= 2.0),
+        "both refused and counted: {}\n{}",
+        host.metrics(),
+        host.log()
+    );
+    let rss = report_peak_rss("a YAML alias bomb and a 100000-deep manifest", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
