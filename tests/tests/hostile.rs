@@ -714,7 +714,7 @@ fn manifests_with_alias_bombs_or_deep_nesting_are_refused_and_counted() {
     );
     for level in 1..9 {
         let previous = format!("*l{}", level - 1);
-        let items = vec![previous.as_str(); 9].join(",");
+        let items = [previous.as_str(); 9].join(",");
         bomb.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
     }
     let deep = format!(
