@@ -749,3 +749,62 @@ fn manifests_with_alias_bombs_or_deep_nesting_are_refused_and_counted() {
     assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
+
+/// Answers every request on a free port with `response` (read once the request has arrived),
+/// until the test ends; the port and the number of requests answered.
+fn answer_every_request(
+    response: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = vec![0u8; 1 << 20];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(response.as_bytes());
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (port, answered)
+}
+
+#[test]
+fn a_receiver_asking_to_retry_after_centuries_is_retried_within_minutes() {
+    let (port, answered) = answer_every_request(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 18446744073709551615\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus-remote-write"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"push\"\nplugin = \"prometheus-remote-write\"\n\
+         config = {{ url = \"http://127.0.0.1:{port}/api/v1/write\" }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    wait_logged(&host, "export will be retried");
+    assert!(answered.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let log = host.log();
+    assert!(log.contains("wait_ms=300000"), "{log}");
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = host.metrics();
+    assert!(
+        !metrics.contains("periscope_task_failures_total{"),
+        "no task died:\n{metrics}"
+    );
+    report_peak_rss(
+        "a remote-write receiver answering Retry-After: u64::MAX",
+        &host,
+    );
+    let started = Instant::now();
+    assert!(host.stop().success(), "{}", host.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
