@@ -808,3 +808,77 @@ fn a_receiver_asking_to_retry_after_centuries_is_retried_within_minutes() {
         started.elapsed()
     );
 }
+
+/// Serves, on a free port, an answer whose headers never end: `X-Flood: aaa…` forever.
+fn serve_endless_headers() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Flood: ");
+                let chunk = [b'a'; 64 << 10];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn endless_request_and_response_headers_are_cut() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    let upstream = serve_endless_headers();
+    let port = periscope_tests::free_port();
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\n\
+         config = {{ listen = \"127.0.0.1:{port}\" }}\n"
+    ))
+    .replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"flood\"\nurls = [\"http://127.0.0.1:{upstream}/metrics\"]\n\
+             interval = \"2s\"\ntimeout = \"2s\"\n\n[[resources]]"
+        ),
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    // A scrape whose answer's headers never end fails, and is counted.
+    let errors = "periscope_input_errors_total{input=\"endpoints:flood\",kind=\"scrape\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(errors) >= 1.0),
+        "{}",
+        host.log()
+    );
+    // A client whose request headers never end is answered 431 and closed.
+    let mut flood = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    flood
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        .unwrap();
+    let chunk = [b'a'; 64 << 10];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(10) && flood.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(sent < 16 << 20, "the server took {sent} bytes of headers");
+    let mut answer = Vec::new();
+    flood
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = flood.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let rss = report_peak_rss("endless request and response headers", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
