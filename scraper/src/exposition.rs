@@ -74,7 +74,8 @@
 //! (the samples it leaves out are checked, counted in [`Exposition::filtered`], and not kept), a cap
 //! on the samples kept, on the labels of a sample and on the length of a label value. The parse
 //! stops at the first sample past a limit, so a page far too big is never built whole, and memory
-//! grows with what is kept, not with the page.
+//! grows with what is kept, not with the page. A page may hold at most [`MAX_FAMILIES`] families,
+//! with samples or not.
 //!
 //! # Fuzzing
 //!
@@ -101,6 +102,7 @@ mod numbers;
 mod tests;
 
 pub use error::{ErrorKind, ParseError};
+pub use families::MAX_FAMILIES;
 
 /// The two formats an endpoint may serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

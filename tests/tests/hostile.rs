@@ -882,3 +882,20 @@ fn endless_request_and_response_headers_are_cut() {
     assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
+
+#[test]
+fn a_page_of_metadata_without_samples_is_refused_past_the_family_bound() {
+    // 16 MiB of HELP and TYPE lines: 670 000 families that never get a sample.
+    let mut page = String::new();
+    let mut i = 0;
+    while page.len() < (16 << 20) - 100 {
+        page.push_str(&format!("# HELP m{i} h\n# TYPE m{i} gauge\n"));
+        i += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = scrape_page(dir.path(), page.into_bytes(), "");
+    wait_logged(&host, "more than 100000 metric families");
+    let rss = report_peak_rss("16 MiB of HELP and TYPE lines without samples", &host);
+    assert!(host.stop().success(), "{}", host.log());
+    assert!(rss < 150 * 1024, "{rss} KiB");
+}

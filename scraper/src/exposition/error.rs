@@ -58,6 +58,8 @@ pub enum ErrorKind {
     /// A label value longer than
     /// [`Limits::max_label_value_bytes`](super::Limits::max_label_value_bytes).
     LabelValueTooLong,
+    /// More metric families than [`MAX_FAMILIES`](super::MAX_FAMILIES), with samples or not.
+    TooManyFamilies,
 }
 
 impl ErrorKind {
@@ -82,6 +84,7 @@ impl ErrorKind {
             ErrorKind::TooManySamples => "too_many_samples",
             ErrorKind::TooManyLabels => "too_many_labels",
             ErrorKind::LabelValueTooLong => "label_value_too_long",
+            ErrorKind::TooManyFamilies => "too_many_families",
         }
     }
 }

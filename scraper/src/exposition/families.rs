@@ -23,6 +23,11 @@ const SUFFIXES: [Suffix; 8] = [
     Suffix::GSum,
 ];
 
+/// The most metric families a page may declare or make, samples or not: HELP and TYPE lines
+/// without samples are not bounded by the sample limit, and each family costs some 170 bytes
+/// (16 MiB of them held 150 MB). Real pages have hundreds.
+pub const MAX_FAMILIES: usize = 100_000;
+
 /// The families read so far.
 pub(super) struct Families<'a, 'f> {
     format: Format,
@@ -109,7 +114,7 @@ impl<'a, 'f> Families<'a, 'f> {
         help: Cow<'a, str>,
         line: usize,
     ) -> Result<(), ParseError> {
-        let index = self.metadata_family(name, name);
+        let index = self.metadata_family(name, name, line)?;
         self.check_metadata(index, name, "HELP", |state| state.help, line)?;
         self.states[index].help = true;
         self.families[index].help = help;
@@ -134,7 +139,7 @@ impl<'a, 'f> Families<'a, 'f> {
                 format!("unit {unit:?} is not a suffix of the metric name {name:?}"),
             ));
         }
-        let index = self.metadata_family(name, name);
+        let index = self.metadata_family(name, name, line)?;
         self.check_metadata(index, name, "UNIT", |state| state.unit, line)?;
         self.states[index].unit = true;
         self.families[index].unit = unit;
@@ -156,7 +161,7 @@ impl<'a, 'f> Families<'a, 'f> {
             )
         })?;
         let name = family_name(metadata_name, kind);
-        let index = self.metadata_family(metadata_name, name);
+        let index = self.metadata_family(metadata_name, name, line)?;
         self.check_metadata(index, metadata_name, "TYPE", |state| state.typed, line)?;
         let family = &mut self.families[index];
         if family.name != name {
@@ -290,18 +295,7 @@ impl<'a, 'f> Families<'a, 'f> {
         {
             return Err(self.mismatch(current, name, line));
         }
-        let index = self.families.len();
-        self.families.push(ParsedFamily {
-            name,
-            help: Cow::Borrowed(""),
-            unit: "",
-            kind: FamilyKind::Unknown,
-            samples: Vec::new(),
-        });
-        self.states.push(State {
-            implicit: true,
-            ..State::default()
-        });
+        let index = self.new_family(name, true, line)?;
         self.by_name.insert(name, index);
         self.by_metadata_name.entry(name).or_insert(index);
         Ok((index, Suffix::None))
@@ -327,7 +321,12 @@ impl<'a, 'f> Families<'a, 'f> {
 
     /// The family that a metadata line for `metadata_name` (whose family would be called `name`)
     /// is about: the one declared under that name, else the one called `name`, else a new one.
-    fn metadata_family(&mut self, metadata_name: &'a str, name: &'a str) -> usize {
+    fn metadata_family(
+        &mut self,
+        metadata_name: &'a str,
+        name: &'a str,
+        line: usize,
+    ) -> Result<usize, ParseError> {
         let found = self
             .by_metadata_name
             .get(metadata_name)
@@ -336,22 +335,43 @@ impl<'a, 'f> Families<'a, 'f> {
         let index = match found {
             Some(index) => index,
             None => {
-                let index = self.families.len();
-                self.families.push(ParsedFamily {
-                    name: metadata_name,
-                    help: Cow::Borrowed(""),
-                    unit: "",
-                    kind: FamilyKind::Unknown,
-                    samples: Vec::new(),
-                });
-                self.states.push(State::default());
+                let index = self.new_family(metadata_name, false, line)?;
                 self.by_name.entry(metadata_name).or_insert(index);
                 index
             }
         };
         self.by_metadata_name.entry(metadata_name).or_insert(index);
         self.current = Some(index);
-        index
+        Ok(index)
+    }
+
+    /// A new family called `name`, without metadata or samples yet; `implicit` when a sample
+    /// that fit no declared family makes it. At most [`MAX_FAMILIES`].
+    fn new_family(
+        &mut self,
+        name: &'a str,
+        implicit: bool,
+        line: usize,
+    ) -> Result<usize, ParseError> {
+        if self.families.len() >= MAX_FAMILIES {
+            return Err(ParseError::new(
+                line,
+                ErrorKind::TooManyFamilies,
+                format!("more than {MAX_FAMILIES} metric families"),
+            ));
+        }
+        self.families.push(ParsedFamily {
+            name,
+            help: Cow::Borrowed(""),
+            unit: "",
+            kind: FamilyKind::Unknown,
+            samples: Vec::new(),
+        });
+        self.states.push(State {
+            implicit,
+            ..State::default()
+        });
+        Ok(self.families.len() - 1)
     }
 
     /// Refuses a second `what` line for family `index`, and one after its samples (always for TYPE;

@@ -685,6 +685,23 @@ fn the_sample_limit_counts_only_what_keep_keeps() {
 }
 
 #[test]
+fn families_past_the_bound_fail_the_parse_with_or_without_samples() {
+    let mut page = String::new();
+    for i in 0..MAX_FAMILIES {
+        page.push_str(&format!("# TYPE m{i} gauge\n"));
+    }
+    assert!(parse(page.as_bytes(), Format::Text).is_ok());
+    for extra in ["# HELP over h\n", "over 1\n"] {
+        let page = format!("{page}{extra}");
+        let error = parse(page.as_bytes(), Format::Text).unwrap_err();
+        assert_eq!(
+            (error.line, error.kind),
+            (MAX_FAMILIES + 1, ErrorKind::TooManyFamilies)
+        );
+    }
+}
+
+#[test]
 fn label_limits_stop_the_parse_at_the_first_label_over_them() {
     let limits = || Limits {
         max_labels: 2,
