@@ -147,8 +147,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         self.bounded(cx, |inner, cx| inner.poll_flush(cx))
     }
 
+    /// Bound too: closing a TLS stream writes a last record, which waits for a client that does
+    /// not read.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.bounded(cx, |inner, cx| inner.poll_shutdown(cx))
     }
 }
 
