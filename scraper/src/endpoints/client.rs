@@ -194,7 +194,9 @@ pub(crate) async fn fetch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut body = Vec::new();
+    // Sized from a `Content-Length` within the cap, so a large page is not copied as it grows.
+    let expected = response.content_length().unwrap_or(0).min(max_bytes);
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = response
         .chunk()
         .await
