@@ -400,8 +400,9 @@ fn clients_that_never_read_a_big_page_or_stay_idle_are_dropped_and_counted() {
         "200 clients that never read a 9 MB Prometheus page, then idle ones",
         &host,
     );
-    // At most 32 pages are held at once, each for at most `write_timeout`.
-    assert!(rss < 32 * (size as u64 / 1024) + 300 * 1024, "{rss} KiB");
+    // The 32 responses share one copy of the page, held for at most `write_timeout` (each held
+    // its own copy before: 420 MB).
+    assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
 

@@ -11,9 +11,10 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::buf::Chain;
+use bytes::{Buf as _, Bytes};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -27,10 +28,14 @@ use periscope_plugin_api::tls::{TlsConfig, TlsError};
 
 use crate::config::authorization;
 use crate::format::{Format, accepts_gzip, negotiate};
-use crate::render::render;
-use crate::state::Published;
+use crate::render::render_tail;
+use crate::shared_pages::SharedPages;
+use crate::state::{Published, State};
 use crate::stats::Stats;
 use crate::write_timeout::{Deadline, WriteTimeout};
+
+/// A response body: a page's series and its end, or one piece and nothing.
+type Body = Chain<Bytes, Bytes>;
 
 /// What the server needs to know.
 #[derive(Debug, Clone)]
@@ -62,6 +67,7 @@ struct Context {
     challenge: &'static str,
     published: Arc<Published>,
     stats: Arc<Stats>,
+    pages: SharedPages,
     write_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -106,6 +112,7 @@ impl Server {
             },
             published,
             stats,
+            pages: SharedPages::default(),
             write_timeout: options.write_timeout,
             idle_timeout: options.idle_timeout,
         });
@@ -304,8 +311,9 @@ where
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Body>> {
+    let text = Bytes::from_static(text.as_bytes());
+    let mut response = Response::new(Full::new(text.chain(Bytes::new())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -322,7 +330,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn handle(
     context: Arc<Context>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Body>>, Infallible> {
     if request.uri().path() != context.path {
         return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     }
@@ -358,8 +366,11 @@ async fn handle(
     let gzip = accepts_gzip(header_text(header::ACCEPT_ENCODING));
     let head = request.method() == Method::HEAD;
     let state = context.published.get();
-    let stats = context.stats.clone();
-    let body = tokio::task::spawn_blocking(move || page(&state, format, gzip, &stats)).await;
+    let shared = context.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        page(&shared.pages, &state, format, gzip, &shared.stats)
+    })
+    .await;
     let Ok(Some(body)) = body else {
         return Ok(plain(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -367,9 +378,9 @@ async fn handle(
         ));
     };
     let body = if head {
-        Bytes::new()
+        Bytes::new().chain(Bytes::new())
     } else {
-        Bytes::from(body)
+        body
     };
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
@@ -387,23 +398,29 @@ async fn handle(
     Ok(response)
 }
 
-/// The page body, gzipped when asked; `None` only if compression failed.
-fn page(state: &crate::state::State, format: Format, gzip: bool, stats: &Stats) -> Option<Vec<u8>> {
+/// The page body, gzipped when asked; `None` only if compression failed. Uncompressed, the
+/// series are shared with the other responses of the same state ([`SharedPages`]).
+fn page(
+    pages: &SharedPages,
+    state: &Arc<State>,
+    format: Format,
+    gzip: bool,
+    stats: &Stats,
+) -> Option<Body> {
     stats.scrape(format);
-    let start = Instant::now();
-    let mut out = Vec::new();
-    let rendered = render(state, format, stats, &mut out);
-    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    stats.rendered(micros, rendered.conflicts);
+    let series = pages.series(state, format, stats);
+    let mut tail = Vec::new();
+    render_tail(format, stats, &mut tail);
     if !gzip {
-        return Some(out);
+        return Some(series.chain(Bytes::from(tail)));
     }
     // The fastest level: pages are large and compress well even so; a scrape should not cost
     // seconds of CPU.
     let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(out.len() / 8),
+        Vec::with_capacity(series.len() / 8),
         flate2::Compression::fast(),
     );
-    encoder.write_all(&out).ok()?;
-    encoder.finish().ok()
+    encoder.write_all(&series).ok()?;
+    encoder.write_all(&tail).ok()?;
+    Some(Bytes::from(encoder.finish().ok()?).chain(Bytes::new()))
 }
