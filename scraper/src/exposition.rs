@@ -72,7 +72,7 @@
 //!
 //! [`parse_with_limits`] applies [`Limits`] to each sample as it is read: a filter on metric names
 //! (the samples it leaves out are checked, counted in [`Exposition::filtered`], and not kept), a cap
-//! on the samples kept, on the labels of a sample and on the length of a label value. The parse
+//! on the samples kept, on the labels of a sample and on the length of a label name and value. The parse
 //! stops at the first sample past a limit, so a page far too big is never built whole, and memory
 //! grows with what is kept, not with the page. A page may hold at most [`MAX_FAMILIES`] families,
 //! with samples or not.
@@ -253,6 +253,8 @@ pub struct Limits<'f> {
     pub max_labels: usize,
     /// Bytes of one label value at most ([`ErrorKind::LabelValueTooLong`]).
     pub max_label_value_bytes: usize,
+    /// Bytes of one label name at most ([`ErrorKind::LabelNameTooLong`]).
+    pub max_label_name_bytes: usize,
     /// Which samples to keep, by metric name (`http_requests_total`); the others are checked and
     /// counted in [`Exposition::filtered`] but not kept. `None` keeps every sample.
     pub keep: Option<&'f mut dyn FnMut(&str) -> bool>,
@@ -265,6 +267,7 @@ impl Limits<'_> {
             max_samples: usize::MAX,
             max_labels: usize::MAX,
             max_label_value_bytes: usize::MAX,
+            max_label_name_bytes: usize::MAX,
             keep: None,
         }
     }

@@ -538,14 +538,19 @@ fn samples_left_out_by_keep_are_never_held() {
 }
 
 #[test]
-fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
+fn too_many_labels_and_too_long_label_names_or_values_fail_the_scrape() {
     let mut many = String::from("m{");
     for i in 0..100_000 {
         many.push_str(&format!("l{i}=\"v\","));
     }
     many.push_str("} 1\n");
     let long = format!("m{{l=\"{}\"}} 1\n", "x".repeat(15 << 20));
+    let long_name = format!("m{{{}=\"v\"}} 1\n", "n".repeat(1 << 20));
     for (page, expected) in [
+        (
+            long_name,
+            "over label_name_length_limit (1024): line 1: sample m: a label name of 1048576 bytes",
+        ),
         (
             many,
             "over label_limit (64): line 1: sample m: more than 64 labels",

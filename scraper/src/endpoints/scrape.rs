@@ -67,6 +67,14 @@ pub(crate) enum ScrapeError {
         /// Where, which sample and label.
         error: exposition::ParseError,
     },
+    /// A label name longer than `label_name_length_limit`: the parse stopped there.
+    #[error("over label_name_length_limit ({limit}): {error}")]
+    LabelNameLength {
+        /// The limit.
+        limit: usize,
+        /// Where, and which sample.
+        error: exposition::ParseError,
+    },
     /// More samples than `max_samples` after `keep` and `drop`; for a Prometheus or
     /// OpenMetrics page the parse stops at the first sample over it, so the page's total is not
     /// known.
@@ -189,6 +197,7 @@ fn parse<'p>(
                 max_samples: unlimited(endpoint.max_samples),
                 max_labels: unlimited(endpoint.label_limit),
                 max_label_value_bytes: unlimited(endpoint.label_value_length_limit),
+                max_label_name_bytes: unlimited(endpoint.label_name_length_limit),
                 keep: if filtering { Some(&mut keep) } else { None },
             };
             let parsed =
@@ -203,6 +212,10 @@ fn parse<'p>(
                         },
                         exposition::ErrorKind::LabelValueTooLong => ScrapeError::LabelValueLength {
                             limit: endpoint.label_value_length_limit,
+                            error,
+                        },
+                        exposition::ErrorKind::LabelNameTooLong => ScrapeError::LabelNameLength {
+                            limit: endpoint.label_name_length_limit,
                             error,
                         },
                         _ => ScrapeError::Parse {

@@ -58,6 +58,9 @@ pub enum ErrorKind {
     /// A label value longer than
     /// [`Limits::max_label_value_bytes`](super::Limits::max_label_value_bytes).
     LabelValueTooLong,
+    /// A label name longer than
+    /// [`Limits::max_label_name_bytes`](super::Limits::max_label_name_bytes).
+    LabelNameTooLong,
     /// More metric families than [`MAX_FAMILIES`](super::MAX_FAMILIES), with samples or not.
     TooManyFamilies,
 }
@@ -85,6 +88,7 @@ impl ErrorKind {
             ErrorKind::TooManyLabels => "too_many_labels",
             ErrorKind::LabelValueTooLong => "label_value_too_long",
             ErrorKind::TooManyFamilies => "too_many_families",
+            ErrorKind::LabelNameTooLong => "label_name_too_long",
         }
     }
 }

@@ -16,6 +16,7 @@ pub(super) type Label<'a> = (&'a str, Cow<'a, str>);
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LabelLimits {
     pub(super) max_labels: usize,
+    pub(super) max_name_bytes: usize,
     pub(super) max_value_bytes: usize,
 }
 
@@ -23,6 +24,7 @@ impl LabelLimits {
     /// No limit (an exemplar's labels, which are checked and dropped).
     pub(super) const NONE: LabelLimits = LabelLimits {
         max_labels: usize::MAX,
+        max_name_bytes: usize::MAX,
         max_value_bytes: usize::MAX,
     };
 }
@@ -54,6 +56,16 @@ pub(super) fn label_set<'a>(
             ));
         }
         let name = cursor.label_name()?;
+        if name.len() > limits.max_name_bytes {
+            return Err(cursor.error(
+                ErrorKind::LabelNameTooLong,
+                format!(
+                    "a label name of {} bytes, more than {}",
+                    name.len(),
+                    limits.max_name_bytes
+                ),
+            ));
+        }
         blanks(cursor);
         cursor.expect(b'=', "'=' after the label name")?;
         blanks(cursor);

@@ -19,6 +19,7 @@ pub(super) fn parse<'a>(
     })?;
     let label_limits = LabelLimits {
         max_labels: limits.max_labels,
+        max_name_bytes: limits.max_label_name_bytes,
         max_value_bytes: limits.max_label_value_bytes,
     };
     let mut reader = Reader {
@@ -201,7 +202,9 @@ impl<'a> Reader<'a, '_> {
                 |mut error| {
                     if matches!(
                         error.kind,
-                        ErrorKind::TooManyLabels | ErrorKind::LabelValueTooLong
+                        ErrorKind::TooManyLabels
+                            | ErrorKind::LabelNameTooLong
+                            | ErrorKind::LabelValueTooLong
                     ) {
                         error.message = format!("sample {name}: {}", error.message);
                     }

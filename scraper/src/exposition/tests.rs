@@ -706,6 +706,7 @@ fn label_limits_stop_the_parse_at_the_first_label_over_them() {
     let limits = || Limits {
         max_labels: 2,
         max_label_value_bytes: 4,
+        max_label_name_bytes: 3,
         ..Limits::none()
     };
     let ok = "m{a=\"1234\",b=\"x\"} 1\n";
@@ -722,6 +723,15 @@ fn label_limits_stop_the_parse_at_the_first_label_over_them() {
     assert_eq!(
         error.message,
         "sample m: the value of label \"a\" has 5 bytes, more than 4"
+    );
+    let long_name = "m{abcd=\"1\"} 1\n";
+    let error = parse_with_limits(long_name.as_bytes(), Format::Text, limits()).unwrap_err();
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (
+            ErrorKind::LabelNameTooLong,
+            "sample m: a label name of 4 bytes, more than 3"
+        )
     );
     // Escapes are counted as the value they stand for.
     let escaped = "m{a=\"\\\\\\\\\\\\\\\\\"} 1\n";
