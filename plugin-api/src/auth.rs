@@ -79,10 +79,18 @@ impl Secret {
         match self {
             Secret::Inline(text) => Ok(text.clone()),
             Secret::File { key, path } => {
-                let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+                let read_error = |source| AuthError::Read {
                     key,
                     path: path.clone(),
                     source,
+                };
+                let bytes = crate::small_file::read(path, crate::small_file::MAX_SECRET_BYTES)
+                    .map_err(read_error)?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    read_error(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    ))
                 })?;
                 let secret = text.trim_end_matches(['\r', '\n']);
                 if secret.is_empty() {

@@ -10,7 +10,7 @@
 //! or server from them (plugin-api links no TLS library), and refuses, with
 //! [`TlsConfig::refuse`], the keys it cannot honour.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -187,16 +187,19 @@ impl TlsConfig {
     }
 }
 
-fn read_pem(key: &'static str, path: &PathBuf) -> Result<Vec<u8>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-        key,
-        path: path.clone(),
-        source,
-    })?;
+fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let bytes =
+        crate::small_file::read(path, crate::small_file::MAX_PEM_BYTES).map_err(|source| {
+            TlsError::Read {
+                key,
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err(TlsError::NotPem {
             key,
-            path: path.clone(),
+            path: path.to_path_buf(),
         });
     }
     Ok(bytes)

@@ -18,6 +18,7 @@
 mod client;
 mod compile;
 mod discovery;
+mod json_answer;
 mod scrape;
 mod targets;
 #[cfg(test)]
@@ -55,6 +56,7 @@ pub struct Endpoint {
     max_samples: usize,
     label_limit: usize,
     label_value_length_limit: usize,
+    label_name_length_limit: usize,
     keep: Option<RegexSet>,
     drop: Option<RegexSet>,
     /// The entry's `labels`, in name order.

@@ -70,9 +70,12 @@
 //!
 //! # Limits
 //!
-//! [`parse_with_limit`] stops at the first sample past a cap, before building the rest of a page that
-//! is far too big; [`Exposition::sample_count`] counts what was read, for a cap that applies after
-//! the caller's own filtering.
+//! [`parse_with_limits`] applies [`Limits`] to each sample as it is read: a filter on metric names
+//! (the samples it leaves out are checked, counted in [`Exposition::filtered`], and not kept), a cap
+//! on the samples kept, on the labels of a sample and on the length of a label name and value. The parse
+//! stops at the first sample past a limit, so a page far too big is never built whole, and memory
+//! grows with what is kept, not with the page. A page may hold at most [`MAX_FAMILIES`] families,
+//! with samples or not.
 //!
 //! # Fuzzing
 //!
@@ -99,6 +102,7 @@ mod numbers;
 mod tests;
 
 pub use error::{ErrorKind, ParseError};
+pub use families::MAX_FAMILIES;
 
 /// The two formats an endpoint may serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,6 +166,8 @@ pub struct Exposition<'a> {
     /// How many samples were dropped because their series (metric name and label set) had
     /// already been read.
     pub duplicates: usize,
+    /// How many samples [`Limits::keep`] left out (duplicates among them are not looked for).
+    pub filtered: usize,
 }
 
 impl<'a> Exposition<'a> {
@@ -235,15 +241,43 @@ impl ParsedSample<'_> {
 /// Fails on the first malformed line; see the [module documentation](self) for what is read and
 /// what is refused.
 pub fn parse(input: &[u8], format: Format) -> Result<Exposition<'_>, ParseError> {
-    lines::parse(input, format, usize::MAX)
+    lines::parse(input, format, Limits::none())
 }
 
-/// Parses a whole page in `format`, failing with [`ErrorKind::TooManySamples`] as soon as more than
-/// `max_samples` samples (duplicates not counted) have been read.
-pub fn parse_with_limit(
-    input: &[u8],
+/// What a parse keeps, and how much of it; `usize::MAX` is no limit ([`Limits::none`]).
+pub struct Limits<'f> {
+    /// Samples kept at most (duplicates and samples left out by `keep` not counted); the parse
+    /// fails with [`ErrorKind::TooManySamples`] at the first sample over it.
+    pub max_samples: usize,
+    /// Labels of one sample at most ([`ErrorKind::TooManyLabels`], at the first label over it).
+    pub max_labels: usize,
+    /// Bytes of one label value at most ([`ErrorKind::LabelValueTooLong`]).
+    pub max_label_value_bytes: usize,
+    /// Bytes of one label name at most ([`ErrorKind::LabelNameTooLong`]).
+    pub max_label_name_bytes: usize,
+    /// Which samples to keep, by metric name (`http_requests_total`); the others are checked and
+    /// counted in [`Exposition::filtered`] but not kept. `None` keeps every sample.
+    pub keep: Option<&'f mut dyn FnMut(&str) -> bool>,
+}
+
+impl Limits<'_> {
+    /// No limit, every sample kept.
+    pub fn none() -> Self {
+        Limits {
+            max_samples: usize::MAX,
+            max_labels: usize::MAX,
+            max_label_value_bytes: usize::MAX,
+            max_label_name_bytes: usize::MAX,
+            keep: None,
+        }
+    }
+}
+
+/// Parses a whole page in `format` within `limits`, failing at the first sample past one of them.
+pub fn parse_with_limits<'a>(
+    input: &'a [u8],
     format: Format,
-    max_samples: usize,
-) -> Result<Exposition<'_>, ParseError> {
-    lines::parse(input, format, max_samples)
+    limits: Limits<'_>,
+) -> Result<Exposition<'a>, ParseError> {
+    lines::parse(input, format, limits)
 }

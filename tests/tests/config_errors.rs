@@ -201,3 +201,41 @@ fn a_config_directory_is_checked_as_one_config_with_errors_in_their_own_file() {
         );
     }
 }
+
+#[test]
+fn a_missing_or_malformed_ca_file_is_named_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (file, expected) in [
+        (&missing, "cannot read"),
+        (&garbage, "not a usable CA certificate"),
+        (&key, "no PEM certificate in it"),
+    ] {
+        let entry = format!(
+            "[[endpoints]]\nname = \"tls\"\nurls = [\"https://127.0.0.1:1/metrics\"]\n\
+             tls = {{ ca_file = \"{}\" }}\n\n[[resources]]",
+            file.display()
+        );
+        let config = demo_config(file_exporter()).replace("[[resources]]", &entry);
+        let line = line_of(&config, "ca_file");
+        for error in both_refuse(&config) {
+            assert!(
+                error.starts_with(&format!("bad.toml:{line}:9: `endpoints[0].tls.ca_file`: "))
+                    && error.contains(expected),
+                "{expected}: {error}"
+            );
+        }
+    }
+}

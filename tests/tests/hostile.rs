@@ -264,63 +264,145 @@ fn a_world_writable_plugin_directory_and_non_elf_plugins_are_refused_with_a_reas
     }
 }
 
+/// A page of `series` gauge series `big{series="…",pod="p"}`.
+fn big_page(series: usize) -> Vec<u8> {
+    let mut page = String::from("# TYPE big gauge\n");
+    for i in 0..series {
+        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
+    }
+    page.into_bytes()
+}
+
+/// Whether the server closed `stream` (an end of stream or a reset) within `within`, reading and
+/// discarding whatever it sent before.
+fn closed_by_server(stream: &std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read as _;
+    let until = Instant::now() + within;
+    let mut reader = stream;
+    let mut buffer = vec![0u8; 1 << 16];
+    while Instant::now() < until {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match reader.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
 #[test]
-fn clients_that_connect_and_never_read_are_capped_and_counted() {
+fn clients_that_never_read_a_big_page_or_stay_idle_are_dropped_and_counted() {
     use std::io::{Read as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
-    write_configmap(dir.path(), "good", 1.0);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    // 130 000 series: a page of about 9 MB once the exporter adds `job` and `instance`.
+    let upstream = serve_page(big_page(130_000));
     let port = periscope_tests::free_port();
     let config = demo_config(&format!(
-        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{port}\" }}\n"
-    ));
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\n\
+         config = {{ listen = \"127.0.0.1:{port}\", write_timeout = \"2s\", idle_timeout = \"1s\" }}\n"
+    ))
+    .replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{upstream}/metrics\"]\n\
+             interval = \"30s\"\ntimeout = \"10s\"\nmax_samples = 200000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+        ),
+    );
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(20));
     let page = format!("http://127.0.0.1:{port}/metrics");
+    let mut size = 0;
     assert!(
-        wait_until(Duration::from_secs(10), || periscope_tests::http_get(&page)
-            .is_ok_and(|(_, body)| body.contains("demo_value"))),
+        wait_until(Duration::from_secs(30), || periscope_tests::http_get(&page)
+            .is_ok_and(|(_, body)| {
+                size = body.len();
+                body.contains("series=\"0129999\"")
+            })),
         "the page is served:\n{}",
         host.log()
     );
-    // 200 clients ask for the page and never read it.
+    assert!(size > 8 << 20, "a page of {size} bytes");
+
+    // 200 clients ask for the page and never read it: those over the cap of 32 are closed at
+    // once, the others once `write_timeout` has passed.
     let request = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..200 {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let _ = stream.write_all(request.as_bytes());
         clients.push(stream);
     }
-    // Those over the cap are closed by the server at once: they read an end of stream.
-    let closed = clients
-        .iter()
-        .filter(|stream| {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            let mut byte = [0u8; 1];
-            let mut reader: &std::net::TcpStream = stream;
-            match reader.read(&mut byte) {
-                Ok(n) => n == 0,
-                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-            }
-        })
-        .count();
-    assert!(closed >= 200 - 32, "{closed} of 200 closed");
-    let rss = report_peak_rss("200 clients that never read the Prometheus page", &host);
-    drop(clients);
-    let dropped = "periscope_prometheus_exporter_connections_dropped_total{reason=\"over_limit\"}";
-    let mut body = String::new();
+    let stats = |reason: &str| {
+        let series = format!(
+            "periscope_prometheus_exporter_connections_dropped_total{{reason=\"{reason}\"}}"
+        );
+        let body = periscope_tests::http_get(&page)
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        periscope_tests::metric_value(&body, &series).unwrap_or(0.0)
+    };
+    let mut too_slow = 0.0;
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            body = periscope_tests::http_get(&page)
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            periscope_tests::metric_value(&body, dropped).is_some_and(|v| v >= 168.0)
+        wait_until(Duration::from_secs(15), || {
+            too_slow = stats("too_slow");
+            too_slow >= 32.0
         }),
-        "counted in the exporter's own stats:\n{body}"
+        "the 32 clients that took a slot and never read are dropped: {too_slow}\n{}",
+        host.log()
     );
-    assert!(rss < 300 * 1024, "{rss} KiB");
+    let dropped_after = started.elapsed();
+    assert!(
+        stats("over_limit") >= 168.0,
+        "over the cap: {}",
+        stats("over_limit")
+    );
+    // The server closed every one of them: each reads to an end of stream.
+    let open = clients
+        .iter()
+        .filter(|stream| !closed_by_server(stream, Duration::from_secs(2)))
+        .count();
+    assert_eq!(open, 0, "{open} of 200 connections are still open");
+    drop(clients);
+    println!("200 non-reading clients dropped after {dropped_after:?}");
+
+    // A connection that sends nothing, and a kept-alive one after its scrape, are closed after
+    // `idle_timeout`.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    kept.write_all(format!("GET /missing HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = [0u8; 512];
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = kept.read(&mut answer).unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 404"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let idle_since = Instant::now();
+    assert!(closed_by_server(&silent, Duration::from_secs(5)));
+    assert!(closed_by_server(&kept, Duration::from_secs(5)));
+    let idle_for = idle_since.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(800) && idle_for < Duration::from_secs(4),
+        "{idle_for:?}"
+    );
+    assert!(stats("idle") >= 2.0, "{}", stats("idle"));
+
+    let rss = report_peak_rss(
+        "200 clients that never read a 9 MB Prometheus page, then idle ones",
+        &host,
+    );
+    // The 32 responses share one copy of the page, held for at most `write_timeout` (each held
+    // its own copy before: 420 MB).
+    assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
 
@@ -342,6 +424,12 @@ fn check_asks_the_plugin_what_new_would_refuse() {
 /// Serves `body` as a Prometheus text page to every connection on a free port, until the test
 /// ends; the port.
 fn serve_page(body: Vec<u8>) -> u16 {
+    serve(body, "text/plain; version=0.0.4")
+}
+
+/// Serves `body` as `content_type` to every connection on a free port, until the test ends; the
+/// port.
+fn serve(body: Vec<u8>, content_type: &'static str) -> u16 {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -354,7 +442,7 @@ fn serve_page(body: Vec<u8>) -> u16 {
                 let mut request = [0u8; 4096];
                 let _ = stream.read(&mut request);
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = stream.write_all(head.as_bytes());
@@ -365,67 +453,118 @@ fn serve_page(body: Vec<u8>) -> u16 {
     port
 }
 
-#[test]
-fn a_page_over_max_samples_is_cut_while_it_is_parsed() {
-    let dir = tempfile::tempdir().unwrap();
-    plugin_dir(&dir.path().join("plugins"), &["file"]);
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    // One million series, about 40 MB.
-    let mut page = String::from("# TYPE big gauge\n");
-    for i in 0..1_000_000 {
-        page.push_str(&format!("big{{series=\"{i:07}\",pod=\"p\"}} {i}\n"));
-    }
-    let port = serve_page(page.into_bytes());
+/// Starts a host scraping `page` every 2 s with the endpoint lines `extra`, into the file
+/// exporter.
+fn scrape_page(dir: &std::path::Path, page: Vec<u8>, extra: &str) -> Host {
+    plugin_dir(&dir.join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    let port = serve_page(page);
     let config = demo_config(&file_exporter("")).replace(
         "[[resources]]",
         &format!(
             "[[endpoints]]\nname = \"big\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
-             interval = \"2s\"\ntimeout = \"2s\"\nmax_samples = 1000\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
+             interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n{extra}\n\n[[resources]]"
         ),
     );
-    let mut host = Host::start(dir.path(), &config);
+    Host::start(dir, &config)
+}
+
+/// Waits until `logged` is in the host's log.
+fn wait_logged(host: &Host, logged: &str) {
     assert!(
-        wait_until(Duration::from_secs(20), || host
-            .log()
-            .contains("more samples than max_samples (1000)")),
-        "the page is refused:\n{}",
+        wait_until(Duration::from_secs(30), || host.log().contains(logged)),
+        "{logged}:\n{}",
         host.log()
     );
-    let rss = report_peak_rss("a 1M-series page against max_samples = 1000", &host);
-    assert!(rss < 400 * 1024, "{rss} KiB");
+}
+
+#[test]
+fn a_page_over_max_samples_is_cut_while_it_is_parsed_with_or_without_keep() {
+    // One million series, about 40 MB.
+    let page = big_page(1_000_000);
+    for (case, extra) in [
+        ("a 1M-series page against max_samples = 1000", ""),
+        (
+            "a 1M-series page against max_samples = 1000 and keep",
+            "keep = [\"big\"]\ndrop = [\"small\"]",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = scrape_page(
+            dir.path(),
+            page.clone(),
+            &format!("max_samples = 1000\n{extra}"),
+        );
+        wait_logged(&host, "more samples than max_samples (1000)");
+        let rss = report_peak_rss(case, &host);
+        assert!(rss < 200 * 1024, "{case}: {rss} KiB");
+        assert!(host.stop().success(), "{}", host.log());
+    }
+}
+
+#[test]
+fn samples_left_out_by_keep_are_never_held() {
+    // A million series `keep` leaves out, and ten it keeps.
+    let mut page = big_page(1_000_000);
+    for i in 0..10 {
+        page.extend_from_slice(format!("small{{i=\"{i}\"}} {i}\n").as_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut host = scrape_page(dir.path(), page, "max_samples = 1000\nkeep = [\"small\"]");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.contains("small"))
+        }),
+        "the kept samples are exported:\n{}",
+        host.log()
+    );
+    let record = periscope_tests::read_ndjson(&out);
+    let last = |metric: &str| {
+        record
+            .iter()
+            .filter(|r| r["metric"] == metric)
+            .filter_map(|r| r["value"].as_f64())
+            .next_back()
+    };
+    let (scraped, post) = (
+        last("scrape_samples_scraped"),
+        last("scrape_samples_post_metric_relabeling"),
+    );
+    assert_eq!((scraped, post), (Some(1_000_010.0), Some(10.0)));
+    let rss = report_peak_rss("a 1M-series page of which keep takes 10", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
     assert!(host.stop().success(), "{}", host.log());
 }
 
 #[test]
-fn too_many_labels_and_too_long_label_values_fail_the_scrape() {
+fn too_many_labels_and_too_long_label_names_or_values_fail_the_scrape() {
     let mut many = String::from("m{");
     for i in 0..100_000 {
         many.push_str(&format!("l{i}=\"v\","));
     }
     many.push_str("} 1\n");
     let long = format!("m{{l=\"{}\"}} 1\n", "x".repeat(15 << 20));
+    let long_name = format!("m{{{}=\"v\"}} 1\n", "n".repeat(1 << 20));
     for (page, expected) in [
-        (many, "100000 labels, more than label_limit (64)"),
-        (long, "more than label_value_length_limit (4096)"),
+        (
+            long_name,
+            "over label_name_length_limit (1024): line 1: sample m: a label name of 1048576 bytes",
+        ),
+        (
+            many,
+            "over label_limit (64): line 1: sample m: more than 64 labels",
+        ),
+        (
+            long,
+            "over label_value_length_limit (4096): line 1: sample m: the value of label",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        plugin_dir(&dir.path().join("plugins"), &["file"]);
-        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-        let port = serve_page(page.into_bytes());
-        let config = demo_config(&file_exporter("")).replace(
-            "[[resources]]",
-            &format!(
-                "[[endpoints]]\nname = \"labels\"\nurls = [\"http://127.0.0.1:{port}/metrics\"]\n\
-                 interval = \"2s\"\ntimeout = \"2s\"\nmax_response_bytes = \"64MiB\"\n\n[[resources]]"
-            ),
-        );
-        let mut host = Host::start(dir.path(), &config);
-        assert!(
-            wait_until(Duration::from_secs(20), || host.log().contains(expected)),
-            "{expected}:\n{}",
-            host.log()
-        );
-        report_peak_rss(expected, &host);
+        let mut host = scrape_page(dir.path(), page.into_bytes(), "");
+        wait_logged(&host, expected);
+        let rss = report_peak_rss(expected, &host);
+        assert!(rss < 200 * 1024, "{rss} KiB");
         assert!(host.stop().success(), "{}", host.log());
     }
 }
@@ -458,4 +597,311 @@ fn the_remaining_config_errors_carry_a_position() {
         ))),
         "{errors:?}"
     );
+}
+
+#[test]
+fn secret_and_certificate_files_that_are_devices_fifos_or_huge_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("token.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let huge = dir.path().join("huge.pem");
+    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    pem.resize(8 << 20, b'A');
+    std::fs::write(&huge, pem).unwrap();
+    let entry = |auth: &str, tls: &str| {
+        demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"e\"\nurls = [\"https://127.0.0.1:1/metrics\"]\n\
+                 auth = {{ {auth} }}\ntls = {{ {tls} }}\n\n[[resources]]"
+            ),
+        )
+    };
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t\n").unwrap();
+    let cases = [
+        (
+            entry(
+                &format!("token_file = \"{}\"", fifo.display()),
+                "insecure_skip_verify = true",
+            ),
+            "token_file",
+            "not a regular file (a FIFO)",
+        ),
+        (
+            entry(
+                &format!("token_file = \"{}\"", token.display()),
+                "ca_file = \"/dev/zero\"",
+            ),
+            "ca_file",
+            "not a regular file (a character device)",
+        ),
+        (
+            entry(
+                &format!("token_file = \"{}\"", token.display()),
+                &format!("ca_file = \"{}\"", huge.display()),
+            ),
+            "ca_file",
+            "larger than 4194304 bytes",
+        ),
+    ];
+    for (config, key, expected) in cases {
+        let line = line_of(&config, &format!("{key} = "));
+        let started = Instant::now();
+        let errors = check_refuses(&config);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("bad.toml:{line}:"))
+                    && e.contains(&format!(".{key}`: "))
+                    && e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn deep_or_huge_json_answers_fail_the_scrape_with_bounded_memory() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // 16 MiB of tiny values: the most values a default `max_response_bytes` lets in.
+    let mut many = String::from("{\"a\":[");
+    while many.len() < (16 << 20) - 16 {
+        many.push_str("0,");
+    }
+    many.push_str("0]}");
+    for (case, body, expected) in [
+        (
+            "a JSON answer nested 100000 deep",
+            deep,
+            "recursion limit exceeded",
+        ),
+        (
+            "a JSON answer of 8M values",
+            many,
+            "more than 1000000 values in the answer",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        plugin_dir(&dir.path().join("plugins"), &["file"]);
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let port = serve(body.into_bytes(), "application/json");
+        let config = demo_config(&file_exporter("")).replace(
+            "[[resources]]",
+            &format!(
+                "[[endpoints]]\nname = \"json\"\nurls = [\"http://127.0.0.1:{port}/\"]\n\
+                 format = \"json\"\ninterval = \"2s\"\ntimeout = \"2s\"\n\n\
+                 \x20 [[endpoints.metrics]]\n  name = \"a\"\n  type = \"gauge\"\n  each = \"a[*]\"\n  path = \".\"\n\n[[resources]]"
+            ),
+        );
+        let mut host = Host::start(dir.path(), &config);
+        wait_logged(&host, expected);
+        let rss = report_peak_rss(case, &host);
+        assert!(host.stop().success(), "{}", host.log());
+        assert!(rss < 250 * 1024, "{case}: {rss} KiB");
+    }
+}
+
+#[test]
+fn manifests_with_alias_bombs_or_deep_nesting_are_refused_and_counted() {
+    // Nine levels of nine aliases: 387 million strings once expanded.
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n  namespace: demo\n  uid: uid-bomb\ndata:\n  l0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for level in 1..9 {
+        let previous = format!("*l{}", level - 1);
+        let items = [previous.as_str(); 9].join(",");
+        bomb.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
+    }
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n  namespace: demo\n  uid: uid-deep\ndata:\n  value: {}1{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let manifests = dir.path().join("manifests");
+    std::fs::write(manifests.join("bomb.yaml"), bomb).unwrap();
+    std::fs::write(manifests.join("deep.yaml"), deep).unwrap();
+    let mut host = Host::start(dir.path(), &demo_config(&file_exporter("")));
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(dir.path().join("out.ndjson"))
+                .is_ok_and(|t| t.contains("demo_value"))
+        }),
+        "the good manifest is still exported:\n{}",
+        host.log()
+    );
+    let errors = "periscope_input_errors_total{input=\"files:manifests\",kind=\"parse\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(errors) >= 2.0),
+        "both refused and counted: {}\n{}",
+        host.metrics(),
+        host.log()
+    );
+    let rss = report_peak_rss("a YAML alias bomb and a 100000-deep manifest", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+/// Answers every request on a free port with `response` (read once the request has arrived),
+/// until the test ends; the port and the number of requests answered.
+fn answer_every_request(
+    response: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = vec![0u8; 1 << 20];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(response.as_bytes());
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (port, answered)
+}
+
+#[test]
+fn a_receiver_asking_to_retry_after_centuries_is_retried_within_minutes() {
+    let (port, answered) = answer_every_request(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 18446744073709551615\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus-remote-write"]);
+    write_configmap(dir.path(), "good", 1.0);
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"push\"\nplugin = \"prometheus-remote-write\"\n\
+         config = {{ url = \"http://127.0.0.1:{port}/api/v1/write\" }}\n"
+    ));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    wait_logged(&host, "export will be retried");
+    assert!(answered.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let log = host.log();
+    assert!(log.contains("wait_ms=300000"), "{log}");
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = host.metrics();
+    assert!(
+        !metrics.contains("periscope_task_failures_total{"),
+        "no task died:\n{metrics}"
+    );
+    report_peak_rss(
+        "a remote-write receiver answering Retry-After: u64::MAX",
+        &host,
+    );
+    let started = Instant::now();
+    assert!(host.stop().success(), "{}", host.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Serves, on a free port, an answer whose headers never end: `X-Flood: aaa…` forever.
+fn serve_endless_headers() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Flood: ");
+                let chunk = [b'a'; 64 << 10];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn endless_request_and_response_headers_are_cut() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    let upstream = serve_endless_headers();
+    let port = periscope_tests::free_port();
+    let config = demo_config(&format!(
+        "[[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\n\
+         config = {{ listen = \"127.0.0.1:{port}\" }}\n"
+    ))
+    .replace(
+        "[[resources]]",
+        &format!(
+            "[[endpoints]]\nname = \"flood\"\nurls = [\"http://127.0.0.1:{upstream}/metrics\"]\n\
+             interval = \"2s\"\ntimeout = \"2s\"\n\n[[resources]]"
+        ),
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    // A scrape whose answer's headers never end fails, and is counted.
+    let errors = "periscope_input_errors_total{input=\"endpoints:flood\",kind=\"scrape\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(errors) >= 1.0),
+        "{}",
+        host.log()
+    );
+    // A client whose request headers never end is answered 431 and closed.
+    let mut flood = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    flood
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        .unwrap();
+    let chunk = [b'a'; 64 << 10];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(10) && flood.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(sent < 16 << 20, "the server took {sent} bytes of headers");
+    let mut answer = Vec::new();
+    flood
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = flood.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let rss = report_peak_rss("endless request and response headers", &host);
+    assert!(rss < 200 * 1024, "{rss} KiB");
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+#[test]
+fn a_page_of_metadata_without_samples_is_refused_past_the_family_bound() {
+    // 16 MiB of HELP and TYPE lines: 670 000 families that never get a sample.
+    let mut page = String::new();
+    let mut i = 0;
+    while page.len() < (16 << 20) - 100 {
+        page.push_str(&format!("# HELP m{i} h\n# TYPE m{i} gauge\n"));
+        i += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = scrape_page(dir.path(), page.into_bytes(), "");
+    wait_logged(&host, "more than 100000 metric families");
+    let rss = report_peak_rss("16 MiB of HELP and TYPE lines without samples", &host);
+    assert!(host.stop().success(), "{}", host.log());
+    assert!(rss < 150 * 1024, "{rss} KiB");
 }

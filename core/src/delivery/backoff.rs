@@ -65,6 +65,8 @@ impl Stop {
 
     /// Sleeps for `wait`, or less if the shutdown deadline comes first.
     pub fn sleep(&self, wait: Duration) {
+        // A plugin's `Retry` may ask for more than a clock can add: a century is as long.
+        let wait = wait.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let until = Instant::now() + wait;
         let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -99,6 +101,16 @@ mod tests {
         }
         b.reset();
         assert!(b.next_wait() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn stop_cuts_short_a_sleep_longer_than_a_clock_can_add() {
+        let stop = std::sync::Arc::new(Stop::default());
+        let s = stop.clone();
+        let t = std::thread::spawn(move || s.sleep(Duration::MAX));
+        std::thread::sleep(Duration::from_millis(20));
+        stop.begin(Duration::ZERO);
+        assert!(t.join().is_ok(), "the sleep must not panic");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! config = { listen = "127.0.0.1:9100", path = "/metrics", metric_prefix = "periscope_",
 //!            const_labels = { cluster = "lab" }, max_series_per_family = 100000,
 //!            max_label_value_length = 1024, auth = { token_file = "/run/secrets/scrape-token" },
-//!            tls = { cert_file = "tls.crt", key_file = "tls.key" } }
+//!            tls = { cert_file = "tls.crt", key_file = "tls.key" },
+//!            write_timeout = "60s", idle_timeout = "30s" }
 //! ```
 //!
 //! Remote write (`plugin = "prometheus-remote-write"`):
@@ -63,6 +64,15 @@ pub struct PrometheusConfig {
     /// Labels added to every series (a label of the sample itself wins over one of these).
     #[serde(default)]
     pub const_labels: BTreeMap<String, String>,
+    /// A client that has not read its whole response this long after it was ready is dropped
+    /// and counted (`connections_dropped_total{reason="too_slow"}`), freeing the page it held.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: Duration,
+    /// A connection that sends no complete request headers for this long — a kept-alive one
+    /// between scrapes, or a new one that sends nothing — is closed and counted
+    /// (`connections_dropped_total{reason="idle"}`); also the limit on a TLS handshake.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
 }
 
 /// Options of the remote-write exporter (`plugin = "prometheus-remote-write"`): where and how to
@@ -107,11 +117,19 @@ fn default_max_samples_per_request() -> usize {
     2000
 }
 
-/// The range of remote write's `timeout`.
+/// The range of remote write's `timeout`, and of the page's `write_timeout` and `idle_timeout`.
 const TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
     std::time::Duration::from_millis(1),
     std::time::Duration::from_secs(3600),
 );
+
+fn default_write_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
 
 fn default_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
@@ -296,6 +314,15 @@ impl PrometheusConfig {
         {
             problems.push(ConfigError::tls("tls", source));
         }
+        let (min, max) = TIMEOUT_RANGE;
+        for (key, timeout) in [
+            ("write_timeout", self.write_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if let Err(range) = timeout.check_range(min, max) {
+                problems.push(ConfigError::Range(key, range));
+            }
+        }
         naming_problems(&self.options(), &mut problems);
         report(problems)
     }
@@ -395,11 +422,15 @@ max_series_per_family = 5
 max_label_value_length = 10
 metric_prefix = "x_"
 const_labels = {{ cluster = "lab" }}
+write_timeout = "5s"
+idle_timeout = "2s"
 "#,
             dir.path().display()
         ))
         .unwrap();
         assert!(config.validate().is_ok(), "{:?}", config.validate());
+        assert_eq!(config.write_timeout.0, std::time::Duration::from_secs(5));
+        assert_eq!(config.idle_timeout.0, std::time::Duration::from_secs(2));
         assert_eq!(
             credentials("auth", config.auth.as_ref().unwrap()).unwrap(),
             Credentials::Basic {
@@ -472,6 +503,7 @@ const_labels = {{ cluster = "lab" }}
         let config: PrometheusConfig = parse(
             "listen = \"127.0.0.1:1\"\npath = \"metrics\"\nauth = { username = \"u\" }\n\
              metric_prefix = \"1x\"\nconst_labels = { \"a-b\" = \"v\" }\nmax_series_per_family = 0\n\
+             write_timeout = \"0s\"\nidle_timeout = \"400000000000y\"\n\
              tls = { cert_file = \"/nonexistent/c.pem\", key_file = \"k\", ca_file = \"ca\" }",
         )
         .unwrap();
@@ -483,6 +515,8 @@ const_labels = {{ cluster = "lab" }}
             "a-b",
             "max_series_per_family",
             "`tls.ca_file`: `ca_file` is not supported for the metrics page",
+            "`write_timeout`: \"0s\" is out of range",
+            "`idle_timeout`: ",
         ] {
             assert!(err.contains(needle), "{needle} missing in {err}");
         }

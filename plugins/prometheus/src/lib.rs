@@ -26,6 +26,8 @@
 //! - [`format`]: content negotiation;
 //! - [`render`]: a snapshot → a page (why by hand, and not with the `prometheus` crate, is there);
 //! - [`server`]: the HTTP(S) server on the page exporter's own tokio runtime;
+//! - [`shared_pages`]: one copy of a page for every response that holds it;
+//! - [`write_timeout`]: the server's bound on how long a client may take to read a response;
 //! - [`stats`]: the page exporter's own `periscope_prometheus_exporter_*` metrics;
 //! - [`push`]: the remote-write exporter: a batch → requests, and what the host hears;
 //! - [`remote_write`]: the protobuf messages and the client that sends one request.
@@ -49,8 +51,10 @@ pub mod push;
 pub mod remote_write;
 pub mod render;
 pub mod server;
+pub mod shared_pages;
 pub mod state;
 pub mod stats;
+pub mod write_timeout;
 
 pub use page::PrometheusExporter;
 pub use push::RemoteWriteExporter;

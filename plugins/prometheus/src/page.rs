@@ -62,6 +62,8 @@ impl Exporter for PrometheusExporter {
                 path: config.path.clone(),
                 tls: config.tls.clone(),
                 auth,
+                write_timeout: config.write_timeout.0,
+                idle_timeout: config.idle_timeout.0,
             },
             published.clone(),
             stats.clone(),

@@ -100,6 +100,20 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How much of a refusal's body goes into the reason.
 const MAX_REASON_BYTES: usize = 1024;
 
+/// The longest `Retry-After` a receiver is obeyed for: a receiver asking for years (or for more
+/// seconds than a clock can add) gets retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The wait a `Retry-After` header (seconds) asks for, at most [`MAX_RETRY_AFTER`];
+/// [`DEFAULT_RETRY_AFTER`] without one or with one that is not a number of seconds.
+fn retry_after(header: Option<&str>) -> Duration {
+    header
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_RETRY_AFTER, |secs| {
+            Duration::from_secs(secs).min(MAX_RETRY_AFTER)
+        })
+}
+
 impl RemoteWriter {
     /// A client for `config` (validated): reads its secret and certificate files.
     pub fn new(config: &RemoteWriteConfig) -> Result<Self, SetupError> {
@@ -156,13 +170,19 @@ impl RemoteWriter {
         if (200..300).contains(&status) {
             return Outcome::Ok;
         }
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
-        let mut message = response.body_mut().read_to_string().unwrap_or_default();
+        let retry_after = retry_after(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        // Only the start of a refusal's body is kept: read no more than that.
+        let mut head = Vec::new();
+        let _ = std::io::Read::read_to_end(
+            &mut std::io::Read::take(response.body_mut().as_reader(), MAX_REASON_BYTES as u64 + 4),
+            &mut head,
+        );
+        let mut message = String::from_utf8_lossy(&head).into_owned();
         if let Some(cut) = crate::names::truncate(&message, MAX_REASON_BYTES) {
             message = cut.to_owned();
         }
@@ -277,6 +297,14 @@ mod tests {
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         let decoded = WriteRequest::decode(&raw[..]).unwrap();
         assert_eq!(decoded.timeseries, series);
+    }
+
+    #[test]
+    fn retry_after_is_obeyed_up_to_five_minutes() {
+        assert_eq!(retry_after(Some(" 7 ")), Duration::from_secs(7));
+        assert_eq!(retry_after(Some("18446744073709551615")), MAX_RETRY_AFTER);
+        assert_eq!(retry_after(Some("soon")), DEFAULT_RETRY_AFTER);
+        assert_eq!(retry_after(None), DEFAULT_RETRY_AFTER);
     }
 
     #[test]

@@ -125,6 +125,14 @@ pub struct Rendered {
 
 /// Appends the page of `state` in `format` to `out`, the exporter's own metrics included.
 pub fn render(state: &State, format: Format, stats: &Stats, out: &mut Vec<u8>) -> Rendered {
+    let rendered = render_series(state, format, out);
+    render_tail(format, stats, out);
+    rendered
+}
+
+/// Appends every family of `state` in `format` to `out`: the page but for its end
+/// ([`render_tail`]), the same for every scrape of one state.
+pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
     let families = state.families();
     let buckets = families.len() * GROUPS;
     // Counting sort of every block segment by (family, group): `starts[k]..starts[k + 1]` are
@@ -190,9 +198,14 @@ pub fn render(state: &State, format: Format, stats: &Stats, out: &mut Vec<u8>) -
             }
         }
     }
+    rendered
+}
+
+/// Appends the end of a page: the exporter's own metrics (current at each scrape), and `# EOF` in
+/// OpenMetrics.
+pub fn render_tail(format: Format, stats: &Stats, out: &mut Vec<u8>) {
     stats.render(format, out);
     if format.is_openmetrics() {
         out.extend_from_slice(b"# EOF\n");
     }
-    rendered
 }

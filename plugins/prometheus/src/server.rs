@@ -11,9 +11,10 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::buf::Chain;
+use bytes::{Buf as _, Bytes};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -27,9 +28,14 @@ use periscope_plugin_api::tls::{TlsConfig, TlsError};
 
 use crate::config::authorization;
 use crate::format::{Format, accepts_gzip, negotiate};
-use crate::render::render;
-use crate::state::Published;
+use crate::render::render_tail;
+use crate::shared_pages::SharedPages;
+use crate::state::{Published, State};
 use crate::stats::Stats;
+use crate::write_timeout::{Deadline, WriteTimeout};
+
+/// A response body: a page's series and its end, or one piece and nothing.
+type Body = Chain<Bytes, Bytes>;
 
 /// What the server needs to know.
 #[derive(Debug, Clone)]
@@ -42,6 +48,10 @@ pub struct ServerOptions {
     pub tls: Option<TlsConfig>,
     /// Credentials a scraper must present.
     pub auth: Option<Credentials>,
+    /// How long a response may take to be written, from the moment it is ready.
+    pub write_timeout: Duration,
+    /// How long a connection may wait for its next request's headers (or its TLS handshake).
+    pub idle_timeout: Duration,
 }
 
 /// A running server; stopped by [`Server::shutdown`] or when dropped.
@@ -57,18 +67,15 @@ struct Context {
     challenge: &'static str,
     published: Arc<Published>,
     stats: Arc<Stats>,
+    pages: SharedPages,
+    write_timeout: Duration,
+    idle_timeout: Duration,
 }
 
-/// How long a client may take to send its request headers, or to finish a TLS handshake.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The most connections served at once; more are closed at once and counted. Each may hold a
-/// rendered page while its client reads it, so this bounds the server's memory.
+/// rendered page while its client reads it (for at most `write_timeout`), so this bounds the
+/// server's memory.
 pub const MAX_CONNECTIONS: usize = 32;
-
-/// The longest a connection lives: a client that has not read its page by then (or keeps a
-/// connection idle) is dropped and counted. Prometheus reconnects for its next scrape.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 impl Server {
     /// Binds `options.listen` and starts serving `published`.
@@ -105,6 +112,9 @@ impl Server {
             },
             published,
             stats,
+            pages: SharedPages::default(),
+            write_timeout: options.write_timeout,
+            idle_timeout: options.idle_timeout,
         });
         runtime.spawn(accept_loop(listener, tls, context));
         Ok(Server {
@@ -242,48 +252,68 @@ async fn accept_loop(
         let context = context.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let stats = context.stats.clone();
-            let connection = async move {
-                match tls {
-                    None => serve(TokioIo::new(stream), context).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => serve(TokioIo::new(stream), context).await,
-                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
+            match tls {
+                None => serve(stream, context).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(context.idle_timeout, handshake).await {
+                        Ok(Ok(stream)) => serve(stream, context).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => {
+                            context.stats.connection_idle();
+                            tracing::debug!("TLS handshake timed out");
                         }
                     }
                 }
-            };
-            if tokio::time::timeout(CONNECTION_LIFETIME, connection)
-                .await
-                .is_err()
-            {
-                stats.connection_too_slow();
-                tracing::debug!("scrape connection dropped: it outlived {CONNECTION_LIFETIME:?}");
             }
             drop(slot);
         });
     }
 }
 
-async fn serve<I>(io: I, context: Arc<Context>)
+/// Serves one connection until the client closes it, it stays idle for `idle_timeout`, or a
+/// response is not read within `write_timeout`; the last two are counted.
+async fn serve<S>(stream: S, context: Arc<Context>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request| handle(context.clone(), request));
+    let deadline = Arc::new(Deadline::new(context.write_timeout));
+    let io = TokioIo::new(WriteTimeout::new(stream, deadline.clone()));
+    let stats = context.stats.clone();
+    let idle_timeout = context.idle_timeout;
+    let armed = deadline.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let context = context.clone();
+        let deadline = armed.clone();
+        async move {
+            let response = handle(context, request).await;
+            deadline.arm();
+            response
+        }
+    });
+    // hyper's header read timeout runs from the moment it waits for a request's headers: on a
+    // new connection, and on a kept-alive one once its last response is written.
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_TIMEOUT)
+        .header_read_timeout(idle_timeout)
         .serve_connection(io, service)
         .await;
-    if let Err(error) = result {
-        tracing::debug!(%error, "scrape connection ended with an error");
+    if deadline.expired() {
+        stats.connection_too_slow();
+        tracing::debug!("scrape connection dropped: its response was not read in time");
+    } else if let Err(error) = result {
+        if error.is_timeout() {
+            stats.connection_idle();
+            tracing::debug!("scrape connection closed: idle for {idle_timeout:?}");
+        } else {
+            tracing::debug!(%error, "scrape connection ended with an error");
+        }
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Body>> {
+    let text = Bytes::from_static(text.as_bytes());
+    let mut response = Response::new(Full::new(text.chain(Bytes::new())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -300,7 +330,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn handle(
     context: Arc<Context>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Body>>, Infallible> {
     if request.uri().path() != context.path {
         return Ok(plain(StatusCode::NOT_FOUND, "not found\n"));
     }
@@ -336,8 +366,11 @@ async fn handle(
     let gzip = accepts_gzip(header_text(header::ACCEPT_ENCODING));
     let head = request.method() == Method::HEAD;
     let state = context.published.get();
-    let stats = context.stats.clone();
-    let body = tokio::task::spawn_blocking(move || page(&state, format, gzip, &stats)).await;
+    let shared = context.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        page(&shared.pages, &state, format, gzip, &shared.stats)
+    })
+    .await;
     let Ok(Some(body)) = body else {
         return Ok(plain(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -345,9 +378,9 @@ async fn handle(
         ));
     };
     let body = if head {
-        Bytes::new()
+        Bytes::new().chain(Bytes::new())
     } else {
-        Bytes::from(body)
+        body
     };
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
@@ -365,23 +398,29 @@ async fn handle(
     Ok(response)
 }
 
-/// The page body, gzipped when asked; `None` only if compression failed.
-fn page(state: &crate::state::State, format: Format, gzip: bool, stats: &Stats) -> Option<Vec<u8>> {
+/// The page body, gzipped when asked; `None` only if compression failed. Uncompressed, the
+/// series are shared with the other responses of the same state ([`SharedPages`]).
+fn page(
+    pages: &SharedPages,
+    state: &Arc<State>,
+    format: Format,
+    gzip: bool,
+    stats: &Stats,
+) -> Option<Body> {
     stats.scrape(format);
-    let start = Instant::now();
-    let mut out = Vec::new();
-    let rendered = render(state, format, stats, &mut out);
-    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    stats.rendered(micros, rendered.conflicts);
+    let series = pages.series(state, format, stats);
+    let mut tail = Vec::new();
+    render_tail(format, stats, &mut tail);
     if !gzip {
-        return Some(out);
+        return Some(series.chain(Bytes::from(tail)));
     }
     // The fastest level: pages are large and compress well even so; a scrape should not cost
     // seconds of CPU.
     let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(out.len() / 8),
+        Vec::with_capacity(series.len() / 8),
         flate2::Compression::fast(),
     );
-    encoder.write_all(&out).ok()?;
-    encoder.finish().ok()
+    encoder.write_all(&series).ok()?;
+    encoder.write_all(&tail).ok()?;
+    Some(Bytes::from(encoder.finish().ok()?).chain(Bytes::new()))
 }

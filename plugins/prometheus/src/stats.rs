@@ -41,6 +41,7 @@ pub struct Stats {
     series: AtomicU64,
     connections_over_limit: AtomicU64,
     connections_too_slow: AtomicU64,
+    connections_idle: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -73,10 +74,16 @@ impl Stats {
         add(&self.connections_over_limit, 1);
     }
 
-    /// Counts a connection closed because it outlived the server's time limit (a client that
-    /// does not read its page, or sends nothing).
+    /// Counts a connection dropped because its client did not read a response within
+    /// `write_timeout`.
     pub fn connection_too_slow(&self) {
         add(&self.connections_too_slow, 1);
+    }
+
+    /// Counts a connection closed because it sent no (complete) request headers within
+    /// `idle_timeout`: an idle keep-alive connection, or a client that sends nothing.
+    pub fn connection_idle(&self) {
+        add(&self.connections_idle, 1);
     }
 
     /// Counts a scrape refused for missing or wrong credentials.
@@ -125,6 +132,7 @@ impl Stats {
             &[
                 ("reason=\"over_limit\"", load(&self.connections_over_limit)),
                 ("reason=\"too_slow\"", load(&self.connections_too_slow)),
+                ("reason=\"idle\"", load(&self.connections_idle)),
             ],
         ];
         let openmetrics = matches!(format, Format::OpenMetrics { .. });
@@ -219,7 +227,7 @@ const SELF_METRICS: [SelfMetric; 11] = [
     SelfMetric {
         name: "connections_dropped",
         counter: true,
-        help: "Connections closed by the server: over its connection limit, or too slow (a client \
-               that does not read its page within the time limit).",
+        help: "Connections closed by the server: over its connection limit, too slow (a response \
+               not read within write_timeout), or idle (no request within idle_timeout).",
     },
 ];

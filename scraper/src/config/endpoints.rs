@@ -69,6 +69,10 @@ pub struct EndpointConfig {
     /// `label_value_length_limit`); `0` means no limit.
     #[serde(default = "default_label_value_length_limit")]
     pub label_value_length_limit: usize,
+    /// A label name longer than this many bytes fails the scrape (Prometheus'
+    /// `label_name_length_limit`); `0` means no limit.
+    #[serde(default = "default_label_name_length_limit")]
+    pub label_name_length_limit: usize,
     /// Only samples whose metric name fully matches one of these regular expressions are kept
     /// (all when empty).
     #[serde(default)]
@@ -191,6 +195,10 @@ fn default_max_response_bytes() -> ByteSize {
 
 fn default_label_limit() -> usize {
     64
+}
+
+fn default_label_name_length_limit() -> usize {
+    1024
 }
 
 fn default_label_value_length_limit() -> usize {

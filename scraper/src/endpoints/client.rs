@@ -13,7 +13,7 @@ pub(crate) enum ClientError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A PEM file that reqwest cannot use.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", error_chain(.source))]
     Pem {
         /// The key of the file.
         key: &'static str,
@@ -25,8 +25,16 @@ pub(crate) enum ClientError {
     /// A CA file without a certificate.
     #[error("{0}: no PEM certificate in it")]
     NoCertificate(String),
+    /// A CA file with a PEM certificate block that is not a valid certificate.
+    #[error("{path}: not a usable CA certificate ({})", error_chain(.source))]
+    BadCertificate {
+        /// The file.
+        path: String,
+        /// Why.
+        source: reqwest::Error,
+    },
     /// The client itself.
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client: {}", error_chain(.0))]
     Build(reqwest::Error),
 }
 
@@ -36,7 +44,7 @@ impl ClientError {
         let key = match self {
             ClientError::Tls(e) => e.key(),
             ClientError::Pem { key, .. } => key,
-            ClientError::NoCertificate(_) => "ca_file",
+            ClientError::NoCertificate(_) | ClientError::BadCertificate { .. } => "ca_file",
             ClientError::Build(_) => "",
         };
         if key.is_empty() {
@@ -55,6 +63,9 @@ pub(crate) fn build(tls: Option<&TlsConfig>) -> Result<reqwest::Client, ClientEr
         // A pooled connection per target: scrapes reuse it, as Prometheus' do.
         .pool_max_idle_per_host(1)
         .use_rustls_tls();
+    // The CA certificates are parsed only when the client is built: kept to tell a bad one
+    // from another failure.
+    let mut roots = None;
     if let Some(tls) = tls {
         tls.refuse(&["server_name"], "for endpoints")?;
         let pem = tls.load()?;
@@ -69,9 +80,10 @@ pub(crate) fn build(tls: Option<&TlsConfig>) -> Result<reqwest::Client, ClientEr
                 return Err(ClientError::NoCertificate(path.display().to_string()));
             }
             builder = builder.tls_built_in_root_certs(false);
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
+            for cert in &certs {
+                builder = builder.add_root_certificate(cert.clone());
             }
+            roots = Some((path, certs));
         }
         if let (Some(identity), Some(cert), Some(key)) =
             (&pem.identity, &tls.cert_file, &tls.key_file)
@@ -91,7 +103,28 @@ pub(crate) fn build(tls: Option<&TlsConfig>) -> Result<reqwest::Client, ClientEr
             builder = builder.danger_accept_invalid_certs(true);
         }
     }
-    builder.build().map_err(ClientError::Build)
+    builder.build().map_err(|source| match roots {
+        Some((path, certs)) if !usable_roots(&certs) => ClientError::BadCertificate {
+            path: path.display().to_string(),
+            source,
+        },
+        _ => ClientError::Build(source),
+    })
+}
+
+/// Whether a client trusting `certs` alone can be built (a certificate that is PEM but not a
+/// valid X.509 certificate fails only there).
+fn usable_roots(certs: &[reqwest::Certificate]) -> bool {
+    certs
+        .iter()
+        .fold(
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false),
+            |builder, cert| builder.add_root_certificate(cert.clone()),
+        )
+        .build()
+        .is_ok()
 }
 
 /// A page as fetched: its body and content type.
@@ -161,7 +194,9 @@ pub(crate) async fn fetch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let mut body = Vec::new();
+    // Sized from a `Content-Length` within the cap, so a large page is not copied as it grows.
+    let expected = response.content_length().unwrap_or(0).min(max_bytes);
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = response
         .chunk()
         .await

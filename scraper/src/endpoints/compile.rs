@@ -222,6 +222,7 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         max_samples: config.max_samples,
         label_limit: config.label_limit,
         label_value_length_limit: config.label_value_length_limit,
+        label_name_length_limit: config.label_name_length_limit,
         keep: keep?,
         drop: drop?,
         labels,

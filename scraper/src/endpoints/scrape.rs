@@ -9,6 +9,7 @@ use periscope_plugin_api::batch::{
 
 use super::Endpoint;
 use super::client::{self, FetchError, Page};
+use super::json_answer;
 use super::targets::Target;
 use crate::config::EndpointFormat;
 use crate::event::SourceUpdate;
@@ -50,32 +51,33 @@ pub(crate) enum ScrapeError {
     /// The answer is not valid JSON.
     #[error("malformed JSON: {0}")]
     Json(String),
-    /// A sample with more labels than `label_limit`.
-    #[error("a sample of `{family}` has {found} labels, more than label_limit ({limit})")]
+    /// A sample with more labels than `label_limit`: the parse stopped at its first label over.
+    #[error("over label_limit ({limit}): {error}")]
     LabelLimit {
-        /// The sample's family.
-        family: String,
-        /// Its labels.
-        found: usize,
         /// The limit.
         limit: usize,
+        /// Where, and which sample.
+        error: exposition::ParseError,
     },
-    /// A label value longer than `label_value_length_limit`.
-    #[error(
-        "a value of label `{label}` of `{family}` has {found} bytes, more than label_value_length_limit ({limit})"
-    )]
+    /// A label value longer than `label_value_length_limit`: the parse stopped there.
+    #[error("over label_value_length_limit ({limit}): {error}")]
     LabelValueLength {
-        /// The sample's family.
-        family: String,
-        /// The label.
-        label: String,
-        /// The value's length.
-        found: usize,
         /// The limit.
         limit: usize,
+        /// Where, which sample and label.
+        error: exposition::ParseError,
     },
-    /// More samples than `max_samples` (after `keep` and `drop`); without them the parser stops
-    /// at the first sample over the limit, so the page's total is not known.
+    /// A label name longer than `label_name_length_limit`: the parse stopped there.
+    #[error("over label_name_length_limit ({limit}): {error}")]
+    LabelNameLength {
+        /// The limit.
+        limit: usize,
+        /// Where, and which sample.
+        error: exposition::ParseError,
+    },
+    /// More samples than `max_samples` after `keep` and `drop`; for a Prometheus or
+    /// OpenMetrics page the parse stops at the first sample over it, so the page's total is not
+    /// known.
     #[error("more samples than max_samples ({limit})")]
     SampleLimit {
         /// The limit.
@@ -113,7 +115,7 @@ pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Ou
     let mut problems = Vec::new();
     let mut kept = Kept::default();
     let parsed = page.as_ref().map(|page| {
-        let content = parse(endpoint, page, now_ms, &mut problems)?;
+        let content = parse(endpoint, page, now_ms, &mut kept, &mut problems)?;
         kept.count(endpoint, &content)?;
         Ok(content)
     });
@@ -178,29 +180,51 @@ fn parse<'p>(
     endpoint: &Endpoint,
     page: &'p Page,
     now_ms: i64,
+    kept: &mut Kept,
     problems: &mut Vec<String>,
 ) -> Result<Content<'p>, ScrapeError> {
     match endpoint.format {
         EndpointFormat::Prometheus => {
             let format = Format::from_content_type(&page.content_type)
                 .ok_or_else(|| ScrapeError::ContentType(page.content_type.clone()))?;
-            // Without keep and drop every sample counts toward `max_samples`, so the parser
-            // stops as soon as the page has more: a huge page is never held whole.
-            let limit = match (endpoint.max_samples, &endpoint.keep, &endpoint.drop) {
-                (limit, None, None) if limit > 0 => limit,
-                _ => usize::MAX,
+            // The limits apply as the page is read: a sample `keep` or `drop` leaves out is
+            // never stored, and the parse stops at the first sample, label or value over a
+            // limit, so memory grows with what is kept, never with the page.
+            let unlimited = |limit: usize| if limit == 0 { usize::MAX } else { limit };
+            let mut keep = |name: &str| kept.keeps(endpoint, name);
+            let filtering = endpoint.keep.is_some() || endpoint.drop.is_some();
+            let limits = exposition::Limits {
+                max_samples: unlimited(endpoint.max_samples),
+                max_labels: unlimited(endpoint.label_limit),
+                max_label_value_bytes: unlimited(endpoint.label_value_length_limit),
+                max_label_name_bytes: unlimited(endpoint.label_name_length_limit),
+                keep: if filtering { Some(&mut keep) } else { None },
             };
             let parsed =
-                exposition::parse_with_limit(&page.body, format, limit).map_err(|error| {
-                    if error.kind == exposition::ErrorKind::TooManySamples {
-                        return ScrapeError::SampleLimit { limit };
-                    }
-                    ScrapeError::Parse {
-                        format: match format {
-                            Format::Text => "Prometheus text",
-                            Format::OpenMetrics => "OpenMetrics",
+                exposition::parse_with_limits(&page.body, format, limits).map_err(|error| {
+                    match error.kind {
+                        exposition::ErrorKind::TooManySamples => ScrapeError::SampleLimit {
+                            limit: endpoint.max_samples,
                         },
-                        error,
+                        exposition::ErrorKind::TooManyLabels => ScrapeError::LabelLimit {
+                            limit: endpoint.label_limit,
+                            error,
+                        },
+                        exposition::ErrorKind::LabelValueTooLong => ScrapeError::LabelValueLength {
+                            limit: endpoint.label_value_length_limit,
+                            error,
+                        },
+                        exposition::ErrorKind::LabelNameTooLong => ScrapeError::LabelNameLength {
+                            limit: endpoint.label_name_length_limit,
+                            error,
+                        },
+                        _ => ScrapeError::Parse {
+                            format: match format {
+                                Format::Text => "Prometheus text",
+                                Format::OpenMetrics => "OpenMetrics",
+                            },
+                            error,
+                        },
                     }
                 })?;
             if parsed.duplicates > 0 {
@@ -216,8 +240,8 @@ fn parse<'p>(
             if !(media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")) {
                 return Err(ScrapeError::ContentType(page.content_type.clone()));
             }
-            let document: serde_json::Value =
-                serde_json::from_slice(&page.body).map_err(|e| ScrapeError::Json(e.to_string()))?;
+            let document = json_answer::parse(&page.body, json_answer::MAX_VALUES)
+                .map_err(|e| ScrapeError::Json(e.to_string()))?;
             let mut builder = BatchBuilder::new();
             let mut writer = builder.replace(Source::new(SourceKind::Endpoint, ""));
             if let Some(json) = &endpoint.json {
@@ -238,38 +262,42 @@ struct Kept {
     decisions: std::collections::HashMap<String, bool>,
 }
 
+/// Decisions remembered at most: a page of a million distinct names must not make a million
+/// entries (past this, names are matched each time).
+const MAX_DECISIONS: usize = 4096;
+
 impl Kept {
-    fn keeps(&mut self, endpoint: &Endpoint, family: &str, suffix: Suffix) -> bool {
+    /// Whether a sample named `name` survives `keep` and `drop`.
+    fn keeps(&mut self, endpoint: &Endpoint, name: &str) -> bool {
         if endpoint.keep.is_none() && endpoint.drop.is_none() {
             return true;
         }
-        let name = format!("{family}{}", suffix.as_str());
-        *self
-            .decisions
-            .entry(name)
-            .or_insert_with_key(|name| endpoint.keeps(name))
+        if let Some(&decision) = self.decisions.get(name) {
+            return decision;
+        }
+        let decision = endpoint.keeps(name);
+        if self.decisions.len() < MAX_DECISIONS {
+            self.decisions.insert(name.to_owned(), decision);
+        }
+        decision
     }
 
-    /// Counts the page's samples and fails when more than `max_samples` are kept.
+    /// Counts the page's samples and fails when more than `max_samples` are kept (a Prometheus
+    /// page's parse has kept only those and stopped at the limit already).
     fn count(&mut self, endpoint: &Endpoint, content: &Content<'_>) -> Result<(), ScrapeError> {
         match content {
             Content::Exposition(page) => {
-                for family in &page.families {
-                    for sample in &family.samples {
-                        check_labels(endpoint, family.name, &sample.labels)?;
-                        self.scraped += 1;
-                        if self.keeps(endpoint, family.name, sample.suffix) {
-                            self.kept += 1;
-                        }
-                    }
-                }
+                self.kept = page.sample_count();
+                self.scraped = self.kept + page.filtered;
             }
             Content::Json(batch) => {
                 for update in batch.updates() {
                     if let Update::Replace { samples, .. } = update {
                         for sample in samples.iter() {
                             self.scraped += 1;
-                            if self.keeps(endpoint, sample.family().name, sample.suffix()) {
+                            if self
+                                .keeps(endpoint, &json_name(sample.family().name, sample.suffix()))
+                            {
                                 self.kept += 1;
                             }
                         }
@@ -286,33 +314,9 @@ impl Kept {
     }
 }
 
-/// Fails when a sample has more labels than `label_limit`, or a value longer than
-/// `label_value_length_limit` (each `0`: no limit).
-fn check_labels(
-    endpoint: &Endpoint,
-    family: &str,
-    labels: &[(&str, std::borrow::Cow<'_, str>)],
-) -> Result<(), ScrapeError> {
-    let limit = endpoint.label_limit;
-    if limit > 0 && labels.len() > limit {
-        return Err(ScrapeError::LabelLimit {
-            family: family.to_owned(),
-            found: labels.len(),
-            limit,
-        });
-    }
-    let limit = endpoint.label_value_length_limit;
-    if limit > 0
-        && let Some((label, value)) = labels.iter().find(|(_, value)| value.len() > limit)
-    {
-        return Err(ScrapeError::LabelValueLength {
-            family: family.to_owned(),
-            label: (*label).to_owned(),
-            found: value.len(),
-            limit,
-        });
-    }
-    Ok(())
+/// The metric name of a JSON sample of `family` with `suffix`.
+fn json_name(family: &str, suffix: Suffix) -> String {
+    format!("{family}{}", suffix.as_str())
 }
 
 /// The labels every sample of the target carries: `job`, `instance`, the entry's labels, the
@@ -362,12 +366,10 @@ fn write_samples(
     };
     match content {
         Content::Exposition(page) => {
+            // The parse kept only what `keep` and `drop` let through.
             for family in &page.families {
                 let mut id = None;
                 for sample in &family.samples {
-                    if !kept.keeps(endpoint, family.name, sample.suffix) {
-                        continue;
-                    }
                     let id = *id.get_or_insert_with(|| {
                         writer.family(Family {
                             name: family.name,
@@ -394,7 +396,7 @@ fn write_samples(
                 };
                 for sample in samples.iter() {
                     let family = sample.family();
-                    if !kept.keeps(endpoint, family.name, sample.suffix()) {
+                    if !kept.keeps(endpoint, &json_name(family.name, sample.suffix())) {
                         continue;
                     }
                     let id = writer.family(family);

@@ -51,8 +51,18 @@ pub enum ErrorKind {
     AfterEof,
     /// An OpenMetrics line cut at the end of the page, without its newline.
     TruncatedLine,
-    /// More samples than the limit given to [`parse_with_limit`](super::parse_with_limit).
+    /// More samples kept than [`Limits::max_samples`](super::Limits::max_samples).
     TooManySamples,
+    /// A sample with more labels than [`Limits::max_labels`](super::Limits::max_labels).
+    TooManyLabels,
+    /// A label value longer than
+    /// [`Limits::max_label_value_bytes`](super::Limits::max_label_value_bytes).
+    LabelValueTooLong,
+    /// A label name longer than
+    /// [`Limits::max_label_name_bytes`](super::Limits::max_label_name_bytes).
+    LabelNameTooLong,
+    /// More metric families than [`MAX_FAMILIES`](super::MAX_FAMILIES), with samples or not.
+    TooManyFamilies,
 }
 
 impl ErrorKind {
@@ -75,6 +85,10 @@ impl ErrorKind {
             ErrorKind::AfterEof => "after_eof",
             ErrorKind::TruncatedLine => "truncated_line",
             ErrorKind::TooManySamples => "too_many_samples",
+            ErrorKind::TooManyLabels => "too_many_labels",
+            ErrorKind::LabelValueTooLong => "label_value_too_long",
+            ErrorKind::TooManyFamilies => "too_many_families",
+            ErrorKind::LabelNameTooLong => "label_name_too_long",
         }
     }
 }

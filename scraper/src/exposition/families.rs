@@ -23,8 +23,13 @@ const SUFFIXES: [Suffix; 8] = [
     Suffix::GSum,
 ];
 
+/// The most metric families a page may declare or make, samples or not: HELP and TYPE lines
+/// without samples are not bounded by the sample limit, and each family costs some 170 bytes
+/// (16 MiB of them held 150 MB). Real pages have hundreds.
+pub const MAX_FAMILIES: usize = 100_000;
+
 /// The families read so far.
-pub(super) struct Families<'a> {
+pub(super) struct Families<'a, 'f> {
     format: Format,
     families: Vec<ParsedFamily<'a>>,
     states: Vec<State>,
@@ -39,6 +44,10 @@ pub(super) struct Families<'a> {
     duplicates: usize,
     kept: usize,
     limit: usize,
+    /// Which samples to keep, by metric name; `None` keeps all.
+    keep: Option<&'f mut dyn FnMut(&str) -> bool>,
+    /// Samples `keep` left out.
+    filtered: usize,
 }
 
 /// A sample line as read, but for its labels.
@@ -57,11 +66,19 @@ struct State {
     unit: bool,
     /// Made by a sample that fit no declared family.
     implicit: bool,
+    /// Has had a sample, kept or left out.
+    sampled: bool,
 }
 
-impl<'a> Families<'a> {
-    /// No families yet; at most `limit` samples to keep; a page of `page_bytes`.
-    pub(super) fn new(format: Format, limit: usize, page_bytes: usize) -> Self {
+impl<'a, 'f> Families<'a, 'f> {
+    /// No families yet; at most `limit` samples to keep, those `keep` takes (all without it); a
+    /// page of `page_bytes`.
+    pub(super) fn new(
+        format: Format,
+        limit: usize,
+        keep: Option<&'f mut dyn FnMut(&str) -> bool>,
+        page_bytes: usize,
+    ) -> Self {
         // Sample lines of real pages run from about 50 to 200 bytes.
         let expected_samples = (page_bytes / 128).min(limit);
         Families {
@@ -75,6 +92,8 @@ impl<'a> Families<'a> {
             duplicates: 0,
             kept: 0,
             limit,
+            keep,
+            filtered: 0,
         }
     }
 
@@ -84,6 +103,7 @@ impl<'a> Families<'a> {
         Exposition {
             families: self.families,
             duplicates: self.duplicates,
+            filtered: self.filtered,
         }
     }
 
@@ -94,7 +114,7 @@ impl<'a> Families<'a> {
         help: Cow<'a, str>,
         line: usize,
     ) -> Result<(), ParseError> {
-        let index = self.metadata_family(name, name);
+        let index = self.metadata_family(name, name, line)?;
         self.check_metadata(index, name, "HELP", |state| state.help, line)?;
         self.states[index].help = true;
         self.families[index].help = help;
@@ -119,7 +139,7 @@ impl<'a> Families<'a> {
                 format!("unit {unit:?} is not a suffix of the metric name {name:?}"),
             ));
         }
-        let index = self.metadata_family(name, name);
+        let index = self.metadata_family(name, name, line)?;
         self.check_metadata(index, name, "UNIT", |state| state.unit, line)?;
         self.states[index].unit = true;
         self.families[index].unit = unit;
@@ -141,7 +161,7 @@ impl<'a> Families<'a> {
             )
         })?;
         let name = family_name(metadata_name, kind);
-        let index = self.metadata_family(metadata_name, name);
+        let index = self.metadata_family(metadata_name, name, line)?;
         self.check_metadata(index, metadata_name, "TYPE", |state| state.typed, line)?;
         let family = &mut self.families[index];
         if family.name != name {
@@ -200,6 +220,15 @@ impl<'a> Families<'a> {
             )
         })?;
         check_type_labels(self.families[index].kind, suffix, labels, line)?;
+        self.states[index].sampled = true;
+        self.current = Some(index);
+        if let Some(keep) = &mut self.keep
+            && !keep(name)
+        {
+            self.filtered += 1;
+            labels.clear();
+            return Ok(());
+        }
         let position = (index, self.families[index].samples.len());
         if !self
             .series
@@ -207,7 +236,6 @@ impl<'a> Families<'a> {
         {
             self.duplicates += 1;
             labels.clear();
-            self.current = Some(index);
             return Ok(());
         }
         if self.kept >= self.limit {
@@ -225,7 +253,6 @@ impl<'a> Families<'a> {
             value,
             timestamp_ms,
         });
-        self.current = Some(index);
         Ok(())
     }
 
@@ -268,18 +295,7 @@ impl<'a> Families<'a> {
         {
             return Err(self.mismatch(current, name, line));
         }
-        let index = self.families.len();
-        self.families.push(ParsedFamily {
-            name,
-            help: Cow::Borrowed(""),
-            unit: "",
-            kind: FamilyKind::Unknown,
-            samples: Vec::new(),
-        });
-        self.states.push(State {
-            implicit: true,
-            ..State::default()
-        });
+        let index = self.new_family(name, true, line)?;
         self.by_name.insert(name, index);
         self.by_metadata_name.entry(name).or_insert(index);
         Ok((index, Suffix::None))
@@ -305,7 +321,12 @@ impl<'a> Families<'a> {
 
     /// The family that a metadata line for `metadata_name` (whose family would be called `name`)
     /// is about: the one declared under that name, else the one called `name`, else a new one.
-    fn metadata_family(&mut self, metadata_name: &'a str, name: &'a str) -> usize {
+    fn metadata_family(
+        &mut self,
+        metadata_name: &'a str,
+        name: &'a str,
+        line: usize,
+    ) -> Result<usize, ParseError> {
         let found = self
             .by_metadata_name
             .get(metadata_name)
@@ -314,22 +335,43 @@ impl<'a> Families<'a> {
         let index = match found {
             Some(index) => index,
             None => {
-                let index = self.families.len();
-                self.families.push(ParsedFamily {
-                    name: metadata_name,
-                    help: Cow::Borrowed(""),
-                    unit: "",
-                    kind: FamilyKind::Unknown,
-                    samples: Vec::new(),
-                });
-                self.states.push(State::default());
+                let index = self.new_family(metadata_name, false, line)?;
                 self.by_name.entry(metadata_name).or_insert(index);
                 index
             }
         };
         self.by_metadata_name.entry(metadata_name).or_insert(index);
         self.current = Some(index);
-        index
+        Ok(index)
+    }
+
+    /// A new family called `name`, without metadata or samples yet; `implicit` when a sample
+    /// that fit no declared family makes it. At most [`MAX_FAMILIES`].
+    fn new_family(
+        &mut self,
+        name: &'a str,
+        implicit: bool,
+        line: usize,
+    ) -> Result<usize, ParseError> {
+        if self.families.len() >= MAX_FAMILIES {
+            return Err(ParseError::new(
+                line,
+                ErrorKind::TooManyFamilies,
+                format!("more than {MAX_FAMILIES} metric families"),
+            ));
+        }
+        self.families.push(ParsedFamily {
+            name,
+            help: Cow::Borrowed(""),
+            unit: "",
+            kind: FamilyKind::Unknown,
+            samples: Vec::new(),
+        });
+        self.states.push(State {
+            implicit,
+            ..State::default()
+        });
+        Ok(self.families.len() - 1)
     }
 
     /// Refuses a second `what` line for family `index`, and one after its samples (always for TYPE;
@@ -350,7 +392,7 @@ impl<'a> Families<'a> {
             ));
         }
         let strict = what == "TYPE" || self.format == Format::OpenMetrics;
-        if strict && !self.families[index].samples.is_empty() {
+        if strict && self.states[index].sampled {
             return Err(ParseError::new(
                 line,
                 ErrorKind::MetadataAfterSamples,

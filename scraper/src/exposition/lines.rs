@@ -2,25 +2,31 @@
 
 use super::error::{ErrorKind, ParseError};
 use super::families::{Families, Sample};
-use super::labels::{self, Label};
+use super::labels::{self, Label, LabelLimits};
 use super::lexer::Cursor;
-use super::{Exposition, Format, escapes, numbers};
+use super::{Exposition, Format, Limits, escapes, numbers};
 
-/// Parses `input` in `format`, keeping at most `limit` samples.
-pub(super) fn parse(
-    input: &[u8],
+/// Parses `input` in `format` within `limits`.
+pub(super) fn parse<'a>(
+    input: &'a [u8],
     format: Format,
-    limit: usize,
-) -> Result<Exposition<'_>, ParseError> {
+    limits: Limits<'_>,
+) -> Result<Exposition<'a>, ParseError> {
     let src = std::str::from_utf8(input).map_err(|error| {
         let valid = &input[..error.valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         ParseError::new(line, ErrorKind::InvalidUtf8, "invalid UTF-8")
     })?;
+    let label_limits = LabelLimits {
+        max_labels: limits.max_labels,
+        max_name_bytes: limits.max_label_name_bytes,
+        max_value_bytes: limits.max_label_value_bytes,
+    };
     let mut reader = Reader {
         cursor: Cursor::new(src, format),
-        families: Families::new(format, limit, input.len()),
+        families: Families::new(format, limits.max_samples, limits.keep, input.len()),
         labels: Vec::new(),
+        label_limits,
         strict: format == Format::OpenMetrics,
     };
     match format {
@@ -31,16 +37,17 @@ pub(super) fn parse(
 }
 
 /// The state of one parse.
-struct Reader<'a> {
+struct Reader<'a, 'f> {
     cursor: Cursor<'a>,
-    families: Families<'a>,
+    families: Families<'a, 'f>,
     /// The labels of the sample being read (reused from sample to sample).
     labels: Vec<Label<'a>>,
+    label_limits: LabelLimits,
     /// OpenMetrics.
     strict: bool,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     /// A text 0.0.4 page: lines of samples, `# HELP`, `# TYPE`, other comments and blank lines, blanks
     /// allowed at the start of a line; the last line may lack its newline.
     fn text(&mut self) -> Result<(), ParseError> {
@@ -191,7 +198,19 @@ impl<'a> Reader<'a> {
         self.labels.clear();
         let blank = !strict && cursor.skip_blanks();
         if cursor.peek() == Some(b'{') {
-            labels::label_set(cursor, strict, &mut self.labels)?;
+            labels::label_set(cursor, strict, self.label_limits, &mut self.labels).map_err(
+                |mut error| {
+                    if matches!(
+                        error.kind,
+                        ErrorKind::TooManyLabels
+                            | ErrorKind::LabelNameTooLong
+                            | ErrorKind::LabelValueTooLong
+                    ) {
+                        error.message = format!("sample {name}: {}", error.message);
+                    }
+                    error
+                },
+            )?;
             if strict {
                 cursor.separator("a space before the value")?;
             } else {
@@ -253,7 +272,7 @@ impl<'a> Reader<'a> {
         cursor.expect(b'#', "'#'")?;
         cursor.separator("a space after '#'")?;
         let sample_labels = self.labels.len();
-        labels::label_set(cursor, true, &mut self.labels)?;
+        labels::label_set(cursor, true, LabelLimits::NONE, &mut self.labels)?;
         self.labels.truncate(sample_labels);
         cursor.separator("a space before the exemplar value")?;
         let token = cursor.token();

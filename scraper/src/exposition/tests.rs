@@ -608,13 +608,137 @@ fn comments_are_ignored_in_text() {
     assert_eq!(page.sample_count(), 1);
 }
 
+fn max_samples(max_samples: usize) -> Limits<'static> {
+    Limits {
+        max_samples,
+        ..Limits::none()
+    }
+}
+
 #[test]
 fn sample_limit_stops_at_the_first_sample_over_it() {
     let page = "a 1\na 1\nb 2\nc 3\n";
-    let kept = parse_with_limit(page.as_bytes(), Format::Text, 3);
+    let kept = parse_with_limits(page.as_bytes(), Format::Text, max_samples(3));
     assert_eq!(kept.map(|e| e.sample_count()), Ok(3));
-    let error = parse_with_limit(page.as_bytes(), Format::Text, 2).unwrap_err();
+    let error = parse_with_limits(page.as_bytes(), Format::Text, max_samples(2)).unwrap_err();
     assert_eq!((error.line, error.kind), (4, ErrorKind::TooManySamples));
+}
+
+#[test]
+fn samples_left_out_by_keep_are_checked_counted_and_not_kept() {
+    let page = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\nh_sum 2\nb 2\nb 2\nc 3\n";
+    let mut asked = Vec::new();
+    let mut keep = |name: &str| {
+        asked.push(name.to_owned());
+        name == "h_count" || name == "c"
+    };
+    let limits = Limits {
+        keep: Some(&mut keep),
+        ..Limits::none()
+    };
+    let page = parse_with_limits(page.as_bytes(), Format::Text, limits).unwrap();
+    let kept: Vec<String> = page
+        .samples()
+        .map(|(family, sample)| family.metric_name(sample.suffix))
+        .collect();
+    assert_eq!(kept, ["h_count", "c"]);
+    assert_eq!((page.filtered, page.duplicates), (4, 0));
+    assert_eq!(asked, ["h_bucket", "h_count", "h_sum", "b", "b", "c"]);
+    // A sample left out is still checked.
+    let mut none = |_: &str| false;
+    let limits = Limits {
+        keep: Some(&mut none),
+        ..Limits::none()
+    };
+    let error = parse_with_limits(b"h{a=\"1\",a=\"2\"} 1\n", Format::Text, limits).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::DuplicateLabelName);
+    // And a TYPE line after it is still late.
+    let mut none = |_: &str| false;
+    let limits = Limits {
+        keep: Some(&mut none),
+        ..Limits::none()
+    };
+    let error = parse_with_limits(
+        b"# TYPE m counter\nm_total 1\n# TYPE m counter\n",
+        Format::OpenMetrics,
+        limits,
+    )
+    .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidMetadata);
+}
+
+#[test]
+fn the_sample_limit_counts_only_what_keep_keeps() {
+    let mut page = String::new();
+    for i in 0..1000 {
+        page.push_str(&format!("dropped{{i=\"{i}\"}} 1\nkept{{i=\"{i}\"}} 1\n"));
+    }
+    let mut keep = |name: &str| name == "kept";
+    let limits = Limits {
+        max_samples: 10,
+        keep: Some(&mut keep),
+        ..Limits::none()
+    };
+    let error = parse_with_limits(page.as_bytes(), Format::Text, limits).unwrap_err();
+    // The eleventh kept sample is on line 22: the parse stops there.
+    assert_eq!((error.line, error.kind), (22, ErrorKind::TooManySamples));
+}
+
+#[test]
+fn families_past_the_bound_fail_the_parse_with_or_without_samples() {
+    let mut page = String::new();
+    for i in 0..MAX_FAMILIES {
+        page.push_str(&format!("# TYPE m{i} gauge\n"));
+    }
+    assert!(parse(page.as_bytes(), Format::Text).is_ok());
+    for extra in ["# HELP over h\n", "over 1\n"] {
+        let page = format!("{page}{extra}");
+        let error = parse(page.as_bytes(), Format::Text).unwrap_err();
+        assert_eq!(
+            (error.line, error.kind),
+            (MAX_FAMILIES + 1, ErrorKind::TooManyFamilies)
+        );
+    }
+}
+
+#[test]
+fn label_limits_stop_the_parse_at_the_first_label_over_them() {
+    let limits = || Limits {
+        max_labels: 2,
+        max_label_value_bytes: 4,
+        max_label_name_bytes: 3,
+        ..Limits::none()
+    };
+    let ok = "m{a=\"1234\",b=\"x\"} 1\n";
+    assert!(parse_with_limits(ok.as_bytes(), Format::Text, limits()).is_ok());
+    let many = "m 1\nm{a=\"1\",b=\"2\",c=\"3\",d=\"4\"} 1\n";
+    let error = parse_with_limits(many.as_bytes(), Format::Text, limits()).unwrap_err();
+    assert_eq!(
+        (error.line, error.kind, error.message.as_str()),
+        (2, ErrorKind::TooManyLabels, "sample m: more than 2 labels")
+    );
+    let long = "m{a=\"12345\"} 1\n";
+    let error = parse_with_limits(long.as_bytes(), Format::Text, limits()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LabelValueTooLong);
+    assert_eq!(
+        error.message,
+        "sample m: the value of label \"a\" has 5 bytes, more than 4"
+    );
+    let long_name = "m{abcd=\"1\"} 1\n";
+    let error = parse_with_limits(long_name.as_bytes(), Format::Text, limits()).unwrap_err();
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (
+            ErrorKind::LabelNameTooLong,
+            "sample m: a label name of 4 bytes, more than 3"
+        )
+    );
+    // Escapes are counted as the value they stand for.
+    let escaped = "m{a=\"\\\\\\\\\\\\\\\\\"} 1\n";
+    assert!(parse_with_limits(escaped.as_bytes(), Format::Text, limits()).is_ok());
+    // An exemplar's labels are not a sample's.
+    let exemplar = "# TYPE c counter\nc_total 1 # {a=\"123456789\",b=\"1\",c=\"2\"} 1\n# EOF\n";
+    assert!(parse_with_limits(exemplar.as_bytes(), Format::OpenMetrics, limits()).is_ok());
 }
 
 #[test]

@@ -18,7 +18,19 @@ pub(super) enum ManifestError {
         /// Where and what.
         source: serde_yaml_ng::Error,
     },
+    /// YAML with flow collections (`[`, `{`) nested deeper than anything readable: the YAML
+    /// scanner takes time quadratic in the depth, so it is refused before parsing.
+    #[error("YAML nested more than {MAX_FLOW_DEPTH} brackets deep (at line {line})")]
+    TooDeep {
+        /// The 1-based line where the depth was passed.
+        line: usize,
+    },
 }
+
+/// The deepest nesting of `[` and `{` a YAML manifest may have. Deserializing stops at 128
+/// levels anyway; this bound only keeps the scanner from spending minutes on a hostile file (100 000
+/// levels took longer than a minute).
+const MAX_FLOW_DEPTH: usize = 1000;
 
 /// The objects in the text of a manifest file; `json` says to read it as JSON instead of YAML.
 /// Empty documents are skipped.
@@ -29,6 +41,7 @@ pub(super) fn objects(text: &str, json: bool) -> Result<Vec<Value>, ManifestErro
         open_lists(document, &mut objects);
         return Ok(objects);
     }
+    check_flow_depth(text)?;
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document = Value::deserialize(document).map_err(|source| ManifestError::Yaml {
             document: index + 1,
@@ -37,6 +50,28 @@ pub(super) fn objects(text: &str, json: bool) -> Result<Vec<Value>, ManifestErro
         open_lists(document, &mut objects);
     }
     Ok(objects)
+}
+
+/// Refuses text whose brackets nest deeper than [`MAX_FLOW_DEPTH`]. Brackets in strings and
+/// comments count too: a bound this far above what deserializing takes only errs on text no
+/// manifest holds.
+fn check_flow_depth(text: &str) -> Result<(), ManifestError> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(ManifestError::TooDeep { line });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Pushes the document, or its items if it is a list. Items of a typed list (`FooList`) that lack
@@ -130,6 +165,27 @@ mod tests {
         let err = err.to_string();
         assert!(err.starts_with("YAML document 2:"), "{err}");
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn yaml_nested_past_the_bound_is_refused_before_parsing() {
+        let deep = format!("a:\n  b: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let error = objects(&deep, false).unwrap_err();
+        assert!(
+            matches!(error, ManifestError::TooDeep { line: 2 }),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // At the bound the scanner is quick, and deserializing refuses it.
+        let started = std::time::Instant::now();
+        let at_bound = format!("a: {}1{}\n", "[".repeat(1000), "]".repeat(1000));
+        let error = objects(&at_bound, false).unwrap_err();
+        assert!(
+            error.to_string().contains("recursion limit exceeded"),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
