@@ -408,14 +408,21 @@ config = {{ listen = "{page_addr}" }}
             .await
             .unwrap();
     assert_eq!(status, 200, "{body}\n{}", host.log());
+    // While the watch applies its objects again, the aggregate never shows a half-filled count.
+    let mut counts = Vec::new();
     assert!(
         wait_until(Duration::from_secs(20), || {
             let text = page(page_addr);
+            counts.extend(metric_value(&text, "demo_count"));
             settled("demo_renamed")() && series(&text, "demo_value") == 0
         }),
         "{}\n{}",
         page(page_addr),
         host.log()
+    );
+    assert!(
+        counts.iter().all(|c| *c == N as f64),
+        "demo_count during the reload: {counts:?}"
     );
     assert_eq!(
         configmap_lists(&client).await,
