@@ -224,7 +224,14 @@ pub async fn run(
     {
         return Err(failed);
     }
-    current.inputs.reconcile(&plan, false, &wiring).await?;
+    let cluster = current
+        .inputs
+        .connect(plan.config.kubernetes.as_ref())
+        .await?;
+    current
+        .inputs
+        .reconcile(&plan, cluster, false, &wiring)
+        .await;
     telemetry.reloads.applied(&sha256, false);
     reload::watch(source.path(), reload_tx, shutdown.clone());
 
@@ -320,6 +327,14 @@ async fn reload(
     let secrets = secrets(plan.config.kubernetes.as_ref());
     // An unchanged pipeline is kept, and with it what aggregates hold.
     let pipeline_changed = plan.config.resources != current.resources || secrets != current.secrets;
+    let cluster = match current
+        .inputs
+        .connect(plan.config.kubernetes.as_ref())
+        .await
+    {
+        Ok(cluster) => cluster,
+        Err(e) => return refuse(vec![e.to_string()]),
+    };
     wiring.grace = plan.config.host.shutdown_timeout.0;
     route
         .enabled
@@ -330,14 +345,11 @@ async fn reload(
         .exporters
         .reconcile(planned, &plan.refused, &dead_letter_dir, wiring, true)
         .await;
-    let mut problems: Vec<String> = failed.iter().map(ToString::to_string).collect();
-    if let Err(e) = current
+    current
         .inputs
-        .reconcile(&plan, pipeline_changed, wiring)
-        .await
-    {
-        problems.push(e.to_string());
-    }
+        .reconcile(&plan, cluster, pipeline_changed, wiring)
+        .await;
+    let problems: Vec<String> = failed.iter().map(ToString::to_string).collect();
     current.sha256 = sha256.clone();
     current.resources = plan.config.resources.clone();
     current.secrets = secrets;

@@ -87,25 +87,42 @@ impl Inputs {
         }
     }
 
-    /// Makes the running inputs those `plan` needs. When `pipeline_changed` (the
-    /// `[[resources]]` changed), `plan.pipeline` is published to every input.
+    /// Connects to the cluster `kubernetes` names, unless the inputs are connected to it already:
+    /// done before anything changes, so that a reload whose cluster cannot be reached changes
+    /// nothing.
+    pub(super) async fn connect(
+        &self,
+        kubernetes: Option<&KubernetesConfig>,
+    ) -> Result<Cluster, RunError> {
+        if self.cluster.as_ref().map(|(config, _)| config) == kubernetes {
+            return Ok(Cluster::Same);
+        }
+        Ok(Cluster::New(match kubernetes {
+            Some(config) => Some((
+                config.clone(),
+                periscope_scraper::kube::connect(config).await?,
+            )),
+            None => None,
+        }))
+    }
+
+    /// Makes the running inputs those `plan` needs, with the cluster from
+    /// [`connect`](Self::connect). When `pipeline_changed` (the `[[resources]]` changed),
+    /// `plan.pipeline` is published to every input.
     pub(super) async fn reconcile(
         &mut self,
         plan: &Plan,
+        cluster: Cluster,
         pipeline_changed: bool,
         wiring: &Wiring,
-    ) -> Result<(), RunError> {
-        let cluster_changed =
-            self.cluster.as_ref().map(|(config, _)| config) != plan.config.kubernetes.as_ref();
-        if cluster_changed {
-            self.cluster = match &plan.config.kubernetes {
-                Some(config) => Some((
-                    config.clone(),
-                    periscope_scraper::kube::connect(config).await?,
-                )),
-                None => None,
-            };
-        }
+    ) {
+        let cluster_changed = match cluster {
+            Cluster::Same => false,
+            Cluster::New(cluster) => {
+                self.cluster = cluster;
+                true
+            }
+        };
         let wanted = wanted(plan);
         let mut kept = Vec::new();
         let mut leaving = Vec::new();
@@ -122,10 +139,11 @@ impl Inputs {
         for old in &leaving {
             old.stop.cancel();
         }
-        let stopping = leaving
-            .iter_mut()
-            .map(|old| std::mem::replace(&mut old.tasks, idle()));
-        stop_all(stopping.collect(), wiring.grace).await;
+        let (leaving, stopping): (Vec<_>, Vec<_>) = leaving
+            .into_iter()
+            .map(|old| ((old.id, old.name), old.tasks))
+            .unzip();
+        stop_all(stopping, wiring.grace).await;
         if pipeline_changed {
             let holding = kept.iter().filter(|r| r.key.holds_objects()).count();
             self.pipeline.publish(plan.pipeline.clone(), holding);
@@ -152,15 +170,14 @@ impl Inputs {
         }
         self.running = kept;
         self.running.extend(started);
-        for old in leaving {
-            info!(input = %old.name, "input removed or changed: retiring it");
+        for (id, name) in leaving {
+            info!(input = %name, "input removed or changed: retiring it");
             // Every update the old input sent is already in the channel: this comes after.
-            let _ = wiring.intake.send(Intake::Retire(old.id)).await;
-            if !self.running.iter().any(|r| r.name == old.name) {
-                wiring.readiness.remove(&format!("input:{}", old.name));
+            let _ = wiring.intake.send(Intake::Retire(id)).await;
+            if !self.running.iter().any(|r| r.name == name) {
+                wiring.readiness.remove(&format!("input:{name}"));
             }
         }
-        Ok(())
     }
 
     /// Stops every input (at shutdown: their sources stay), aborting the ones still running
@@ -270,12 +287,12 @@ impl Inputs {
 
 type InputTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Two finished tasks, in place of a stopped input's.
-fn idle() -> [JoinHandle<Option<()>>; 2] {
-    [
-        tokio::spawn(async { Some(()) }),
-        tokio::spawn(async { Some(()) }),
-    ]
+/// The cluster the inputs talk to after a reload.
+pub(super) enum Cluster {
+    /// The one they talk to now.
+    Same,
+    /// Another one (`None`: no cluster any more): watches and discovering endpoints restart.
+    New(Option<(KubernetesConfig, kube::Client)>),
 }
 /// Starts an input's task, given the sender of its events.
 type StartInput = Box<dyn FnOnce(mpsc::Sender<Event>) -> InputTask>;
