@@ -151,6 +151,7 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     }
     drop(resync_tx);
 
+    telemetry.watch_pipeline(plan.pipeline.stats().clone());
     let (updates_tx, updates_rx) = mpsc::channel::<SourceUpdate>(4096);
     let mut inputs = Vec::new();
     for files in &plan.config.sources.files {

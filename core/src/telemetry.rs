@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use periscope_scraper::ErrorKind;
-use periscope_scraper::objects::ExpressionFailure;
+use periscope_scraper::objects::{ExpressionFailure, PipelineStats};
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -461,6 +461,48 @@ impl Telemetry {
         }
     }
 
+    /// Serves the counts of `stats` (what the object pipeline and its inputs held back) among
+    /// the self-metrics; called once, with the host's one pipeline.
+    pub fn watch_pipeline(&self, stats: Arc<PipelineStats>) {
+        let collector = PipelineCollector {
+            stats,
+            label_collisions: IntCounterVec::new(
+                Opts::new(
+                    "periscope_label_collisions_total",
+                    "Keys of a labels_from map left out because another key, or a configured label, had their label name; by entry and metric.",
+                ),
+                &["resource", "metric"],
+            )
+            .expect("valid counter"),
+            series_limited: IntCounterVec::new(
+                Opts::new(
+                    "periscope_series_limited_total",
+                    "Series not written because a cap held them back, by entry, metric and reason (max_series, max_values, memory_limit).",
+                ),
+                &["entry", "metric", "reason"],
+            )
+            .expect("valid counter"),
+            series: IntGaugeVec::new(
+                Opts::new(
+                    "periscope_entry_series",
+                    "Series an entry writes now, after its caps.",
+                ),
+                &["entry"],
+            )
+            .expect("valid gauge"),
+            objects_ignored: IntCounterVec::new(
+                Opts::new(
+                    "periscope_watch_objects_ignored_total",
+                    "Objects a watch did not take in, by reason (max_objects, memory_limit).",
+                ),
+                &["watch", "reason"],
+            )
+            .expect("valid counter"),
+        };
+        // A second pipeline would only repeat the names: the first one stays.
+        let _ = self.registry.register(Box::new(collector));
+    }
+
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -486,6 +528,62 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(
     collector
 }
 
+/// The counts of a [`PipelineStats`], read at every scrape.
+struct PipelineCollector {
+    stats: Arc<PipelineStats>,
+    label_collisions: IntCounterVec,
+    series_limited: IntCounterVec,
+    series: IntGaugeVec,
+    objects_ignored: IntCounterVec,
+}
+
+impl prometheus::core::Collector for PipelineCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        [
+            self.label_collisions.desc(),
+            self.series_limited.desc(),
+            self.series.desc(),
+            self.objects_ignored.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let now = self.stats.snapshot();
+        self.label_collisions.reset();
+        for ((resource, metric), count) in &now.label_collisions {
+            self.label_collisions
+                .with_label_values(&[resource, metric])
+                .inc_by(*count);
+        }
+        self.series_limited.reset();
+        for ((entry, metric, reason), count) in &now.series_limited {
+            self.series_limited
+                .with_label_values(&[entry, metric, reason])
+                .inc_by(*count);
+        }
+        self.series.reset();
+        for (entry, count) in &now.series {
+            self.series
+                .with_label_values(&[entry])
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.objects_ignored.reset();
+        for ((watch, reason), count) in &now.objects_ignored {
+            self.objects_ignored
+                .with_label_values(&[watch, reason])
+                .inc_by(*count);
+        }
+        [
+            self.label_collisions.collect(),
+            self.series_limited.collect(),
+            self.series.collect(),
+            self.objects_ignored.collect(),
+        ]
+        .concat()
+    }
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
         registry,
@@ -503,6 +601,26 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_counts_are_served_as_they_are_at_the_scrape() {
+        let t = Telemetry::new();
+        let stats = Arc::new(PipelineStats::default());
+        t.watch_pipeline(stats.clone());
+        stats.series_limited("resources[0]", "kube_pod_info", "max_series", 3);
+        stats.set_series("resources[0]", 10);
+        stats.object_ignored("kube:v1/ConfigMap", "max_objects");
+        let text = t.render();
+        for line in [
+            "periscope_series_limited_total{entry=\"resources[0]\",metric=\"kube_pod_info\",reason=\"max_series\"} 3",
+            "periscope_entry_series{entry=\"resources[0]\"} 10",
+            "periscope_watch_objects_ignored_total{reason=\"max_objects\",watch=\"kube:v1/ConfigMap\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        stats.series_limited("resources[0]", "kube_pod_info", "max_series", 2);
+        assert!(t.render().contains("reason=\"max_series\"} 5"));
+    }
 
     #[test]
     fn expression_failures_are_all_counted_and_logged_once_a_minute_per_metric() {

@@ -102,6 +102,10 @@ impl ResourceConfig {
             out.optional(&key, "path", &metric.path);
             out.optional(&key, "each", &metric.each);
             out.object_labels(&format!("{key}.labels"), &metric.labels);
+            if let Some(from) = &metric.labels_from {
+                out.0
+                    .push((format!("{key}.labels_from.path"), &from.get_ref().path));
+            }
         }
         for (j, aggregate) in self.aggregates.iter().enumerate() {
             let key = format!("aggregates[{j}]");
@@ -287,6 +291,10 @@ pub struct MetricConfig {
     /// Extra labels: label name to path (or expression).
     #[serde(default)]
     pub labels: BTreeMap<Spanned<String>, LabelConfig>,
+    /// Labels taken from a whole map of the object (or of the item, inside `each`), such as
+    /// `metadata.labels`: one label per key, the key made a label name.
+    #[serde(default)]
+    pub labels_from: Option<Spanned<LabelsFromConfig>>,
     /// How the value becomes a number; `auto` by default. Gauges and counters only.
     #[serde(default)]
     pub convert: Option<Spanned<Convert>>,
@@ -304,6 +312,27 @@ pub struct MetricConfig {
     /// The label carrying the state of a stateset; the family name by default.
     #[serde(default)]
     pub label: Option<Spanned<String>>,
+}
+
+/// A `labels_from` table: `{ path = "metadata.labels", prefix = "label_", allow = ["app\\.kubernetes\\.io/.*"] }`.
+///
+/// Each key of the map the path reaches becomes `prefix` followed by the key sanitized as
+/// kube-state-metrics does for `kube_pod_labels`: every character other than an ASCII letter,
+/// digit or `_` becomes `_`, an `_` goes between a lower-case letter or digit and the upper-case
+/// letter after it, and the whole is lower-cased (`app.kubernetes.io/managedBy` →
+/// `label_app_kubernetes_io_managed_by`). The value is the map's value as label text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsFromConfig {
+    /// The path of the map, from the object's root (from the item inside `each`).
+    pub path: Spanned<String>,
+    /// Put before every sanitized key; it must start with a letter. `"label_"` by default.
+    #[serde(default)]
+    pub prefix: Option<Spanned<String>>,
+    /// Regular expressions, each matching a whole original key (`app\\.kubernetes\\.io/.*`):
+    /// only the keys one of them matches become labels. Without `allow`, every key does.
+    #[serde(default)]
+    pub allow: Option<Vec<Spanned<String>>>,
 }
 
 /// The type of a metric read from objects.

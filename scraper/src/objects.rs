@@ -18,6 +18,8 @@ pub(crate) mod compile;
 mod durations;
 mod extract;
 mod key;
+mod labels_from;
+mod stats;
 mod tracked;
 mod transitions;
 
@@ -37,6 +39,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
+pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.
@@ -65,6 +68,22 @@ pub struct Problems {
     pub messages: Vec<String>,
     /// The expressions that gave no value, by entry and metric, each with its message.
     pub expressions: Vec<ExpressionFailure>,
+    /// The `labels_from` keys left out because their label name was taken, by entry and metric;
+    /// [`ObjectPipeline::apply`] has counted them in its [`stats`](ObjectPipeline::stats)
+    /// already (`periscope_label_collisions_total`).
+    pub collisions: Vec<LabelCollisions>,
+}
+
+/// Keys of a `labels_from` map left out for one sample (or set of samples) because another key,
+/// or a configured label, had their label name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelCollisions {
+    /// The entry's kind, or the endpoint entry's key.
+    pub resource: String,
+    /// The metric's name, prefix included.
+    pub metric: String,
+    /// How many keys were left out.
+    pub count: u64,
 }
 
 /// An expression that gave no value for an object.
@@ -101,6 +120,7 @@ pub enum Secrets {
 pub struct ObjectPipeline {
     resources: Vec<Resource>,
     tracker: Mutex<Tracker>,
+    stats: std::sync::Arc<PipelineStats>,
 }
 
 impl ObjectPipeline {
@@ -113,7 +133,13 @@ impl ObjectPipeline {
         compile::compile(resources, secrets).map(|resources| ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
             resources,
+            stats: std::sync::Arc::default(),
         })
+    }
+
+    /// What the pipeline and its inputs held back, for the host's self-metrics.
+    pub fn stats(&self) -> &std::sync::Arc<PipelineStats> {
+        &self.stats
     }
 
     /// The update of one object, `key` being its key (read with [`ObjectKey::of`]): a `Replace`
@@ -147,6 +173,7 @@ impl ObjectPipeline {
                 resource.write(object, now_ms, writer, &mut problems);
             }
         });
+        self.stats.collisions(&problems.collisions);
         Some((update, problems))
     }
 
@@ -307,6 +334,8 @@ struct Metric {
     suffix: Suffix,
     each: Option<Path>,
     labels: Vec<ObjectLabel>,
+    /// Labels from the keys of a map, after `labels`.
+    labels_from: Option<labels_from::LabelsFrom>,
     /// The metric's `where`: samples are written only for the objects (or items) it keeps.
     filter: Option<Expr>,
     value: ValueSpec,

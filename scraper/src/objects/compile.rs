@@ -15,14 +15,16 @@ use toml::Spanned;
 
 use std::sync::Arc;
 
+use super::labels_from::{self, LabelsFrom};
 use super::{
     CompileError, FamilyDef, LabelSource, LabelSpec, Metric, NumberSpec, ObjectLabel, Resource,
     Secrets, ValueSpec,
 };
-use crate::config::{LabelConfig, MetricConfig, MetricType, ResourceConfig};
+use crate::config::{LabelConfig, LabelsFromConfig, MetricConfig, MetricType, ResourceConfig};
 use crate::expr::{Expr, Scope};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
+use regex::RegexSet;
 
 /// Compiles every entry, collecting every problem.
 pub(super) fn compile(
@@ -242,6 +244,11 @@ impl Compiler {
         let mut taken: Vec<&str> = context.resource_labels.to_vec();
         taken.extend(state_label.as_deref());
         let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken, scope);
+        taken.extend(labels.iter().map(|l| l.name.as_str()));
+        let labels_from = config
+            .labels_from
+            .as_ref()
+            .and_then(|from| self.labels_from(&format!("{key}.labels_from"), from, &taken));
         let value = self.value_spec(key, metric_type, config, state_label);
         let filter = config
             .filter
@@ -273,6 +280,7 @@ impl Compiler {
             suffix,
             each,
             labels,
+            labels_from,
             filter,
             value: value?,
         })
@@ -584,6 +592,53 @@ impl Compiler {
             );
             self.error(label_key, Some(name), &message);
         }
+    }
+
+    /// Compiles a `labels_from` table; `taken` are the label names the samples already carry.
+    fn labels_from(
+        &mut self,
+        key: &str,
+        config: &Spanned<LabelsFromConfig>,
+        taken: &[&str],
+    ) -> Option<LabelsFrom> {
+        let config = config.get_ref();
+        let path = self.path(&format!("{key}.path"), &config.path);
+        let prefix = match &config.prefix {
+            Some(prefix) => {
+                let text = prefix.get_ref();
+                let starts_with_letter = text.starts_with(|c: char| c.is_ascii_alphabetic());
+                if !starts_with_letter || !is_user_label_name(text) {
+                    let message = format!(
+                        "{text:?} is not a valid prefix: it must start with a letter and hold only letters, digits and `_`"
+                    );
+                    self.error(&format!("{key}.prefix"), Some(prefix), &message);
+                }
+                text.clone()
+            }
+            None => labels_from::DEFAULT_PREFIX.to_owned(),
+        };
+        let allow = match &config.allow {
+            Some(patterns) => {
+                let mut valid = true;
+                for (n, pattern) in patterns.iter().enumerate() {
+                    if let Err(e) = regex::Regex::new(&labels_from::anchored(pattern.get_ref())) {
+                        valid = false;
+                        let message = format!("not a valid regular expression: {e}");
+                        self.error(&format!("{key}.allow[{n}]"), Some(pattern), &message);
+                    }
+                }
+                let anchored = patterns.iter().map(|p| labels_from::anchored(p.get_ref()));
+                // Every pattern compiled alone above; the set only fails when one did not.
+                Some(valid.then(|| RegexSet::new(anchored).ok()).flatten()?)
+            }
+            None => None,
+        };
+        Some(LabelsFrom {
+            path: path?,
+            prefix,
+            allow,
+            taken: taken.iter().map(|t| (*t).to_owned()).collect(),
+        })
     }
 
     /// Compiles a `by` table of paths; `taken` are label names already used on the same samples.

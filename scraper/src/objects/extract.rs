@@ -4,8 +4,8 @@ use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
 use super::{
-    ExpressionFailure, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Problems, Resource,
-    ValueSpec,
+    ExpressionFailure, LabelCollisions, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel,
+    Problems, Resource, ValueSpec,
 };
 use crate::expr::{Expr, ExprError, Input};
 use crate::path::Path;
@@ -187,11 +187,34 @@ impl<'j> Out<'_, '_, '_, 'j> {
                 return;
             }
         };
+        let from = match &self.metric.labels_from {
+            Some(from) => match from.read(self.object, item) {
+                Ok(read) => {
+                    if read.collisions > 0 {
+                        self.problems.collisions.push(LabelCollisions {
+                            resource: self.resource.name.clone(),
+                            metric: self.metric.name.clone(),
+                            count: read.collisions,
+                        });
+                    }
+                    read.labels
+                }
+                Err(error) => {
+                    self.problem(&from.path, &error);
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
         let labels = || {
             self.common
                 .iter()
                 .chain(&own)
                 .map(|(name, value)| (*name, value.as_str()))
+                .chain(
+                    from.iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str())),
+                )
         };
         match &self.metric.value {
             ValueSpec::Info => {

@@ -931,3 +931,105 @@ expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 
         "{problems:?}"
     );
 }
+
+#[test]
+fn labels_from_makes_a_map_labels_after_the_configured_ones() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "labels"
+type = "info"
+labels = { label_app = "metadata.name" }
+labels_from = { path = "metadata.labels", allow = ["app", "kubevirt.io/.*"] }
+"#,
+    );
+    let mut object = vmi();
+    object["metadata"]["labels"] = json!({
+        "app": "web",
+        "kubevirt.io/vmName": "vm1",
+        "kubevirt_io/vmName": "other",
+        "other": "left-out",
+    });
+    let (update, problems) = pipeline.apply(&key(&object), &object, 1_000).unwrap();
+    assert_eq!(
+        written(&update),
+        [sample(
+            "kubevirt_vmi_labels_info",
+            &[
+                ("name", "vm1"),
+                ("node", "node-1"),
+                ("label_app", "vm1"),
+                ("label_kubevirt_io_vm_name", "vm1"),
+            ],
+            1.0
+        )]
+    );
+    // `app` lost to the configured `label_app`, `kubevirt_io/vmName` to `kubevirt.io/vmName`.
+    let collisions = LabelCollisions {
+        resource: "VirtualMachineInstance".to_owned(),
+        metric: "kubevirt_vmi_labels".to_owned(),
+        count: 2,
+    };
+    assert_eq!(problems.collisions, [collisions]);
+    let counted = pipeline.stats().snapshot().label_collisions;
+    let key = (
+        "VirtualMachineInstance".to_owned(),
+        "kubevirt_vmi_labels".to_owned(),
+    );
+    assert_eq!(counted[&key], 2);
+}
+
+#[test]
+fn labels_from_reads_each_item_inside_each() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "interface_mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+path = "mtu"
+labels_from = { path = "tags", prefix = "tag_" }
+"#,
+    );
+    let mut object = vmi();
+    object["status"]["interfaces"][0]["tags"] = json!({"Role": "uplink"});
+    let (samples, problems) = apply(&pipeline, &object);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples,
+        [
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[("name", "vm1"), ("node", "node-1"), ("tag_role", "uplink")],
+                1500.0
+            ),
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[("name", "vm1"), ("node", "node-1")],
+                9000.0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn labels_from_with_a_bad_pattern_or_prefix_is_an_error_at_its_place() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n\
+         labels_from = {{ path = \"metadata.labels\", prefix = \"9_\", allow = [\"ok\", \"a(\"] }}\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].labels_from.prefix",
+            "resources[0].metrics[0].labels_from.allow[1]",
+        ]
+    );
+    let span = errors[1].span.clone().unwrap();
+    assert_eq!(&text[span], "\"a(\"");
+    assert!(
+        errors[1].message.contains("regular expression"),
+        "{errors:?}"
+    );
+}
