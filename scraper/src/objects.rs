@@ -19,6 +19,7 @@ mod durations;
 mod extract;
 mod key;
 mod labels_from;
+mod reader;
 mod stats;
 mod tracked;
 mod transitions;
@@ -33,12 +34,13 @@ use serde_json::Value;
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
-use crate::expr::Expr;
+use crate::expr::{Expr, ExprError};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
+use reader::Reader;
 pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 
@@ -161,7 +163,7 @@ impl ObjectPipeline {
         now_ms: i64,
     ) -> Option<(SourceUpdate, Problems)> {
         let mut problems = Problems::default();
-        self.track(key, Some(object), &mut problems.messages);
+        self.track(key, Some(object), &mut problems);
         let mut matching = self
             .resources
             .iter()
@@ -187,7 +189,7 @@ impl ObjectPipeline {
     /// Only the object's key is needed, not the object: its contributions to aggregates and
     /// derived metrics are dropped by source id.
     pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
-        self.track(key, None, &mut Vec::new());
+        self.track(key, None, &mut Problems::default());
         self.resources
             .iter()
             .any(|resource| resource.is_kind_of(key))
@@ -214,17 +216,21 @@ impl ObjectPipeline {
     /// Records what the object contributes to every aggregate and derived metric of its kind:
     /// `object` is `None` when it is gone; entries that do not select it drop its contributions.
     /// Everything is read from the object first, then the state is locked once.
-    fn track(&self, key: &ObjectKey, object: Option<&Value>, problems: &mut Vec<String>) {
+    fn track(&self, key: &ObjectKey, object: Option<&Value>, problems: &mut Problems) {
         let mut observations = Vec::new();
+        // Converted for expressions at the first one, once for every family.
+        let input = object.map(crate::expr::Input::new);
         let of_kind = self
             .resources
             .iter()
             .filter(|resource| !resource.tracked.is_empty() && resource.is_kind_of(key));
         for resource in of_kind {
-            let selected = object.filter(|object| resource.selects(key, object));
+            let selected = input
+                .as_ref()
+                .filter(|input| resource.selects(key, input.object()));
             for tracked in &resource.tracked {
                 let observation = match selected {
-                    Some(object) => tracked.observe(object, problems),
+                    Some(input) => tracked.observe(input, &resource.name, problems),
                     None => Observation::Gone,
                 };
                 observations.push((tracked, observation));
@@ -295,7 +301,7 @@ struct Resource {
     namespaces: Vec<String>,
     label_selector: LabelSelector,
     field_selector: FieldSelector,
-    labels: Vec<ObjectLabel>,
+    labels: Vec<LabelSpec>,
     /// The entry's `where`: its metrics are written only for objects it keeps.
     filter: Option<Expr>,
     metrics: Vec<Metric>,
@@ -303,26 +309,11 @@ struct Resource {
     tracked: Vec<Tracked>,
 }
 
-/// A label read from a path.
+/// A label of samples: its name and where its value comes from.
 #[derive(Debug, Clone)]
 struct LabelSpec {
     name: String,
-    path: Path,
-}
-
-/// A label of an object's samples: read from a path or computed by an expression.
-#[derive(Debug, Clone)]
-struct ObjectLabel {
-    name: String,
-    source: LabelSource,
-}
-
-/// Where a label value comes from.
-#[derive(Debug, Clone)]
-enum LabelSource {
-    Path(Path),
-    /// Shared: the entry's labels are also copied to its derived metrics' compiled form.
-    Expr(std::sync::Arc<Expr>),
+    source: Reader,
 }
 
 /// A compiled `[[resources.metrics]]` entry.
@@ -333,7 +324,7 @@ struct Metric {
     family: FamilyDef,
     suffix: Suffix,
     each: Option<Path>,
-    labels: Vec<ObjectLabel>,
+    labels: Vec<LabelSpec>,
     /// Labels from the keys of a map, after `labels`.
     labels_from: Option<labels_from::LabelsFrom>,
     /// The metric's `where`: samples are written only for the objects (or items) it keeps.
@@ -355,30 +346,60 @@ struct FamilyDef {
 enum ValueSpec {
     /// A gauge or counter: one number.
     Number(NumberSpec),
-    /// A gauge or counter whose number an expression computes.
-    Expr {
-        expr: Expr,
-        convert: Convert,
-        value_map: HashMap<String, f64>,
-        default: Option<f64>,
-    },
     /// Constant `1`.
     Info,
     /// One sample per state.
     StateSet {
-        path: Path,
+        source: Reader,
         states: Vec<String>,
         label: String,
     },
 }
 
-/// How a number is read: a path, a value map, a conversion and a default.
+/// How a number is read: a path or an expression, a value map, a conversion and a default.
 #[derive(Debug)]
 struct NumberSpec {
-    path: Path,
+    source: Reader,
     convert: Convert,
     value_map: HashMap<String, f64>,
     default: Option<f64>,
+}
+
+impl Problems {
+    /// A problem of a metric (or tracked family) `metric` at a path or expression `at`.
+    fn push(&mut self, metric: &str, at: &dyn fmt::Display, error: &dyn fmt::Display) {
+        self.messages.push(format!("{metric}: {at}: {error}"));
+    }
+
+    /// An expression of the entry `resource` (or of its metric `metric`) that failed.
+    fn expression(&mut self, resource: &str, metric: &str, expr: &Expr, error: &ExprError) {
+        self.expressions.push(ExpressionFailure {
+            resource: resource.to_owned(),
+            metric: metric.to_owned(),
+            too_costly: matches!(error, ExprError::TooCostly { .. }),
+            message: format!("{metric}: {}: {error}", expr.source()),
+        });
+    }
+
+    /// A reader of `metric` that gave no value: an expression that failed, or a value that is
+    /// no number (or several).
+    fn read(&mut self, resource: &str, metric: &str, reader: &Reader, error: &ReadError<'_>) {
+        match error {
+            ReadError::Expr(failed) => {
+                self.expression(resource, metric, failed.expr, &failed.error);
+            }
+            ReadError::Extract(error) => self.push(metric, reader, error),
+        }
+    }
+}
+
+/// Why a reader gave no number.
+#[derive(Debug)]
+enum ReadError<'r> {
+    /// The expression failed.
+    Expr(reader::Failed<'r>),
+    /// The value is not a number, or there were several.
+    Extract(extract::ExtractError),
 }
 
 #[cfg(test)]

@@ -16,10 +16,8 @@ use toml::Spanned;
 use std::sync::Arc;
 
 use super::labels_from::{self, LabelsFrom};
-use super::{
-    CompileError, FamilyDef, LabelSource, LabelSpec, Metric, NumberSpec, ObjectLabel, Resource,
-    Secrets, ValueSpec,
-};
+use super::reader::Reader;
+use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
 use crate::config::{LabelConfig, LabelsFromConfig, MetricConfig, MetricType, ResourceConfig};
 use crate::expr::{Expr, Scope};
 use crate::path::Path;
@@ -140,10 +138,8 @@ impl Compiler {
             })
             .unwrap_or_default();
         let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
-        let labels =
-            self.object_labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
-        let path_labels = self.path_labels(key, config, &labels);
         let api_version = config.api_version();
         let mut names_in_entry = HashMap::new();
         let metrics = config
@@ -168,7 +164,7 @@ impl Compiler {
             prefix_valid,
             api_version: &api_version,
             kind: &config.kind,
-            labels: &path_labels,
+            labels: &labels,
         };
         let tracked = self.tracked(&context, config);
         let filter = config
@@ -243,7 +239,7 @@ impl Compiler {
         let scope = scope_of(config);
         let mut taken: Vec<&str> = context.resource_labels.to_vec();
         taken.extend(state_label.as_deref());
-        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken, scope);
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken, scope);
         taken.extend(labels.iter().map(|l| l.name.as_str()));
         let labels_from = config
             .labels_from
@@ -309,7 +305,11 @@ impl Compiler {
                 config.path.as_ref().map(Spanned::span),
                 metric_type != MetricType::Info,
             ),
-            ("expr", config.expr.as_ref().map(Spanned::span), numeric),
+            (
+                "expr",
+                config.expr.as_ref().map(Spanned::span),
+                metric_type != MetricType::Info,
+            ),
             ("unit", config.unit.as_ref().map(Spanned::span), numeric),
             (
                 "convert",
@@ -348,17 +348,12 @@ impl Compiler {
         }
         let type_span = Some(config.metric_type.span());
         match (&config.path, &config.expr) {
-            (None, None) if numeric => self.push(
+            (None, None) if metric_type != MetricType::Info => self.push(
                 format!("{key}.path"),
                 type_span.clone(),
                 format!("a {type_name} metric needs a `path` or an `expr`"),
             ),
-            (None, _) if metric_type == MetricType::StateSet => self.push(
-                format!("{key}.path"),
-                type_span.clone(),
-                format!("a {type_name} metric needs a `path`"),
-            ),
-            (Some(_), Some(expr)) if numeric => self.push(
+            (Some(_), Some(expr)) if metric_type != MetricType::Info => self.push(
                 format!("{key}.expr"),
                 Some(expr.span()),
                 "give either `path` or `expr`, not both".to_owned(),
@@ -398,33 +393,19 @@ impl Compiler {
         config: &MetricConfig,
         state_label: Option<String>,
     ) -> Option<ValueSpec> {
-        let path = config
-            .path
-            .as_ref()
-            .and_then(|path| self.path(&format!("{key}.path"), path));
-        if let (Some(expr), MetricType::Gauge | MetricType::Counter, None) =
-            (&config.expr, metric_type, &config.path)
-        {
-            let expr = self.expr(&format!("{key}.expr"), expr, scope_of(config))?;
-            return Some(ValueSpec::Expr {
-                expr,
-                convert: config
-                    .convert
-                    .as_ref()
-                    .map(|c| *c.get_ref())
-                    .unwrap_or_default(),
-                value_map: config
-                    .value_map
-                    .as_ref()
-                    .map(|m| m.get_ref().clone().into_iter().collect())
-                    .unwrap_or_default(),
-                default: config.default.as_ref().map(|d| *d.get_ref()),
-            });
-        }
+        let scope = scope_of(config);
+        let source = match (&config.path, &config.expr) {
+            (Some(path), None) => self.path(&format!("{key}.path"), path).map(Reader::Path),
+            (None, Some(expr)) => self
+                .expr(&format!("{key}.expr"), expr, scope)
+                .map(|expr| Reader::Expr(Arc::new(expr))),
+            // Both or neither: reported by check_keys_allowed.
+            _ => None,
+        };
         match metric_type {
             MetricType::Info => Some(ValueSpec::Info),
             MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number(number_spec(
-                path?,
+                source?,
                 config.convert.as_ref(),
                 config.value_map.as_ref(),
                 config.default.as_ref(),
@@ -433,7 +414,7 @@ impl Compiler {
                 let states = config.states.as_ref()?;
                 self.check_states(&format!("{key}.states"), states);
                 Some(ValueSpec::StateSet {
-                    path: path?,
+                    source: source?,
                     states: states.get_ref().clone(),
                     label: state_label?,
                 })
@@ -518,67 +499,36 @@ impl Compiler {
         }
     }
 
-    /// The entry's labels for its derived metrics (ages carry them): paths only, an expression
-    /// there is reported.
-    fn path_labels(
-        &mut self,
-        key: &str,
-        config: &ResourceConfig,
-        labels: &[ObjectLabel],
-    ) -> Vec<LabelSpec> {
-        let has_age = config
-            .derived
-            .iter()
-            .any(|d| *d.derived_type.get_ref() == crate::config::DerivedType::Age);
-        labels
-            .iter()
-            .filter_map(|label| match &label.source {
-                LabelSource::Path(path) => Some(LabelSpec {
-                    name: label.name.clone(),
-                    path: path.clone(),
-                }),
-                LabelSource::Expr(_) => {
-                    if has_age {
-                        let message =
-                            "an entry with an `age` metric cannot have expression labels yet";
-                        self.push(
-                            format!("{key}.labels.{}", label.name),
-                            None,
-                            message.to_owned(),
-                        );
-                    }
-                    None
-                }
-            })
-            .collect()
-    }
-
-    /// Compiles a `labels` table of paths or expressions; `taken` are label names already used
-    /// on the same samples.
-    fn object_labels(
+    /// Compiles a `labels` (or `by`) table of paths or expressions; `taken` are label names
+    /// already used on the same samples.
+    fn labels(
         &mut self,
         key: &str,
         labels: &BTreeMap<Spanned<String>, LabelConfig>,
         taken: &[&str],
         scope: Scope,
-    ) -> Vec<ObjectLabel> {
+    ) -> Vec<LabelSpec> {
         labels
             .iter()
             .filter_map(|(name, value)| {
                 let label_key = format!("{key}.{}", name.get_ref());
                 self.check_label_name(&label_key, name, taken);
-                let source = match value {
-                    LabelConfig::Path(path) => LabelSource::Path(self.path(&label_key, path)?),
-                    LabelConfig::Expr(expr) => {
-                        LabelSource::Expr(Arc::new(self.expr(&label_key, expr, scope)?))
-                    }
-                };
-                Some(ObjectLabel {
+                Some(LabelSpec {
                     name: name.get_ref().clone(),
-                    source,
+                    source: self.reader(&label_key, value, scope)?,
                 })
             })
             .collect()
+    }
+
+    /// Compiles a value written as a path or as an expression.
+    fn reader(&mut self, key: &str, value: &LabelConfig, scope: Scope) -> Option<Reader> {
+        match value {
+            LabelConfig::Path(path) => self.path(key, path).map(Reader::Path),
+            LabelConfig::Expr(expr) => self
+                .expr(key, expr, scope)
+                .map(|expr| Reader::Expr(Arc::new(expr))),
+        }
     }
 
     fn check_label_name(&mut self, label_key: &str, name: &Spanned<String>, taken: &[&str]) {
@@ -641,27 +591,6 @@ impl Compiler {
         })
     }
 
-    /// Compiles a `by` table of paths; `taken` are label names already used on the same samples.
-    fn labels(
-        &mut self,
-        key: &str,
-        labels: &BTreeMap<Spanned<String>, Spanned<String>>,
-        taken: &[&str],
-    ) -> Vec<LabelSpec> {
-        labels
-            .iter()
-            .filter_map(|(name, path)| {
-                let label_key = format!("{key}.{}", name.get_ref());
-                self.check_label_name(&label_key, name, taken);
-                let path = self.path(&label_key, path)?;
-                Some(LabelSpec {
-                    name: name.get_ref().clone(),
-                    path,
-                })
-            })
-            .collect()
-    }
-
     fn path(&mut self, key: &str, text: &Spanned<String>) -> Option<Path> {
         let parsed = Path::parse(text.get_ref());
         self.check(key, text, parsed)
@@ -712,13 +641,13 @@ fn scope_of(config: &MetricConfig) -> Scope {
 
 /// How a number is read, from the keys shared by metrics and sums.
 fn number_spec(
-    path: Path,
+    source: Reader,
     convert: Option<&Spanned<crate::value::Convert>>,
     value_map: Option<&Spanned<BTreeMap<String, f64>>>,
     default: Option<&Spanned<f64>>,
 ) -> NumberSpec {
     NumberSpec {
-        path,
+        source,
         convert: convert.map(|c| *c.get_ref()).unwrap_or_default(),
         value_map: value_map
             .map(|m| m.get_ref().clone().into_iter().collect())

@@ -1033,3 +1033,31 @@ fn labels_from_with_a_bad_pattern_or_prefix_is_an_error_at_its_place() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_stateset_takes_its_state_from_an_expression() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "ready"
+type = "stateset"
+expr = "object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True') ? 'ready' : 'not_ready'"
+states = ["ready", "not_ready"]
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty(), "{problems:?}");
+    let common = [("name", "vm1"), ("node", "node-1")];
+    let with = |state: &'static str| {
+        let mut labels = common.to_vec();
+        labels.push(("kubevirt_vmi_ready", state));
+        labels
+    };
+    assert_eq!(
+        samples,
+        [
+            sample("kubevirt_vmi_ready", &with("ready"), 1.0),
+            sample("kubevirt_vmi_ready", &with("not_ready"), 0.0),
+        ]
+    );
+}
