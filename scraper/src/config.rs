@@ -70,6 +70,14 @@ pub struct ResourceConfig {
     /// metrics do not look at it.
     #[serde(default, rename = "where")]
     pub filter: Option<Spanned<String>>,
+    /// The most series the entry's metrics write over all its objects (at least 1); the
+    /// newest beyond it are held back until there is room again. No cap by default.
+    #[serde(default)]
+    pub max_series: Option<Spanned<u64>>,
+    /// The most distinct values one label takes within one metric of the entry (at least 1);
+    /// series bringing a new value beyond it are held back. No cap by default.
+    #[serde(default)]
+    pub max_values: Option<Spanned<u64>>,
     /// The metrics read from each object.
     #[serde(default)]
     pub metrics: Vec<MetricConfig>,

@@ -19,6 +19,7 @@ mod durations;
 mod extract;
 mod key;
 mod labels_from;
+mod limits;
 mod reader;
 mod stats;
 mod tracked;
@@ -164,15 +165,37 @@ impl ObjectPipeline {
     ) -> Option<(SourceUpdate, Problems)> {
         let mut problems = Problems::default();
         self.track(key, Some(object), &mut problems);
-        let mut matching = self
-            .resources
+        let mut matching = Vec::new();
+        for resource in self.resources.iter().filter(|r| r.is_kind_of(key)) {
+            if resource.selects(key, object) {
+                matching.push(resource);
+            } else if let Some(budget) = &resource.budget {
+                // No longer selected: what it held is free again.
+                lock(budget).remove(key.source_id(), &self.stats);
+            }
+        }
+        if matching.is_empty() {
+            return None;
+        }
+        // A capped entry writes apart first; its budget copies what it admits.
+        let apart: Vec<Option<SourceUpdate>> = matching
             .iter()
-            .filter(|resource| resource.selects(key, object))
-            .peekable();
-        matching.peek()?;
+            .map(|resource| {
+                resource.budget.as_ref().map(|_| {
+                    SourceUpdate::replace(Source::from(key), |writer| {
+                        resource.write(object, now_ms, writer, &mut problems);
+                    })
+                })
+            })
+            .collect();
         let update = SourceUpdate::replace(Source::from(key), |writer| {
-            for resource in matching {
-                resource.write(object, now_ms, writer, &mut problems);
+            for (resource, apart) in matching.iter().zip(&apart) {
+                match (&resource.budget, apart) {
+                    (Some(budget), Some(written)) => {
+                        lock(budget).admit(key, object, written, writer, &self.stats);
+                    }
+                    _ => resource.write(object, now_ms, writer, &mut problems),
+                }
             }
         });
         self.stats.collisions(&problems.collisions);
@@ -190,6 +213,11 @@ impl ObjectPipeline {
     /// derived metrics are dropped by source id.
     pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
         self.track(key, None, &mut Problems::default());
+        for resource in &self.resources {
+            if let (Some(budget), true) = (&resource.budget, resource.is_kind_of(key)) {
+                lock(budget).remove(key.source_id(), &self.stats);
+            }
+        }
         self.resources
             .iter()
             .any(|resource| resource.is_kind_of(key))
@@ -203,14 +231,37 @@ impl ObjectPipeline {
     ///
     /// The host calls this every flush interval: objects only record their contributions, and
     /// the sources are rebuilt here, once per call, however many objects changed.
+    ///
+    /// Objects whose series a cap held back are applied again here, oldest first, once room
+    /// was given back: their updates come with the others.
     pub fn derived_updates(&self, now_ms: i64) -> Vec<SourceUpdate> {
-        self.lock().updates(&self.resources, now_ms)
+        let mut updates = self.lock().updates(&self.resources, now_ms);
+        for budget in self.resources.iter().filter_map(|r| r.budget.as_ref()) {
+            let mut misses = 0;
+            // Taken first: applying locks the budget again.
+            let waiting = lock(budget).retry();
+            for (key, object) in waiting {
+                if lock(budget).full() || misses >= limits::RETRY_MISSES {
+                    break;
+                }
+                // Its problems were reported when it was first applied.
+                if let Some((update, _)) = self.apply(&key, &object, now_ms) {
+                    updates.push(update);
+                }
+                if lock(budget).is_waiting(key.source_id()) {
+                    misses += 1;
+                }
+            }
+        }
+        updates
     }
 
-    /// Whether the config has any aggregate or derived metric (the host needs to call
+    /// Whether the config has any aggregate, derived metric or cap (the host needs to call
     /// [`derived_updates`](Self::derived_updates) only then).
     pub fn has_derived(&self) -> bool {
-        self.resources.iter().any(|r| !r.tracked.is_empty())
+        self.resources
+            .iter()
+            .any(|r| !r.tracked.is_empty() || r.budget.is_some())
     }
 
     /// Records what the object contributes to every aggregate and derived metric of its kind:
@@ -253,6 +304,11 @@ impl ObjectPipeline {
         // A panic while the state was locked leaves it as consistent as any single record.
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Locks a budget; a panic while it was locked leaves it as consistent as any single admission.
+fn lock(budget: &Mutex<limits::Budget>) -> MutexGuard<'_, limits::Budget> {
+    budget.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The metrics read from a JSON document that is not a Kubernetes object: the answer of a JSON
@@ -307,6 +363,8 @@ struct Resource {
     metrics: Vec<Metric>,
     /// The entry's aggregates and derived metrics.
     tracked: Vec<Tracked>,
+    /// What the entry admitted under its `max_series` and `max_values`; `None` without caps.
+    budget: Option<Mutex<limits::Budget>>,
 }
 
 /// A label of samples: its name and where its value comes from.

@@ -16,6 +16,7 @@ use toml::Spanned;
 use std::sync::Arc;
 
 use super::labels_from::{self, LabelsFrom};
+use super::limits;
 use super::reader::Reader;
 use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
 use crate::config::{LabelConfig, LabelsFromConfig, MetricConfig, MetricType, ResourceConfig};
@@ -23,6 +24,7 @@ use crate::expr::{Expr, Scope};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use regex::RegexSet;
+use std::sync::Mutex;
 
 /// Compiles every entry, collecting every problem.
 pub(super) fn compile(
@@ -84,6 +86,7 @@ pub(super) fn document(
         filter: None,
         metrics,
         tracked: Vec::new(),
+        budget: None,
     })
 }
 
@@ -171,7 +174,14 @@ impl Compiler {
             .filter
             .as_ref()
             .and_then(|filter| self.expr(&format!("{key}.where"), filter, Scope::Object));
+        let caps = limits::Caps {
+            max_series: self.at_least_one(&format!("{key}.max_series"), config.max_series.as_ref()),
+            max_values: self.at_least_one(&format!("{key}.max_values"), config.max_values.as_ref()),
+        };
+        let budget = (caps.max_series.is_some() || caps.max_values.is_some())
+            .then(|| Mutex::new(limits::Budget::new(key.to_owned(), caps)));
         Resource {
+            budget,
             name: config.kind.clone(),
             api_version,
             kind: config.kind.clone(),
@@ -183,6 +193,19 @@ impl Compiler {
             metrics,
             tracked,
         }
+    }
+
+    /// A cap, which must be at least 1.
+    fn at_least_one(&mut self, key: &str, cap: Option<&Spanned<u64>>) -> Option<u64> {
+        let cap = cap?;
+        if *cap.get_ref() == 0 {
+            self.error(
+                key,
+                Some(cap),
+                "must be at least 1 (leave it out for no cap)",
+            );
+        }
+        Some(*cap.get_ref())
     }
 
     /// The entry's prefix if it is valid, and whether it is (no prefix is valid); a bad prefix
