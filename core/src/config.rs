@@ -69,6 +69,10 @@ pub struct HostConfig {
     /// How long shutdown waits for exporters to deliver what they hold (1ms to 1h).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
+    /// Above 90 % of this resident memory watches stop taking in new objects (`memory.rs`); the
+    /// cgroup v2 limit by default, none outside a container.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
 }
 
 impl Default for HostConfig {
@@ -80,6 +84,7 @@ impl Default for HostConfig {
             flush_interval: default_flush_interval(),
             fanout_capacity: default_fanout_capacity(),
             shutdown_timeout: default_shutdown_timeout(),
+            memory_limit: None,
         }
     }
 }

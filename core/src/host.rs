@@ -152,6 +152,13 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     drop(resync_tx);
 
     telemetry.watch_pipeline(plan.pipeline.stats().clone());
+    if let Some(limit) = crate::memory::limit(host.memory_limit.map(|b| b.0)) {
+        tokio::spawn(crate::memory::watch(
+            limit,
+            plan.pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
     let (updates_tx, updates_rx) = mpsc::channel::<SourceUpdate>(4096);
     let mut inputs = Vec::new();
     for files in &plan.config.sources.files {

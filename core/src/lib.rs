@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod host;
 pub mod logging;
+pub mod memory;
 pub mod plugins;
 pub mod ranges;
 pub mod rbac;

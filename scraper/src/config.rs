@@ -78,6 +78,12 @@ pub struct ResourceConfig {
     /// series bringing a new value beyond it are held back. No cap by default.
     #[serde(default)]
     pub max_values: Option<Spanned<u64>>,
+    /// The most objects the watch of this kind takes in (at least 1): beyond it the watch keeps
+    /// running, but objects it does not know yet are ignored and counted
+    /// (`periscope_watch_objects_ignored_total`). When entries of one kind disagree, the
+    /// smallest holds. No cap by default.
+    #[serde(default)]
+    pub max_objects: Option<Spanned<u64>>,
     /// The metrics read from each object.
     #[serde(default)]
     pub metrics: Vec<MetricConfig>,

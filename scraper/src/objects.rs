@@ -124,6 +124,8 @@ pub struct ObjectPipeline {
     resources: Vec<Resource>,
     tracker: Mutex<Tracker>,
     stats: std::sync::Arc<PipelineStats>,
+    /// Cleared by the host above its memory limit: watches take in no object they do not know.
+    admitting: std::sync::atomic::AtomicBool,
 }
 
 impl ObjectPipeline {
@@ -137,7 +139,19 @@ impl ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
             resources,
             stats: std::sync::Arc::default(),
+            admitting: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// Whether watches may take in objects they do not know yet: the host clears it above its
+    /// `memory_limit` (see `core/src/memory.rs`) and sets it again once memory went down.
+    pub fn is_admitting(&self) -> bool {
+        self.admitting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lets watches take in new objects, or stops them.
+    pub fn set_admitting(&self, admitting: bool) {
+        (self.admitting).store(admitting, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the pipeline and its inputs held back, for the host's self-metrics.

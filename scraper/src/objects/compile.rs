@@ -178,6 +178,7 @@ impl Compiler {
             max_series: self.at_least_one(&format!("{key}.max_series"), config.max_series.as_ref()),
             max_values: self.at_least_one(&format!("{key}.max_values"), config.max_values.as_ref()),
         };
+        self.at_least_one(&format!("{key}.max_objects"), config.max_objects.as_ref());
         let budget = (caps.max_series.is_some() || caps.max_values.is_some())
             .then(|| Mutex::new(limits::Budget::new(key.to_owned(), caps)));
         Resource {
