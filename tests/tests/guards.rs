@@ -1,0 +1,258 @@
+//! Caps under real load: a flood of ConfigMaps on a real kube-apiserver under `max_objects` and
+//! `max_series` (the host's resident memory measured, the counters exact, the series back after
+//! a restart with the caps lifted), and a label with very many distinct values under
+//! `max_values`, read offline.
+//!
+//! The flood's size is `PERISCOPE_FLOOD_OBJECTS` (20,000 by default: about a minute of creating
+//! on the project's 2-core machines, where etcd and the apiserver share the cores with the test).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::{Host, plugin_dir, wait_until};
+
+const NS: &str = "flood";
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// How many ConfigMaps the flood creates.
+fn flood_size() -> usize {
+    std::env::var("PERISCOPE_FLOOD_OBJECTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// Creates `count` ConfigMaps `cm-<i>` in `flood`, 64 requests in flight.
+async fn flood(client: &kube::Client, count: usize) {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: meta(NS),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create namespace");
+    let api = Api::<ConfigMap>::namespaced(client.clone(), NS);
+    let permits = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        let api = api.clone();
+        tasks.spawn(async move {
+            let cm = ConfigMap {
+                metadata: meta(&format!("cm-{i}")),
+                data: Some([("value".to_owned(), i.to_string())].into()),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &cm)
+                .await
+                .expect("create configmap");
+            drop(permit);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("create task");
+    }
+}
+
+/// A config watching the flood's ConfigMaps, one `flood_info{name}` series each.
+fn config(kubeconfig: &Path, caps: &str) -> String {
+    format!(
+        r#"[host]
+listen = "{{listen}}"
+plugin_dirs = ["plugins"]
+flush_interval = "100ms"
+
+[kubernetes]
+kubeconfig = "{kubeconfig}"
+
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+namespaces = ["{NS}"]
+prefix = "flood"
+labels = {{ name = "metadata.name" }}
+{caps}
+
+  [[resources.metrics]]
+  name = "info"
+  type = "info"
+
+[[exporters]]
+name = "files"
+plugin = "file"
+batch = {{ max_wait = "100ms" }}
+config = {{ path = "out/metrics.ndjson", fsync = "never", max_bytes = "1GiB" }}
+"#,
+        kubeconfig = kubeconfig.display()
+    )
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+const WATCH: &str = "kubernetes:v1/ConfigMap@flood";
+/// The resident memory the capped host must stay under, whatever the flood's size.
+const RSS_BOUND: u64 = 160 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_under_max_objects_and_max_series_keeps_the_host_small_and_counts_exactly() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    let count = flood_size();
+    let started = Instant::now();
+    flood(&client, count).await;
+    eprintln!("created {count} ConfigMaps in {:?}", started.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    let (max_objects, max_series) = (2_000, 1_000);
+    let caps = format!("max_objects = {max_objects}\nmax_series = {max_series}");
+    let mut host = Host::start(dir.path(), &config(cp.kubeconfig_path(), &caps));
+    host.wait_ready(Duration::from_secs(120));
+    let ignored = format!(
+        "periscope_watch_objects_ignored_total{{reason=\"max_objects\",watch=\"{WATCH}\"}}"
+    );
+    let limited = "periscope_series_limited_total{entry=\"resources[0]\",metric=\"flood\",reason=\"max_series\"}";
+    let series = "periscope_entry_series{entry=\"resources[0]\"}";
+    let expected_ignored = (count - max_objects) as f64;
+    let expected_limited = (max_objects - max_series) as f64;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            host.metric(&ignored) == expected_ignored
+                && host.metric(limited) == expected_limited
+                && host.metric(series) == max_series as f64
+        }),
+        "ignored {} (expected {expected_ignored}), limited {} (expected {expected_limited}), series {}\n{}",
+        host.metric(&ignored),
+        host.metric(limited),
+        host.metric(series),
+        host.metrics()
+    );
+    let rss = resident_bytes(host.pid().expect("running"));
+    eprintln!(
+        "capped host: {} MiB resident with {count} ConfigMaps, {max_objects} taken in, {max_series} series",
+        rss >> 20
+    );
+    assert!(
+        rss < RSS_BOUND,
+        "{} MiB resident, over the {} MiB bound",
+        rss >> 20,
+        RSS_BOUND >> 20
+    );
+    assert!(
+        host.log().contains("ignoring new objects"),
+        "{}",
+        host.log()
+    );
+    assert!(host.stop().success());
+
+    // Restarted with the caps lifted: every ConfigMap's series is written.
+    let lifted = format!("max_objects = {}\nmax_series = {}", count + 1, count + 1);
+    let mut host = Host::start(dir.path(), &config(cp.kubeconfig_path(), &lifted));
+    host.wait_ready(Duration::from_secs(120));
+    assert!(
+        wait_until(Duration::from_secs(120), || host.metric(series)
+            == count as f64),
+        "series {} of {count}\n{}",
+        host.metric(series),
+        host.metrics()
+    );
+    assert_eq!(host.metric(&ignored), 0.0);
+    assert_eq!(host.metric(limited), 0.0);
+    let rss = resident_bytes(host.pid().expect("running"));
+    eprintln!(
+        "uncapped host: {} MiB resident with {count} ConfigMaps",
+        rss >> 20
+    );
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_label_with_very_many_values_is_held_under_max_values() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    // One object listing 200,000 items, each its own value of label `id`.
+    let items = 200_000;
+    let list: Vec<String> = (0..items).map(|i| format!("{{\"id\":\"i{i}\"}}")).collect();
+    let object = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\",\"namespace\":\"ns\"}},\"items\":[{}]}}",
+        list.join(",")
+    );
+    std::fs::write(dir.path().join("manifests/big.json"), object).unwrap();
+    let config = r#"[host]
+listen = "{listen}"
+plugin_dirs = ["plugins"]
+flush_interval = "100ms"
+
+[[sources.files]]
+path = "manifests"
+interval = "1h"
+max_file_bytes = "64MiB"
+
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+max_values = 1000
+
+  [[resources.metrics]]
+  name = "item"
+  type = "info"
+  each = "items[*]"
+  labels = { id = "id" }
+
+[[exporters]]
+name = "files"
+plugin = "file"
+config = { path = "out.ndjson", max_bytes = "1GiB" }
+"#;
+    let mut host = Host::start(dir.path(), config);
+    host.wait_ready(Duration::from_secs(120));
+    let limited = "periscope_series_limited_total{entry=\"resources[0]\",metric=\"item\",reason=\"max_values\"}";
+    let series = "periscope_entry_series{entry=\"resources[0]\"}";
+    assert!(
+        wait_until(Duration::from_secs(60), || host.metric(limited)
+            == (items - 1000) as f64
+            && host.metric(series) == 1000.0),
+        "limited {}, series {}\n{}",
+        host.metric(limited),
+        host.metric(series),
+        host.metrics()
+    );
+    let rss = resident_bytes(host.pid().expect("running"));
+    eprintln!(
+        "{items} values under max_values = 1000: {} MiB resident",
+        rss >> 20
+    );
+    assert!(host.stop().success());
+}
