@@ -123,6 +123,10 @@ pub struct ExporterConfig {
     /// the call; it keeps queueing meanwhile.
     #[serde(default = "default_export_timeout")]
     pub export_timeout: Duration,
+    /// The most series the exporter is given at any time, whatever its plugin (`guards.rs`);
+    /// the newest beyond it are left out and counted. No cap by default.
+    #[serde(default)]
+    pub max_series: Option<u64>,
     /// The plugin's own config, handed to it as TOML text.
     #[serde(default = "empty_table")]
     pub config: Spanned<toml::Table>,
@@ -487,7 +491,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "test.toml:3:1: `host.lisen`: unknown field `lisen`, expected one of `listen`, \
-             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`"
+             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`, `memory_limit`"
         );
     }
 

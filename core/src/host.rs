@@ -139,6 +139,8 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
             batch: exporter.batch,
             retry: exporter.retry,
             export_timeout: exporter.export_timeout,
+            max_series: exporter.max_series,
+            guard_stats: telemetry.guard_stats(),
             metrics,
             readiness: readiness.clone(),
         };

@@ -12,6 +12,7 @@ pub mod check;
 pub mod collector;
 pub mod config;
 pub mod delivery;
+pub mod guards;
 pub mod host;
 pub mod logging;
 pub mod memory;

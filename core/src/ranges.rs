@@ -105,6 +105,9 @@ pub fn check(text: &ConfigText, config: &Config) -> Vec<Problem> {
         if let QueueConfig::Memory { capacity, .. } = exporter.queue {
             count(format!("{key}.queue.capacity"), capacity as u64, 1, 1 << 20);
         }
+        if let Some(max_series) = exporter.max_series {
+            count(format!("{key}.max_series"), max_series, 1, 1 << 40);
+        }
         count(
             format!("{key}.batch.max_samples"),
             exporter.batch.max_samples as u64,

@@ -30,6 +30,10 @@ pub struct Telemetry {
     pub unchanged_updates: IntCounter,
     /// Tasks and threads of the host that ended abnormally (a panic), by task.
     pub task_failures: IntCounterVec,
+    /// What the guards of the pipeline and of the host held back, served at every scrape.
+    guards: GuardsCollector,
+    /// The host's own guard counts (exporters' caps).
+    guard_stats: Arc<PipelineStats>,
 }
 
 #[derive(Clone)]
@@ -399,7 +403,15 @@ impl Telemetry {
             &periscope_plugin_api::ABI_VERSION.to_string(),
         ])
         .set(1);
+        let guard_stats = Arc::new(PipelineStats::default());
+        let guards = GuardsCollector::new();
+        guards.add(guard_stats.clone());
+        registry
+            .register(Box::new(guards.clone()))
+            .expect("self-metric names are unique");
         Telemetry {
+            guards,
+            guard_stats,
             registry,
             exporter,
             input,
@@ -462,45 +474,14 @@ impl Telemetry {
     }
 
     /// Serves the counts of `stats` (what the object pipeline and its inputs held back) among
-    /// the self-metrics; called once, with the host's one pipeline.
+    /// the self-metrics, beside the host's own ([`guard_stats`](Self::guard_stats)).
     pub fn watch_pipeline(&self, stats: Arc<PipelineStats>) {
-        let collector = PipelineCollector {
-            stats,
-            label_collisions: IntCounterVec::new(
-                Opts::new(
-                    "periscope_label_collisions_total",
-                    "Keys of a labels_from map left out because another key, or a configured label, had their label name; by entry and metric.",
-                ),
-                &["resource", "metric"],
-            )
-            .expect("valid counter"),
-            series_limited: IntCounterVec::new(
-                Opts::new(
-                    "periscope_series_limited_total",
-                    "Series not written because a cap held them back, by entry, metric and reason (max_series, max_values, memory_limit).",
-                ),
-                &["entry", "metric", "reason"],
-            )
-            .expect("valid counter"),
-            series: IntGaugeVec::new(
-                Opts::new(
-                    "periscope_entry_series",
-                    "Series an entry writes now, after its caps.",
-                ),
-                &["entry"],
-            )
-            .expect("valid gauge"),
-            objects_ignored: IntCounterVec::new(
-                Opts::new(
-                    "periscope_watch_objects_ignored_total",
-                    "Objects a watch did not take in, by reason (max_objects, memory_limit).",
-                ),
-                &["watch", "reason"],
-            )
-            .expect("valid counter"),
-        };
-        // A second pipeline would only repeat the names: the first one stays.
-        let _ = self.registry.register(Box::new(collector));
+        self.guards.add(stats);
+    }
+
+    /// Where the host's own guards (an exporter's `max_series`) count what they hold back.
+    pub fn guard_stats(&self) -> Arc<PipelineStats> {
+        self.guard_stats.clone()
     }
 
     /// Everything in the Prometheus text format.
@@ -528,16 +509,64 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(
     collector
 }
 
-/// The counts of a [`PipelineStats`], read at every scrape.
-struct PipelineCollector {
-    stats: Arc<PipelineStats>,
+/// The counts of every [`PipelineStats`] (the pipeline's, the host's), summed at every scrape.
+#[derive(Clone)]
+struct GuardsCollector {
+    stats: Arc<Mutex<Vec<Arc<PipelineStats>>>>,
     label_collisions: IntCounterVec,
     series_limited: IntCounterVec,
     series: IntGaugeVec,
     objects_ignored: IntCounterVec,
 }
 
-impl prometheus::core::Collector for PipelineCollector {
+impl GuardsCollector {
+    fn new() -> GuardsCollector {
+        GuardsCollector {
+            stats: Arc::default(),
+            label_collisions: IntCounterVec::new(
+                Opts::new(
+                    "periscope_label_collisions_total",
+                    "Keys of a labels_from map left out because another key, or a configured label, had their label name; by entry and metric.",
+                ),
+                &["resource", "metric"],
+            )
+            .expect("valid counter"),
+            series_limited: IntCounterVec::new(
+                Opts::new(
+                    "periscope_series_limited_total",
+                    "Series not written because a cap held them back, by entry (resources[i], exporter:<name>), metric and reason (max_series, max_values).",
+                ),
+                &["entry", "metric", "reason"],
+            )
+            .expect("valid counter"),
+            series: IntGaugeVec::new(
+                Opts::new(
+                    "periscope_entry_series",
+                    "Series an entry with a cap writes now (a resources entry over its objects, an exporter over its sources).",
+                ),
+                &["entry"],
+            )
+            .expect("valid gauge"),
+            objects_ignored: IntCounterVec::new(
+                Opts::new(
+                    "periscope_watch_objects_ignored_total",
+                    "Objects a watch did not take in, by reason (max_objects, memory_limit).",
+                ),
+                &["watch", "reason"],
+            )
+            .expect("valid counter"),
+        }
+    }
+
+    fn add(&self, stats: Arc<PipelineStats>) {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stats);
+    }
+}
+
+impl prometheus::core::Collector for GuardsCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         [
             self.label_collisions.desc(),
@@ -549,30 +578,35 @@ impl prometheus::core::Collector for PipelineCollector {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let now = self.stats.snapshot();
+        let all: Vec<_> = (self.stats.lock().unwrap_or_else(PoisonError::into_inner))
+            .iter()
+            .map(|stats| stats.snapshot())
+            .collect();
         self.label_collisions.reset();
-        for ((resource, metric), count) in &now.label_collisions {
-            self.label_collisions
-                .with_label_values(&[resource, metric])
-                .inc_by(*count);
-        }
         self.series_limited.reset();
-        for ((entry, metric, reason), count) in &now.series_limited {
-            self.series_limited
-                .with_label_values(&[entry, metric, reason])
-                .inc_by(*count);
-        }
         self.series.reset();
-        for (entry, count) in &now.series {
-            self.series
-                .with_label_values(&[entry])
-                .set(i64::try_from(*count).unwrap_or(i64::MAX));
-        }
         self.objects_ignored.reset();
-        for ((watch, reason), count) in &now.objects_ignored {
-            self.objects_ignored
-                .with_label_values(&[watch, reason])
-                .inc_by(*count);
+        for now in &all {
+            for ((resource, metric), count) in &now.label_collisions {
+                self.label_collisions
+                    .with_label_values(&[resource, metric])
+                    .inc_by(*count);
+            }
+            for ((entry, metric, reason), count) in &now.series_limited {
+                self.series_limited
+                    .with_label_values(&[entry, metric, reason])
+                    .inc_by(*count);
+            }
+            for (entry, count) in &now.series {
+                self.series
+                    .with_label_values(&[entry])
+                    .set(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
+            for ((watch, reason), count) in &now.objects_ignored {
+                self.objects_ignored
+                    .with_label_values(&[watch, reason])
+                    .inc_by(*count);
+            }
         }
         [
             self.label_collisions.collect(),
