@@ -256,3 +256,73 @@ config = { path = "out.ndjson", max_bytes = "1GiB" }
     );
     assert!(host.stop().success());
 }
+
+#[test]
+fn an_endpoint_answering_a_million_series_is_held_under_the_exporter_max_series() {
+    let series = 1_000_000;
+    let cap = 10_000;
+    let mut page = String::with_capacity(series * 32);
+    page.push_str("# TYPE flood_series gauge\n");
+    for i in 0..series {
+        page.push_str(&format!("flood_series{{i=\"{i}\"}} 1\n"));
+    }
+    let server = periscope_tests::endpoint_server::EndpointServer::start();
+    server.set(
+        "/metrics",
+        periscope_tests::endpoint_server::Page::text(&page),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    let config = format!(
+        r#"[host]
+listen = "{{listen}}"
+plugin_dirs = ["plugins"]
+flush_interval = "100ms"
+
+[[endpoints]]
+name = "flood"
+urls = ["{url}"]
+interval = "30s"
+timeout = "25s"
+max_samples = 0
+max_response_bytes = "256MiB"
+
+[[exporters]]
+name = "files"
+plugin = "file"
+max_series = {cap}
+config = {{ path = "out.ndjson", max_bytes = "1GiB" }}
+"#,
+        url = server.url("/metrics")
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(120));
+    let limited = "periscope_series_limited_total{entry=\"exporter:files\",metric=\"flood_series\",reason=\"max_series\"}";
+    let held = "periscope_entry_series{entry=\"exporter:files\"}";
+    // Every scrape replaces the target's series (new timestamps): each leaves out the same.
+    let exact = |limited: f64| limited > 0.0 && limited % (series - cap) as f64 == 0.0;
+    assert!(
+        wait_until(Duration::from_secs(180), || exact(host.metric(limited))
+            && host.metric(held) == cap as f64),
+        "limited {}, held {}\n{}",
+        host.metric(limited),
+        host.metric(held),
+        host.log()
+    );
+    let written = || {
+        let records = periscope_tests::read_ndjson(&dir.path().join("out.ndjson"));
+        let state = periscope_tests::ndjson_state(&records);
+        state.values().map(|samples| samples.len()).sum::<usize>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || written() == cap),
+        "the file exporter holds {} series, not {cap}",
+        written()
+    );
+    let rss = resident_bytes(host.pid().expect("running"));
+    eprintln!(
+        "{series} series from one endpoint under an exporter max_series of {cap}: {} MiB resident",
+        rss >> 20
+    );
+    assert!(host.stop().success());
+}
