@@ -33,9 +33,9 @@ pub fn run(
     fleet: &Arc<Fleet>,
     periscope_dir: &Path,
     kubeconfig: &Path,
-    root: &Path,
     t0: Instant,
 ) -> Result<String, String> {
+    let root = crate::repo_root();
     let expected = fleet.expected_series();
     let mut tools = Vec::new();
     let mut dirs = Vec::new();

@@ -225,7 +225,6 @@ fn run(args: &Args) -> Result<(), String> {
             &fleet,
             &periscope_dir,
             cp.kubeconfig_path(),
-            &root,
             t0,
         )?;
         println!("{text}");
