@@ -154,6 +154,9 @@ pub async fn run(plan: Plan, shard: Shard, shutdown: CancellationToken) -> Resul
     drop(resync_tx);
 
     telemetry.watch_pipeline(plan.pipeline.stats().clone());
+    for endpoint in &plan.endpoints {
+        telemetry.watch_pipeline(endpoint.stats().clone());
+    }
     if let Some(limit) = crate::memory::limit(host.memory_limit.map(|b| b.0)) {
         tokio::spawn(crate::memory::watch(
             limit,

@@ -21,6 +21,7 @@ mod key;
 mod labels_from;
 mod limits;
 mod reader;
+mod series_cap;
 mod stats;
 mod tracked;
 mod transitions;
@@ -42,6 +43,7 @@ use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
 use reader::Reader;
+pub use series_cap::SeriesCap;
 pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 

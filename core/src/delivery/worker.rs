@@ -23,7 +23,7 @@ use super::refusal::Refusals;
 use super::watchdog::Watchdog;
 use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
-use crate::guards::SeriesCap;
+use crate::guards::ExporterCap;
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
 use crate::supervise::Supervisor;
@@ -104,7 +104,7 @@ impl Worker {
                 spec.queue.clone(),
                 spec.metrics.clone(),
                 spec.max_series
-                    .map(|max| SeriesCap::new(&name, max, spec.guard_stats.clone())),
+                    .map(|max| ExporterCap::new(&name, max, spec.guard_stats.clone())),
             ),
         );
         let delivery = Delivery {
@@ -208,14 +208,14 @@ impl ResyncLink {
 }
 
 /// Moves batches from the fan-out (and snapshots) into the queue, never doing I/O itself;
-/// with a `max_series`, through the exporter's [`SeriesCap`].
+/// with a `max_series`, through the exporter's [`ExporterCap`].
 async fn intake(
     mut fanout: broadcast::Receiver<Stamped>,
     mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
     resync: ResyncLink,
     queue: Queue,
     metrics: ExporterMetrics,
-    mut cap: Option<SeriesCap>,
+    mut cap: Option<ExporterCap>,
 ) {
     // Batches numbered up to `covered` are already part of a queued snapshot.
     let mut covered = 0u64;
@@ -275,7 +275,7 @@ async fn intake(
 }
 
 /// The batch as the exporter may see it under its cap, if it has one.
-fn admit(batch: Arc<Batch>, cap: &mut Option<SeriesCap>) -> Arc<Batch> {
+fn admit(batch: Arc<Batch>, cap: &mut Option<ExporterCap>) -> Arc<Batch> {
     match cap {
         Some(cap) => cap.admit(batch),
         None => batch,
