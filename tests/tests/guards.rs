@@ -1,7 +1,9 @@
 //! Caps under real load: a flood of ConfigMaps on a real kube-apiserver under `max_objects` and
 //! `max_series` (the host's resident memory measured, the counters exact, the series back after
-//! a restart with the caps lifted), and a label with very many distinct values under
-//! `max_values`, read offline.
+//! a restart with the caps lifted), a label with very many distinct values under `max_values`,
+//! read offline, an endpoint answering a million series under its own and an exporter's
+//! `max_series`, and a host over its `memory_limit` ignoring new objects while staying healthy
+//! and ready.
 //!
 //! The flood's size is `PERISCOPE_FLOOD_OBJECTS` (20,000 by default: about a minute of creating
 //! on the project's 2-core machines, where etcd and the apiserver share the cores with the test).
@@ -194,6 +196,52 @@ async fn a_flood_under_max_objects_and_max_series_keeps_the_host_small_and_count
         "uncapped host: {} MiB resident with {count} ConfigMaps",
         rss >> 20
     );
+    assert!(host.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_its_memory_limit_the_host_ignores_new_objects_and_stays_healthy_and_ready() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    flood(&client, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file"]);
+    // 16 MiB, the smallest limit allowed, is below what the host holds at rest.
+    let config = config(cp.kubeconfig_path(), "").replace(
+        "flush_interval = \"100ms\"",
+        "flush_interval = \"100ms\"\nmemory_limit = \"16MiB\"",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(10), || host
+            .log()
+            .contains("memory near the limit")),
+        "{}",
+        host.log()
+    );
+    let api = Api::<ConfigMap>::namespaced(client.clone(), NS);
+    for i in 0..20 {
+        let cm = ConfigMap {
+            metadata: meta(&format!("late-{i}")),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let ignored = format!(
+        "periscope_watch_objects_ignored_total{{reason=\"memory_limit\",watch=\"{WATCH}\"}}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(&ignored) == 20.0),
+        "{}",
+        host.metrics()
+    );
+    assert_eq!(host.metric("periscope_sources"), 0.0);
+    for path in ["healthz", "readyz"] {
+        let (status, body) = periscope_tests::http_get(&format!("http://{}/{path}", host.addr))
+            .expect("the host answers");
+        assert_eq!(status, 200, "/{path}: {body}");
+    }
     assert!(host.stop().success());
 }
 
