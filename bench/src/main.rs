@@ -20,6 +20,7 @@
 
 mod cluster;
 mod fleet;
+mod languages;
 mod procfs;
 mod report;
 mod series;
@@ -83,6 +84,10 @@ struct Args {
     /// Print the table only; write no results file.
     #[arg(long)]
     no_write: bool,
+    /// Compare Periscope with its metrics as paths and as CEL expressions instead (two
+    /// Periscopes side by side; kube-state-metrics is not started).
+    #[arg(long)]
+    languages: bool,
 }
 
 /// Which tool starts first.
@@ -136,6 +141,8 @@ fn run(args: &Args) -> Result<(), String> {
     let periscope_rev = git_revision(&root);
     let ksm_bin = match &args.ksm_bin {
         Some(path) => path.clone(),
+        // Not started with `--languages`.
+        None if args.languages => PathBuf::new(),
         None => default_ksm_bin(&root)?,
     };
     let periscope_dir = match &args.periscope_dir {
@@ -146,13 +153,11 @@ fn run(args: &Args) -> Result<(), String> {
             .ok_or("this binary has no directory")?
             .to_owned(),
     };
-    for (path, how) in [
-        (ksm_bin.clone(), "bash bench/build-ksm.sh"),
-        (
-            periscope_dir.join("periscope"),
-            "cargo build --release --workspace",
-        ),
-    ] {
+    let ksm_needed = (!args.languages).then(|| (ksm_bin.clone(), "bash bench/build-ksm.sh"));
+    for (path, how) in ksm_needed.into_iter().chain([(
+        periscope_dir.join("periscope"),
+        "cargo build --release --workspace",
+    )]) {
         if !procfs::is_executable(&path) {
             return Err(format!(
                 "{} is missing: build it with `{how}`",
@@ -167,7 +172,12 @@ fn run(args: &Args) -> Result<(), String> {
             plugin.display()
         ));
     }
-    let ksm_version = command_line_output(&ksm_bin, &["version"])
+    let ksm_version = if args.languages {
+        String::new()
+    } else {
+        command_line_output(&ksm_bin, &["version"])
+    };
+    let ksm_version = ksm_version
         .trim_start_matches("kube-state-metrics, version ")
         .to_owned();
 
@@ -206,6 +216,25 @@ fn run(args: &Args) -> Result<(), String> {
             args.objects as f64 / create_time.as_secs_f64()
         ),
     );
+
+    if args.languages {
+        let text = languages::run(
+            args,
+            &runtime,
+            &client,
+            &fleet,
+            &periscope_dir,
+            cp.kubeconfig_path(),
+            t0,
+        )?;
+        println!("{text}");
+        if !args.no_write {
+            let name = format!("{}-cel", count_name(args.objects));
+            let path = write_results(args, &root, &name, &text)?;
+            say(t0, &format!("results written to {}", path.display()));
+        }
+        return Ok(());
+    }
 
     // Start: one tool at a time, each until its page is complete.
     let start_ksm = || {
@@ -345,23 +374,29 @@ fn run(args: &Args) -> Result<(), String> {
     };
     println!("{}", report::table(&figures_p, &figures_k, &info));
     if !args.no_write {
-        let dir = args
-            .results_dir
-            .clone()
-            .unwrap_or_else(|| root.join("bench/results"));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let stem = format!("{day}-{}", count_name(args.objects));
-        // Never replace an earlier run's file (it may hold notes written by hand).
-        let path = std::iter::once(dir.join(format!("{stem}.md")))
-            .chain((2..).map(|n| dir.join(format!("{stem}-{n}.md"))))
-            .find(|path| !path.exists())
-            .expect("an unbounded sequence of names has a free one");
-        std::fs::write(&path, report::markdown(&figures_p, &figures_k, &info))
-            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        let text = report::markdown(&figures_p, &figures_k, &info);
+        let path = write_results(args, &root, &count_name(args.objects), &text)?;
         say(t0, &format!("results written to {}", path.display()));
     }
     Ok(())
+}
+
+/// Writes `text` to `bench/results/<date>-<name>.md` (or `-2`, `-3`, …: an earlier run's file,
+/// which may hold notes written by hand, is never replaced).
+fn write_results(args: &Args, root: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
+    let dir = args
+        .results_dir
+        .clone()
+        .unwrap_or_else(|| root.join("bench/results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let stem = format!("{day}-{name}");
+    let path = std::iter::once(dir.join(format!("{stem}.md")))
+        .chain((2..).map(|n| dir.join(format!("{stem}-{n}.md"))))
+        .find(|path| !path.exists())
+        .expect("an unbounded sequence of names has a free one");
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// The figures of `which`.

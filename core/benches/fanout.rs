@@ -118,6 +118,8 @@ async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
             },
             retry: RetryConfig::default(),
             export_timeout: std::time::Duration::from_secs(60),
+            max_series: None,
+            guard_stats: telemetry.guard_stats(),
             metrics,
             readiness: Readiness::default(),
             name,

@@ -69,6 +69,8 @@ pub struct PlannedExporter {
     pub retry: RetryConfig,
     /// How long one `export` call may take before it is reported stalled.
     pub export_timeout: std::time::Duration,
+    /// The most series the exporter is given (`guards.rs`).
+    pub max_series: Option<u64>,
 }
 
 /// Checks `text` completely.
@@ -229,6 +231,7 @@ pub fn check(text: &ConfigText) -> Result<Plan, ConfigErrors> {
             batch: exporter.batch,
             retry: exporter.retry,
             export_timeout: exporter.export_timeout.0,
+            max_series: exporter.max_series,
         });
     }
 

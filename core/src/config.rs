@@ -101,6 +101,10 @@ pub struct HostConfig {
     /// could).
     #[serde(default)]
     pub reload_endpoint: bool,
+    /// Above 90 % of this resident memory watches stop taking in new objects (`memory.rs`); the
+    /// cgroup v2 limit by default, none outside a container.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
 }
 
 impl Default for HostConfig {
@@ -113,6 +117,7 @@ impl Default for HostConfig {
             fanout_capacity: default_fanout_capacity(),
             shutdown_timeout: default_shutdown_timeout(),
             reload_endpoint: false,
+            memory_limit: None,
         }
     }
 }
@@ -151,6 +156,10 @@ pub struct ExporterConfig {
     /// the call; it keeps queueing meanwhile.
     #[serde(default = "default_export_timeout")]
     pub export_timeout: Duration,
+    /// The most series the exporter is given at any time, whatever its plugin (`guards.rs`);
+    /// the newest beyond it are left out and counted. No cap by default.
+    #[serde(default)]
+    pub max_series: Option<u64>,
     /// The plugin's own config, handed to it as TOML text.
     #[serde(default = "empty_table")]
     pub config: Spanned<toml::Table>,
@@ -361,7 +370,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "test.toml:3:1: `host.lisen`: unknown field `lisen`, expected one of `listen`, \
-             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`, `reload_endpoint`"
+             `plugin_dirs`, `dead_letter_dir`, `flush_interval`, `fanout_capacity`, `shutdown_timeout`, \
+             `reload_endpoint`, `memory_limit`"
         );
     }
 

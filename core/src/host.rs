@@ -139,6 +139,8 @@ struct Current {
     fixed: Fixed,
     resources: Vec<periscope_scraper::config::ResourceConfig>,
     secrets: Secrets,
+    /// The pipeline applied now.
+    pipeline: Arc<periscope_scraper::objects::ObjectPipeline>,
     inputs: Inputs,
     exporters: Exporters,
 }
@@ -201,11 +203,21 @@ pub async fn run(
     let mut collector =
         supervisor.spawn("collector".to_owned(), collector.run(intake_rx, resync_rx));
 
+    telemetry.watch_pipeline(plan.pipeline.stats().clone());
+    if let Some(limit) = crate::memory::limit(host.memory_limit.map(|b| b.0)) {
+        // Every later pipeline shares this one's admission (`carry_on_from`).
+        tokio::spawn(crate::memory::watch(
+            limit,
+            plan.pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut current = Current {
         sha256: sha256.clone(),
         fixed: Fixed::of(&plan),
         resources: plan.config.resources.clone(),
         secrets: secrets(plan.config.kubernetes.as_ref()),
+        pipeline: plan.pipeline.clone(),
         inputs: Inputs::new(plan.pipeline.clone()),
         exporters: Exporters::default(),
     };
@@ -327,6 +339,12 @@ async fn reload(
     let secrets = secrets(plan.config.kubernetes.as_ref());
     // An unchanged pipeline is kept, and with it what aggregates hold.
     let pipeline_changed = plan.config.resources != current.resources || secrets != current.secrets;
+    if pipeline_changed {
+        // Only the plan holds the new pipeline yet.
+        if let Some(pipeline) = Arc::get_mut(&mut plan.pipeline) {
+            pipeline.carry_on_from(&current.pipeline);
+        }
+    }
     let cluster = match current
         .inputs
         .connect(plan.config.kubernetes.as_ref())
@@ -353,6 +371,9 @@ async fn reload(
     current.sha256 = sha256.clone();
     current.resources = plan.config.resources.clone();
     current.secrets = secrets;
+    if pipeline_changed {
+        current.pipeline = plan.pipeline.clone();
+    }
     if !problems.is_empty() {
         // Applied, but not all of it runs: said as a failure, with what does not run.
         return refuse(problems);

@@ -105,6 +105,9 @@ pub fn check(text: &ConfigText, config: &Config) -> Vec<Problem> {
         if let QueueConfig::Memory { capacity, .. } = exporter.queue {
             count(format!("{key}.queue.capacity"), capacity as u64, 1, 1 << 20);
         }
+        if let Some(max_series) = exporter.max_series {
+            count(format!("{key}.max_series"), max_series, 1, 1 << 40);
+        }
         count(
             format!("{key}.batch.max_samples"),
             exporter.batch.max_samples as u64,
@@ -118,6 +121,9 @@ pub fn check(text: &ConfigText, config: &Config) -> Vec<Problem> {
             problems.push(text.problem(key, None, message));
         }
     };
+    if let Some(limit) = host.memory_limit {
+        size("host.memory_limit".into(), limit, 16 << 20, 1 << 44);
+    }
     for (i, files) in config.sources.files.iter().enumerate() {
         let key = format!("sources.files[{i}].max_file_bytes");
         size(key, files.max_file_bytes, 1 << 10, 1 << 30);
@@ -190,6 +196,14 @@ mod tests {
             .is_empty()
         );
         assert!(problems("").is_empty());
+    }
+
+    #[test]
+    fn a_memory_limit_below_sixteen_mebibytes_is_refused() {
+        let found = problems("[host]\nmemory_limit = \"1MiB\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("2:1:host.memory_limit: "), "{found:?}");
+        assert!(problems("[host]\nmemory_limit = \"512MiB\"\n").is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use periscope_scraper::ErrorKind;
-use periscope_scraper::objects::ExpressionFailure;
+use periscope_scraper::objects::{ExpressionFailure, PipelineStats};
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -36,6 +36,10 @@ pub struct Telemetry {
     exporter_info: IntGaugeVec,
     /// The labels each exporter's info series has now, to replace them.
     exporter_info_labels: Arc<Mutex<HashMap<String, [String; 3]>>>,
+    /// What the guards of the pipeline and of the host held back, served at every scrape.
+    guards: GuardsCollector,
+    /// The host's own guard counts (exporters' caps).
+    guard_stats: Arc<PipelineStats>,
 }
 
 /// The config reload metrics, named as Prometheus names its own.
@@ -479,7 +483,15 @@ impl Telemetry {
             &periscope_plugin_api::ABI_VERSION.to_string(),
         ])
         .set(1);
+        let guard_stats = Arc::new(PipelineStats::default());
+        let guards = GuardsCollector::new();
+        guards.add(guard_stats.clone());
+        registry
+            .register(Box::new(guards.clone()))
+            .expect("self-metric names are unique");
         Telemetry {
+            guards,
+            guard_stats,
             registry,
             exporter,
             input,
@@ -566,6 +578,17 @@ impl Telemetry {
         }
     }
 
+    /// Serves the counts of `stats` (what the object pipeline and its inputs held back) among
+    /// the self-metrics, beside the host's own ([`guard_stats`](Self::guard_stats)).
+    pub fn watch_pipeline(&self, stats: Arc<PipelineStats>) {
+        self.guards.add(stats);
+    }
+
+    /// Where the host's own guards (an exporter's `max_series`) count what they hold back.
+    pub fn guard_stats(&self) -> Arc<PipelineStats> {
+        self.guard_stats.clone()
+    }
+
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -591,6 +614,115 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(
     collector
 }
 
+/// The counts of every [`PipelineStats`] (the pipeline's, the host's), summed at every scrape.
+#[derive(Clone)]
+struct GuardsCollector {
+    stats: Arc<Mutex<Vec<Arc<PipelineStats>>>>,
+    label_collisions: IntCounterVec,
+    series_limited: IntCounterVec,
+    series: IntGaugeVec,
+    objects_ignored: IntCounterVec,
+}
+
+impl GuardsCollector {
+    fn new() -> GuardsCollector {
+        GuardsCollector {
+            stats: Arc::default(),
+            label_collisions: IntCounterVec::new(
+                Opts::new(
+                    "periscope_label_collisions_total",
+                    "Keys of a labels_from map left out because another key, or a configured label, had their label name; by entry and metric.",
+                ),
+                &["resource", "metric"],
+            )
+            .expect("valid counter"),
+            series_limited: IntCounterVec::new(
+                Opts::new(
+                    "periscope_series_limited_total",
+                    "Series not written because a cap held them back, by entry (resources[i], exporter:<name>), metric and reason (max_series, max_values).",
+                ),
+                &["entry", "metric", "reason"],
+            )
+            .expect("valid counter"),
+            series: IntGaugeVec::new(
+                Opts::new(
+                    "periscope_entry_series",
+                    "Series an entry with a cap writes now (a resources entry over its objects, an exporter over its sources).",
+                ),
+                &["entry"],
+            )
+            .expect("valid gauge"),
+            objects_ignored: IntCounterVec::new(
+                Opts::new(
+                    "periscope_watch_objects_ignored_total",
+                    "Objects a watch did not take in, by reason (max_objects, memory_limit).",
+                ),
+                &["watch", "reason"],
+            )
+            .expect("valid counter"),
+        }
+    }
+
+    fn add(&self, stats: Arc<PipelineStats>) {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stats);
+    }
+}
+
+impl prometheus::core::Collector for GuardsCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        [
+            self.label_collisions.desc(),
+            self.series_limited.desc(),
+            self.series.desc(),
+            self.objects_ignored.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let all: Vec<_> = (self.stats.lock().unwrap_or_else(PoisonError::into_inner))
+            .iter()
+            .map(|stats| stats.snapshot())
+            .collect();
+        self.label_collisions.reset();
+        self.series_limited.reset();
+        self.series.reset();
+        self.objects_ignored.reset();
+        for now in &all {
+            for ((resource, metric), count) in &now.label_collisions {
+                self.label_collisions
+                    .with_label_values(&[resource, metric])
+                    .inc_by(*count);
+            }
+            for ((entry, metric, reason), count) in &now.series_limited {
+                self.series_limited
+                    .with_label_values(&[entry, metric, reason])
+                    .inc_by(*count);
+            }
+            for (entry, count) in &now.series {
+                self.series
+                    .with_label_values(&[entry])
+                    .set(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
+            for ((watch, reason), count) in &now.objects_ignored {
+                self.objects_ignored
+                    .with_label_values(&[watch, reason])
+                    .inc_by(*count);
+            }
+        }
+        [
+            self.label_collisions.collect(),
+            self.series_limited.collect(),
+            self.series.collect(),
+            self.objects_ignored.collect(),
+        ]
+        .concat()
+    }
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
         registry,
@@ -608,6 +740,26 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_counts_are_served_as_they_are_at_the_scrape() {
+        let t = Telemetry::new();
+        let stats = Arc::new(PipelineStats::default());
+        t.watch_pipeline(stats.clone());
+        stats.series_limited("resources[0]", "kube_pod_info", "max_series", 3);
+        stats.set_series("resources[0]", 10);
+        stats.object_ignored("kube:v1/ConfigMap", "max_objects");
+        let text = t.render();
+        for line in [
+            "periscope_series_limited_total{entry=\"resources[0]\",metric=\"kube_pod_info\",reason=\"max_series\"} 3",
+            "periscope_entry_series{entry=\"resources[0]\"} 10",
+            "periscope_watch_objects_ignored_total{reason=\"max_objects\",watch=\"kube:v1/ConfigMap\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        stats.series_limited("resources[0]", "kube_pod_info", "max_series", 2);
+        assert!(t.render().contains("reason=\"max_series\"} 5"));
+    }
 
     #[test]
     fn expression_failures_are_all_counted_and_logged_once_a_minute_per_metric() {

@@ -70,6 +70,20 @@ pub struct ResourceConfig {
     /// metrics do not look at it.
     #[serde(default, rename = "where")]
     pub filter: Option<Spanned<String>>,
+    /// The most series the entry's metrics write over all its objects (at least 1); the
+    /// newest beyond it are held back until there is room again. No cap by default.
+    #[serde(default)]
+    pub max_series: Option<Spanned<u64>>,
+    /// The most distinct values one label takes within one metric of the entry (at least 1);
+    /// series bringing a new value beyond it are held back. No cap by default.
+    #[serde(default)]
+    pub max_values: Option<Spanned<u64>>,
+    /// The most objects the watch of this kind takes in (at least 1): beyond it the watch keeps
+    /// running, but objects it does not know yet are ignored and counted
+    /// (`periscope_watch_objects_ignored_total`). When entries of one kind disagree, the
+    /// smallest holds. No cap by default.
+    #[serde(default)]
+    pub max_objects: Option<Spanned<u64>>,
     /// The metrics read from each object.
     #[serde(default)]
     pub metrics: Vec<MetricConfig>,
@@ -102,23 +116,27 @@ impl ResourceConfig {
             out.optional(&key, "path", &metric.path);
             out.optional(&key, "each", &metric.each);
             out.object_labels(&format!("{key}.labels"), &metric.labels);
+            if let Some(from) = &metric.labels_from {
+                out.0
+                    .push((format!("{key}.labels_from.path"), &from.get_ref().path));
+            }
         }
         for (j, aggregate) in self.aggregates.iter().enumerate() {
             let key = format!("aggregates[{j}]");
-            out.optional(&key, "path", &aggregate.path);
-            if let Some(filter) = &aggregate.filter {
+            out.value(&format!("{key}.path"), aggregate.path.as_ref());
+            if let Some(AggregateFilter::Values(filter)) = &aggregate.filter {
                 out.0
                     .push((format!("{key}.where.path"), &filter.get_ref().path));
             }
-            out.labels(&format!("{key}.by"), &aggregate.by);
+            out.object_labels(&format!("{key}.by"), &aggregate.by);
         }
         for (j, derived) in self.derived.iter().enumerate() {
             let key = format!("derived[{j}]");
-            out.optional(&key, "path", &derived.path);
+            out.value(&format!("{key}.path"), derived.path.as_ref());
             out.optional(&key, "each", &derived.each);
-            out.optional(&key, "start", &derived.start);
-            out.optional(&key, "end", &derived.end);
-            out.labels(&format!("{key}.by"), &derived.by);
+            out.value(&format!("{key}.start"), derived.start.as_ref());
+            out.value(&format!("{key}.end"), derived.end.as_ref());
+            out.object_labels(&format!("{key}.by"), &derived.by);
         }
         out.0
     }
@@ -146,6 +164,28 @@ impl ResourceConfig {
                 &metric.labels,
             ));
         }
+        for (j, aggregate) in self.aggregates.iter().enumerate() {
+            let key = format!("aggregates[{j}]");
+            out.extend(value_expression(
+                &format!("{key}.path"),
+                aggregate.path.as_ref(),
+            ));
+            if let Some(AggregateFilter::Expr(expr)) = &aggregate.filter {
+                out.push((format!("{key}.where"), expr));
+            }
+            out.extend(label_expressions(&format!("{key}.by"), &aggregate.by));
+        }
+        for (j, derived) in self.derived.iter().enumerate() {
+            let key = format!("derived[{j}]");
+            for (field, value) in [
+                ("path", &derived.path),
+                ("start", &derived.start),
+                ("end", &derived.end),
+            ] {
+                out.extend(value_expression(&format!("{key}.{field}"), value.as_ref()));
+            }
+            out.extend(label_expressions(&format!("{key}.by"), &derived.by));
+        }
         out
     }
 }
@@ -168,12 +208,21 @@ impl<'c> Paths<'c> {
             }));
     }
 
-    fn labels(&mut self, key: &str, labels: &'c BTreeMap<Spanned<String>, Spanned<String>>) {
-        self.0.extend(
-            labels
-                .iter()
-                .map(|(name, path)| (format!("{key}.{}", name.get_ref()), path)),
-        );
+    fn value(&mut self, key: &str, value: Option<&'c LabelConfig>) {
+        if let Some(LabelConfig::Path(path)) = value {
+            self.0.push((key.to_owned(), path));
+        }
+    }
+}
+
+/// The expression of a value written as a path or an expression, with its key.
+fn value_expression<'c>(
+    key: &str,
+    value: Option<&'c LabelConfig>,
+) -> Option<(String, &'c Spanned<String>)> {
+    match value {
+        Some(LabelConfig::Expr(expr)) => Some((key.to_owned(), expr)),
+        _ => None,
     }
 }
 
@@ -191,8 +240,9 @@ fn label_expressions<'c>(
         .collect()
 }
 
-/// The value of a label in `labels`: a path (`node = "status.nodeName"`) or a CEL expression
-/// in a table (`interfaces = { expr = "size(object.status.interfaces)" }`).
+/// A value or label written as a path (`node = "status.nodeName"`) or as a CEL expression in a
+/// table (`interfaces = { expr = "size(object.status.interfaces)" }`): the value of a label in
+/// `labels` and `by`, and the `path`, `start` and `end` of aggregates and derived metrics.
 ///
 /// An expression is a table, not a string, because most paths are valid CEL too
 /// (`metadata.name` parses as both) and mean something else in each: the table says which
@@ -203,6 +253,15 @@ pub enum LabelConfig {
     Path(Spanned<String>),
     /// A CEL expression (see [`crate::expr`]).
     Expr(Spanned<String>),
+}
+
+impl LabelConfig {
+    /// The text, path or expression, as written.
+    pub fn text(&self) -> &str {
+        match self {
+            LabelConfig::Path(text) | LabelConfig::Expr(text) => text.get_ref(),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for LabelConfig {
@@ -270,8 +329,9 @@ pub struct MetricConfig {
     /// info metrics.
     #[serde(default)]
     pub path: Option<Spanned<String>>,
-    /// A CEL expression giving the value instead of `path` (gauges and counters): the object is
-    /// `object`, the element of `each` is `item` (see [`crate::expr`]).
+    /// A CEL expression giving the value (gauges and counters) or the current state (statesets)
+    /// instead of `path`: the object is `object`, the element of `each` is `item` (see
+    /// [`crate::expr`]).
     #[serde(default)]
     pub expr: Option<Spanned<String>>,
     /// A CEL expression that must give `true` for a sample to be written (for each item, inside
@@ -287,6 +347,10 @@ pub struct MetricConfig {
     /// Extra labels: label name to path (or expression).
     #[serde(default)]
     pub labels: BTreeMap<Spanned<String>, LabelConfig>,
+    /// Labels taken from a whole map of the object (or of the item, inside `each`), such as
+    /// `metadata.labels`: one label per key, the key made a label name.
+    #[serde(default)]
+    pub labels_from: Option<Spanned<LabelsFromConfig>>,
     /// How the value becomes a number; `auto` by default. Gauges and counters only.
     #[serde(default)]
     pub convert: Option<Spanned<Convert>>,
@@ -304,6 +368,27 @@ pub struct MetricConfig {
     /// The label carrying the state of a stateset; the family name by default.
     #[serde(default)]
     pub label: Option<Spanned<String>>,
+}
+
+/// A `labels_from` table: `{ path = "metadata.labels", prefix = "label_", allow = ["app\\.kubernetes\\.io/.*"] }`.
+///
+/// Each key of the map the path reaches becomes `prefix` followed by the key sanitized as
+/// kube-state-metrics does for `kube_pod_labels`: every character other than an ASCII letter,
+/// digit or `_` becomes `_`, an `_` goes between a lower-case letter or digit and the upper-case
+/// letter after it, and the whole is lower-cased (`app.kubernetes.io/managedBy` →
+/// `label_app_kubernetes_io_managed_by`). The value is the map's value as label text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsFromConfig {
+    /// The path of the map, from the object's root (from the item inside `each`).
+    pub path: Spanned<String>,
+    /// Put before every sanitized key; it must start with a letter. `"label_"` by default.
+    #[serde(default)]
+    pub prefix: Option<Spanned<String>>,
+    /// Regular expressions, each matching a whole original key (`app\\.kubernetes\\.io/.*`):
+    /// only the keys one of them matches become labels. Without `allow`, every key does.
+    #[serde(default)]
+    pub allow: Option<Vec<Spanned<String>>>,
 }
 
 /// The type of a metric read from objects.
@@ -362,10 +447,10 @@ pub struct AggregateConfig {
     /// `count` (objects per group) or `sum` (of `path` per group).
     #[serde(rename = "type")]
     pub aggregate_type: Spanned<AggregateType>,
-    /// The path of the value summed; `sum` only. Objects where it reaches nothing (and that have
-    /// no `default`) are left out of the sum.
+    /// The path (or `{ expr = "…" }`) of the value summed; `sum` only. Objects where it reaches
+    /// nothing (and that have no `default`) are left out of the sum.
     #[serde(default)]
-    pub path: Option<Spanned<String>>,
+    pub path: Option<LabelConfig>,
     /// The unit of the sum (`bytes`, `cores`); `sum` only.
     #[serde(default)]
     pub unit: Option<Spanned<String>>,
@@ -378,13 +463,66 @@ pub struct AggregateConfig {
     /// The value when `path` reaches nothing; `sum` only.
     #[serde(default)]
     pub default: Option<Spanned<f64>>,
-    /// The group labels: label name to path from the object's root. A path that reaches nothing
-    /// gives the empty value.
+    /// The group labels: label name to path (or expression) from the object's root. A path
+    /// that reaches nothing gives the empty value.
     #[serde(default)]
-    pub by: BTreeMap<Spanned<String>, Spanned<String>>,
-    /// Only objects whose value at a path is (or is not) one of a list.
+    pub by: BTreeMap<Spanned<String>, LabelConfig>,
+    /// Only objects whose value at a path is (or is not) one of a list, or for which a CEL
+    /// expression gives `true`.
     #[serde(default, rename = "where")]
-    pub filter: Option<Spanned<FilterConfig>>,
+    pub filter: Option<AggregateFilter>,
+}
+
+/// An aggregate's `where`: a table of values, or a CEL expression
+/// (`where = "object.status.phase != 'Succeeded'"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateFilter {
+    /// `{ path = "…", in = […] }` or `{ path = "…", not_in = […] }`.
+    Values(Spanned<FilterConfig>),
+    /// An expression that must give `true` for an object to count.
+    Expr(Spanned<String>),
+}
+
+impl<'de> Deserialize<'de> for AggregateFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<RawFilter>::deserialize(deserializer)?;
+        let span = spanned.span();
+        Ok(match spanned.into_inner() {
+            RawFilter::Values(values) => AggregateFilter::Values(Spanned::new(span, values)),
+            RawFilter::Expr(expr) => AggregateFilter::Expr(Spanned::new(span, expr)),
+        })
+    }
+}
+
+/// An aggregate's `where` as written, before its span is put back.
+enum RawFilter {
+    Values(FilterConfig),
+    Expr(String),
+}
+
+impl<'de> Deserialize<'de> for RawFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawFilterVisitor)
+    }
+}
+
+struct RawFilterVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawFilterVisitor {
+    type Value = RawFilter;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an expression string or a table `{ path = \"…\", in = […] }`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, expr: &str) -> Result<RawFilter, E> {
+        Ok(RawFilter::Expr(expr.to_owned()))
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<RawFilter, M::Error> {
+        FilterConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(RawFilter::Values)
+    }
 }
 
 /// What an aggregate computes.
@@ -455,27 +593,27 @@ pub struct DerivedConfig {
     /// What is derived.
     #[serde(rename = "type")]
     pub derived_type: Spanned<DerivedType>,
-    /// The watched value (`transitions`) or the time counted from (`age`).
+    /// The watched value (`transitions`) or the time counted from (`age`); a path or `{ expr = "…" }`.
     #[serde(default)]
-    pub path: Option<Spanned<String>>,
+    pub path: Option<LabelConfig>,
     /// One observation per value this path reaches (`duration_histogram`); `start`, `end` and
     /// `by` are then relative to each item, `$.…` reaching the object.
     #[serde(default)]
     pub each: Option<Spanned<String>>,
-    /// The RFC 3339 time a duration starts at (`duration_histogram`).
+    /// The RFC 3339 time a duration starts at (`duration_histogram`); a path or `{ expr = "…" }`.
     #[serde(default)]
-    pub start: Option<Spanned<String>>,
-    /// The RFC 3339 time a duration ends at (`duration_histogram`).
+    pub start: Option<LabelConfig>,
+    /// The RFC 3339 time a duration ends at (`duration_histogram`); a path or `{ expr = "…" }`.
     #[serde(default)]
-    pub end: Option<Spanned<String>>,
+    pub end: Option<LabelConfig>,
     /// The upper bounds of the histogram buckets in seconds, ascending (`duration_histogram`);
     /// the `+Inf` bucket is added.
     #[serde(default)]
     pub buckets: Option<Spanned<Vec<f64>>>,
-    /// Extra labels: label name to path. For transitions and ages they are read from the object;
-    /// for histograms from each item.
+    /// Extra labels: label name to path (or expression). For transitions and ages they are read
+    /// from the object; for histograms from each item.
     #[serde(default)]
-    pub by: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub by: BTreeMap<Spanned<String>, LabelConfig>,
     /// How often ages are computed again (`age`); `"15s"` by default.
     #[serde(default)]
     pub refresh: Option<Spanned<Duration>>,
@@ -660,7 +798,10 @@ kind = "Pod"
         let resource = &config.resources[0];
         let aggregate = &resource.aggregates[0];
         assert_eq!(*aggregate.aggregate_type.get_ref(), AggregateType::Count);
-        let filter = aggregate.filter.as_ref().unwrap().get_ref();
+        let Some(AggregateFilter::Values(filter)) = &aggregate.filter else {
+            panic!("a table `where`");
+        };
+        let filter = filter.get_ref();
         assert_eq!(filter.not_in.as_ref().unwrap().get_ref(), &["Succeeded"]);
         assert!(filter.any_of.is_none());
         let types: Vec<_> = resource

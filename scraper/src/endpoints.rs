@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EndpointFormat, PortRef, Scheme};
-use crate::event::{ErrorKind, Event};
+use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::DocumentMetrics;
 use crate::path::Path;
 use crate::shard::Shard;
@@ -66,9 +66,30 @@ pub struct Endpoint {
     http: reqwest::Client,
     /// The metrics of a JSON answer.
     json: Option<DocumentMetrics>,
+    /// `max_series` over every target of the entry.
+    cap: Option<std::sync::Mutex<crate::objects::SeriesCap>>,
+    /// What the cap left out, for the host's self-metrics.
+    stats: Arc<crate::objects::PipelineStats>,
 }
 
 impl Endpoint {
+    /// What the entry's `max_series` left out, for the host's self-metrics.
+    pub fn stats(&self) -> &Arc<crate::objects::PipelineStats> {
+        &self.stats
+    }
+
+    /// A target's update as it may go on under the entry's `max_series`.
+    fn capped(&self, update: SourceUpdate) -> SourceUpdate {
+        match &self.cap {
+            // A panic while the cap was locked leaves it as consistent as any single admission.
+            Some(cap) => (cap
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+            .admit_update(update),
+            None => update,
+        }
+    }
+
     /// The name of the entry's input in self-metrics and readiness: `endpoints:<name>`.
     pub fn input_name(&self) -> String {
         format!("endpoints:{}", self.name)

@@ -17,7 +17,11 @@
 //! or a type mismatch is found at evaluation, not at `periscope check`; Periscope itself refuses
 //! a variable other than `object` and `item` at check time), no runtime cost limit
 //! (so Periscope bounds the cost itself, below), no Kubernetes library functions beyond those
-//! above (`isSorted`, `url()`, `ip()`, `cidr()`, Quantity methods, `semver()`).
+//! above (`isSorted`, `url()`, `ip()`, `cidr()`, Quantity methods, `semver()`), none of the
+//! `math`, `sets`, `lists`, `base64` or `optional` extensions, no two-variable comprehensions
+//! (`all(i, x, …)`) and no `sortBy`. Optional field selection (`object.?status.?nodeName`,
+//! `.orValue('')`), `format()`, `reverse()`, `int(timestamp(…))` and the timestamp and duration
+//! accessors do work.
 //!
 //! # Binding
 //!

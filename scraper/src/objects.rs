@@ -18,7 +18,12 @@ pub(crate) mod compile;
 mod durations;
 mod extract;
 mod key;
+mod labels_from;
+mod limits;
+mod reader;
+mod series_cap;
 mod shared;
+mod stats;
 mod tracked;
 mod transitions;
 
@@ -32,13 +37,16 @@ use serde_json::Value;
 
 use crate::config::ResourceConfig;
 use crate::event::SourceUpdate;
-use crate::expr::Expr;
+use crate::expr::{Expr, ExprError};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
+use reader::Reader;
+pub use series_cap::SeriesCap;
 pub use shared::{Generation, PipelinePublisher, SharedPipeline};
+pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.
@@ -67,6 +75,22 @@ pub struct Problems {
     pub messages: Vec<String>,
     /// The expressions that gave no value, by entry and metric, each with its message.
     pub expressions: Vec<ExpressionFailure>,
+    /// The `labels_from` keys left out because their label name was taken, by entry and metric;
+    /// [`ObjectPipeline::apply`] has counted them in its [`stats`](ObjectPipeline::stats)
+    /// already (`periscope_label_collisions_total`).
+    pub collisions: Vec<LabelCollisions>,
+}
+
+/// Keys of a `labels_from` map left out for one sample (or set of samples) because another key,
+/// or a configured label, had their label name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelCollisions {
+    /// The entry's kind, or the endpoint entry's key.
+    pub resource: String,
+    /// The metric's name, prefix included.
+    pub metric: String,
+    /// How many keys were left out.
+    pub count: u64,
 }
 
 /// An expression that gave no value for an object.
@@ -103,6 +127,9 @@ pub enum Secrets {
 pub struct ObjectPipeline {
     resources: Vec<Resource>,
     tracker: Mutex<Tracker>,
+    stats: std::sync::Arc<PipelineStats>,
+    /// Cleared by the host above its memory limit: watches take in no object they do not know.
+    admitting: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ObjectPipeline {
@@ -115,7 +142,33 @@ impl ObjectPipeline {
         compile::compile(resources, secrets).map(|resources| ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
             resources,
+            stats: std::sync::Arc::default(),
+            admitting: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Takes over what `previous` counts and whether it admits new objects: a pipeline that
+    /// replaces another on a reload goes on counting into the same self-metrics and follows the
+    /// same memory limit.
+    pub fn carry_on_from(&mut self, previous: &ObjectPipeline) {
+        self.stats = previous.stats.clone();
+        self.admitting = previous.admitting.clone();
+    }
+
+    /// Whether watches may take in objects they do not know yet: the host clears it above its
+    /// `memory_limit` (see `core/src/memory.rs`) and sets it again once memory went down.
+    pub fn is_admitting(&self) -> bool {
+        self.admitting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lets watches take in new objects, or stops them.
+    pub fn set_admitting(&self, admitting: bool) {
+        (self.admitting).store(admitting, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the pipeline and its inputs held back, for the host's self-metrics.
+    pub fn stats(&self) -> &std::sync::Arc<PipelineStats> {
+        &self.stats
     }
 
     /// The update of one object, `key` being its key (read with [`ObjectKey::of`]): a `Replace`
@@ -137,18 +190,41 @@ impl ObjectPipeline {
         now_ms: i64,
     ) -> Option<(SourceUpdate, Problems)> {
         let mut problems = Problems::default();
-        self.track(key, Some(object), &mut problems.messages);
-        let mut matching = self
-            .resources
+        self.track(key, Some(object), &mut problems);
+        let mut matching = Vec::new();
+        for resource in self.resources.iter().filter(|r| r.is_kind_of(key)) {
+            if resource.selects(key, object) {
+                matching.push(resource);
+            } else if let Some(budget) = &resource.budget {
+                // No longer selected: what it held is free again.
+                lock(budget).remove(key.source_id(), &self.stats);
+            }
+        }
+        if matching.is_empty() {
+            return None;
+        }
+        // A capped entry writes apart first; its budget copies what it admits.
+        let apart: Vec<Option<SourceUpdate>> = matching
             .iter()
-            .filter(|resource| resource.selects(key, object))
-            .peekable();
-        matching.peek()?;
+            .map(|resource| {
+                resource.budget.as_ref().map(|_| {
+                    SourceUpdate::replace(Source::from(key), |writer| {
+                        resource.write(object, now_ms, writer, &mut problems);
+                    })
+                })
+            })
+            .collect();
         let update = SourceUpdate::replace(Source::from(key), |writer| {
-            for resource in matching {
-                resource.write(object, now_ms, writer, &mut problems);
+            for (resource, apart) in matching.iter().zip(&apart) {
+                match (&resource.budget, apart) {
+                    (Some(budget), Some(written)) => {
+                        lock(budget).admit(key, object, written, writer, &self.stats);
+                    }
+                    _ => resource.write(object, now_ms, writer, &mut problems),
+                }
             }
         });
+        self.stats.collisions(&problems.collisions);
         Some((update, problems))
     }
 
@@ -162,7 +238,12 @@ impl ObjectPipeline {
     /// Only the object's key is needed, not the object: its contributions to aggregates and
     /// derived metrics are dropped by source id.
     pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
-        self.track(key, None, &mut Vec::new());
+        self.track(key, None, &mut Problems::default());
+        for resource in &self.resources {
+            if let (Some(budget), true) = (&resource.budget, resource.is_kind_of(key)) {
+                lock(budget).remove(key.source_id(), &self.stats);
+            }
+        }
         self.resources
             .iter()
             .any(|resource| resource.is_kind_of(key))
@@ -176,30 +257,57 @@ impl ObjectPipeline {
     ///
     /// The host calls this every flush interval: objects only record their contributions, and
     /// the sources are rebuilt here, once per call, however many objects changed.
+    ///
+    /// Objects whose series a cap held back are applied again here, oldest first, once room
+    /// was given back: their updates come with the others.
     pub fn derived_updates(&self, now_ms: i64) -> Vec<SourceUpdate> {
-        self.lock().updates(&self.resources, now_ms)
+        let mut updates = self.lock().updates(&self.resources, now_ms);
+        for budget in self.resources.iter().filter_map(|r| r.budget.as_ref()) {
+            let mut misses = 0;
+            // Taken first: applying locks the budget again.
+            let waiting = lock(budget).retry();
+            for (key, object) in waiting {
+                if lock(budget).full() || misses >= limits::RETRY_MISSES {
+                    break;
+                }
+                // Its problems were reported when it was first applied.
+                if let Some((update, _)) = self.apply(&key, &object, now_ms) {
+                    updates.push(update);
+                }
+                if lock(budget).is_waiting(key.source_id()) {
+                    misses += 1;
+                }
+            }
+        }
+        updates
     }
 
-    /// Whether the config has any aggregate or derived metric (the host needs to call
+    /// Whether the config has any aggregate, derived metric or cap (the host needs to call
     /// [`derived_updates`](Self::derived_updates) only then).
     pub fn has_derived(&self) -> bool {
-        self.resources.iter().any(|r| !r.tracked.is_empty())
+        self.resources
+            .iter()
+            .any(|r| !r.tracked.is_empty() || r.budget.is_some())
     }
 
     /// Records what the object contributes to every aggregate and derived metric of its kind:
     /// `object` is `None` when it is gone; entries that do not select it drop its contributions.
     /// Everything is read from the object first, then the state is locked once.
-    fn track(&self, key: &ObjectKey, object: Option<&Value>, problems: &mut Vec<String>) {
+    fn track(&self, key: &ObjectKey, object: Option<&Value>, problems: &mut Problems) {
         let mut observations = Vec::new();
+        // Converted for expressions at the first one, once for every family.
+        let input = object.map(crate::expr::Input::new);
         let of_kind = self
             .resources
             .iter()
             .filter(|resource| !resource.tracked.is_empty() && resource.is_kind_of(key));
         for resource in of_kind {
-            let selected = object.filter(|object| resource.selects(key, object));
+            let selected = input
+                .as_ref()
+                .filter(|input| resource.selects(key, input.object()));
             for tracked in &resource.tracked {
                 let observation = match selected {
-                    Some(object) => tracked.observe(object, problems),
+                    Some(input) => tracked.observe(input, &resource.name, problems),
                     None => Observation::Gone,
                 };
                 observations.push((tracked, observation));
@@ -222,6 +330,11 @@ impl ObjectPipeline {
         // A panic while the state was locked leaves it as consistent as any single record.
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Locks a budget; a panic while it was locked leaves it as consistent as any single admission.
+fn lock(budget: &Mutex<limits::Budget>) -> MutexGuard<'_, limits::Budget> {
+    budget.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The metrics read from a JSON document that is not a Kubernetes object: the answer of a JSON
@@ -270,34 +383,21 @@ struct Resource {
     namespaces: Vec<String>,
     label_selector: LabelSelector,
     field_selector: FieldSelector,
-    labels: Vec<ObjectLabel>,
+    labels: Vec<LabelSpec>,
     /// The entry's `where`: its metrics are written only for objects it keeps.
     filter: Option<Expr>,
     metrics: Vec<Metric>,
     /// The entry's aggregates and derived metrics.
     tracked: Vec<Tracked>,
+    /// What the entry admitted under its `max_series` and `max_values`; `None` without caps.
+    budget: Option<Mutex<limits::Budget>>,
 }
 
-/// A label read from a path.
+/// A label of samples: its name and where its value comes from.
 #[derive(Debug, Clone)]
 struct LabelSpec {
     name: String,
-    path: Path,
-}
-
-/// A label of an object's samples: read from a path or computed by an expression.
-#[derive(Debug, Clone)]
-struct ObjectLabel {
-    name: String,
-    source: LabelSource,
-}
-
-/// Where a label value comes from.
-#[derive(Debug, Clone)]
-enum LabelSource {
-    Path(Path),
-    /// Shared: the entry's labels are also copied to its derived metrics' compiled form.
-    Expr(std::sync::Arc<Expr>),
+    source: Reader,
 }
 
 /// A compiled `[[resources.metrics]]` entry.
@@ -308,7 +408,9 @@ struct Metric {
     family: FamilyDef,
     suffix: Suffix,
     each: Option<Path>,
-    labels: Vec<ObjectLabel>,
+    labels: Vec<LabelSpec>,
+    /// Labels from the keys of a map, after `labels`.
+    labels_from: Option<labels_from::LabelsFrom>,
     /// The metric's `where`: samples are written only for the objects (or items) it keeps.
     filter: Option<Expr>,
     value: ValueSpec,
@@ -328,30 +430,60 @@ struct FamilyDef {
 enum ValueSpec {
     /// A gauge or counter: one number.
     Number(NumberSpec),
-    /// A gauge or counter whose number an expression computes.
-    Expr {
-        expr: Expr,
-        convert: Convert,
-        value_map: HashMap<String, f64>,
-        default: Option<f64>,
-    },
     /// Constant `1`.
     Info,
     /// One sample per state.
     StateSet {
-        path: Path,
+        source: Reader,
         states: Vec<String>,
         label: String,
     },
 }
 
-/// How a number is read: a path, a value map, a conversion and a default.
+/// How a number is read: a path or an expression, a value map, a conversion and a default.
 #[derive(Debug)]
 struct NumberSpec {
-    path: Path,
+    source: Reader,
     convert: Convert,
     value_map: HashMap<String, f64>,
     default: Option<f64>,
+}
+
+impl Problems {
+    /// A problem of a metric (or tracked family) `metric` at a path or expression `at`.
+    fn push(&mut self, metric: &str, at: &dyn fmt::Display, error: &dyn fmt::Display) {
+        self.messages.push(format!("{metric}: {at}: {error}"));
+    }
+
+    /// An expression of the entry `resource` (or of its metric `metric`) that failed.
+    fn expression(&mut self, resource: &str, metric: &str, expr: &Expr, error: &ExprError) {
+        self.expressions.push(ExpressionFailure {
+            resource: resource.to_owned(),
+            metric: metric.to_owned(),
+            too_costly: matches!(error, ExprError::TooCostly { .. }),
+            message: format!("{metric}: {}: {error}", expr.source()),
+        });
+    }
+
+    /// A reader of `metric` that gave no value: an expression that failed, or a value that is
+    /// no number (or several).
+    fn read(&mut self, resource: &str, metric: &str, reader: &Reader, error: &ReadError<'_>) {
+        match error {
+            ReadError::Expr(failed) => {
+                self.expression(resource, metric, failed.expr, &failed.error);
+            }
+            ReadError::Extract(error) => self.push(metric, reader, error),
+        }
+    }
+}
+
+/// Why a reader gave no number.
+#[derive(Debug)]
+enum ReadError<'r> {
+    /// The expression failed.
+    Expr(reader::Failed<'r>),
+    /// The value is not a number, or there were several.
+    Extract(extract::ExtractError),
 }
 
 #[cfg(test)]

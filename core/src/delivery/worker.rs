@@ -24,6 +24,7 @@ use super::refusal::Refusals;
 use super::watchdog::Watchdog;
 use crate::collector::{ResyncRequest, Snapshot, Stamped};
 use crate::config::{BatchConfig, RetryConfig};
+use crate::guards::ExporterCap;
 use crate::plugins::Plugin;
 use crate::readiness::Readiness;
 use crate::supervise::Supervisor;
@@ -45,6 +46,10 @@ pub struct WorkerSpec {
     pub retry: RetryConfig,
     /// How long one `export` call may take before it is reported stalled.
     pub export_timeout: std::time::Duration,
+    /// The most series the exporter is given (`crate::guards`).
+    pub max_series: Option<u64>,
+    /// Where the cap counts what it leaves out.
+    pub guard_stats: Arc<periscope_scraper::objects::PipelineStats>,
     /// Where rejected batches go.
     pub dead_letter: DeadLetter,
     /// Self-metrics.
@@ -110,6 +115,8 @@ impl Worker {
                 spec.queue.clone(),
                 spec.metrics.clone(),
                 retire.clone(),
+                spec.max_series
+                    .map(|max| ExporterCap::new(&name, max, spec.guard_stats.clone())),
             ),
         );
         let delivery = Delivery {
@@ -221,7 +228,8 @@ impl ResyncLink {
     }
 }
 
-/// Moves batches from the fan-out (and snapshots) into the queue, never doing I/O itself.
+/// Moves batches from the fan-out (and snapshots) into the queue, never doing I/O itself;
+/// with a `max_series`, through the exporter's [`ExporterCap`].
 async fn intake(
     mut fanout: broadcast::Receiver<Stamped>,
     mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
@@ -229,6 +237,7 @@ async fn intake(
     queue: Queue,
     metrics: ExporterMetrics,
     retire: CancellationToken,
+    mut cap: Option<ExporterCap>,
 ) {
     // Batches numbered up to `covered` are already part of a queued snapshot.
     let mut covered = 0u64;
@@ -241,14 +250,17 @@ async fn intake(
                 covered = covered.max(snapshot.seq);
                 awaiting_snapshot = false;
                 metrics.resyncs.inc();
+                if let Some(cap) = &mut cap {
+                    cap.reset();
+                }
                 for batch in snapshot.batches {
-                    queue.push(batch).await;
+                    queue.push(admit(batch, &mut cap)).await;
                 }
             }
             received = fanout.recv() => match received {
                 Ok((seq, batch)) => {
                     if seq > covered {
-                        queue.push(batch).await;
+                        queue.push(admit(batch, &mut cap)).await;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -262,15 +274,35 @@ async fn intake(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
         }
+        // Room given back while series are left out: a snapshot brings them back.
+        if !awaiting_snapshot
+            && cap
+                .as_mut()
+                .is_some_and(|cap| cap.wants_resync(Instant::now()))
+        {
+            awaiting_snapshot = true;
+            resync.request();
+        }
     }
     // Snapshots answered before the collector stopped still belong in the queue.
     while let Ok(snapshot) = snapshots.try_recv() {
         metrics.resyncs.inc();
+        if let Some(cap) = &mut cap {
+            cap.reset();
+        }
         for batch in snapshot.batches {
-            queue.push(batch).await;
+            queue.push(admit(batch, &mut cap)).await;
         }
     }
     queue.close();
+}
+
+/// The batch as the exporter may see it under its cap, if it has one.
+fn admit(batch: Arc<Batch>, cap: &mut Option<ExporterCap>) -> Arc<Batch> {
+    match cap {
+        Some(cap) => cap.admit(batch),
+        None => batch,
+    }
 }
 
 /// The delivery thread's state.
@@ -657,6 +689,8 @@ mod tests {
                 batch: BatchConfig::default(),
                 retry: RetryConfig::default(),
                 export_timeout: std::time::Duration::from_secs(60),
+                max_series: None,
+                guard_stats: Arc::default(),
                 dead_letter: DeadLetter::new(dir.path(), "t"),
                 metrics: metrics.clone(),
                 readiness: Readiness::default(),

@@ -22,6 +22,7 @@ struct Fingerprint {
     batch: BatchConfig,
     retry: RetryConfig,
     export_timeout: std::time::Duration,
+    max_series: Option<u64>,
     dead_letter_dir: std::path::PathBuf,
 }
 
@@ -35,6 +36,7 @@ impl Fingerprint {
             batch: exporter.batch,
             retry: exporter.retry,
             export_timeout: exporter.export_timeout,
+            max_series: exporter.max_series,
             dead_letter_dir: dead_letter_dir.to_owned(),
         }
     }
@@ -178,6 +180,8 @@ fn start(
         batch: exporter.batch,
         retry: exporter.retry,
         export_timeout: exporter.export_timeout,
+        max_series: exporter.max_series,
+        guard_stats: wiring.telemetry.guard_stats(),
         metrics,
         readiness: wiring.readiness.clone(),
     };

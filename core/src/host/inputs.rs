@@ -230,6 +230,9 @@ impl Inputs {
                     .position(|c| c == config.as_ref())
                     .and_then(|i| plan.endpoints.get(i))
                     .cloned();
+                if let Some(endpoint) = &endpoint {
+                    wiring.telemetry.watch_pipeline(endpoint.stats().clone());
+                }
                 let input = endpoint.map(|e| EndpointInput::new(e, client, wiring.shard));
                 let name = input.as_ref().map_or_else(
                     || format!("endpoints:{}", config.name.get_ref()),

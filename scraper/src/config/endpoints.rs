@@ -61,6 +61,11 @@ pub struct EndpointConfig {
     /// limit.
     #[serde(default = "default_max_samples")]
     pub max_samples: usize,
+    /// The most series the entry writes over all its targets (at least 1): the newest beyond it
+    /// are left out of each scrape and counted in `periscope_series_limited_total{entry=
+    /// "endpoints[i]"}`; the next scrapes bring them back once there is room. No cap by default.
+    #[serde(default)]
+    pub max_series: Option<Spanned<u64>>,
     /// A sample with more labels than this fails the scrape (Prometheus' `label_limit`); `0` means
     /// no limit.
     #[serde(default = "default_label_limit")]

@@ -211,7 +211,20 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         );
     }
 
+    if let Some(max) = &config.max_series
+        && *max.get_ref() == 0
+    {
+        let message = "must be at least 1 (leave it out for no cap)";
+        errors.at(&format!("{key}.max_series"), Some(max), message);
+    }
+    let stats = std::sync::Arc::new(crate::objects::PipelineStats::default());
+    let cap = config.max_series.as_ref().map(|max| {
+        let cap = crate::objects::SeriesCap::new(key.to_owned(), *max.get_ref(), stats.clone());
+        std::sync::Mutex::new(cap)
+    });
     Some(Endpoint {
+        cap,
+        stats,
         name: config.name.get_ref().clone(),
         urls,
         discovery,

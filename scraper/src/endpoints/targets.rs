@@ -171,6 +171,7 @@ impl Scheduler {
             let _ = running.task.await;
             if !next.contains_key(&id) {
                 let update = SourceUpdate::remove(running.target.source(&id));
+                let update = self.endpoint.capped(update);
                 let _ = self.events.send(Event::Update(update)).await;
             }
         }
@@ -234,7 +235,8 @@ async fn scrape_loop(
                 return;
             }
         }
-        if events.send(Event::Update(outcome.update)).await.is_err() {
+        let update = endpoint.capped(outcome.update);
+        if events.send(Event::Update(update)).await.is_err() {
             return;
         }
     }

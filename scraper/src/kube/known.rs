@@ -77,6 +77,19 @@ impl<V> Known<V> {
             .collect()
     }
 
+    /// Whether the object may be taken in under a cap of `max` objects: it is known already
+    /// (listed again, during a relist), or there is room for one more.
+    pub(crate) fn has_room_for(&self, key: &ObjectKey, max: usize) -> bool {
+        let objects = self.relisted.as_ref().unwrap_or(&self.objects);
+        objects.contains_key(key.source_id()) || objects.len() < max
+    }
+
+    /// Whether the object is known (listed again, during a relist).
+    pub(crate) fn knows(&self, key: &ObjectKey) -> bool {
+        let objects = self.relisted.as_ref().unwrap_or(&self.objects);
+        objects.contains_key(key.source_id())
+    }
+
     /// What is kept of every known object.
     /// What is known of `key`: from the relist in progress, else from before it.
     pub(crate) fn get(&self, key: &ObjectKey) -> Option<&V> {
@@ -156,6 +169,21 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn room_is_counted_in_the_relist_while_one_runs() {
+        let mut known = Known::default();
+        known.insert(pod("a", "1"), ());
+        known.insert(pod("b", "2"), ());
+        assert!(known.has_room_for(&pod("a", "1"), 2), "known already");
+        assert!(!known.has_room_for(&pod("c", "3"), 2));
+        known.start_relist();
+        known.relisted(pod("c", "3"), ());
+        assert!(known.has_room_for(&pod("a", "1"), 2), "the relist has room");
+        known.relisted(pod("a", "1"), ());
+        assert!(!known.has_room_for(&pod("b", "2"), 2), "the relist is full");
+        assert!(known.knows(&pod("c", "3")));
     }
 
     #[test]

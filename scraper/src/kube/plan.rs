@@ -19,6 +19,8 @@ pub struct WatchTarget {
     pub label_selector: Option<String>,
     /// Field selector passed to the apiserver.
     pub field_selector: Option<String>,
+    /// The most objects the watch takes in: the smallest `max_objects` of the kind's entries.
+    pub max_objects: Option<usize>,
 }
 
 impl WatchTarget {
@@ -67,6 +69,11 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
         } else {
             (None, None)
         };
+        let max_objects = entries
+            .iter()
+            .filter_map(|r| r.max_objects.as_ref())
+            .map(|max| usize::try_from(*max.get_ref()).unwrap_or(usize::MAX))
+            .min();
         let namespaces: Vec<Option<String>> = if entries.iter().all(|r| !r.namespaces.is_empty()) {
             let mut all: Vec<String> = entries.iter().flat_map(|r| r.namespaces.clone()).collect();
             all.sort();
@@ -83,6 +90,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
                 namespace,
                 label_selector: label_selector.clone(),
                 field_selector: field_selector.clone(),
+                max_objects,
             });
         }
     }
@@ -116,5 +124,19 @@ mod tests {
         );
         assert_eq!(targets[0].label_selector.as_deref(), Some("role=worker"));
         assert_eq!(targets[1].api_version(), "kubevirt.io/v1");
+        assert_eq!(targets[0].max_objects, None);
+    }
+
+    #[test]
+    fn the_smallest_max_objects_of_a_kind_holds() {
+        let config = resources(
+            "[[resources]]\nversion = \"v1\"\nkind = \"Pod\"\nmax_objects = 10\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n\
+             [[resources]]\nversion = \"v1\"\nkind = \"Pod\"\nmax_objects = 5\n\
+             [[resources.metrics]]\nname = \"y\"\ntype = \"info\"\n\
+             [[resources]]\nversion = \"v1\"\nkind = \"Pod\"\n\
+             [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\n",
+        );
+        assert_eq!(watch_targets(&config)[0].max_objects, Some(5));
     }
 }

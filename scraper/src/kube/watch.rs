@@ -28,6 +28,11 @@ pub struct KubeWatch {
     page_size: u32,
 }
 
+/// Why a new object was ignored: the `reason` label.
+const MAX_OBJECTS: &str = "max_objects";
+/// Why a new object was ignored: the `reason` label.
+const MEMORY_LIMIT: &str = "memory_limit";
+
 /// How long to wait before looking for a kind that does not exist (yet) again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
@@ -69,6 +74,8 @@ impl KubeWatch {
             events,
             known: Known::default(),
             synced: false,
+            max_objects: self.target.max_objects,
+            ignoring: None,
         };
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
@@ -207,6 +214,10 @@ struct WatchState {
     events: mpsc::Sender<Event>,
     known: Known<Held>,
     synced: bool,
+    /// The most objects taken in (`max_objects`).
+    max_objects: Option<usize>,
+    /// Why objects are being ignored now, if they are (for the log, once per change).
+    ignoring: Option<&'static str>,
 }
 
 impl WatchState {
@@ -253,6 +264,9 @@ impl WatchState {
         };
         let key = ObjectKey::of(&value)?;
         if !self.shard.keeps(key.uid()) {
+            return None;
+        }
+        if !self.admits(&key) {
             return None;
         }
         let was_source = self.known.get(&key).is_some_and(|held| held.source);
@@ -308,6 +322,47 @@ impl WatchState {
             }
         }
         generation.reapplied();
+    }
+
+    /// Whether the object may be taken in: it is known already, or there is room under
+    /// `max_objects` and the host is below its memory limit. An object ignored is counted
+    /// (`periscope_watch_objects_ignored_total{watch,reason}`).
+    fn admits(&mut self, key: &ObjectKey) -> bool {
+        let refused = if self
+            .max_objects
+            .is_some_and(|max| !self.known.has_room_for(key, max))
+        {
+            Some(MAX_OBJECTS)
+        } else if !self.pipeline.is_admitting() && !self.known.knows(key) {
+            Some(MEMORY_LIMIT)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            self.pipeline.stats().object_ignored(&self.input, reason);
+        }
+        // A known object is always admitted: only a new one tells that the cap was left.
+        if refused.is_some() || !self.known.knows(key) {
+            self.note(refused);
+        }
+        refused.is_none()
+    }
+
+    /// Logs a change between ignoring objects (and why) and taking them in.
+    fn note(&mut self, refused: Option<&'static str>) {
+        if refused == self.ignoring {
+            return;
+        }
+        self.ignoring = refused;
+        match refused {
+            Some(reason) => tracing::warn!(
+                input = %self.input,
+                reason,
+                objects = ?self.max_objects,
+                "ignoring new objects (counted in periscope_watch_objects_ignored_total)"
+            ),
+            None => tracing::info!(input = %self.input, "taking in new objects again"),
+        }
     }
 
     /// Sends the `Remove` of a source.

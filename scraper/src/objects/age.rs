@@ -8,18 +8,17 @@
 use std::collections::BTreeMap;
 
 use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
-use serde_json::Value;
 
 use super::LabelSpec;
-use super::extract::{ExtractError, Single, label_value, single};
-use crate::path::Path;
-use crate::value::{self, Convert};
+use super::reader::Reader;
+use super::tracked::Report;
+use crate::expr::Input;
 
 /// A compiled age metric.
 #[derive(Debug)]
 pub(super) struct Age {
     /// The time the age counts from.
-    pub(super) path: Path,
+    pub(super) source: Reader,
     /// The entry's labels, then the metric's `by` labels.
     pub(super) labels: Vec<LabelSpec>,
     /// How often the source is built again.
@@ -35,26 +34,9 @@ pub(super) struct Aged {
 
 impl Age {
     /// The object's labels and time; `None` (and maybe a problem) when it has no time.
-    pub(super) fn observe(
-        &self,
-        object: &Value,
-        problem: &mut impl FnMut(&dyn std::fmt::Display, &str),
-    ) -> Option<Aged> {
-        let since = match single(&self.path, object, object) {
-            Single::None => return None,
-            Single::One(found) => value::to_number(found, Convert::Timestamp)
-                .map_err(|e| problem(&self.path, &e.to_string()))
-                .ok()?,
-            Single::Many(count) => {
-                problem(&self.path, &ExtractError::TooMany(count).to_string());
-                return None;
-            }
-        };
-        let labels = self
-            .labels
-            .iter()
-            .map(|spec| label_value(&spec.path, object, object))
-            .collect();
+    pub(super) fn observe(&self, input: &Input<'_>, report: &mut Report<'_>) -> Option<Aged> {
+        let (_, since) = report.time(&self.source, input, None)?;
+        let labels = report.labels(&self.labels, input, None)?;
         Some(Aged { labels, since })
     }
 

@@ -11,10 +11,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
-use serde_json::Value;
 
 use super::extract::label_value;
+use super::reader::Failed;
+use super::tracked::Report;
 use super::{LabelSpec, NumberSpec};
+use crate::expr::{Expr, Input};
 use crate::path::Path;
 
 /// A compiled aggregate.
@@ -28,19 +30,39 @@ pub(super) struct Aggregate {
     pub(super) sum: Option<NumberSpec>,
 }
 
-/// A `where` table: the objects whose value at `path` is (or, with `keep_listed` false, is not)
-/// one of `values`.
+/// An aggregate's `where`: the objects whose value at `path` is (or, with `keep_listed` false,
+/// is not) one of `values`, or for which an expression gives `true`.
 #[derive(Debug)]
-pub(super) struct Filter {
-    pub(super) path: Path,
-    pub(super) values: HashSet<String>,
-    pub(super) keep_listed: bool,
+pub(super) enum Filter {
+    Values {
+        path: Path,
+        values: HashSet<String>,
+        keep_listed: bool,
+    },
+    Expr(Expr),
 }
 
 impl Filter {
-    fn keeps(&self, object: &Value) -> bool {
-        let value = label_value(&self.path, object, object);
-        self.values.contains(&value) == self.keep_listed
+    /// Whether the object counts; `None` when the expression failed (and was reported).
+    fn keeps(&self, input: &Input<'_>, report: &mut Report<'_>) -> Option<bool> {
+        match self {
+            Filter::Values {
+                path,
+                values,
+                keep_listed,
+            } => {
+                let object = input.object();
+                let value = label_value(path, object, object);
+                Some(values.contains(&value) == *keep_listed)
+            }
+            Filter::Expr(expr) => match expr.keeps(input, None) {
+                Ok(keep) => Some(keep),
+                Err(error) => {
+                    report.failed(&Failed { expr, error });
+                    None
+                }
+            },
+        }
     }
 }
 
@@ -52,38 +74,37 @@ pub(super) struct Contribution {
 }
 
 impl Aggregate {
-    /// What `object` contributes, or `None` when it counts in no group (filtered out, or a sum
-    /// without a value).
+    /// What the input's object contributes, or `None` when it counts in no group: filtered
+    /// out, a sum without a value, or an expression that failed (reported), which leaves the
+    /// object out rather than counting what it last gave.
     pub(super) fn observe(
         &self,
-        object: &Value,
-        problem: &mut impl FnMut(&dyn std::fmt::Display, &str),
+        input: &Input<'_>,
+        report: &mut Report<'_>,
     ) -> Option<Contribution> {
-        if !self.filter.as_ref().is_none_or(|f| f.keeps(object)) {
+        if let Some(filter) = &self.filter
+            && !filter.keeps(input, report)?
+        {
             return None;
         }
         let value = match &self.sum {
             None => Fixed::ONE,
             Some(spec) => {
-                let number = match spec.read(object, object) {
+                let number = match spec.read(input, None) {
                     Ok(number) => number?,
                     Err(error) => {
-                        problem(&spec.path, &error.to_string());
+                        report.read(&spec.source, &error);
                         return None;
                     }
                 };
                 let fixed = Fixed::from_f64(number);
                 if fixed.is_none() {
-                    problem(&spec.path, &format!("{number} cannot be summed"));
+                    report.problem(&spec.source, &format!("{number} cannot be summed"));
                 }
                 fixed?
             }
         };
-        let group = self
-            .by
-            .iter()
-            .map(|spec| label_value(&spec.path, object, object))
-            .collect();
+        let group = report.labels(&self.by, input, None)?;
         Some(Contribution { group, value })
     }
 

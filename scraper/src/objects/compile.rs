@@ -15,14 +15,16 @@ use toml::Spanned;
 
 use std::sync::Arc;
 
-use super::{
-    CompileError, FamilyDef, LabelSource, LabelSpec, Metric, NumberSpec, ObjectLabel, Resource,
-    Secrets, ValueSpec,
-};
-use crate::config::{LabelConfig, MetricConfig, MetricType, ResourceConfig};
+use super::labels_from::{self, LabelsFrom};
+use super::limits;
+use super::reader::Reader;
+use super::{CompileError, FamilyDef, LabelSpec, Metric, NumberSpec, Resource, Secrets, ValueSpec};
+use crate::config::{LabelConfig, LabelsFromConfig, MetricConfig, MetricType, ResourceConfig};
 use crate::expr::{Expr, Scope};
 use crate::path::Path;
 use crate::selector::{FieldSelector, LabelSelector};
+use regex::RegexSet;
+use std::sync::Mutex;
 
 /// Compiles every entry, collecting every problem.
 pub(super) fn compile(
@@ -84,6 +86,7 @@ pub(super) fn document(
         filter: None,
         metrics,
         tracked: Vec::new(),
+        budget: None,
     })
 }
 
@@ -138,10 +141,8 @@ impl Compiler {
             })
             .unwrap_or_default();
         let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
-        let labels =
-            self.object_labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
-        let path_labels = self.path_labels(key, config, &labels);
         let api_version = config.api_version();
         let mut names_in_entry = HashMap::new();
         let metrics = config
@@ -166,14 +167,22 @@ impl Compiler {
             prefix_valid,
             api_version: &api_version,
             kind: &config.kind,
-            labels: &path_labels,
+            labels: &labels,
         };
         let tracked = self.tracked(&context, config);
         let filter = config
             .filter
             .as_ref()
             .and_then(|filter| self.expr(&format!("{key}.where"), filter, Scope::Object));
+        let caps = limits::Caps {
+            max_series: self.at_least_one(&format!("{key}.max_series"), config.max_series.as_ref()),
+            max_values: self.at_least_one(&format!("{key}.max_values"), config.max_values.as_ref()),
+        };
+        self.at_least_one(&format!("{key}.max_objects"), config.max_objects.as_ref());
+        let budget = (caps.max_series.is_some() || caps.max_values.is_some())
+            .then(|| Mutex::new(limits::Budget::new(key.to_owned(), caps)));
         Resource {
+            budget,
             name: config.kind.clone(),
             api_version,
             kind: config.kind.clone(),
@@ -185,6 +194,19 @@ impl Compiler {
             metrics,
             tracked,
         }
+    }
+
+    /// A cap, which must be at least 1.
+    fn at_least_one(&mut self, key: &str, cap: Option<&Spanned<u64>>) -> Option<u64> {
+        let cap = cap?;
+        if *cap.get_ref() == 0 {
+            self.error(
+                key,
+                Some(cap),
+                "must be at least 1 (leave it out for no cap)",
+            );
+        }
+        Some(*cap.get_ref())
     }
 
     /// The entry's prefix if it is valid, and whether it is (no prefix is valid); a bad prefix
@@ -241,7 +263,12 @@ impl Compiler {
         let scope = scope_of(config);
         let mut taken: Vec<&str> = context.resource_labels.to_vec();
         taken.extend(state_label.as_deref());
-        let labels = self.object_labels(&format!("{key}.labels"), &config.labels, &taken, scope);
+        let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken, scope);
+        taken.extend(labels.iter().map(|l| l.name.as_str()));
+        let labels_from = config
+            .labels_from
+            .as_ref()
+            .and_then(|from| self.labels_from(&format!("{key}.labels_from"), from, &taken));
         let value = self.value_spec(key, metric_type, config, state_label);
         let filter = config
             .filter
@@ -273,6 +300,7 @@ impl Compiler {
             suffix,
             each,
             labels,
+            labels_from,
             filter,
             value: value?,
         })
@@ -301,7 +329,11 @@ impl Compiler {
                 config.path.as_ref().map(Spanned::span),
                 metric_type != MetricType::Info,
             ),
-            ("expr", config.expr.as_ref().map(Spanned::span), numeric),
+            (
+                "expr",
+                config.expr.as_ref().map(Spanned::span),
+                metric_type != MetricType::Info,
+            ),
             ("unit", config.unit.as_ref().map(Spanned::span), numeric),
             (
                 "convert",
@@ -340,17 +372,12 @@ impl Compiler {
         }
         let type_span = Some(config.metric_type.span());
         match (&config.path, &config.expr) {
-            (None, None) if numeric => self.push(
+            (None, None) if metric_type != MetricType::Info => self.push(
                 format!("{key}.path"),
                 type_span.clone(),
                 format!("a {type_name} metric needs a `path` or an `expr`"),
             ),
-            (None, _) if metric_type == MetricType::StateSet => self.push(
-                format!("{key}.path"),
-                type_span.clone(),
-                format!("a {type_name} metric needs a `path`"),
-            ),
-            (Some(_), Some(expr)) if numeric => self.push(
+            (Some(_), Some(expr)) if metric_type != MetricType::Info => self.push(
                 format!("{key}.expr"),
                 Some(expr.span()),
                 "give either `path` or `expr`, not both".to_owned(),
@@ -390,33 +417,19 @@ impl Compiler {
         config: &MetricConfig,
         state_label: Option<String>,
     ) -> Option<ValueSpec> {
-        let path = config
-            .path
-            .as_ref()
-            .and_then(|path| self.path(&format!("{key}.path"), path));
-        if let (Some(expr), MetricType::Gauge | MetricType::Counter, None) =
-            (&config.expr, metric_type, &config.path)
-        {
-            let expr = self.expr(&format!("{key}.expr"), expr, scope_of(config))?;
-            return Some(ValueSpec::Expr {
-                expr,
-                convert: config
-                    .convert
-                    .as_ref()
-                    .map(|c| *c.get_ref())
-                    .unwrap_or_default(),
-                value_map: config
-                    .value_map
-                    .as_ref()
-                    .map(|m| m.get_ref().clone().into_iter().collect())
-                    .unwrap_or_default(),
-                default: config.default.as_ref().map(|d| *d.get_ref()),
-            });
-        }
+        let scope = scope_of(config);
+        let source = match (&config.path, &config.expr) {
+            (Some(path), None) => self.path(&format!("{key}.path"), path).map(Reader::Path),
+            (None, Some(expr)) => self
+                .expr(&format!("{key}.expr"), expr, scope)
+                .map(|expr| Reader::Expr(Arc::new(expr))),
+            // Both or neither: reported by check_keys_allowed.
+            _ => None,
+        };
         match metric_type {
             MetricType::Info => Some(ValueSpec::Info),
             MetricType::Gauge | MetricType::Counter => Some(ValueSpec::Number(number_spec(
-                path?,
+                source?,
                 config.convert.as_ref(),
                 config.value_map.as_ref(),
                 config.default.as_ref(),
@@ -425,7 +438,7 @@ impl Compiler {
                 let states = config.states.as_ref()?;
                 self.check_states(&format!("{key}.states"), states);
                 Some(ValueSpec::StateSet {
-                    path: path?,
+                    source: source?,
                     states: states.get_ref().clone(),
                     label: state_label?,
                 })
@@ -510,67 +523,36 @@ impl Compiler {
         }
     }
 
-    /// The entry's labels for its derived metrics (ages carry them): paths only, an expression
-    /// there is reported.
-    fn path_labels(
-        &mut self,
-        key: &str,
-        config: &ResourceConfig,
-        labels: &[ObjectLabel],
-    ) -> Vec<LabelSpec> {
-        let has_age = config
-            .derived
-            .iter()
-            .any(|d| *d.derived_type.get_ref() == crate::config::DerivedType::Age);
-        labels
-            .iter()
-            .filter_map(|label| match &label.source {
-                LabelSource::Path(path) => Some(LabelSpec {
-                    name: label.name.clone(),
-                    path: path.clone(),
-                }),
-                LabelSource::Expr(_) => {
-                    if has_age {
-                        let message =
-                            "an entry with an `age` metric cannot have expression labels yet";
-                        self.push(
-                            format!("{key}.labels.{}", label.name),
-                            None,
-                            message.to_owned(),
-                        );
-                    }
-                    None
-                }
-            })
-            .collect()
-    }
-
-    /// Compiles a `labels` table of paths or expressions; `taken` are label names already used
-    /// on the same samples.
-    fn object_labels(
+    /// Compiles a `labels` (or `by`) table of paths or expressions; `taken` are label names
+    /// already used on the same samples.
+    fn labels(
         &mut self,
         key: &str,
         labels: &BTreeMap<Spanned<String>, LabelConfig>,
         taken: &[&str],
         scope: Scope,
-    ) -> Vec<ObjectLabel> {
+    ) -> Vec<LabelSpec> {
         labels
             .iter()
             .filter_map(|(name, value)| {
                 let label_key = format!("{key}.{}", name.get_ref());
                 self.check_label_name(&label_key, name, taken);
-                let source = match value {
-                    LabelConfig::Path(path) => LabelSource::Path(self.path(&label_key, path)?),
-                    LabelConfig::Expr(expr) => {
-                        LabelSource::Expr(Arc::new(self.expr(&label_key, expr, scope)?))
-                    }
-                };
-                Some(ObjectLabel {
+                Some(LabelSpec {
                     name: name.get_ref().clone(),
-                    source,
+                    source: self.reader(&label_key, value, scope)?,
                 })
             })
             .collect()
+    }
+
+    /// Compiles a value written as a path or as an expression.
+    fn reader(&mut self, key: &str, value: &LabelConfig, scope: Scope) -> Option<Reader> {
+        match value {
+            LabelConfig::Path(path) => self.path(key, path).map(Reader::Path),
+            LabelConfig::Expr(expr) => self
+                .expr(key, expr, scope)
+                .map(|expr| Reader::Expr(Arc::new(expr))),
+        }
     }
 
     fn check_label_name(&mut self, label_key: &str, name: &Spanned<String>, taken: &[&str]) {
@@ -586,25 +568,51 @@ impl Compiler {
         }
     }
 
-    /// Compiles a `by` table of paths; `taken` are label names already used on the same samples.
-    fn labels(
+    /// Compiles a `labels_from` table; `taken` are the label names the samples already carry.
+    fn labels_from(
         &mut self,
         key: &str,
-        labels: &BTreeMap<Spanned<String>, Spanned<String>>,
+        config: &Spanned<LabelsFromConfig>,
         taken: &[&str],
-    ) -> Vec<LabelSpec> {
-        labels
-            .iter()
-            .filter_map(|(name, path)| {
-                let label_key = format!("{key}.{}", name.get_ref());
-                self.check_label_name(&label_key, name, taken);
-                let path = self.path(&label_key, path)?;
-                Some(LabelSpec {
-                    name: name.get_ref().clone(),
-                    path,
-                })
-            })
-            .collect()
+    ) -> Option<LabelsFrom> {
+        let config = config.get_ref();
+        let path = self.path(&format!("{key}.path"), &config.path);
+        let prefix = match &config.prefix {
+            Some(prefix) => {
+                let text = prefix.get_ref();
+                let starts_with_letter = text.starts_with(|c: char| c.is_ascii_alphabetic());
+                if !starts_with_letter || !is_user_label_name(text) {
+                    let message = format!(
+                        "{text:?} is not a valid prefix: it must start with a letter and hold only letters, digits and `_`"
+                    );
+                    self.error(&format!("{key}.prefix"), Some(prefix), &message);
+                }
+                text.clone()
+            }
+            None => labels_from::DEFAULT_PREFIX.to_owned(),
+        };
+        let allow = match &config.allow {
+            Some(patterns) => {
+                let mut valid = true;
+                for (n, pattern) in patterns.iter().enumerate() {
+                    if let Err(e) = regex::Regex::new(&labels_from::anchored(pattern.get_ref())) {
+                        valid = false;
+                        let message = format!("not a valid regular expression: {e}");
+                        self.error(&format!("{key}.allow[{n}]"), Some(pattern), &message);
+                    }
+                }
+                let anchored = patterns.iter().map(|p| labels_from::anchored(p.get_ref()));
+                // Every pattern compiled alone above; the set only fails when one did not.
+                Some(valid.then(|| RegexSet::new(anchored).ok()).flatten()?)
+            }
+            None => None,
+        };
+        Some(LabelsFrom {
+            path: path?,
+            prefix,
+            allow,
+            taken: taken.iter().map(|t| (*t).to_owned()).collect(),
+        })
     }
 
     fn path(&mut self, key: &str, text: &Spanned<String>) -> Option<Path> {
@@ -657,13 +665,13 @@ fn scope_of(config: &MetricConfig) -> Scope {
 
 /// How a number is read, from the keys shared by metrics and sums.
 fn number_spec(
-    path: Path,
+    source: Reader,
     convert: Option<&Spanned<crate::value::Convert>>,
     value_map: Option<&Spanned<BTreeMap<String, f64>>>,
     default: Option<&Spanned<f64>>,
 ) -> NumberSpec {
     NumberSpec {
-        path,
+        source,
         convert: convert.map(|c| *c.get_ref()).unwrap_or_default(),
         value_map: value_map
             .map(|m| m.get_ref().clone().into_iter().collect())

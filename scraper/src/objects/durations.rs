@@ -18,9 +18,10 @@ use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
 use serde_json::Value;
 
 use super::LabelSpec;
-use super::extract::{ExtractError, Single, label_value, single};
+use super::reader::Reader;
+use super::tracked::Report;
+use crate::expr::Input;
 use crate::path::Path;
-use crate::value::{self, Convert};
 
 /// How long what was counted for an object is kept after the object went away.
 const FORGET_AFTER_MS: i64 = 60 * 60 * 1000;
@@ -30,8 +31,8 @@ const FORGET_AFTER_MS: i64 = 60 * 60 * 1000;
 pub(super) struct Durations {
     /// One duration per item this path reaches; the object itself without it.
     pub(super) each: Option<Path>,
-    pub(super) start: Path,
-    pub(super) end: Path,
+    pub(super) start: Reader,
+    pub(super) end: Reader,
     /// Labels read from each item, in name order.
     pub(super) by: Vec<LabelSpec>,
     /// Upper bounds, ascending, without `+Inf`.
@@ -49,23 +50,19 @@ pub(super) struct Timed {
 
 impl Durations {
     /// Every complete duration of the object (of each item, with `each`).
-    pub(super) fn observe(
-        &self,
-        object: &Value,
-        problem: &mut impl FnMut(&dyn std::fmt::Display, &str),
-    ) -> Vec<Timed> {
+    pub(super) fn observe<'j>(&self, input: &Input<'j>, report: &mut Report<'_>) -> Vec<Timed> {
         let mut found = Vec::new();
-        let mut item = |item: &Value| {
-            let start = time(&self.start, object, item, problem);
-            let end = time(&self.end, object, item, problem);
+        let within = self.each.is_some();
+        let mut item = |item: &'j Value| {
+            let item = within.then_some(item);
+            let start = report.time(&self.start, input, item);
+            let end = report.time(&self.end, input, item);
             let (Some((start_text, start)), Some((_, end))) = (start, end) else {
                 return;
             };
-            let labels: Vec<String> = self
-                .by
-                .iter()
-                .map(|spec| label_value(&spec.path, object, item))
-                .collect();
+            let Some(labels) = report.labels(&self.by, input, item) else {
+                return;
+            };
             let mut hasher = DefaultHasher::new();
             (&labels, &start_text).hash(&mut hasher);
             let seconds = (end - start).max(0.0);
@@ -76,6 +73,7 @@ impl Durations {
                 bucket: self.buckets.partition_point(|le| *le < seconds),
             });
         };
+        let object = input.object();
         match &self.each {
             Some(each) => each.visit(object, &mut item),
             None => item(object),
@@ -117,29 +115,6 @@ impl Durations {
             writer
                 .sample(family, Suffix::Count, count, now_ms)
                 .labels(common());
-        }
-    }
-}
-
-/// The time at `path` as text and Unix seconds; `None` (and maybe a problem) when there is none.
-fn time(
-    path: &Path,
-    object: &Value,
-    item: &Value,
-    problem: &mut impl FnMut(&dyn std::fmt::Display, &str),
-) -> Option<(String, f64)> {
-    match single(path, object, item) {
-        Single::None => None,
-        Single::One(found) => match value::to_number(found, Convert::Timestamp) {
-            Ok(seconds) => Some((value::label_text(found), seconds)),
-            Err(e) => {
-                problem(path, &e.to_string());
-                None
-            }
-        },
-        Single::Many(count) => {
-            problem(path, &ExtractError::TooMany(count).to_string());
-            None
         }
     }
 }
@@ -220,11 +195,11 @@ mod tests {
     fn histogram() -> Durations {
         Durations {
             each: Some(Path::parse("status.transitions[*]").unwrap()),
-            start: Path::parse("$.metadata.creationTimestamp").unwrap(),
-            end: Path::parse("time").unwrap(),
+            start: Reader::Path(Path::parse("$.metadata.creationTimestamp").unwrap()),
+            end: Reader::Path(Path::parse("time").unwrap()),
             by: vec![LabelSpec {
                 name: "phase".to_owned(),
-                path: Path::parse("phase").unwrap(),
+                source: Reader::Path(Path::parse("phase").unwrap()),
             }],
             buckets: vec![1.0, 10.0],
         }
@@ -238,11 +213,16 @@ mod tests {
     }
 
     fn observe(object: &Value) -> (Vec<Timed>, Vec<String>) {
-        let mut problems = Vec::new();
-        let found = histogram().observe(object, &mut |path, message: &str| {
-            problems.push(format!("{path}: {message}"));
-        });
-        (found, problems)
+        let mut problems = crate::objects::Problems::default();
+        let mut report = Report {
+            problems: &mut problems,
+            resource: "Pod",
+            family: "h",
+        };
+        let found = histogram().observe(&Input::new(object), &mut report);
+        let messages = problems.messages.iter();
+        let messages = messages.map(|m| m.trim_start_matches("h: ").to_owned());
+        (found, messages.collect())
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use periscope_plugin_api::batch::{Family, FamilyId, ReplaceWriter};
 use serde_json::Value;
 
+use super::reader::Reached;
 use super::{
-    ExpressionFailure, LabelSource, Metric, NumberSpec, ObjectKey, ObjectLabel, Problems, Resource,
+    LabelCollisions, LabelSpec, Metric, NumberSpec, ObjectKey, Problems, ReadError, Resource,
     ValueSpec,
 };
 use crate::expr::{Expr, ExprError, Input};
@@ -106,33 +107,24 @@ impl Resource {
 impl Resource {
     /// Reports an expression of the entry or of one of its metrics (`metric`) that failed.
     fn expr_problem(&self, problems: &mut Problems, metric: &str, expr: &Expr, error: &ExprError) {
-        problems.expressions.push(ExpressionFailure {
-            resource: self.name.clone(),
-            metric: metric.to_owned(),
-            too_costly: matches!(error, ExprError::TooCostly { .. }),
-            message: format!("{metric}: {}: {error}", expr.source()),
-        });
+        problems.expression(&self.name, metric, expr, error);
     }
 }
 
-/// Label names and values read from `item` of `object` (`None` outside an `each`); the
-/// expression that failed, if one did.
-fn label_values<'s, 'j>(
-    specs: &'s [ObjectLabel],
+/// Label names and values read from `item` of the input's object (`None` outside an `each`);
+/// the expression that failed, if one did.
+pub(super) fn label_values<'s, 'j>(
+    specs: &'s [LabelSpec],
     input: &Input<'j>,
     item: Option<&'j Value>,
 ) -> Result<Vec<(&'s str, String)>, (&'s Expr, ExprError)> {
-    let object = input.object();
     specs
         .iter()
         .map(|spec| {
-            let text = match &spec.source {
-                LabelSource::Path(path) => label_value(path, object, item.unwrap_or(object)),
-                LabelSource::Expr(expr) => {
-                    let value = expr.eval(input, item).map_err(|e| (&**expr, e))?;
-                    value::label_text(&value)
-                }
-            };
+            let text = spec
+                .source
+                .text(input, item)
+                .map_err(|failed| (failed.expr, failed.error))?;
             Ok((spec.name.as_str(), text))
         })
         .collect()
@@ -187,11 +179,34 @@ impl<'j> Out<'_, '_, '_, 'j> {
                 return;
             }
         };
+        let from = match &self.metric.labels_from {
+            Some(from) => match from.read(self.object, item) {
+                Ok(read) => {
+                    if read.collisions > 0 {
+                        self.problems.collisions.push(LabelCollisions {
+                            resource: self.resource.name.clone(),
+                            metric: self.metric.name.clone(),
+                            count: read.collisions,
+                        });
+                    }
+                    read.labels
+                }
+                Err(error) => {
+                    self.problems.push(&self.metric.name, &from.path, &error);
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
         let labels = || {
             self.common
                 .iter()
                 .chain(&own)
                 .map(|(name, value)| (*name, value.as_str()))
+                .chain(
+                    from.iter()
+                        .map(|(name, value)| (name.as_str(), value.as_str())),
+                )
         };
         match &self.metric.value {
             ValueSpec::Info => {
@@ -199,65 +214,43 @@ impl<'j> Out<'_, '_, '_, 'j> {
                     .sample(self.family, self.metric.suffix, 1.0, self.now_ms)
                     .labels(labels());
             }
-            ValueSpec::Number(spec) => match spec.read(self.object, item) {
+            ValueSpec::Number(spec) => match spec.read(self.input, within) {
                 Ok(Some(number)) => {
                     self.writer
                         .sample(self.family, self.metric.suffix, number, self.now_ms)
                         .labels(labels());
                 }
                 Ok(None) => {}
-                Err(error) => self.problem(&spec.path, &error),
-            },
-            ValueSpec::Expr {
-                expr,
-                convert,
-                value_map,
-                default,
-            } => {
-                let within = self.metric.each.is_some().then_some(item);
-                let number = match expr.eval(self.input, within) {
-                    Ok(Value::Null) => *default,
-                    Ok(value) => match mapped(&value, value_map, *convert) {
-                        Ok(number) => Some(number),
-                        Err(error) => {
-                            // The expression worked; its result is no number.
-                            let message =
-                                format!("{}: {}: {error}", self.metric.name, expr.source());
-                            self.problems.messages.push(message);
-                            None
-                        }
-                    },
-                    Err(error) => {
-                        self.expr_problem(expr, &error);
-                        None
-                    }
-                };
-                if let Some(number) = number {
-                    self.writer
-                        .sample(self.family, self.metric.suffix, number, self.now_ms)
-                        .labels(labels());
+                Err(error) => {
+                    let resource = &self.resource.name;
+                    (self.problems).read(resource, &self.metric.name, &spec.source, &error);
                 }
-            }
+            },
             ValueSpec::StateSet {
-                path,
+                source,
                 states,
                 label,
             } => {
-                let current = match single(path, self.object, item) {
-                    Single::None => None,
-                    Single::One(value) => {
-                        let text = value::label_text(value);
+                let current = match source.reach(self.input, within) {
+                    Ok(Reached::None) => None,
+                    Ok(Reached::One(value)) => {
+                        let text = value::label_text(&value);
                         if !states.contains(&text) {
                             let error = ExtractError::NotAState {
                                 value: value.to_string(),
                                 states: states.clone(),
                             };
-                            self.problem(path, &error);
+                            self.problems.push(&self.metric.name, source, &error);
                         }
                         Some(text)
                     }
-                    Single::Many(count) => {
-                        self.problem(path, &ExtractError::TooMany(count));
+                    Ok(Reached::Many(count)) => {
+                        let error = ExtractError::TooMany(count);
+                        self.problems.push(&self.metric.name, source, &error);
+                        return;
+                    }
+                    Err(failed) => {
+                        self.expr_problem(failed.expr, &failed.error);
                         return;
                     }
                 };
@@ -280,22 +273,23 @@ impl<'j> Out<'_, '_, '_, 'j> {
         self.resource
             .expr_problem(self.problems, &self.metric.name, expr, error);
     }
-
-    fn problem(&mut self, path: &Path, error: &dyn std::fmt::Display) {
-        self.problems
-            .messages
-            .push(format!("{}: {path}: {error}", self.metric.name));
-    }
 }
 
 impl NumberSpec {
-    /// The number at the path from `item` of `object`: the default (or `None`) when the path
-    /// reaches nothing; an error saying why when the value is not a number or not one value.
-    pub(super) fn read(&self, object: &Value, item: &Value) -> Result<Option<f64>, ExtractError> {
-        match single(&self.path, object, item) {
-            Single::None => Ok(self.default),
-            Single::One(value) => Ok(Some(mapped(value, &self.value_map, self.convert)?)),
-            Single::Many(count) => Err(ExtractError::TooMany(count)),
+    /// The number read from `item` of the input's object (`None` outside an `each`): the
+    /// default (or `None`) when nothing is reached; an error saying why when the value is not a
+    /// number, not one value, or the expression failed.
+    pub(super) fn read<'j>(
+        &self,
+        input: &Input<'j>,
+        item: Option<&'j Value>,
+    ) -> Result<Option<f64>, ReadError<'_>> {
+        match self.source.reach(input, item).map_err(ReadError::Expr)? {
+            Reached::None => Ok(self.default),
+            Reached::One(value) => mapped(&value, &self.value_map, self.convert)
+                .map(Some)
+                .map_err(|e| ReadError::Extract(e.into())),
+            Reached::Many(count) => Err(ReadError::Extract(ExtractError::TooMany(count))),
         }
     }
 }

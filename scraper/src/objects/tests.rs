@@ -931,3 +931,259 @@ expr = "object.status.interfaces.all(a, object.status.interfaces.all(b, a.mtu > 
         "{problems:?}"
     );
 }
+
+#[test]
+fn labels_from_makes_a_map_labels_after_the_configured_ones() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "labels"
+type = "info"
+labels = { label_app = "metadata.name" }
+labels_from = { path = "metadata.labels", allow = ["app", "kubevirt.io/.*"] }
+"#,
+    );
+    let mut object = vmi();
+    object["metadata"]["labels"] = json!({
+        "app": "web",
+        "kubevirt.io/vmName": "vm1",
+        "kubevirt_io/vmName": "other",
+        "other": "left-out",
+    });
+    let (update, problems) = pipeline.apply(&key(&object), &object, 1_000).unwrap();
+    assert_eq!(
+        written(&update),
+        [sample(
+            "kubevirt_vmi_labels_info",
+            &[
+                ("name", "vm1"),
+                ("node", "node-1"),
+                ("label_app", "vm1"),
+                ("label_kubevirt_io_vm_name", "vm1"),
+            ],
+            1.0
+        )]
+    );
+    // `app` lost to the configured `label_app`, `kubevirt_io/vmName` to `kubevirt.io/vmName`.
+    let collisions = LabelCollisions {
+        resource: "VirtualMachineInstance".to_owned(),
+        metric: "kubevirt_vmi_labels".to_owned(),
+        count: 2,
+    };
+    assert_eq!(problems.collisions, [collisions]);
+    let counted = pipeline.stats().snapshot().label_collisions;
+    let key = (
+        "VirtualMachineInstance".to_owned(),
+        "kubevirt_vmi_labels".to_owned(),
+    );
+    assert_eq!(counted[&key], 2);
+}
+
+#[test]
+fn labels_from_reads_each_item_inside_each() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "interface_mtu"
+type = "gauge"
+each = "status.interfaces[*]"
+path = "mtu"
+labels_from = { path = "tags", prefix = "tag_" }
+"#,
+    );
+    let mut object = vmi();
+    object["status"]["interfaces"][0]["tags"] = json!({"Role": "uplink"});
+    let (samples, problems) = apply(&pipeline, &object);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples,
+        [
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[("name", "vm1"), ("node", "node-1"), ("tag_role", "uplink")],
+                1500.0
+            ),
+            sample(
+                "kubevirt_vmi_interface_mtu",
+                &[("name", "vm1"), ("node", "node-1")],
+                9000.0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn labels_from_with_a_bad_pattern_or_prefix_is_an_error_at_its_place() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n\
+         labels_from = {{ path = \"metadata.labels\", prefix = \"9_\", allow = [\"ok\", \"a(\"] }}\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].metrics[0].labels_from.prefix",
+            "resources[0].metrics[0].labels_from.allow[1]",
+        ]
+    );
+    let span = errors[1].span.clone().unwrap();
+    assert_eq!(&text[span], "\"a(\"");
+    assert!(
+        errors[1].message.contains("regular expression"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_stateset_takes_its_state_from_an_expression() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "ready"
+type = "stateset"
+expr = "object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True') ? 'ready' : 'not_ready'"
+states = ["ready", "not_ready"]
+"#,
+    );
+    let (samples, problems) = apply(&pipeline, &vmi());
+    assert!(problems.is_empty(), "{problems:?}");
+    let common = [("name", "vm1"), ("node", "node-1")];
+    let with = |state: &'static str| {
+        let mut labels = common.to_vec();
+        labels.push(("kubevirt_vmi_ready", state));
+        labels
+    };
+    assert_eq!(
+        samples,
+        [
+            sample("kubevirt_vmi_ready", &with("ready"), 1.0),
+            sample("kubevirt_vmi_ready", &with("not_ready"), 0.0),
+        ]
+    );
+}
+
+const CAPPED: &str = r#"
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+max_series = 3
+labels = { name = "metadata.name" }
+
+  [[resources.metrics]]
+  name = "cm_info"
+  type = "info"
+"#;
+
+fn configmap(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ns", "uid": name, "labels": {"team": name}},
+    })
+}
+
+fn limited(pipeline: &ObjectPipeline, reason: &str) -> u64 {
+    let key = (
+        "resources[0]".to_owned(),
+        "cm".to_owned(),
+        reason.to_owned(),
+    );
+    pipeline
+        .stats()
+        .snapshot()
+        .series_limited
+        .get(&key)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn entry_series(pipeline: &ObjectPipeline) -> u64 {
+    pipeline.stats().snapshot().series["resources[0]"]
+}
+
+#[test]
+fn max_series_holds_back_the_newest_series_and_gives_them_back_when_room_is_made() {
+    let pipeline = pipeline(CAPPED);
+    assert!(pipeline.has_derived(), "retries need the host to pull");
+    let mut written_count = 0;
+    for name in ["a", "b", "c", "d", "e"] {
+        let (samples, problems) = apply(&pipeline, &configmap(name));
+        assert!(problems.is_empty(), "{problems:?}");
+        written_count += samples.len();
+    }
+    assert_eq!(written_count, 3, "a, b and c fit; d and e are the newest");
+    assert_eq!(limited(&pipeline, "max_series"), 2);
+    assert_eq!(entry_series(&pipeline), 3);
+    // Applied again unchanged: an object keeps what it holds, the others still wait.
+    assert_eq!(apply(&pipeline, &configmap("a")).0.len(), 1);
+    assert_eq!(apply(&pipeline, &configmap("e")).0.len(), 0);
+    assert_eq!(limited(&pipeline, "max_series"), 3);
+    // b goes away: the oldest waiting object, d, comes back at the next pull; e still waits.
+    pipeline.remove(&key(&configmap("b"))).unwrap();
+    let back: Vec<Vec<Written>> = pipeline
+        .derived_updates(2_000)
+        .iter()
+        .map(written)
+        .collect();
+    assert_eq!(
+        back,
+        [vec![sample("cm_info", &[("name", "d")], 1.0)]],
+        "only d fits"
+    );
+    assert!(
+        pipeline.derived_updates(3_000).is_empty(),
+        "nothing freed since"
+    );
+    assert_eq!(entry_series(&pipeline), 3);
+    pipeline.remove(&key(&configmap("a"))).unwrap();
+    pipeline.remove(&key(&configmap("c"))).unwrap();
+    let back: Vec<Vec<Written>> = pipeline
+        .derived_updates(4_000)
+        .iter()
+        .map(written)
+        .collect();
+    assert_eq!(back, [vec![sample("cm_info", &[("name", "e")], 1.0)]]);
+    assert_eq!(entry_series(&pipeline), 2);
+}
+
+#[test]
+fn max_values_holds_back_series_bringing_a_new_value_of_a_label() {
+    let text = CAPPED.replace("max_series = 3", "max_values = 2");
+    let pipeline = pipeline(&text);
+    let counts: Vec<usize> = ["a", "b", "c", "a"]
+        .iter()
+        .map(|name| apply(&pipeline, &configmap(name)).0.len())
+        .collect();
+    assert_eq!(counts, [1, 1, 0, 1], "`name` takes two values: a and b");
+    assert_eq!(limited(&pipeline, "max_values"), 1);
+    pipeline.remove(&key(&configmap("a"))).unwrap();
+    let back: Vec<Vec<Written>> = pipeline.derived_updates(1).iter().map(written).collect();
+    assert_eq!(back, [vec![sample("cm_info", &[("name", "c")], 1.0)]]);
+}
+
+#[test]
+fn an_object_no_longer_selected_gives_its_series_back() {
+    let text = CAPPED.replace(
+        "max_series = 3",
+        "max_series = 1\nlabel_selector = \"team!=x\"",
+    );
+    let pipeline = pipeline(&text);
+    assert_eq!(apply(&pipeline, &configmap("a")).0.len(), 1);
+    assert_eq!(apply(&pipeline, &configmap("b")).0.len(), 0);
+    let mut moved = configmap("a");
+    moved["metadata"]["labels"]["team"] = json!("x");
+    assert!(apply_at(&pipeline, &moved, 0).is_none());
+    let back: Vec<Vec<Written>> = pipeline.derived_updates(1).iter().map(written).collect();
+    assert_eq!(back, [vec![sample("cm_info", &[("name", "b")], 1.0)]]);
+}
+
+#[test]
+fn caps_must_be_at_least_one() {
+    let text = CAPPED.replace("max_series = 3", "max_series = 0\nmax_values = 0");
+    let errors = errors(&text);
+    assert_eq!(
+        keys(&errors),
+        ["resources[0].max_series", "resources[0].max_values"]
+    );
+    assert_eq!(&text[errors[0].span.clone().unwrap()], "0");
+}

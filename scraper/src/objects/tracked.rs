@@ -18,9 +18,13 @@ use serde_json::Value;
 use super::age::{Age, AgeState, Aged};
 use super::aggregate::{Aggregate, AggregateState, Contribution};
 use super::durations::{Durations, DurationsState, Timed};
+use super::extract::ExtractError;
+use super::reader::{Failed, Reached, Reader};
 use super::transitions::{Transitions, TransitionsState, Value as Watched};
-use super::{FamilyDef, Resource};
+use super::{FamilyDef, LabelSpec, Problems, ReadError, Resource};
 use crate::event::SourceUpdate;
+use crate::expr::Input;
+use crate::value::{self, Convert};
 
 /// A compiled aggregate or derived metric.
 #[derive(Debug)]
@@ -46,6 +50,8 @@ pub(super) enum TrackedKind {
 pub(super) enum Observation {
     /// The object is gone, or no longer selected by the entry.
     Gone,
+    /// An expression failed: the state keeps what it had for the object.
+    Unread,
     /// Its group and value; `None` when it counts in no group (filtered out, no value).
     Aggregate(Option<Contribution>),
     /// The watched value now.
@@ -56,24 +62,105 @@ pub(super) enum Observation {
     Age(Option<Aged>),
 }
 
+/// Where the problems met while one tracked family reads an object go, named after the family.
+pub(super) struct Report<'p> {
+    pub(super) problems: &'p mut Problems,
+    /// The entry's name, as expression failures are counted under.
+    pub(super) resource: &'p str,
+    pub(super) family: &'p str,
+}
+
+impl Report<'_> {
+    /// A value at `at` (a path or an expression) that is not what the family needs.
+    pub(super) fn problem(&mut self, at: &dyn std::fmt::Display, message: &dyn std::fmt::Display) {
+        self.problems.push(self.family, at, message);
+    }
+
+    /// An expression that failed.
+    pub(super) fn failed(&mut self, failed: &Failed<'_>) {
+        (self.problems).expression(self.resource, self.family, failed.expr, &failed.error);
+    }
+
+    /// A number that could not be read.
+    pub(super) fn read(&mut self, reader: &Reader, error: &ReadError<'_>) {
+        (self.problems).read(self.resource, self.family, reader, error);
+    }
+
+    /// The label values of `specs` from `item` of the input's object; `None` when an expression
+    /// failed (and was reported).
+    pub(super) fn labels<'j>(
+        &mut self,
+        specs: &[LabelSpec],
+        input: &Input<'j>,
+        item: Option<&'j Value>,
+    ) -> Option<Vec<String>> {
+        let mut values = Vec::with_capacity(specs.len());
+        for spec in specs {
+            match spec.source.text(input, item) {
+                Ok(text) => values.push(text),
+                Err(failed) => {
+                    self.failed(&failed);
+                    return None;
+                }
+            }
+        }
+        Some(values)
+    }
+
+    /// The time `reader` reaches as text and Unix seconds; `None` (and maybe a problem) when
+    /// there is none.
+    pub(super) fn time<'j>(
+        &mut self,
+        reader: &Reader,
+        input: &Input<'j>,
+        item: Option<&'j Value>,
+    ) -> Option<(String, f64)> {
+        match reader.reach(input, item) {
+            Ok(Reached::None) => None,
+            Ok(Reached::One(found)) => match value::to_number(&found, Convert::Timestamp) {
+                Ok(seconds) => Some((value::label_text(&found), seconds)),
+                Err(e) => {
+                    self.problem(reader, &e);
+                    None
+                }
+            },
+            Ok(Reached::Many(count)) => {
+                self.problem(reader, &ExtractError::TooMany(count));
+                None
+            }
+            Err(failed) => {
+                self.failed(&failed);
+                None
+            }
+        }
+    }
+}
+
 impl Tracked {
-    /// Reads what `object` contributes; problems (a value that is not a number or a time) name
-    /// the family and the path.
-    pub(super) fn observe(&self, object: &Value, problems: &mut Vec<String>) -> Observation {
-        let mut problem = |path: &dyn std::fmt::Display, message: &str| {
-            problems.push(format!("{}: {path}: {message}", self.family.name));
+    /// Reads what the input's object contributes; problems (a value that is not a number or a
+    /// time, an expression that failed) name the family and the path or expression.
+    pub(super) fn observe(
+        &self,
+        input: &Input<'_>,
+        resource: &str,
+        problems: &mut Problems,
+    ) -> Observation {
+        let mut report = Report {
+            problems,
+            resource,
+            family: &self.family.name,
         };
         match &self.kind {
             TrackedKind::Aggregate(aggregate) => {
-                Observation::Aggregate(aggregate.observe(object, &mut problem))
+                Observation::Aggregate(aggregate.observe(input, &mut report))
             }
-            TrackedKind::Transitions(transitions) => {
-                Observation::Transitions(transitions.observe(object))
-            }
+            TrackedKind::Transitions(transitions) => transitions
+                .observe(input, &mut report)
+                .map_or(Observation::Unread, Observation::Transitions),
             TrackedKind::Durations(durations) => {
-                Observation::Durations(durations.observe(object, &mut problem))
+                Observation::Durations(durations.observe(input, &mut report))
             }
-            TrackedKind::Age(age) => Observation::Age(age.observe(object, &mut problem)),
+            TrackedKind::Age(age) => Observation::Age(age.observe(input, &mut report)),
         }
     }
 }
@@ -147,6 +234,7 @@ impl Tracker {
             (State::Durations(state), Observation::Gone) => state.forget(object_key),
             (State::Age(state), Observation::Age(aged)) => state.record(id, aged),
             (State::Age(state), Observation::Gone) => state.record(id, None),
+            (_, Observation::Unread) => false,
             // An observation always comes from the family's own kind.
             _ => false,
         };

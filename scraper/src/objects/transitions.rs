@@ -11,17 +11,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use periscope_plugin_api::batch::{FamilyId, ReplaceWriter, Suffix};
-use serde_json::Value as Json;
 
 use super::LabelSpec;
-use super::extract::label_value;
-use crate::path::Path;
+use super::reader::Reader;
+use super::tracked::Report;
+use crate::expr::Input;
 
 /// A compiled transitions metric.
 #[derive(Debug)]
 pub(super) struct Transitions {
     /// The watched value.
-    pub(super) path: Path,
+    pub(super) source: Reader,
     /// Extra labels, in name order, read from the object at the change.
     pub(super) by: Vec<LabelSpec>,
 }
@@ -33,15 +33,18 @@ pub(super) struct Value {
 }
 
 impl Transitions {
-    pub(super) fn observe(&self, object: &Json) -> Value {
-        Value {
-            value: label_value(&self.path, object, object),
-            by: self
-                .by
-                .iter()
-                .map(|spec| label_value(&spec.path, object, object))
-                .collect(),
-        }
+    /// The watched value and the labels; `None` when an expression failed (reported): the
+    /// state keeps the last value, so the next one read is compared with it.
+    pub(super) fn observe(&self, input: &Input<'_>, report: &mut Report<'_>) -> Option<Value> {
+        let value = match self.source.text(input, None) {
+            Ok(value) => value,
+            Err(failed) => {
+                report.failed(&failed);
+                return None;
+            }
+        };
+        let by = report.labels(&self.by, input, None)?;
+        Some(Value { value, by })
     }
 
     /// One counter sample per series seen so far: `by` labels, then `from` and `to`.

@@ -10,8 +10,10 @@ use toml::Spanned;
 
 use super::{Compiler, number_spec};
 use crate::config::{
-    AggregateConfig, AggregateType, DerivedConfig, DerivedType, FilterConfig, ResourceConfig,
+    AggregateConfig, AggregateFilter, AggregateType, DerivedConfig, DerivedType, FilterConfig,
+    LabelConfig, ResourceConfig,
 };
+use crate::expr::Scope;
 use crate::objects::age::Age;
 use crate::objects::aggregate::{Aggregate, Filter};
 use crate::objects::durations::Durations;
@@ -76,7 +78,7 @@ impl Compiler {
             key,
             &type_name,
             [
-                ("path", config.path.as_ref().map(Spanned::span), sum),
+                ("path", config.path.as_ref().map(value_span), sum),
                 ("unit", config.unit.as_ref().map(Spanned::span), sum),
                 ("convert", config.convert.as_ref().map(Spanned::span), sum),
                 (
@@ -96,7 +98,7 @@ impl Compiler {
             self.check_unit(&format!("{key}.unit"), unit);
         }
         let family = self.tracked_family(context, key, &config.name, None, FamilyKind::Gauge);
-        let by = self.labels(&format!("{key}.by"), &config.by, &[]);
+        let by = self.labels(&format!("{key}.by"), &config.by, &[], Scope::Object);
         let filter = config
             .filter
             .as_ref()
@@ -104,7 +106,7 @@ impl Compiler {
         let path = config
             .path
             .as_ref()
-            .map(|path| self.path(&format!("{key}.path"), path));
+            .map(|path| self.reader(&format!("{key}.path"), path, Scope::Object));
 
         let family = family?;
         let sum = match (sum, path) {
@@ -123,7 +125,7 @@ impl Compiler {
         };
         let help = config.help.clone().unwrap_or_else(|| {
             let what = match &config.path {
-                Some(path) if sum.is_some() => format!("Sum of field `{}`", path.get_ref()),
+                Some(path) if sum.is_some() => format!("Sum of field `{}`", path.text()),
                 _ => "Number".to_owned(),
             };
             format!("{what} of {}{}.", context.object(), by_text(&by))
@@ -139,8 +141,14 @@ impl Compiler {
         ))
     }
 
-    fn filter(&mut self, key: &str, config: &Spanned<FilterConfig>) -> Option<Filter> {
-        let filter = config.get_ref();
+    fn filter(&mut self, key: &str, config: &AggregateFilter) -> Option<Filter> {
+        let config = match config {
+            AggregateFilter::Values(values) => values,
+            AggregateFilter::Expr(expr) => {
+                return self.expr(key, expr, Scope::Object).map(Filter::Expr);
+            }
+        };
+        let filter: &FilterConfig = config.get_ref();
         let path = self.path(&format!("{key}.path"), &filter.path);
         let (values, keep_listed, field) = match (&filter.any_of, &filter.not_in) {
             (Some(values), None) => (values, true, "in"),
@@ -155,7 +163,7 @@ impl Compiler {
             let message = "`in` lists no value, so nothing would count";
             self.error(&format!("{key}.{field}"), Some(values), message);
         }
-        Some(Filter {
+        Some(Filter::Values {
             path: path?,
             values: values.get_ref().iter().cloned().collect(),
             keep_listed,
@@ -173,13 +181,13 @@ impl Compiler {
         let transitions = derived_type == DerivedType::Transitions;
         let histogram = derived_type == DerivedType::DurationHistogram;
         let age = derived_type == DerivedType::Age;
-        let span = |value: &Option<Spanned<String>>| value.as_ref().map(Spanned::span);
+        let span = |value: &Option<LabelConfig>| value.as_ref().map(value_span);
         self.keys_allowed(
             key,
             type_name,
             [
                 ("path", span(&config.path), transitions || age),
-                ("each", span(&config.each), histogram),
+                ("each", config.each.as_ref().map(Spanned::span), histogram),
                 ("start", span(&config.start), histogram),
                 ("end", span(&config.end), histogram),
                 (
@@ -216,16 +224,26 @@ impl Compiler {
             DerivedType::DurationHistogram => &["le"],
             DerivedType::Age => &resource_labels,
         };
-        let by = self.labels(&format!("{key}.by"), &config.by, taken);
-        let mut path = |field: &str, path: &Option<Spanned<String>>| {
-            path.as_ref()
-                .and_then(|p| self.path(&format!("{key}.{field}"), p))
+        // Inside a histogram's `each`, `start`, `end` and `by` read each item.
+        let scope = if histogram && config.each.is_some() {
+            Scope::Item
+        } else {
+            Scope::Object
         };
-        let (path_, each, start, end) = (
-            path("path", &config.path),
-            path("each", &config.each),
-            path("start", &config.start),
-            path("end", &config.end),
+        let by = self.labels(&format!("{key}.by"), &config.by, taken, scope);
+        let each = config
+            .each
+            .as_ref()
+            .and_then(|each| self.path(&format!("{key}.each"), each));
+        let mut reader = |field: &str, value: &Option<LabelConfig>| {
+            value
+                .as_ref()
+                .and_then(|v| self.reader(&format!("{key}.{field}"), v, scope))
+        };
+        let (path_, start, end) = (
+            reader("path", &config.path),
+            reader("start", &config.start),
+            reader("end", &config.end),
         );
         let buckets = config
             .buckets
@@ -243,7 +261,7 @@ impl Compiler {
                     text(&config.path),
                     by_text(&by)
                 );
-                let kind = TrackedKind::Transitions(Transitions { path: path_?, by });
+                let kind = TrackedKind::Transitions(Transitions { source: path_?, by });
                 (kind, help, "")
             }
             DerivedType::DurationHistogram => {
@@ -278,7 +296,7 @@ impl Compiler {
                 let mut labels = context.labels.to_vec();
                 labels.extend(by);
                 let kind = TrackedKind::Age(Age {
-                    path: path_?,
+                    source: path_?,
                     labels,
                     refresh_ms: refresh_ms?,
                 });
@@ -397,9 +415,16 @@ impl Compiler {
     }
 }
 
-/// The text of an optional path, for help texts.
-fn text(path: &Option<Spanned<String>>) -> &str {
-    path.as_ref().map_or("", |p| p.get_ref().as_str())
+/// The text of an optional path or expression, for help texts.
+fn text(value: &Option<LabelConfig>) -> &str {
+    value.as_ref().map_or("", LabelConfig::text)
+}
+
+/// The span of a value written as a path or an expression.
+fn value_span(value: &LabelConfig) -> Range<usize> {
+    match value {
+        LabelConfig::Path(text) | LabelConfig::Expr(text) => text.span(),
+    }
 }
 
 /// ` by a, b` for the help text, or nothing without labels.

@@ -653,3 +653,161 @@ fn an_entry_with_only_aggregates_is_fine_and_one_with_nothing_is_not() {
     let errors = errors("");
     assert_eq!(keys(&errors), ["resources[0].metrics"]);
 }
+
+#[test]
+fn aggregates_take_expressions_for_the_sum_the_groups_and_the_filter() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.aggregates]]
+name = "cores"
+type = "sum"
+path = { expr = "object.spec.domain.cpu.cores * 2" }
+by = { node = { expr = "object.status.nodeName.upperAscii()" } }
+where = "object.status.phase != 'Pending'"
+"#,
+    );
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("b", "Running", "n1"), 0).unwrap();
+    apply_at(&pipeline, &vmi("c", "Pending", "n2"), 0).unwrap();
+    let mut broken = vmi("d", "Running", "n2");
+    broken["spec"]["domain"]["cpu"]["cores"] = json!("two");
+    let (_, problems) = pipeline.apply(&key(&broken), &broken, 0).expect("selected");
+    assert_eq!(problems.expressions.len(), 1, "{problems:?}");
+    assert_eq!(problems.expressions[0].metric, "kubevirt_vmi_cores");
+    assert_eq!(
+        pulled(&pipeline, 1)["aggregate:kubevirt_vmi_cores"],
+        series(&[("kubevirt_vmi_cores{node=\"N1\"}", 8.0)])
+    );
+}
+
+#[test]
+fn derived_metrics_take_expressions_for_their_values_times_and_labels() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.derived]]
+name = "phase_transitions_total"
+type = "transitions"
+path = { expr = "object.status.phase.lowerAscii()" }
+
+[[resources.derived]]
+name = "running_seconds"
+type = "duration_histogram"
+each = "status.phaseTransitionTimestamps[*]"
+start = { expr = "object.metadata.creationTimestamp" }
+end = { expr = "timestamp(item.phaseTransitionTimestamp) + duration('1s')" }
+by = { phase = { expr = "item.phase.lowerAscii()" } }
+buckets = [10, 60]
+
+[[resources.derived]]
+name = "age_seconds"
+type = "age"
+path = { expr = "object.metadata.creationTimestamp" }
+"#,
+    );
+    let running = [
+        ("Pending", "2024-05-01T10:00:00Z"),
+        ("Running", "2024-05-01T10:00:29Z"),
+    ];
+    apply_at(&pipeline, &with_transitions("a", &running[..1]), 0).unwrap();
+    apply_at(&pipeline, &with_transitions("a", &running), 0).unwrap();
+    let created_ms = 1_714_557_600_000;
+    let pulled = pulled(&pipeline, created_ms + 2_000);
+    assert_eq!(
+        pulled["aggregate:kubevirt_vmi_phase_transitions"],
+        series(&[(
+            "kubevirt_vmi_phase_transitions_total{from=\"pending\",to=\"running\"}",
+            1.0
+        )])
+    );
+    let histogram = &pulled["aggregate:kubevirt_vmi_running_seconds"];
+    assert_eq!(
+        histogram["kubevirt_vmi_running_seconds_sum{phase=\"running\"}"],
+        30.0
+    );
+    assert_eq!(
+        histogram["kubevirt_vmi_running_seconds_sum{phase=\"pending\"}"],
+        1.0
+    );
+    assert_eq!(
+        pulled["aggregate:kubevirt_vmi_age_seconds"],
+        series(&[("kubevirt_vmi_age_seconds{name=\"a\"}", 2.0)])
+    );
+}
+
+#[test]
+fn a_failing_transition_expression_keeps_the_last_value() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.derived]]
+name = "phase_transitions_total"
+type = "transitions"
+path = { expr = "object.status.phase" }
+"#,
+    );
+    apply_at(&pipeline, &vmi("a", "Pending", ""), 0).unwrap();
+    let mut broken = vmi("a", "Pending", "");
+    broken["status"] = json!({});
+    let (_, problems) = pipeline.apply(&key(&broken), &broken, 0).unwrap();
+    assert_eq!(problems.expressions.len(), 1, "{problems:?}");
+    apply_at(&pipeline, &vmi("a", "Running", ""), 0).unwrap();
+    assert_eq!(
+        pulled(&pipeline, 1)["aggregate:kubevirt_vmi_phase_transitions"],
+        series(&[(
+            "kubevirt_vmi_phase_transitions_total{from=\"Pending\",to=\"Running\"}",
+            1.0
+        )])
+    );
+}
+
+#[test]
+fn entry_labels_written_as_expressions_reach_ages() {
+    let text = r#"
+[[resources]]
+group = "kubevirt.io"
+version = "v1"
+kind = "VirtualMachineInstance"
+labels = { name = { expr = "object.metadata.name + '!'" } }
+
+[[resources.derived]]
+name = "age_seconds"
+type = "age"
+path = "metadata.creationTimestamp"
+"#;
+    let pipeline = ObjectPipeline::compile(&resources(text), Secrets::Refused).unwrap();
+    apply_at(&pipeline, &vmi("a", "Running", "n1"), 0).unwrap();
+    let created_ms = 1_714_557_600_000;
+    assert_eq!(
+        pulled(&pipeline, created_ms + 1_000)["aggregate:age_seconds"],
+        series(&[("age_seconds{name=\"a!\"}", 1.0)])
+    );
+}
+
+#[test]
+fn bad_expressions_in_aggregates_and_derived_metrics_are_named_by_key() {
+    let errors = errors(
+        r#"
+[[resources.aggregates]]
+name = "c"
+type = "count"
+by = { node = { expr = "object.status.(" } }
+where = "item.phase == 'x'"
+
+[[resources.derived]]
+name = "t"
+type = "transitions"
+path = { expr = "object." }
+"#,
+    );
+    assert_eq!(
+        keys(&errors),
+        [
+            "resources[0].aggregates[0].by.node",
+            "resources[0].aggregates[0].where",
+            "resources[0].derived[0].path",
+        ]
+    );
+    assert!(
+        errors[1].message.contains("unknown variable `item`"),
+        "{errors:?}"
+    );
+}
