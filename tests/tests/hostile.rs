@@ -319,7 +319,7 @@ fn clients_that_never_read_a_big_page_or_stay_idle_are_dropped_and_counted() {
     let page = format!("http://127.0.0.1:{port}/metrics");
     let mut size = 0;
     assert!(
-        wait_until(Duration::from_secs(30), || periscope_tests::http_get(&page)
+        wait_until(Duration::from_secs(90), || periscope_tests::http_get(&page)
             .is_ok_and(|(_, body)| {
                 size = body.len();
                 body.contains("series=\"0129999\"")
