@@ -95,30 +95,30 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
-/// `GET url`: the status and body, or why the request failed.
+/// `GET url`: the status and body, or why the request failed (5 s at most).
 pub fn http_get(url: &str) -> Result<(u16, String), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
+    request(Duration::from_secs(5), |agent| agent.get(url).call())
 }
 
-/// `POST url` with an empty body: the status and body, or why the request failed.
+/// `POST url` with an empty body: the status and body, or why the request failed (60 s at most:
+/// a reload waits for the host to apply its config).
 pub fn http_post(url: &str) -> Result<(u16, String), String> {
+    request(Duration::from_secs(60), |agent| {
+        agent.post(url).send_empty()
+    })
+}
+
+/// Sends one request with `send` through an agent that takes every status as an answer.
+fn request(
+    timeout: Duration,
+    send: impl FnOnce(&ureq::Agent) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
+        .timeout_global(Some(timeout))
         .build()
         .into();
-    let mut response = agent.post(url).send_empty().map_err(|e| e.to_string())?;
+    let mut response = send(&agent).map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()

@@ -43,8 +43,9 @@ fn write(dir: &Path, name: &str, text: &str, listen: SocketAddr) {
     .unwrap();
 }
 
-#[test]
-fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
+/// A host in a new directory with ConfigMap `a` = 1 and a page exporter, once the page shows it:
+/// the directory, the host, the page's address and the config it runs.
+fn start_with_page() -> (tempfile::TempDir, Host, SocketAddr, String) {
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
     write_configmap(dir.path(), "a", 1.0);
@@ -52,13 +53,19 @@ fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
     let config = page_config(page_addr);
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(20));
-    let pid = host.pid();
     assert!(
         wait_until(Duration::from_secs(10), || page(page_addr)
             .contains("demo_value{name=\"a\"} 1")),
         "{}",
         page(page_addr)
     );
+    (dir, host, page_addr, config)
+}
+
+#[test]
+fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
+    let (dir, mut host, page_addr, config) = start_with_page();
+    let pid = host.pid();
     assert_eq!(host.metric(LAST_OK), 1.0);
     let hash_before = host
         .metrics()
@@ -127,19 +134,7 @@ fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
 
 #[test]
 fn a_setting_that_cannot_change_live_refuses_the_whole_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
-    write_configmap(dir.path(), "a", 1.0);
-    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = page_config(page_addr);
-    let mut host = Host::start(dir.path(), &config);
-    host.wait_ready(Duration::from_secs(20));
-    assert!(
-        wait_until(Duration::from_secs(10), || page(page_addr)
-            .contains("demo_value{name=\"a\"} 1")),
-        "{}",
-        page(page_addr)
-    );
+    let (dir, mut host, page_addr, config) = start_with_page();
     let other: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let moved = config
         .replace("{listen}", &other.to_string())
