@@ -403,6 +403,138 @@ mod tests {
         exporter.shutdown().unwrap();
     }
 
+    /// A stand-in node on a free port that answers every request with `answer(method, path)`
+    /// (status and JSON body) and closes the connection; it records each `METHOD path`.
+    fn canned_node(
+        answer: fn(&str, &str) -> (u16, &'static str),
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_owned(),
+                    parts.next().unwrap_or_default().to_owned(),
+                );
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                record.lock().unwrap().push(format!("{method} {path}"));
+                let (status, text) = answer(&method, &path);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    const FORBIDDEN: &str = r#"{"error":{"type":"security_exception","reason":"action [cluster:admin/component_template/put] is unauthorized"},"status":403}"#;
+
+    #[test]
+    fn without_the_template_privilege_installed_templates_are_used() {
+        // An administrator installed both templates; the exporter may not put them.
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
+            ("GET", p) if p.contains("_template/") => (200, "{}"),
+            ("POST", "/_bulk") => (
+                200,
+                r#"{"errors":false,"items":[{"create":{"_id":"x","status":201}}]}"#,
+            ),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        assert_eq!(exporter.export(&batch()).unwrap(), Export::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "PUT /_component_template/periscope-metrics-periscope@mappings",
+                "GET /_component_template/periscope-metrics-periscope@mappings",
+                "PUT /_index_template/periscope-metrics-periscope",
+                "GET /_index_template/periscope-metrics-periscope",
+                "POST /_bulk",
+            ]
+        );
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn without_the_template_privilege_a_missing_template_names_the_privilege() {
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
+            ("GET", p) if p.contains("_component_template/") => (200, "{}"),
+            ("GET", p) if p.contains("_index_template/") => (404, "{}"),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        match exporter.export(&batch()).unwrap() {
+            Export::Retry { after, reason } => {
+                assert_eq!(after, RETRY_AFTER_UNAUTHORIZED);
+                assert!(reason.contains("`manage_index_templates`"), "{reason}");
+                assert!(
+                    reason.contains("_index_template/periscope-metrics-periscope"),
+                    "{reason}"
+                );
+                assert!(reason.contains("HTTP 403"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(exporter.health(), Health::Unhealthy(_)));
+        // Nothing was sent: the data waits for the template.
+        assert!(!seen.lock().unwrap().iter().any(|r| r == "POST /_bulk"));
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_bulk_refused_for_a_privilege_names_the_index_privileges() {
+        let (port, _) = canned_node(|_, _| (403, FORBIDDEN));
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntemplate = false\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        match exporter.export(&batch()).unwrap() {
+            Export::Retry { reason, .. } => assert!(
+                reason.contains("`auto_configure` and `create_doc` on `metrics-periscope-default`"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        exporter.shutdown().unwrap();
+    }
+
     #[test]
     fn a_bad_config_fails_new() {
         let config = parse("index = \"UPPER\"").unwrap();
