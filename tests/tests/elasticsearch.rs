@@ -438,6 +438,36 @@ fn a_sample_sent_twice_into_a_data_stream_is_stored_once_and_counted_as_sent() {
 }
 
 #[test]
+fn a_retention_becomes_the_data_streams_lifecycle() {
+    let node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let keys = r#", data_stream = { dataset = "periscope.kubevirt", retention = "30d" }"#;
+    let config = demo_config(&search_exporter(&node.url(), keys));
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let target = Mode::DataStream.target();
+    assert!(
+        wait_until(Duration::from_secs(20), || node.count(target, None) == 1),
+        "{}",
+        host.log()
+    );
+    // The data stream took its lifecycle from the index template. (Enforcing it is the
+    // data-streams module's work, which the test node lacks: tests/search-node/README.md.)
+    let (status, state) = node.request(
+        "GET",
+        &format!("/_cluster/state/metadata/{target}?filter_path=metadata.data_stream"),
+        None,
+    );
+    assert_eq!(status, 200, "{state}");
+    let stream = &state["metadata"]["data_stream"]["data_stream"][target];
+    assert_eq!(stream["index_mode"], "time_series", "{state}");
+    assert_eq!(stream["lifecycle"]["data_retention"], "30d", "{state}");
+    assert!(host.stop().success());
+}
+
+#[test]
 fn a_mapping_conflict_dead_letters_only_the_conflicting_document() {
     let node = SearchNode::start();
     // An index where the label `name` must be a number: ConfigMap "7" fits, "bad" does not.

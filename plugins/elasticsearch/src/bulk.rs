@@ -250,6 +250,7 @@ mod tests {
         let stream = crate::target::DataStream::new(&crate::target::DataStreamConfig {
             dataset: "periscope.kubevirt".into(),
             namespace: "default".into(),
+            retention: None,
         })
         .unwrap();
         let target = Target::DataStream(stream);

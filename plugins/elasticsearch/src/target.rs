@@ -18,6 +18,11 @@ pub struct DataStreamConfig {
     /// Whose it is (`default`, `prod`): no `-`.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// How long the data stream keeps data (`30d`, `12h`): its data stream lifecycle's
+    /// `data_retention`, set in the index template. Unset: no lifecycle from Periscope (the
+    /// cluster's defaults, or an ILM policy an administrator attaches).
+    #[serde(default)]
+    pub retention: Option<String>,
 }
 
 fn default_dataset() -> String {
@@ -32,7 +37,7 @@ fn default_namespace() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`data_stream.{part}` {value:?} {rule}")]
 pub struct DataStreamError {
-    /// `dataset` or `namespace`.
+    /// `dataset`, `namespace` or `retention`.
     pub part: &'static str,
     /// The value given.
     pub value: String,
@@ -45,6 +50,7 @@ pub struct DataStreamError {
 pub struct DataStream {
     dataset: String,
     namespace: String,
+    retention: Option<String>,
 }
 
 impl DataStream {
@@ -53,9 +59,13 @@ impl DataStream {
     pub fn new(config: &DataStreamConfig) -> Result<Self, DataStreamError> {
         check_part("dataset", &config.dataset)?;
         check_part("namespace", &config.namespace)?;
+        if let Some(retention) = &config.retention {
+            check_retention(retention)?;
+        }
         Ok(DataStream {
             dataset: config.dataset.clone(),
             namespace: config.namespace.clone(),
+            retention: config.retention.clone(),
         })
     }
 
@@ -69,10 +79,33 @@ impl DataStream {
         &self.dataset
     }
 
+    /// The lifecycle's `data_retention`, if set.
+    pub fn retention(&self) -> Option<&str> {
+        self.retention.as_deref()
+    }
+
     /// `metrics-<dataset>-*`: every namespace of the dataset, what the index template matches.
     pub fn pattern(&self) -> String {
         format!("metrics-{}-*", self.dataset)
     }
+}
+
+/// Checks `retention` is an Elasticsearch time value of whole units: a positive number followed by
+/// `d`, `h`, `m`, `s` or `ms` (`30d`).
+fn check_retention(retention: &str) -> Result<(), DataStreamError> {
+    let digits = retention.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &retention[digits.len()..];
+    let number_ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && digits.parse::<u64>().is_ok_and(|n| n > 0);
+    if number_ok && matches!(unit, "d" | "h" | "m" | "s" | "ms") {
+        return Ok(());
+    }
+    Err(DataStreamError {
+        part: "retention",
+        value: retention.to_owned(),
+        rule: "must be a positive whole number and a unit: d, h, m, s or ms (\"30d\")",
+    })
 }
 
 fn check_part(part: &'static str, value: &str) -> Result<(), DataStreamError> {
@@ -123,7 +156,24 @@ mod tests {
         DataStream::new(&DataStreamConfig {
             dataset: dataset.into(),
             namespace: namespace.into(),
+            retention: None,
         })
+    }
+
+    #[test]
+    fn a_retention_is_a_time_value() {
+        let with = |retention: &str| {
+            DataStream::new(&DataStreamConfig {
+                dataset: "p".into(),
+                namespace: "d".into(),
+                retention: Some(retention.into()),
+            })
+        };
+        assert_eq!(with("30d").unwrap().retention(), Some("30d"));
+        assert!(with("12h").is_ok() && with("500ms").is_ok());
+        for bad in ["30", "d", "0d", "-1d", "1.5d", "30 days", "30w"] {
+            assert_eq!(with(bad).unwrap_err().part, "retention", "{bad}");
+        }
     }
 
     #[test]

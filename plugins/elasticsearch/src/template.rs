@@ -27,6 +27,7 @@
 //!   one shard).
 //! - metrics: `value` is a `gauge`, `counter` a `counter` ([`crate::document`] puts a counter's
 //!   sample in `counter`, every other sample in `value`).
+//! - `retention` becomes the index template's data stream lifecycle (`data_retention`).
 //! - the `_id` is derived by the node from the dimensions and `@timestamp`: a sample sent twice
 //!   is answered `409 version_conflict_engine_exception`, which the exporter counts as stored.
 
@@ -120,13 +121,16 @@ pub fn for_data_stream(stream: &DataStream, number_of_replicas: Option<u32>) -> 
             },
         },
     });
-    let index_body = json!({
+    let mut index_body = json!({
         "index_patterns": [stream.pattern()],
         "data_stream": {},
         "priority": DATA_STREAM_PRIORITY,
         "composed_of": [component],
         "_meta": meta,
     });
+    if let Some(retention) = stream.retention() {
+        index_body["template"] = json!({"lifecycle": {"data_retention": retention}});
+    }
     vec![
         Template {
             kind: Kind::Component,
@@ -206,6 +210,7 @@ mod tests {
         let stream = DataStream::new(&crate::target::DataStreamConfig {
             dataset: "periscope.kubevirt".into(),
             namespace: "default".into(),
+            retention: Some("30d".into()),
         })
         .unwrap();
         let templates = for_data_stream(&stream, Some(0));
@@ -236,6 +241,10 @@ mod tests {
         );
         assert_eq!(index.body["data_stream"], json!({}));
         assert_eq!(index.body["composed_of"], json!([component.name]));
+        assert_eq!(
+            index.body["template"]["lifecycle"],
+            json!({"data_retention": "30d"})
+        );
     }
 
     #[test]
