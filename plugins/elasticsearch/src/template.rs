@@ -23,6 +23,8 @@
 //!   bytes (a dimension's limit; a longer one is refused and dead-lettered). The number of
 //!   dimensions has no practical limit since 8.13 (`index.mapping.dimension_fields.limit` is
 //!   32768 on 8.19: the `_tsid` is a hash).
+//!   A `passthrough` object also makes each label queryable by its bare name; the document's
+//!   own fields (`metric`, `value`, `source`) win over labels of the same name.
 //! - `routing_path`: `metric`, `source.id`, `labels.*` (the dimensions, so one series stays on
 //!   one shard).
 //! - metrics: `value` is a `gauge`, `counter` a `counter` ([`crate::document`] puts a counter's
