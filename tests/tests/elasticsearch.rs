@@ -473,6 +473,66 @@ fn a_retention_becomes_the_data_streams_lifecycle() {
 }
 
 #[test]
+fn in_a_data_stream_a_label_over_the_term_limit_dead_letters_only_its_sample() {
+    let node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    // Both in one manifest: one read, one batch. A label is a keyword dimension, whose value
+    // Lucene indexes as one term of at most 32766 bytes: "long" carries 40 000.
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let configmap = |name: &str, note: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: demo\n  uid: uid-{name}\ndata:\n  value: \"1\"\n  note: \"{note}\"\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("both.yaml"),
+        format!(
+            "{}---\n{}",
+            configmap("short", "fine"),
+            configmap("long", &"x".repeat(40_000))
+        ),
+    )
+    .unwrap();
+    let config = demo_config(&search_exporter(&node.url(), Mode::DataStream.keys())).replace(
+        r#"labels = { name = "metadata.name" }"#,
+        r#"labels = { name = "metadata.name", note = "data.note" }"#,
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let rejected = "periscope_exporter_rejected_samples_total{exporter=\"search\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(rejected) >= 1.0),
+        "nothing counted as rejected:\n{}",
+        host.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let target = Mode::DataStream.target();
+    let docs = node.search(target, json!({"match_all": {}}));
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["labels"]["note"], "fine");
+    let lines = read_ndjson(&dir.path().join("dead-letter/search.ndjson"));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["source"], "v1/ConfigMap/demo/long");
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rejected by Elasticsearch: HTTP 400"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("v1/ConfigMap/demo/long demo_value"),
+        "{reason}"
+    );
+    assert_eq!(
+        host.metric("periscope_exporter_sent_samples_total{exporter=\"search\"}"),
+        1.0
+    );
+    assert_eq!(host.metric(rejected), 1.0);
+    assert!(host.stop().success());
+}
+
+#[test]
 fn a_mapping_conflict_dead_letters_only_the_conflicting_document() {
     let node = SearchNode::start();
     // An index where the label `name` must be a number: ConfigMap "7" fits, "bad" does not.

@@ -19,8 +19,9 @@
 //!   `flattened` field cannot do that: its dimensions must be listed by key in the mapping
 //!   (`time_series_dimensions`), and the exporter does not know the label names in advance.
 //!   The cost: each distinct label name is one mapped field, counted against
-//!   `index.mapping.total_fields.limit` (default 1000), and a label value may be at most 1024
-//!   bytes (a dimension's limit; a longer one is refused and dead-lettered). The number of
+//!   `index.mapping.total_fields.limit` (default 1000), and a label value may be at most 32766
+//!   bytes (Lucene's term limit; a longer one is refused and dead-lettered; 8.19 has no
+//!   smaller limit for keyword dimensions). The number of
 //!   dimensions has no practical limit since 8.13 (`index.mapping.dimension_fields.limit` is
 //!   32768 on 8.19: the `_tsid` is a hash).
 //!   A `passthrough` object also makes each label queryable by its bare name; the document's
