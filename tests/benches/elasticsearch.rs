@@ -1,6 +1,7 @@
-//! The Elasticsearch exporter end to end: documents per second and host CPU per 1 000 documents,
-//! through a release build of the real host into a real Elasticsearch 8.19 node
-//! (`tests/search-node`).
+//! The Elasticsearch exporter end to end: documents per second, host CPU per 1 000 documents and
+//! store size per million samples (after a force-merge to one segment), through a release build
+//! of the real host into a real Elasticsearch 8.19 node (`tests/search-node`), in index mode and
+//! in data-stream (time series) mode on the same input, each on a fresh node.
 //!
 //! Run:
 //!
@@ -41,6 +42,52 @@ const DOCUMENTS: u64 = (OBJECTS * SERIES) as u64;
 
 const SENT: &str = "periscope_exporter_sent_samples_total{exporter=\"search\"}";
 
+/// The exporter's two modes, each measured on a node of its own.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// `index = "bench-%Y.%m.%d"`: daily indices, a `flattened` labels field.
+    Index,
+    /// `data_stream = { dataset = "bench" }`: a time series data stream.
+    DataStream,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Index => "index",
+            Mode::DataStream => "data stream",
+        }
+    }
+
+    /// The exporter's `config` keys choosing the mode.
+    fn keys(self) -> &'static str {
+        match self {
+            Mode::Index => r#"index = "bench-%Y.%m.%d""#,
+            Mode::DataStream => r#"data_stream = { dataset = "bench" }"#,
+        }
+    }
+
+    /// What the mode writes into.
+    fn target(self) -> &'static str {
+        match self {
+            Mode::Index => "bench-*",
+            Mode::DataStream => "metrics-bench-default",
+        }
+    }
+}
+
+/// What one mode measured.
+struct Measured {
+    /// Median documents per second of the change rounds.
+    per_second: f64,
+    /// Median host CPU seconds per 1k documents of the change rounds.
+    cpu_per_1k: f64,
+    /// Primary store bytes after a force-merge to one segment.
+    store_bytes: u64,
+    /// Documents counted.
+    documents: u64,
+}
+
 // Unsafe: `set_var` is unsafe since edition 2024; the harness reads the directory from the
 // environment, and this sets it before any other thread exists.
 #[allow(unsafe_code)]
@@ -49,19 +96,52 @@ fn main() {
         // SAFETY: no other thread runs yet, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("PERISCOPE_BIN_DIR", repo_root().join("target/release")) };
     }
+    println!(
+        "Elasticsearch exporter, end to end: {} host → real Elasticsearch 8.19 node on \
+         127.0.0.1 (1 shard, 0 replicas), index mode and data-stream (TSDS) mode on the same input",
+        std::env::var("PERISCOPE_BIN_DIR").unwrap_or_default()
+    );
+    println!(
+        "{DOCUMENTS} documents per round ({OBJECTS} objects × {SERIES} series, labels namespace, \
+         name, series), batch limits at their defaults (10 000 samples, 8 MiB)"
+    );
+    let results: Vec<(Mode, Measured)> = [Mode::Index, Mode::DataStream]
+        .into_iter()
+        .map(|mode| (mode, measure(mode)))
+        .collect();
+    println!();
+    println!(
+        "{:<12} {:>10} {:>10} {:>17} {:>14} {:>22}",
+        "mode", "documents", "docs/s", "host CPU s/1k", "store bytes", "bytes/1M samples"
+    );
+    for (mode, m) in &results {
+        println!(
+            "{:<12} {:>10} {:>10.0} {:>17.4} {:>14} {:>22.0}",
+            mode.name(),
+            m.documents,
+            m.per_second,
+            m.cpu_per_1k,
+            m.store_bytes,
+            m.store_bytes as f64 / m.documents as f64 * 1e6
+        );
+    }
+    if let [(_, index), (_, stream)] = &results[..] {
+        println!(
+            "store size, index mode / data-stream mode: {:.2}",
+            index.store_bytes as f64 / stream.store_bytes as f64
+        );
+    }
+}
+
+/// Runs every round in `mode` on a node of its own, then force-merges and reads the store size.
+fn measure(mode: Mode) -> Measured {
     let node = SearchNode::start();
     let dir = tempfile::tempdir().expect("temp dir");
     plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
     write_manifests(dir.path(), 0);
 
-    println!(
-        "Elasticsearch exporter, end to end: release host → real Elasticsearch 8.19 node on \
-         127.0.0.1 (1 shard, 0 replicas)"
-    );
-    println!(
-        "{DOCUMENTS} documents per round ({OBJECTS} objects × {SERIES} series), batch limits at \
-         their defaults (10 000 samples, 8 MiB)"
-    );
+    println!();
+    println!("mode: {} ({})", mode.name(), mode.keys());
     println!("load average before: {}", loadavg());
     println!(
         "{:<8} {:>10} {:>8} {:>10} {:>11} {:>17} {:>11}",
@@ -71,7 +151,7 @@ fn main() {
     let started = Instant::now();
     let node_cpu = || node.pid().and_then(cpu_seconds).unwrap_or(f64::NAN);
     let node_before = node_cpu();
-    let mut host = Host::start(dir.path(), &config(&node.url()));
+    let mut host = Host::start(dir.path(), &config(&node.url(), mode));
     let pid = host.pid().expect("the host runs");
     let mut rounds = Vec::new();
     let first = wait_for_sent(&host, DOCUMENTS);
@@ -103,21 +183,50 @@ fn main() {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
+    let per_second = median(changes.iter().map(|r| r.0).collect());
+    let cpu_per_1k = median(changes.iter().map(|r| r.1).collect());
     println!(
-        "median of the change rounds: {:.0} docs/s, {:.4} host CPU s per 1k documents",
-        median(changes.iter().map(|r| r.0).collect()),
-        median(changes.iter().map(|r| r.1).collect()),
+        "median of the change rounds: {per_second:.0} docs/s, {cpu_per_1k:.4} host CPU s per 1k documents"
     );
     println!("load average after: {}", loadavg());
 
     let produced = DOCUMENTS * (ROUNDS as u64 + 1);
-    let indexed = node.count("bench-*", None);
+    let target = mode.target();
+    let indexed = node.count(target, None);
     assert_eq!(
         indexed, produced,
         "_count must equal every document produced, none twice"
     );
     println!("_count = {indexed}: every document produced is indexed once");
     assert!(host.stop().success(), "{}", host.log());
+
+    // One segment per shard, so the size compares what each mode stores, not merge timing.
+    let (status, answer) = node.request_within(
+        "POST",
+        &format!("/{target}/_forcemerge?max_num_segments=1"),
+        None,
+        Duration::from_secs(1800),
+    );
+    assert_eq!(status, 200, "_forcemerge: {answer}");
+    node.request("POST", &format!("/{target}/_refresh"), None);
+    let (status, stats) = node.request("GET", &format!("/{target}/_stats/store,docs"), None);
+    assert_eq!(status, 200, "_stats: {stats}");
+    let primaries = &stats["_all"]["primaries"];
+    let store_bytes = primaries["store"]["size_in_bytes"]
+        .as_u64()
+        .expect("store size");
+    println!(
+        "after _forcemerge to 1 segment: store {store_bytes} bytes, {:.1} bytes per sample, \
+         docs.count {}",
+        store_bytes as f64 / produced as f64,
+        primaries["docs"]["count"]
+    );
+    Measured {
+        per_second,
+        cpu_per_1k,
+        store_bytes,
+        documents: indexed,
+    }
 }
 
 /// Waits (up to 10 minutes) until the host says `total` samples were acknowledged.
@@ -166,7 +275,7 @@ fn write_manifests(dir: &Path, round: usize) {
     }
 }
 
-fn config(url: &str) -> String {
+fn config(url: &str, mode: Mode) -> String {
     format!(
         r#"[host]
 listen = "{{listen}}"
@@ -196,7 +305,8 @@ labels = {{ namespace = "metadata.namespace", name = "metadata.name" }}
 name = "search"
 plugin = "elasticsearch"
 retry = {{ initial = "100ms", max = "2s" }}
-config = {{ url = "{url}", index = "bench-%Y.%m.%d", number_of_replicas = 0, timeout = "60s" }}
-"#
+config = {{ url = "{url}", {keys}, number_of_replicas = 0, timeout = "60s" }}
+"#,
+        keys = mode.keys()
     )
 }

@@ -162,9 +162,20 @@ impl SearchNode {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.request_within(method, path, body, Duration::from_secs(30))
+    }
+
+    /// [`SearchNode::request`] with its own timeout, for slow requests (`_forcemerge`).
+    pub fn request_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> (u16, serde_json::Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         let url = format!("{}{path}", self.url());

@@ -1,17 +1,20 @@
 //! The HTTP side: the official `elasticsearch` client, built from the options, and the two
-//! requests the exporter makes (put the index template, send a `_bulk`).
+//! requests the exporter makes (put or look up a template, send a `_bulk`).
 
 use std::time::Duration;
 
 use elasticsearch::auth::Credentials as EsCredentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::Method;
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
-use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkOperations, BulkParts, Elasticsearch};
 
 use periscope_plugin_api::auth::Credentials;
 
 use crate::config::{ConfigError, ElasticsearchConfig};
+use crate::template::{Kind, Template};
 
 /// Why a request did not get an answer the exporter can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,10 +22,14 @@ pub enum SendError {
     /// The node is down, slow, overloaded (429) or failing (5xx): the same request may work later.
     #[error("{0}")]
     Unavailable(String),
-    /// The node refuses our credentials (401, 403): nothing works until the operator fixes them,
+    /// The node refuses our credentials (401): nothing works until the operator fixes them,
     /// but the data must wait, not go.
     #[error("{0}")]
     Unauthorized(String),
+    /// The node knows our credentials but they lack a privilege for the request (403): like
+    /// wrong credentials, only the operator can fix it, and the data waits.
+    #[error("{0}")]
+    Forbidden(String),
     /// We refuse the node's certificate (an unknown CA, a name that does not match the `url`):
     /// like wrong credentials, only the operator can fix it, and the data waits.
     #[error("{0}")]
@@ -104,21 +111,44 @@ impl Client {
         })
     }
 
-    /// `PUT _index_template/<name>`.
-    pub async fn put_template(&self, name: &str, body: serde_json::Value) -> Result<(), SendError> {
-        let indices = self.es.indices();
-        let request = indices
-            .put_index_template(IndicesPutIndexTemplateParts::Name(name))
-            .body(body)
-            .send();
-        let response = self.within_timeout("PUT _index_template", request).await?;
+    /// `PUT _component_template/<name>` or `PUT _index_template/<name>`.
+    pub async fn put_template(&self, template: &Template) -> Result<(), SendError> {
+        let path = format!("/{}/{}", template.kind.endpoint(), template.name);
+        let request = self.es.send(
+            Method::Put,
+            &path,
+            HeaderMap::new(),
+            None::<&()>,
+            Some(JsonBody::new(template.body.clone())),
+            None,
+        );
+        let what = format!("PUT {}", template.kind.endpoint());
+        let response = self.within_timeout(&what, request).await?;
         let status = response.status_code().as_u16();
         let text = response.text().await.unwrap_or_default();
-        check_status(
-            &format!("PUT {}/_index_template/{name}", self.url),
-            status,
-            &text,
-        )
+        check_status(&format!("PUT {}{path}", self.url), status, &text)
+    }
+
+    /// Whether the template `name` exists: `GET _component_template/<name>` or
+    /// `GET _index_template/<name>` answered 200 (`false` on 404).
+    pub async fn template_exists(&self, kind: Kind, name: &str) -> Result<bool, SendError> {
+        let path = format!("/{}/{name}", kind.endpoint());
+        let request = self.es.send(
+            Method::Get,
+            &path,
+            HeaderMap::new(),
+            None::<&()>,
+            None::<JsonBody<serde_json::Value>>,
+            None,
+        );
+        let what = format!("GET {}", kind.endpoint());
+        let response = self.within_timeout(&what, request).await?;
+        let status = response.status_code().as_u16();
+        if status == 404 {
+            return Ok(false);
+        }
+        let text = response.text().await.unwrap_or_default();
+        check_status(&format!("GET {}{path}", self.url), status, &text).map(|()| true)
     }
 
     /// `POST _bulk`: the response body once the node answered 2xx.
@@ -175,7 +205,8 @@ fn check_status(what: &str, status: u16, body: &str) -> Result<(), SendError> {
     };
     match status {
         200..=299 => Ok(()),
-        401 | 403 => Err(SendError::Unauthorized(detail())),
+        401 => Err(SendError::Unauthorized(detail())),
+        403 => Err(SendError::Forbidden(detail())),
         s if crate::response::is_retryable(s) => Err(SendError::Unavailable(detail())),
         _ => Err(SendError::Refused(detail())),
     }
@@ -222,6 +253,10 @@ mod tests {
         assert!(matches!(
             check_status("x", 401, ""),
             Err(SendError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            check_status("x", 403, ""),
+            Err(SendError::Forbidden(_))
         ));
         match check_status("POST _bulk", 413, "too large") {
             Err(SendError::Refused(text)) => assert_eq!(text, "POST _bulk: HTTP 413: too large"),

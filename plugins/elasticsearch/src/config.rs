@@ -1,9 +1,14 @@
 //! The Elasticsearch exporter's options: the `config` table of its `[[exporters]]` entry.
 //!
 //! ```toml
-//! config = { url = "https://es.example:9200", index = "periscope-%Y.%m.%d",
+//! config = { url = "https://es.example:9200",
+//!            data_stream = { dataset = "periscope.kubevirt", namespace = "default" },
 //!            auth = { api_key_file = "/run/secrets/es-api-key" }, tls = { ca_file = "ca.pem" } }
 //! ```
+//!
+//! `data_stream` and `index` choose the mode and exclude each other; with neither, the exporter
+//! keeps its first behaviour, daily indices `periscope-%Y.%m.%d` (so configs written before data
+//! streams work unchanged).
 //!
 //! `auth` and `tls` are plugin-api's [`AuthConfig`] and [`TlsConfig`], the same tables the
 //! scraper's endpoints and the Prometheus exporter take.
@@ -14,6 +19,7 @@ use periscope_plugin_api::tls::{TlsConfig, TlsError};
 use serde::Deserialize;
 
 use crate::document::{IndexError, IndexPattern};
+use crate::target::{DataStream, DataStreamConfig, DataStreamError, Target};
 
 /// Options of the Elasticsearch exporter.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -22,12 +28,18 @@ pub struct ElasticsearchConfig {
     /// The node's base URL (`http://` or `https://`).
     #[serde(default = "default_url")]
     pub url: String,
-    /// The index every document goes to, with `strftime` date math over the document's timestamp
-    /// in UTC: `periscope-%Y.%m.%d` writes one index per day.
-    #[serde(default = "default_index")]
-    pub index: String,
-    /// Whether to install an index template for the indices `index` names (at start, and again
-    /// before the first export if the node was not reachable then).
+    /// Index mode: the index every document goes to, with `strftime` date math over the
+    /// document's timestamp in UTC: `periscope-%Y.%m.%d` writes one index per day. The default
+    /// when `data_stream` is not set either.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Data-stream mode: a time series data stream `metrics-<dataset>-<namespace>` (see
+    /// [`crate::template`] for its mappings and [`crate::document`] for its documents).
+    #[serde(default)]
+    pub data_stream: Option<DataStreamConfig>,
+    /// Whether to install the templates: in index mode an index template for the indices `index`
+    /// names, in data-stream mode a component and an index template (at start, and again before
+    /// the first export if the node was not reachable then).
     #[serde(default = "default_true")]
     pub template: bool,
     /// `index.number_of_replicas` in the template; unset leaves the cluster's default (1), which a
@@ -51,9 +63,8 @@ fn default_url() -> String {
     "http://127.0.0.1:9200".to_owned()
 }
 
-fn default_index() -> String {
-    "periscope-%Y.%m.%d".to_owned()
-}
+/// The index pattern of index mode when neither `index` nor `data_stream` is set.
+pub const DEFAULT_INDEX: &str = "periscope-%Y.%m.%d";
 
 fn default_true() -> bool {
     true
@@ -86,6 +97,14 @@ pub enum ConfigError {
     /// An index pattern that cannot name an index.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A data stream name Elasticsearch would refuse.
+    #[error(transparent)]
+    DataStream(#[from] DataStreamError),
+    /// Both modes at once.
+    #[error(
+        "`index` and `data_stream` exclude each other: set one (`data_stream` for time series data streams, `index` for date-math indices)"
+    )]
+    BothModes,
     /// An index pattern a template cannot cover.
     #[error(
         "`index` {0:?} starts with date math, so an index template would match every \
@@ -126,9 +145,13 @@ impl ElasticsearchConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::Scheme(self.url.clone()));
         }
-        let pattern = IndexPattern::new(&self.index)?;
-        if self.template && pattern.template_pattern().is_none() {
-            return Err(ConfigError::TemplateForEveryIndex(self.index.clone()));
+        if let Target::Index(pattern) = self.target()?
+            && self.template
+            && pattern.template_pattern().is_none()
+        {
+            return Err(ConfigError::TemplateForEveryIndex(
+                self.index.clone().unwrap_or_default(),
+            ));
         }
         self.timeout
             .check_range(TIMEOUT_RANGE.0, TIMEOUT_RANGE.1)
@@ -149,6 +172,16 @@ impl ElasticsearchConfig {
         Ok(())
     }
 
+    /// Where documents go: the data stream, the `index` pattern, or the default daily indices.
+    pub fn target(&self) -> Result<Target, ConfigError> {
+        match (&self.index, &self.data_stream) {
+            (Some(_), Some(_)) => Err(ConfigError::BothModes),
+            (None, Some(stream)) => Ok(Target::DataStream(DataStream::new(stream)?)),
+            (Some(index), None) => Ok(Target::Index(IndexPattern::new(index)?)),
+            (None, None) => Ok(Target::Index(IndexPattern::new(DEFAULT_INDEX)?)),
+        }
+    }
+
     /// The credentials the options describe, not read yet.
     pub fn auth(&self) -> Result<Option<Auth>, ConfigError> {
         Ok(self.auth.as_ref().map(AuthConfig::auth).transpose()?)
@@ -165,7 +198,12 @@ mod tests {
     fn everything_has_a_default() {
         let config: ElasticsearchConfig = parse("").unwrap();
         assert_eq!(config.url, "http://127.0.0.1:9200");
-        assert_eq!(config.index, "periscope-%Y.%m.%d");
+        assert_eq!(config.index, None);
+        assert_eq!(config.data_stream, None);
+        assert_eq!(
+            config.target().unwrap(),
+            Target::Index(IndexPattern::new("periscope-%Y.%m.%d").unwrap())
+        );
         assert!(config.template);
         assert_eq!(config.number_of_replicas, None);
         assert_eq!(config.timeout.0.as_secs(), 30);
@@ -193,6 +231,29 @@ mod tests {
                     path: "p".into()
                 }
             })
+        );
+    }
+
+    #[test]
+    fn a_data_stream_has_defaults_for_both_parts() {
+        let config: ElasticsearchConfig = parse("data_stream = {}").unwrap();
+        config.validate().unwrap();
+        match config.target().unwrap() {
+            Target::DataStream(s) => assert_eq!(s.name(), "metrics-periscope-default"),
+            other => panic!("{other:?}"),
+        }
+        let config: ElasticsearchConfig =
+            parse("data_stream = { dataset = \"periscope.kubevirt\", namespace = \"prod\" }")
+                .unwrap();
+        match config.target().unwrap() {
+            Target::DataStream(s) => assert_eq!(s.name(), "metrics-periscope.kubevirt-prod"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse::<ElasticsearchConfig>("data_stream = { type = \"logs\" }")
+                .unwrap_err()
+                .key,
+            "data_stream.type"
         );
     }
 
@@ -226,6 +287,8 @@ mod tests {
                 .contains("one kind")
         );
         assert!(bad("timeout = \"0s\"").contains("timeout"));
+        assert!(bad("index = \"x\"\ndata_stream = {}").contains("exclude each other"));
+        assert!(bad("data_stream = { dataset = \"a-b\" }").contains("`data_stream.dataset`"));
         assert!(bad("tls = { ca_file = \"x\" }").contains("https"));
         assert_eq!(
             bad("url = \"https://a\"\ntls = { ca_file = \"x\", insecure_skip_verify = true }"),

@@ -15,11 +15,27 @@
 //!
 //! Every document has a deterministic `_id` ([`Document::id`]), so indexing a retried batch again
 //! overwrites the same documents instead of adding copies.
+//!
+//! # Data-stream mode
+//!
+//! The same fields, with two differences ([`Shape::TimeSeries`]):
+//!
+//! - a counter's sample (a counter's `_total`, a histogram's or summary's `_count`, `_sum` and
+//!   `_bucket`) carries its value in `counter` instead of `value`, so each field has one
+//!   `time_series_metric` type (`value` a gauge, `counter` a counter);
+//! - a removal, which has no metric, becomes the marker sample
+//!   `{"metric":"periscope_source_removed","type":"gauge","value":1,"op":"remove","source":{…}}`
+//!   at the export time: time series indices are append-only, so the source's earlier samples
+//!   stay, and the marker says when it went away (the samples simply stop after it).
+//!
+//! The node derives the `_id` there, from the dimensions and `@timestamp`.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use periscope_plugin_api::json::{SampleJson, SourceJson};
-use periscope_plugin_api::{Sample, Source};
+use periscope_plugin_api::json::{
+    LabelsJson, SampleJson, SourceJson, non_finite_text, serialize_value,
+};
+use periscope_plugin_api::{FamilyKind, Sample, Source, Suffix};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -124,18 +140,46 @@ impl<'a> Document<'a> {
         }
     }
 
-    /// The serializable body, with its timestamp already formatted.
-    pub fn body(&self) -> Result<Body<'_, 'a>, IndexError> {
+    /// The serializable body in `shape`, with its timestamp already formatted.
+    pub fn body(&self, shape: Shape) -> Result<Body<'_, 'a>, IndexError> {
         Ok(Body {
             doc: self,
+            shape,
             timestamp: self.timestamp_text()?,
         })
+    }
+}
+
+/// The metric of the marker a removal becomes in a data stream.
+pub const REMOVED_METRIC: &str = "periscope_source_removed";
+
+/// Which fields a document has: index mode's or data-stream mode's (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Index mode: `value` for every sample, a removal without metric.
+    Plain,
+    /// Data-stream mode: `value` or `counter`, a removal as a marker sample.
+    TimeSeries,
+}
+
+/// Whether `sample` is a counter's value, kept in the `counter` field in a time series.
+pub fn is_counter(sample: Sample<'_>) -> bool {
+    match sample.family().kind {
+        FamilyKind::Counter => matches!(sample.suffix(), Suffix::None | Suffix::Total),
+        FamilyKind::Histogram | FamilyKind::Summary => {
+            matches!(
+                sample.suffix(),
+                Suffix::Count | Suffix::Sum | Suffix::Bucket
+            )
+        }
+        _ => false,
     }
 }
 
 /// A document's JSON body (see the module docs).
 pub struct Body<'d, 'a> {
     doc: &'d Document<'a>,
+    shape: Shape,
     timestamp: String,
 }
 
@@ -144,8 +188,31 @@ impl Serialize for Body<'_, '_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("@timestamp", &self.timestamp)?;
         map.serialize_entry("op", self.doc.op.as_str())?;
-        if let Some(sample) = self.doc.sample {
-            SampleJson(sample).serialize_fields(&mut map)?;
+        match (self.doc.sample, self.shape) {
+            (Some(sample), Shape::TimeSeries) if is_counter(sample) => {
+                let family = sample.family();
+                map.serialize_entry("family", family.name)?;
+                map.serialize_entry("metric", &sample.metric_name())?;
+                map.serialize_entry("type", family.kind.as_str())?;
+                if !family.unit.is_empty() {
+                    map.serialize_entry("unit", family.unit)?;
+                }
+                map.serialize_entry("labels", &LabelsJson(sample))?;
+                match non_finite_text(sample.value()) {
+                    None => map.serialize_entry("counter", &sample.value())?,
+                    Some(text) => {
+                        map.serialize_entry("counter", &())?;
+                        map.serialize_entry("value_text", text)?;
+                    }
+                }
+            }
+            (Some(sample), _) => SampleJson(sample).serialize_fields(&mut map)?,
+            (None, Shape::TimeSeries) => {
+                map.serialize_entry("metric", REMOVED_METRIC)?;
+                map.serialize_entry("type", FamilyKind::Gauge.as_str())?;
+                serialize_value(&mut map, 1.0)?;
+            }
+            (None, Shape::Plain) => {}
         }
         map.serialize_entry("source", &SourceJson(self.doc.source))?;
         map.end()
@@ -334,7 +401,71 @@ mod tests {
     }
 
     fn json(doc: &Document<'_>) -> serde_json::Value {
-        serde_json::to_value(doc.body().unwrap()).unwrap()
+        serde_json::to_value(doc.body(Shape::Plain).unwrap()).unwrap()
+    }
+
+    fn time_series_json(doc: &Document<'_>) -> serde_json::Value {
+        serde_json::to_value(doc.body(Shape::TimeSeries).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn in_a_time_series_a_counter_goes_to_counter_and_a_removal_is_a_marker() {
+        let b = batch(&[
+            (2.5, 1_764_090_000_123, &[("node", "n1")]),
+            (f64::NAN, 1, &[]),
+        ]);
+        let docs = documents(&b);
+        let counter = time_series_json(&docs[0]);
+        assert_eq!(counter["counter"], 2.5);
+        assert!(counter.get("value").is_none(), "{counter}");
+        assert_eq!(counter["metric"], "demo_bytes_total");
+        assert_eq!(counter["labels"]["node"], "n1");
+        let nan = time_series_json(&docs[1]);
+        assert!(
+            nan["counter"].is_null() && nan["value_text"] == "NaN",
+            "{nan}"
+        );
+        let marker = time_series_json(&docs[2]);
+        assert_eq!(
+            marker,
+            serde_json::json!({
+                "@timestamp": "1970-01-01T00:00:00.007Z",
+                "op": "remove",
+                "metric": "periscope_source_removed",
+                "type": "gauge",
+                "value": 1.0,
+                "source": {"kind": "object", "id": "v1/ConfigMap/demo/a", "api_version": "v1",
+                           "object_kind": "ConfigMap", "namespace": "demo", "name": "a", "uid": "uid-a"},
+            })
+        );
+    }
+
+    #[test]
+    fn counters_are_told_from_gauges_by_family_and_suffix() {
+        let mut b = BatchBuilder::new();
+        let family = |b: &mut BatchBuilder, name, kind| {
+            b.family(Family {
+                name,
+                help: "",
+                unit: "",
+                kind,
+            })
+        };
+        let c = family(&mut b, "c", FamilyKind::Counter);
+        let h = family(&mut b, "h", FamilyKind::Histogram);
+        let g = family(&mut b, "g", FamilyKind::Gauge);
+        let mut r = b.replace(source());
+        r.sample(c, Suffix::Total, 1.0, 1);
+        r.sample(c, Suffix::Created, 1.0, 1);
+        r.sample(h, Suffix::Bucket, 1.0, 1);
+        r.sample(h, Suffix::Sum, 1.0, 1);
+        r.sample(g, Suffix::None, 1.0, 1);
+        let b = b.build();
+        let Some(Update::Replace { samples, .. }) = b.updates().next() else {
+            panic!("a replace");
+        };
+        let kinds: Vec<bool> = samples.iter().map(is_counter).collect();
+        assert_eq!(kinds, [true, false, true, true, false]);
     }
 
     #[test]

@@ -4,20 +4,27 @@
 //! removal of a source, as one document into Elasticsearch with the `_bulk` API, so the index
 //! holds the history of every series.
 //!
+//! Two modes ([`target::Target`]): a time series data stream `metrics-<dataset>-<namespace>`
+//! (`data_stream = {…}`), or date-math indices (`index = "periscope-%Y.%m.%d"`, also what a config
+//! with neither key gets).
+//!
 //! Start with [`ElasticsearchExporter`]; its options are in [`config::ElasticsearchConfig`].
 //!
 //! Modules:
-//! - [`config`]: the options (`url`, `index`, `template`, auth, TLS, `timeout`);
+//! - [`config`]: the options (`url`, `data_stream` or `index`, `template`, auth, TLS, `timeout`);
+//! - [`target`]: the two modes and the data stream's name;
 //! - [`document`]: samples → documents, their deterministic ids, the index name's date math;
 //! - [`bulk`]: a batch → one `_bulk` request;
 //! - [`response`]: the per-item results of a `_bulk` response;
-//! - [`template`]: the index template (mappings) installed at start;
+//! - [`template`]: the templates (mappings, time series settings) installed at start;
 //! - [`client`]: the official `elasticsearch` client and the requests it makes.
 //!
 //! Delivery: one `_bulk` request per `export`, acknowledged only once the node acknowledged every
 //! item. An item answered 429 or 5xx, an unreachable node, a timeout or a 429/5xx on the request
-//! make the whole batch [`Export::Retry`]: the ids are deterministic and the operations are
-//! `index`, so the items already indexed are overwritten, not duplicated. Items refused for good
+//! make the whole batch [`Export::Retry`]. That duplicates nothing: in index mode the ids are
+//! deterministic and the operations are `index`, so the items already indexed are overwritten; in
+//! data-stream mode the node derives the id from the dimensions and the timestamp, and answers a
+//! second `create` of a sample with a 409 version conflict, counted as stored. Items refused for good
 //! (a 400 mapping conflict), once no item needs a retry, make it [`Export::RejectItems`] naming
 //! each refused sample (or removal) with the node's reason: every other item of the batch is
 //! indexed by then, and the host dead-letters only the refused ones.
@@ -30,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod document;
 pub mod response;
+pub mod target;
 pub mod template;
 
 use std::time::Duration;
@@ -38,8 +46,9 @@ use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter, Health, R
 
 use crate::client::{Client, SendError};
 use crate::config::ElasticsearchConfig;
-use crate::document::IndexPattern;
 use crate::response::Outcome;
+use crate::target::Target;
+use crate::template::Template;
 
 /// The shortest wait before a retry the host is asked for.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -52,9 +61,11 @@ const RETRY_AFTER_UNAUTHORIZED: Duration = Duration::from_secs(30);
 pub struct ElasticsearchExporter {
     runtime: Option<tokio::runtime::Runtime>,
     client: Client,
-    index: IndexPattern,
-    /// The template still to install (name and body), when it could not be installed yet.
-    pending_template: Option<(String, serde_json::Value)>,
+    target: Target,
+    /// The templates still to install, in order, when they could not be installed yet.
+    pending_templates: Vec<Template>,
+    /// The times of the removals in the batch being retried.
+    removal_stamps: bulk::RemovalStamps,
     /// The last failure, cleared by the next success; reported by `health`.
     last_error: Option<(Health, String)>,
 }
@@ -68,52 +79,69 @@ impl Exporter for ElasticsearchExporter {
 
     fn new(config: ElasticsearchConfig, context: Context<'_>) -> Result<Self, BoxError> {
         Self::validate(&config)?;
-        let index = IndexPattern::new(&config.index)?;
+        let target = config.target()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the exporter's tokio runtime: {e}"))?;
         let client = Client::new(&config)?;
-        let pending_template = match (config.template, index.template_pattern()) {
-            (true, Some(pattern)) => Some((
-                template::name(&pattern),
-                template::body(&pattern, config.number_of_replicas),
-            )),
-            _ => None,
+        let pending_templates = match (&target, config.template) {
+            (_, false) => Vec::new(),
+            (Target::Index(pattern), true) => pattern
+                .template_pattern()
+                .map(|p| template::for_indices(&p, config.number_of_replicas))
+                .unwrap_or_default(),
+            (Target::DataStream(stream), true) => {
+                template::for_data_stream(stream, config.number_of_replicas)
+            }
         };
         let mut exporter = ElasticsearchExporter {
             runtime: Some(runtime),
             client,
-            index,
-            pending_template,
+            target,
+            pending_templates,
+            removal_stamps: bulk::RemovalStamps::default(),
             last_error: None,
         };
-        match exporter.install_template() {
+        match exporter.install_templates() {
             Ok(()) => {}
             // A node that is not up yet is no reason to fail: the first export tries again.
             Err(
                 SendError::Unavailable(reason)
                 | SendError::Unauthorized(reason)
+                | SendError::Forbidden(reason)
                 | SendError::Untrusted(reason),
             ) => {
-                tracing::warn!(%reason, "index template not installed yet; will retry before the first export");
+                tracing::warn!(%reason, "templates not installed yet; will retry before the first export");
             }
             Err(SendError::Refused(reason)) => {
-                return Err(format!("the index template was refused: {reason}").into());
+                return Err(format!("a template was refused: {reason}").into());
             }
         }
-        tracing::info!(
-            exporter = context.exporter,
-            url = %config.url,
-            index = %config.index,
-            template = config.template,
-            "indexing into Elasticsearch"
-        );
+        match &exporter.target {
+            Target::Index(_) => tracing::info!(
+                exporter = context.exporter,
+                url = %config.url,
+                index = config.index.as_deref().unwrap_or(config::DEFAULT_INDEX),
+                template = config.template,
+                "indexing into Elasticsearch (index mode)"
+            ),
+            Target::DataStream(stream) => tracing::info!(
+                exporter = context.exporter,
+                url = %config.url,
+                data_stream = %stream.name(),
+                template = config.template,
+                "indexing into an Elasticsearch time series data stream"
+            ),
+        }
         Ok(exporter)
     }
 
     fn export(&mut self, batch: &Batch) -> Result<Export, BoxError> {
         let result = self.export_batch(batch)?;
+        if !matches!(result, Export::Retry { .. }) {
+            self.removal_stamps.clear();
+        }
         self.last_error = match &result {
             Export::Ok => None,
             Export::Retry { reason, after } => {
@@ -153,26 +181,57 @@ impl ElasticsearchExporter {
             .ok_or_else(|| "the exporter was shut down".into())
     }
 
-    /// Puts the pending index template, if any.
-    fn install_template(&mut self) -> Result<(), SendError> {
-        let Some((name, body)) = &self.pending_template else {
-            return Ok(());
-        };
-        let Ok(runtime) = self.runtime() else {
-            return Err(SendError::Unavailable("the exporter was shut down".into()));
-        };
-        runtime.block_on(self.client.put_template(name, body.clone()))?;
-        tracing::info!(template = %name, "index template installed");
-        self.pending_template = None;
+    /// Puts the pending templates, in order. A template the credentials may not put (403) is
+    /// looked up instead: one that exists (an administrator installed it) is used as it is; a
+    /// missing one is an error naming the privilege.
+    fn install_templates(&mut self) -> Result<(), SendError> {
+        while let Some(template) = self.pending_templates.first() {
+            let Ok(runtime) = self.runtime() else {
+                return Err(SendError::Unavailable("the exporter was shut down".into()));
+            };
+            let kind = template.kind.endpoint();
+            let name = template.name.clone();
+            match runtime.block_on(self.client.put_template(template)) {
+                Ok(()) => tracing::info!(template = %name, kind, "template installed"),
+                Err(SendError::Forbidden(reason)) => {
+                    let found = runtime.block_on(self.client.template_exists(template.kind, &name));
+                    match found {
+                        Ok(true) => tracing::warn!(
+                            template = %name,
+                            kind,
+                            %reason,
+                            "the credentials lack the cluster privilege `manage_index_templates`; \
+                             using the template already installed"
+                        ),
+                        Ok(false) | Err(SendError::Forbidden(_)) => {
+                            return Err(SendError::Forbidden(format!(
+                                "cannot install {kind}/{name}: the credentials lack the cluster \
+                                 privilege `manage_index_templates` ({reason}), and the template \
+                                 is not installed: grant the privilege, or have an administrator \
+                                 install it (`template = false` skips this step)"
+                            )));
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+            self.pending_templates.remove(0);
+        }
         Ok(())
     }
 
     fn export_batch(&mut self, batch: &Batch) -> Result<Export, BoxError> {
-        let request = bulk::build(batch, &self.index, periscope_plugin_api::now_ms());
+        let request = bulk::build(
+            batch,
+            &self.target,
+            &mut self.removal_stamps,
+            periscope_plugin_api::now_ms(),
+        );
         if request.sent.is_empty() && request.unsendable.is_empty() {
             return Ok(Export::Ok);
         }
-        match self.install_template() {
+        match self.install_templates() {
             Ok(()) => {}
             Err(e) => return Ok(retry_or_reject(e, "installing the index template")),
         }
@@ -186,12 +245,28 @@ impl ElasticsearchExporter {
             let answer = self.runtime()?.block_on(self.client.bulk(request.body));
             let body = match answer {
                 Ok(body) => body,
+                Err(SendError::Forbidden(reason)) => {
+                    return Ok(retry_or_reject(
+                        SendError::Forbidden(format!(
+                            "{reason} (the credentials need {})",
+                            write_privileges(&self.target)
+                        )),
+                        "sending the batch",
+                    ));
+                }
                 Err(e) => return Ok(retry_or_reject(e, "sending the batch")),
             };
             match response::classify(&body, sent.len()) {
                 // Nothing tells which items were indexed: sending them again is safe.
                 Err(error) => return Ok(retry(RETRY_AFTER, error.to_string())),
-                Ok(Outcome::Indexed) => {}
+                Ok(Outcome::Indexed { already_stored }) => {
+                    if already_stored > 0 {
+                        tracing::debug!(
+                            already_stored,
+                            "documents the node already held (sent before) counted as stored"
+                        );
+                    }
+                }
                 Ok(Outcome::Retry { items, first }) => {
                     return Ok(retry(
                         RETRY_AFTER,
@@ -207,10 +282,16 @@ impl ElasticsearchExporter {
                         let Some(s) = sent.get(r.position) else {
                             continue;
                         };
-                        let reason = format!(
-                            "rejected by Elasticsearch: HTTP {}: {} (document {}, {})",
-                            r.status, r.error, s.id, s.what
-                        );
+                        let reason = match &s.id {
+                            Some(id) => format!(
+                                "rejected by Elasticsearch: HTTP {}: {} (document {id}, {})",
+                                r.status, r.error, s.what
+                            ),
+                            None => format!(
+                                "rejected by Elasticsearch: HTTP {}: {} ({})",
+                                r.status, r.error, s.what
+                            ),
+                        };
                         rejected.push(refused(s.position, reason));
                     }
                 }
@@ -220,6 +301,20 @@ impl ElasticsearchExporter {
             return Ok(Export::Ok);
         }
         Ok(Export::RejectItems { items: rejected })
+    }
+}
+
+/// The index privileges writing into `target` needs, for the message of a 403.
+fn write_privileges(target: &Target) -> String {
+    match target {
+        Target::Index(_) => {
+            "the index privileges `create_index` and `index` on the indices `index` names"
+                .to_owned()
+        }
+        Target::DataStream(stream) => format!(
+            "the index privileges `auto_configure` and `create_doc` on `{}`",
+            stream.name()
+        ),
     }
 }
 
@@ -243,6 +338,10 @@ fn retry_or_reject(error: SendError, doing: &str) -> Export {
         SendError::Unauthorized(reason) => retry(
             RETRY_AFTER_UNAUTHORIZED,
             format!("{doing}: {reason} (check the credentials)"),
+        ),
+        SendError::Forbidden(reason) => retry(
+            RETRY_AFTER_UNAUTHORIZED,
+            format!("{doing}: {reason} (the credentials lack a privilege)"),
         ),
         SendError::Untrusted(reason) => retry(
             RETRY_AFTER_UNAUTHORIZED,
@@ -301,6 +400,138 @@ mod tests {
         }
         assert!(matches!(exporter.health(), Health::Degraded(_)));
         assert_eq!(exporter.export(&Batch::new()).unwrap(), Export::Ok);
+        exporter.shutdown().unwrap();
+    }
+
+    /// A stand-in node on a free port that answers every request with `answer(method, path)`
+    /// (status and JSON body) and closes the connection; it records each `METHOD path`.
+    fn canned_node(
+        answer: fn(&str, &str) -> (u16, &'static str),
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_owned(),
+                    parts.next().unwrap_or_default().to_owned(),
+                );
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                record.lock().unwrap().push(format!("{method} {path}"));
+                let (status, text) = answer(&method, &path);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    const FORBIDDEN: &str = r#"{"error":{"type":"security_exception","reason":"action [cluster:admin/component_template/put] is unauthorized"},"status":403}"#;
+
+    #[test]
+    fn without_the_template_privilege_installed_templates_are_used() {
+        // An administrator installed both templates; the exporter may not put them.
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
+            ("GET", p) if p.contains("_template/") => (200, "{}"),
+            ("POST", "/_bulk") => (
+                200,
+                r#"{"errors":false,"items":[{"create":{"_id":"x","status":201}}]}"#,
+            ),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        assert_eq!(exporter.export(&batch()).unwrap(), Export::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "PUT /_component_template/periscope-metrics-periscope@mappings",
+                "GET /_component_template/periscope-metrics-periscope@mappings",
+                "PUT /_index_template/periscope-metrics-periscope",
+                "GET /_index_template/periscope-metrics-periscope",
+                "POST /_bulk",
+            ]
+        );
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn without_the_template_privilege_a_missing_template_names_the_privilege() {
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
+            ("GET", p) if p.contains("_component_template/") => (200, "{}"),
+            ("GET", p) if p.contains("_index_template/") => (404, "{}"),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        match exporter.export(&batch()).unwrap() {
+            Export::Retry { after, reason } => {
+                assert_eq!(after, RETRY_AFTER_UNAUTHORIZED);
+                assert!(reason.contains("`manage_index_templates`"), "{reason}");
+                assert!(
+                    reason.contains("_index_template/periscope-metrics-periscope"),
+                    "{reason}"
+                );
+                assert!(reason.contains("HTTP 403"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(exporter.health(), Health::Unhealthy(_)));
+        // Nothing was sent: the data waits for the template.
+        assert!(!seen.lock().unwrap().iter().any(|r| r == "POST /_bulk"));
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_bulk_refused_for_a_privilege_names_the_index_privileges() {
+        let (port, _) = canned_node(|_, _| (403, FORBIDDEN));
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntemplate = false\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        match exporter.export(&batch()).unwrap() {
+            Export::Retry { reason, .. } => assert!(
+                reason.contains("`auto_configure` and `create_doc` on `metrics-periscope-default`"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
         exporter.shutdown().unwrap();
     }
 

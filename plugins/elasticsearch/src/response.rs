@@ -1,5 +1,9 @@
 //! Reading a `_bulk` response: every item is checked, since a `200` can still carry per-item
 //! failures (`"errors": true`).
+//!
+//! A `create` answered `409 version_conflict_engine_exception` is a document the node already
+//! holds: in a time series data stream the `_id` comes from the dimensions and the timestamp, so
+//! a retried sample (or one replayed from a disk queue) meets its first copy. It counts as stored.
 
 use serde::Deserialize;
 
@@ -41,8 +45,11 @@ pub struct ItemError {
 /// What a `_bulk` response means for the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every item was indexed.
-    Indexed,
+    /// Every item was indexed, or was already there.
+    Indexed {
+        /// How many items were already there (a 409 version conflict: sent before).
+        already_stored: usize,
+    },
     /// Some item hit a 429 or a 5xx: send the whole batch again (ids make that safe).
     Retry {
         /// How many items asked for it.
@@ -65,6 +72,11 @@ pub struct Rejection {
     pub status: u16,
     /// `type: reason` from the node.
     pub error: String,
+}
+
+/// Whether an item's failure means the node already holds that document (see the module docs).
+fn already_stored(status: u16, error: Option<&ItemError>) -> bool {
+    status == 409 && error.is_some_and(|e| e.kind == "version_conflict_engine_exception")
 }
 
 /// Whether an item (or request) status asks for the same request to be sent again.
@@ -110,6 +122,7 @@ pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, ResponseError> {
         });
     }
     let mut retry = 0;
+    let mut stored_before = 0;
     let mut first_retry = String::new();
     let mut rejected = Vec::new();
     for (position, item) in response.items.iter().enumerate() {
@@ -117,6 +130,10 @@ pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, ResponseError> {
             return Err(ResponseError::EmptyItem(position));
         };
         if (200..300).contains(&item.status) {
+            continue;
+        }
+        if already_stored(item.status, item.error.as_ref()) {
+            stored_before += 1;
             continue;
         }
         let error = item.error.as_ref().map_or_else(
@@ -143,7 +160,9 @@ pub fn classify(body: &[u8], sent: usize) -> Result<Outcome, ResponseError> {
             first: first_retry,
         }
     } else if rejected.is_empty() {
-        Outcome::Indexed
+        Outcome::Indexed {
+            already_stored: stored_before,
+        }
     } else {
         Outcome::Rejected(rejected)
     })
@@ -171,7 +190,26 @@ mod tests {
     #[test]
     fn all_created_or_updated_is_indexed() {
         let b = body(false, &[item("a", 201, None), item("b", 200, None)]);
-        assert_eq!(classify(&b, 2).unwrap(), Outcome::Indexed);
+        assert_eq!(
+            classify(&b, 2).unwrap(),
+            Outcome::Indexed { already_stored: 0 }
+        );
+    }
+
+    #[test]
+    fn a_create_that_meets_its_first_copy_is_stored() {
+        // As the 8.19 node answered a second `create` of one sample into a time series data stream.
+        let b = br#"{"errors":true,"took":811,"items":[
+            {"create":{"_index":".ds-metrics-periscope.kubevirt-default-2026.11.29-000001","_id":"r46zFle5ts260LniAAABoil0-vA","_version":1,"result":"created","status":201}},
+            {"create":{"_index":".ds-metrics-periscope.kubevirt-default-2026.11.29-000001","_id":"r46zFle5ts260LniAAABoil0-vA","status":409,"error":{"type":"version_conflict_engine_exception",
+              "reason":"[r46zFle5ts260LniAAABoil0-vA][LJR0vN@2026-11-29T22:37:42.000Z]: version conflict, document already exists (current version [1])"}}}]}"#;
+        assert_eq!(
+            classify(b, 2).unwrap(),
+            Outcome::Indexed { already_stored: 1 }
+        );
+        // Another 409 is not a copy.
+        let b = body(true, &[item("a", 409, Some("other_conflict"))]);
+        assert!(matches!(classify(&b, 1).unwrap(), Outcome::Rejected(_)));
     }
 
     #[test]
