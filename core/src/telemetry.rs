@@ -508,13 +508,11 @@ impl Telemetry {
 
     /// Records which plugin exporter `name` runs now (replacing what it ran before).
     pub fn exporter_info(&self, name: &str, plugin: &str, plugin_version: &str, sha256: &str) {
+        self.forget_exporter_info(name);
         let mut labels = self
             .exporter_info_labels
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some([p, v, h]) = labels.remove(name) {
-            let _ = self.exporter_info.remove_label_values(&[name, &p, &v, &h]);
-        }
         self.exporter_info
             .with_label_values(&[name, plugin, plugin_version, sha256])
             .set(1);
@@ -582,6 +580,17 @@ impl Telemetry {
     /// the self-metrics, beside the host's own ([`guard_stats`](Self::guard_stats)).
     pub fn watch_pipeline(&self, stats: Arc<PipelineStats>) {
         self.guards.add(stats);
+    }
+
+    /// Drops the info series of exporter `name` (a reload removed it).
+    pub fn forget_exporter_info(&self, name: &str) {
+        let mut labels = self
+            .exporter_info_labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some([p, v, h]) = labels.remove(name) {
+            let _ = self.exporter_info.remove_label_values(&[name, &p, &v, &h]);
+        }
     }
 
     /// Where the host's own guards (an exporter's `max_series`) count what they hold back.
@@ -835,5 +844,20 @@ mod tests {
         );
         m.health.set(None);
         assert_eq!(series("healthy"), "0");
+    }
+
+    #[test]
+    fn an_exporters_info_series_is_replaced_and_forgotten() {
+        let telemetry = Telemetry::new();
+        telemetry.exporter_info("a", "file", "0.1.0", "aa");
+        telemetry.exporter_info("a", "file", "0.2.0", "bb");
+        let page = telemetry.render();
+        assert!(!page.contains("sha256=\"aa\""), "{page}");
+        assert!(
+            page.contains("periscope_exporter_info{exporter=\"a\",plugin=\"file\",plugin_version=\"0.2.0\",sha256=\"bb\"} 1"),
+            "{page}"
+        );
+        telemetry.forget_exporter_info("a");
+        assert!(!telemetry.render().contains("periscope_exporter_info{"));
     }
 }

@@ -79,6 +79,7 @@ impl Exporters {
             if !wanted.iter().any(|(f, _)| f.name == name) {
                 wiring.readiness.remove(&format!("exporter:{name}"));
                 wiring.telemetry.exporter(&name).up.set(0);
+                wiring.telemetry.forget_exporter_info(&name);
             }
         }
         for name in std::mem::take(&mut self.refused) {
