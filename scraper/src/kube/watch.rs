@@ -73,6 +73,7 @@ impl KubeWatch {
             shard: self.shard,
             events,
             known: Known::default(),
+            scratch: Scratch::default(),
             synced: false,
             max_objects: self.target.max_objects,
             ignoring: None,
@@ -190,17 +191,39 @@ struct Held {
 }
 
 impl Held {
-    fn new(source: bool, object: &serde_json::Value) -> Held {
-        let json = serde_json::to_vec(object).unwrap_or_default();
-        Held {
-            source,
-            object: lz4_flex::compress_prepend_size(&json).into_boxed_slice(),
-        }
-    }
-
     fn object(&self) -> Option<serde_json::Value> {
         let json = lz4_flex::decompress_size_prepended(&self.object).ok()?;
         serde_json::from_slice(&json).ok()
+    }
+}
+
+/// The buffers objects are serialized and compressed in, reused for every object so that holding
+/// one costs a single allocation of its compressed size.
+#[derive(Default)]
+struct Scratch {
+    json: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+impl Scratch {
+    /// What to hold of `object`: LZ4 with its length in front, as `decompress_size_prepended`
+    /// reads it.
+    fn hold(&mut self, source: bool, object: &serde_json::Value) -> Held {
+        self.json.clear();
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.json, object);
+        let bound = lz4_flex::block::get_maximum_output_size(self.json.len());
+        self.compressed.resize(4 + bound, 0);
+        let length = u32::try_from(self.json.len()).unwrap_or(u32::MAX);
+        self.compressed[..4].copy_from_slice(&length.to_le_bytes());
+        // Within the maximum output size, compressing cannot fail; an empty object would only
+        // be skipped on a reload.
+        let written = lz4_flex::block::compress_into(&self.json, &mut self.compressed[4..])
+            .unwrap_or_default();
+        Held {
+            source,
+            object: Box::from(&self.compressed[..4 + written]),
+        }
     }
 }
 
@@ -213,6 +236,7 @@ struct WatchState {
     shard: Shard,
     events: mpsc::Sender<Event>,
     known: Known<Held>,
+    scratch: Scratch,
     synced: bool,
     /// The most objects taken in (`max_objects`).
     max_objects: Option<usize>,
@@ -271,7 +295,7 @@ impl WatchState {
         }
         let was_source = self.known.get(&key).is_some_and(|held| held.source);
         let source = self.send(&key, &value, was_source).await;
-        Some((key, Held::new(source, &value)))
+        Some((key, self.scratch.hold(source, &value)))
     }
 
     /// Applies the pipeline to one object and sends what it gives: its update, or the `Remove`
@@ -401,5 +425,27 @@ impl WatchState {
     async fn send_event(&self, event: Event) {
         // The host stopped listening only at shutdown.
         let _ = self.events.send(event).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_object_comes_back_as_it_was_and_costs_its_compressed_size() {
+        let mut scratch = Scratch::default();
+        let big = serde_json::json!({
+            "metadata": { "name": "a", "labels": { "x": "y".repeat(2000) } },
+            "status": { "phase": "Running" },
+        });
+        let small = serde_json::json!({ "metadata": { "name": "b" } });
+        let held = scratch.hold(true, &big);
+        assert!(held.source);
+        assert!(held.object.len() < 200, "{} bytes", held.object.len());
+        assert_eq!(held.object(), Some(big));
+        // The scratch buffers are reused: a smaller object after a bigger one is exact too.
+        let held = scratch.hold(false, &small);
+        assert_eq!(held.object(), Some(small));
     }
 }
