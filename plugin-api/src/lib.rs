@@ -34,7 +34,7 @@ pub mod host;
 pub mod json;
 pub mod log;
 pub mod names;
-mod small_file;
+pub mod small_file;
 pub mod tls;
 
 pub use abi::ABI_VERSION;

@@ -34,11 +34,12 @@ fn regular(kind: std::fs::FileType) -> io::Result<()> {
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("not a regular file ({})", kind_name(kind)),
+        format!("not a regular file ({})", file_kind(kind)),
     ))
 }
 
-fn kind_name(kind: std::fs::FileType) -> &'static str {
+/// What a file that is not a regular file is, for messages: "a directory", "a FIFO", …
+pub fn file_kind(kind: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt as _;
     if kind.is_dir() {
         "a directory"

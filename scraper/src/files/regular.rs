@@ -34,7 +34,9 @@ pub(super) fn read(path: &Path, cap: u64) -> Result<Vec<u8>, Refused> {
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(Refused::NotRegular(type_name(&meta.file_type())));
+        return Err(Refused::NotRegular(
+            periscope_plugin_api::small_file::file_kind(meta.file_type()),
+        ));
     }
     if meta.len() > cap {
         return Err(Refused::TooLarge { cap });
@@ -46,23 +48,6 @@ pub(super) fn read(path: &Path, cap: u64) -> Result<Vec<u8>, Refused> {
         return Err(Refused::TooLarge { cap });
     }
     Ok(bytes)
-}
-
-fn type_name(file_type: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    }
 }
 
 #[cfg(test)]
