@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use periscope_plugin_api::batch::Batch;
-use periscope_scraper::objects::{PipelineStats, SeriesCap};
+use periscope_scraper::objects::{Caps, PipelineStats, SeriesCap};
 
 /// How often, at most, an exporter with series left out asks for a resync once room is given
 /// back.
@@ -26,7 +26,14 @@ impl ExporterCap {
     /// The cap of exporter `name`, counting into `stats`.
     pub fn new(name: &str, max: u64, stats: Arc<PipelineStats>) -> ExporterCap {
         ExporterCap {
-            cap: SeriesCap::new(format!("exporter:{name}"), max, stats),
+            cap: SeriesCap::new(
+                format!("exporter:{name}"),
+                Caps {
+                    max_series: Some(max),
+                    max_values: None,
+                },
+                stats,
+            ),
             last_resync: None,
         }
     }

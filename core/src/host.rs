@@ -208,7 +208,7 @@ pub async fn run(
         // Every later pipeline shares this one's admission (`carry_on_from`).
         tokio::spawn(crate::memory::watch(
             limit,
-            plan.pipeline.clone(),
+            plan.pipeline.admission().clone(),
             shutdown.clone(),
         ));
     }

@@ -1,20 +1,21 @@
-//! `[host] memory_limit`: the host stops taking in new objects before it is OOM-killed.
+//! `[host] memory_limit`: the host stops taking in new objects and series before it is
+//! OOM-killed.
 //!
 //! Like Go's `GOMEMLIMIT`, the limit is either configured (`memory_limit = "512MiB"`) or, when
 //! the host runs in a container, read from the cgroup v2 limit (`/sys/fs/cgroup/memory.max`).
 //! Once a second the host reads its resident memory (`VmRSS` of `/proc/self/status`: what the kernel's
-//! OOM killer and the cgroup judge it by). Above [`CLOSE_AT`] of the limit, watches stop taking
-//! in objects they do not know yet (each one is counted in
-//! `periscope_watch_objects_ignored_total{reason="memory_limit"}`); objects already known keep
-//! being updated and removed, so memory can only go down. Below [`OPEN_AT`] they take new objects
-//! again. Each change is logged once; `/healthz` and `/readyz` do not change: a host holding its
+//! OOM killer and the cgroup judge it by). Above [`CLOSE_AT`] of the limit it closes the host's
+//! [`Admission`]: watches stop taking in objects they do not know yet (each one is counted in
+//! `periscope_watch_objects_ignored_total{reason="memory_limit"}`) and an endpoint target writes
+//! no more series than its last scrape did (the rest counted in
+//! `periscope_series_limited_total{reason="memory_limit"}`); what is known keeps being updated and
+//! removed, so memory can only go down. Below [`OPEN_AT`] admission opens again. Each change is logged once; `/healthz` and `/readyz` do not change: a host holding its
 //! memory is working, only not taking more.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use periscope_scraper::objects::ObjectPipeline;
+use periscope_scraper::admission::Admission;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -57,8 +58,8 @@ pub fn admits(admitting: bool, resident: u64, limit: u64) -> bool {
 }
 
 /// Watches the host's memory against `limit` until `shutdown`, opening and closing the
-/// pipeline's admission of new objects.
-pub async fn watch(limit: u64, pipeline: Arc<ObjectPipeline>, shutdown: CancellationToken) {
+/// admission of new objects and series.
+pub async fn watch(limit: u64, admission: Admission, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -69,20 +70,20 @@ pub async fn watch(limit: u64, pipeline: Arc<ObjectPipeline>, shutdown: Cancella
         let Some(resident) = resident_bytes() else {
             continue;
         };
-        let before = pipeline.is_admitting();
+        let before = admission.is_open();
         let now = admits(before, resident, limit);
         if now != before {
-            pipeline.set_admitting(now);
+            admission.set_open(now);
             if now {
                 info!(
                     resident,
-                    limit, "memory below the limit again: taking in new objects"
+                    limit, "memory below the limit again: taking in new objects and series"
                 );
             } else {
                 warn!(
                     resident,
                     limit,
-                    "memory near the limit: new objects are ignored (counted in periscope_watch_objects_ignored_total)"
+                    "memory near the limit: new objects and series are ignored (counted in periscope_watch_objects_ignored_total and periscope_series_limited_total)"
                 );
             }
         }

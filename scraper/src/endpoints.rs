@@ -32,6 +32,7 @@ use regex::RegexSet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, MEMORY_LIMIT};
 use crate::config::{EndpointFormat, PortRef, Scheme};
 use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::DocumentMetrics;
@@ -66,19 +67,36 @@ pub struct Endpoint {
     http: reqwest::Client,
     /// The metrics of a JSON answer.
     json: Option<DocumentMetrics>,
-    /// `max_series` over every target of the entry.
+    /// The `entry` label of what its caps leave out: `endpoints[i]`.
+    entry: String,
+    /// `max_series` and `max_values` over every target of the entry.
     cap: Option<std::sync::Mutex<crate::objects::SeriesCap>>,
     /// What the cap left out, for the host's self-metrics.
     stats: Arc<crate::objects::PipelineStats>,
 }
 
 impl Endpoint {
-    /// What the entry's `max_series` left out, for the host's self-metrics.
+    /// What the entry's caps left out, for the host's self-metrics.
     pub fn stats(&self) -> &Arc<crate::objects::PipelineStats> {
         &self.stats
     }
 
-    /// A target's update as it may go on under the entry's `max_series`.
+    /// A target's update as it may go on while `admission` is closed: no more series than
+    /// `last`, what the target wrote before (and always its report: `up` and the `scrape_*`
+    /// series, which come first); the rest is counted.
+    fn admitted(&self, update: SourceUpdate, last: usize, admission: &Admission) -> SourceUpdate {
+        let keep = last.max(scrape::REPORT_SERIES);
+        if admission.is_open() || update.batch().sample_count() <= keep {
+            return update;
+        }
+        let (kept, left_out) = crate::objects::keep_first(update, keep);
+        for family in left_out {
+            (self.stats).series_limited(&self.entry, &family, MEMORY_LIMIT, 1);
+        }
+        kept
+    }
+
+    /// A target's update as it may go on under the entry's caps.
     fn capped(&self, update: SourceUpdate) -> SourceUpdate {
         match &self.cap {
             // A panic while the cap was locked leaves it as consistent as any single admission.
@@ -120,17 +138,25 @@ pub struct EndpointInput {
     endpoint: Arc<Endpoint>,
     client: Option<kube::Client>,
     shard: Shard,
+    admission: Admission,
 }
 
 impl EndpointInput {
     /// The input of `endpoint`. `client` is needed when the entry discovers targets; `shard`
     /// keeps the targets of this instance (discovered ones by the object's uid, URLs by their
-    /// source id), so N sharded replicas scrape every target once.
-    pub fn new(endpoint: Arc<Endpoint>, client: Option<kube::Client>, shard: Shard) -> Self {
+    /// source id), so N sharded replicas scrape every target once. While `admission` is closed,
+    /// a target writes no more series than its last scrape did.
+    pub fn new(
+        endpoint: Arc<Endpoint>,
+        client: Option<kube::Client>,
+        shard: Shard,
+        admission: Admission,
+    ) -> Self {
         EndpointInput {
             endpoint,
             client,
             shard,
+            admission,
         }
     }
 
@@ -175,7 +201,7 @@ impl EndpointInput {
                 None
             }
         };
-        targets::Scheduler::new(self.endpoint, events, shutdown)
+        targets::Scheduler::new(self.endpoint, self.admission, events, shutdown)
             .run(targets_rx)
             .await;
         if let Some(task) = discovering {

@@ -20,6 +20,7 @@
 //! [`selector`] (Kubernetes label and field selectors), [`expr`] (CEL expressions where a path is
 //! not enough).
 
+pub mod admission;
 pub mod config;
 pub mod endpoints;
 mod event;

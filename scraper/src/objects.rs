@@ -18,6 +18,7 @@ pub(crate) mod compile;
 mod durations;
 mod extract;
 mod key;
+mod label_values;
 mod labels_from;
 mod limits;
 mod reader;
@@ -43,8 +44,10 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::value::Convert;
 pub(crate) use extract::label_value;
 pub use key::ObjectKey;
+pub use limits::Caps;
 use reader::Reader;
 pub use series_cap::SeriesCap;
+pub(crate) use series_cap::keep_first;
 pub use shared::{Generation, PipelinePublisher, SharedPipeline};
 pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
@@ -128,8 +131,8 @@ pub struct ObjectPipeline {
     resources: Vec<Resource>,
     tracker: Mutex<Tracker>,
     stats: std::sync::Arc<PipelineStats>,
-    /// Cleared by the host above its memory limit: watches take in no object they do not know.
-    admitting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Closed by the host above its memory limit: watches take in no object they do not know.
+    admission: crate::admission::Admission,
 }
 
 impl ObjectPipeline {
@@ -143,7 +146,7 @@ impl ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
             resources,
             stats: std::sync::Arc::default(),
-            admitting: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            admission: crate::admission::Admission::default(),
         })
     }
 
@@ -152,18 +155,14 @@ impl ObjectPipeline {
     /// same memory limit.
     pub fn carry_on_from(&mut self, previous: &ObjectPipeline) {
         self.stats = previous.stats.clone();
-        self.admitting = previous.admitting.clone();
+        self.admission = previous.admission.clone();
     }
 
-    /// Whether watches may take in objects they do not know yet: the host clears it above its
-    /// `memory_limit` (see `core/src/memory.rs`) and sets it again once memory went down.
-    pub fn is_admitting(&self) -> bool {
-        self.admitting.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Lets watches take in new objects, or stops them.
-    pub fn set_admitting(&self, admitting: bool) {
-        (self.admitting).store(admitting, std::sync::atomic::Ordering::Relaxed);
+    /// Whether watches may take in objects they do not know yet, and endpoints new series: the
+    /// host closes it above its `memory_limit` (see `core/src/memory.rs`) and opens it again once
+    /// memory went down. Endpoint inputs share it.
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.admission
     }
 
     /// What the pipeline and its inputs held back, for the host's self-metrics.

@@ -2,10 +2,11 @@
 //! `max_series` (the host's resident memory measured, the counters exact, the series back after
 //! a reload lifting the caps), a label with very many distinct values under `max_values`,
 //! read offline, an endpoint answering a million series under its own and an exporter's
-//! `max_series`, and a host over its `memory_limit` ignoring new objects while staying healthy
-//! and ready.
+//! `max_series` and a million values of one label under its `max_values`, and a host over its
+//! `memory_limit` ignoring new objects and new endpoint series while staying healthy and ready.
 //!
-//! The flood's size is `PERISCOPE_FLOOD_OBJECTS` (20,000 by default: about a minute of creating
+//! The endpoint's size is `PERISCOPE_FLOOD_SERIES` (a million by default). The flood's size is
+//! `PERISCOPE_FLOOD_OBJECTS` (20,000 by default: about a minute of creating
 //! on the project's 2-core machines, where etcd and the apiserver share the cores with the test).
 
 use std::path::Path;
@@ -109,16 +110,26 @@ config = {{ path = "out/metrics.ndjson", fsync = "never", max_bytes = "1GiB" }}
 
 /// The resident memory of process `pid`, in bytes.
 fn resident_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` ever had, in bytes.
+fn peak_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// The size on line `field` of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
+        .expect("a size in kB");
     kib * 1024
 }
 
@@ -217,11 +228,24 @@ async fn over_its_memory_limit_the_host_ignores_new_objects_and_stays_healthy_an
     flood(&client, 0).await;
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["file"]);
+    // An endpoint whose ten series are all new while admission is closed.
+    let server = periscope_tests::endpoint_server::EndpointServer::start();
+    let page: String = (0..10)
+        .map(|i| format!("flood_series{{i=\"{i}\"}} 1\n"))
+        .collect();
+    server.set(
+        "/metrics",
+        periscope_tests::endpoint_server::Page::text(&page),
+    );
+    let endpoint = format!(
+        "[[endpoints]]\nname = \"late\"\nurls = [\"{}\"]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+        server.url("/metrics")
+    );
     // 16 MiB, the smallest limit allowed, is below what the host holds at rest.
     let config = config(cp.kubeconfig_path(), "").replace(
         "flush_interval = \"100ms\"",
         "flush_interval = \"100ms\"\nmemory_limit = \"16MiB\"",
-    );
+    ) + &endpoint;
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(30));
     assert!(
@@ -247,7 +271,36 @@ async fn over_its_memory_limit_the_host_ignores_new_objects_and_stays_healthy_an
         "{}",
         host.metrics()
     );
-    assert_eq!(host.metric("periscope_sources"), 0.0);
+    // The endpoint's target writes its report (`up` and the `scrape_*` series), not its page.
+    let left_out = "periscope_series_limited_total{entry=\"endpoints[0]\",metric=\"flood_series\",reason=\"memory_limit\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || host.metric(left_out) >= 20.0),
+        "{}",
+        host.metrics()
+    );
+    assert_eq!(host.metric(left_out) % 10.0, 0.0, "ten per scrape");
+    let written = dir.path().join("out/metrics.ndjson");
+    // The names of the series the file holds for the target, once it holds the target.
+    let target = || {
+        let text = std::fs::read_to_string(&written).unwrap_or_default();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let state = periscope_tests::ndjson_state(&records);
+        let names = state
+            .into_values()
+            .find(|samples| samples.iter().any(|s| s.0 == "up"));
+        names.map(|samples| samples.into_iter().map(|s| s.0).collect::<Vec<_>>())
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || target().is_some()),
+        "no target in the file"
+    );
+    let names = target().unwrap_or_default();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(!names.iter().any(|n| n == "flood_series"), "{names:?}");
+    assert_eq!(host.metric("periscope_sources"), 1.0, "the target only");
     for path in ["healthz", "readyz"] {
         let (status, body) = periscope_tests::http_get(&format!("http://{}/{path}", host.addr))
             .expect("the host answers");
@@ -308,29 +361,77 @@ config = { path = "out.ndjson", max_bytes = "1GiB" }
         host.metric(series),
         host.metrics()
     );
-    let rss = resident_bytes(host.pid().expect("running"));
+    let pid = host.pid().expect("running");
     eprintln!(
-        "{items} values under max_values = 1000: {} MiB resident",
-        rss >> 20
+        "{items} values under max_values = 1000: {} MiB resident, {} MiB at most",
+        resident_bytes(pid) >> 20,
+        peak_bytes(pid) >> 20
     );
     assert!(host.stop().success());
 }
 
 #[test]
 fn an_endpoint_answering_a_million_series_is_held_under_the_exporter_max_series() {
-    a_million_series_held("exporter:files", "", "max_series = 10000");
+    let series = flood_series();
+    // The target's four report series come first; the page's beyond 10,000 are left out.
+    let cap = Cap::new(
+        "exporter:files",
+        "max_series",
+        10_000,
+        series - (10_000 - 4),
+    );
+    series_held(series, &cap, "", "max_series = 10000");
 }
 
 #[test]
 fn an_endpoint_answering_a_million_series_is_held_under_its_own_max_series() {
-    a_million_series_held("endpoints[0]", "max_series = 10000", "");
+    let series = flood_series();
+    let cap = Cap::new("endpoints[0]", "max_series", 10_000, series - (10_000 - 4));
+    series_held(series, &cap, "max_series = 10000", "");
 }
 
-/// One endpoint answering a million series, the cap (of 10,000) on the endpoint entry or on the
-/// exporter: `entry` counts what it leaves out.
-fn a_million_series_held(entry: &str, endpoint_cap: &str, exporter_cap: &str) {
-    let series = 1_000_000;
-    let cap = 10_000;
+#[test]
+fn an_endpoint_label_with_a_million_values_is_held_under_its_max_values() {
+    let series = flood_series();
+    // The page's label `i` takes 1,000 values; job and instance one each, as in the report.
+    let cap = Cap::new("endpoints[0]", "max_values", 1_000 + 4, series - 1_000);
+    series_held(series, &cap, "max_values = 1000", "");
+}
+
+/// How many series the flooding endpoint answers, each with its own value of label `i`:
+/// `PERISCOPE_FLOOD_SERIES`, a million by default.
+fn flood_series() -> usize {
+    std::env::var("PERISCOPE_FLOOD_SERIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// What a cap over the flooding endpoint is expected to do.
+struct Cap {
+    /// Which entry counts what it leaves out.
+    entry: &'static str,
+    /// The `reason` label.
+    reason: &'static str,
+    /// The series written, the target's report included.
+    held: usize,
+    /// The page's series left out at each scrape.
+    left_out: usize,
+}
+
+impl Cap {
+    fn new(entry: &'static str, reason: &'static str, held: usize, left_out: usize) -> Cap {
+        Cap {
+            entry,
+            reason,
+            held,
+            left_out,
+        }
+    }
+}
+
+/// One endpoint answering `series` series, a cap on the endpoint entry or on the exporter.
+fn series_held(series: usize, cap: &Cap, endpoint_cap: &str, exporter_cap: &str) {
     let mut page = String::with_capacity(series * 32);
     page.push_str("# TYPE flood_series gauge\n");
     for i in 0..series {
@@ -368,15 +469,16 @@ config = {{ path = "out.ndjson", max_bytes = "1GiB" }}
     );
     let mut host = Host::start(dir.path(), &config);
     host.wait_ready(Duration::from_secs(120));
+    let (entry, reason) = (cap.entry, cap.reason);
     let limited = format!(
-        "periscope_series_limited_total{{entry=\"{entry}\",metric=\"flood_series\",reason=\"max_series\"}}"
+        "periscope_series_limited_total{{entry=\"{entry}\",metric=\"flood_series\",reason=\"{reason}\"}}"
     );
     let held = format!("periscope_entry_series{{entry=\"{entry}\"}}");
     // Every scrape replaces the target's series (new timestamps): each leaves out the same.
-    let exact = |limited: f64| limited > 0.0 && limited % (series - cap) as f64 == 0.0;
+    let exact = |limited: f64| limited > 0.0 && limited % cap.left_out as f64 == 0.0;
     assert!(
         wait_until(Duration::from_secs(180), || exact(host.metric(&limited))
-            && host.metric(&held) == cap as f64),
+            && host.metric(&held) == cap.held as f64),
         "limited {}, held {}\n{}",
         host.metric(&limited),
         host.metric(&held),
@@ -393,14 +495,17 @@ config = {{ path = "out.ndjson", max_bytes = "1GiB" }}
         state.values().map(|samples| samples.len()).sum::<usize>()
     };
     assert!(
-        wait_until(Duration::from_secs(60), || written() == cap),
-        "the file exporter holds {} series, not {cap}",
-        written()
+        wait_until(Duration::from_secs(60), || written() == cap.held),
+        "the file exporter holds {} series, not {}",
+        written(),
+        cap.held
     );
-    let rss = resident_bytes(host.pid().expect("running"));
+    let pid = host.pid().expect("running");
     eprintln!(
-        "{series} series from one endpoint, {entry} capped at {cap}: {} MiB resident",
-        rss >> 20
+        "{series} series from one endpoint, {entry} held at {} by {reason}: {} MiB resident, {} MiB at most",
+        cap.held,
+        resident_bytes(pid) >> 20,
+        peak_bytes(pid) >> 20
     );
     assert!(host.stop().success());
 }

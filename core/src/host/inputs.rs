@@ -233,7 +233,9 @@ impl Inputs {
                 if let Some(endpoint) = &endpoint {
                     wiring.telemetry.watch_pipeline(endpoint.stats().clone());
                 }
-                let input = endpoint.map(|e| EndpointInput::new(e, client, wiring.shard));
+                let admission = plan.pipeline.admission().clone();
+                let input =
+                    endpoint.map(|e| EndpointInput::new(e, client, wiring.shard, admission));
                 let name = input.as_ref().map_or_else(
                     || format!("endpoints:{}", config.name.get_ref()),
                     EndpointInput::input_name,

@@ -66,6 +66,12 @@ pub struct EndpointConfig {
     /// "endpoints[i]"}`; the next scrapes bring them back once there is room. No cap by default.
     #[serde(default)]
     pub max_series: Option<Spanned<u64>>,
+    /// The most distinct values one label takes within one metric over all the entry's targets
+    /// (at least 1): a series bringing a value beyond it is left out of the scrape and counted in
+    /// `periscope_series_limited_total{reason="max_values"}`; once values are given back (a target
+    /// stopped writing them), the next scrapes bring such series back. No cap by default.
+    #[serde(default)]
+    pub max_values: Option<Spanned<u64>>,
     /// A sample with more labels than this fails the scrape (Prometheus' `label_limit`); `0` means
     /// no limit.
     #[serde(default = "default_label_limit")]

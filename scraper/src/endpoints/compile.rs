@@ -211,18 +211,28 @@ fn endpoint(key: &str, config: &EndpointConfig, errors: &mut Errors) -> Option<E
         );
     }
 
-    if let Some(max) = &config.max_series
-        && *max.get_ref() == 0
-    {
-        let message = "must be at least 1 (leave it out for no cap)";
-        errors.at(&format!("{key}.max_series"), Some(max), message);
+    for (name, cap) in [
+        ("max_series", &config.max_series),
+        ("max_values", &config.max_values),
+    ] {
+        if let Some(max) = cap
+            && *max.get_ref() == 0
+        {
+            let message = "must be at least 1 (leave it out for no cap)";
+            errors.at(&format!("{key}.{name}"), Some(max), message);
+        }
     }
     let stats = std::sync::Arc::new(crate::objects::PipelineStats::default());
-    let cap = config.max_series.as_ref().map(|max| {
-        let cap = crate::objects::SeriesCap::new(key.to_owned(), *max.get_ref(), stats.clone());
+    let caps = crate::objects::Caps {
+        max_series: config.max_series.as_ref().map(|max| *max.get_ref()),
+        max_values: config.max_values.as_ref().map(|max| *max.get_ref()),
+    };
+    let cap = (caps.max_series.is_some() || caps.max_values.is_some()).then(|| {
+        let cap = crate::objects::SeriesCap::new(key.to_owned(), caps, stats.clone());
         std::sync::Mutex::new(cap)
     });
     Some(Endpoint {
+        entry: key.to_owned(),
         cap,
         stats,
         name: config.name.get_ref().clone(),

@@ -92,6 +92,10 @@ enum Content<'p> {
     Json(Batch),
 }
 
+/// The series every scrape of a target writes first, whatever its page: `up`,
+/// `scrape_duration_seconds`, `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`.
+pub(super) const REPORT_SERIES: usize = 4;
+
 /// Scrapes `target` (whose source id is `id`) once.
 pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Outcome {
     let started = Instant::now();
@@ -126,11 +130,10 @@ pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Ou
     };
     let duration = started.elapsed();
     let labels = target_labels(endpoint, target);
+    // The report comes first: a cap (`max_series`, the memory limit) leaves the last series out,
+    // and a target's `up` must never be one of them.
     let update = SourceUpdate::replace(target.source(id), |writer| {
-        if let Some(content) = &content {
-            write_samples(endpoint, content, &labels, now_ms, &mut kept, writer);
-        }
-        let report = [
+        let report: [(&str, &str, &str, f64); REPORT_SERIES] = [
             (
                 "up",
                 "1 if the target's last scrape succeeded, 0 if not.",
@@ -166,6 +169,9 @@ pub(crate) async fn scrape(endpoint: &Endpoint, target: &Target, id: &str) -> Ou
             writer
                 .sample(family, Suffix::None, value, now_ms)
                 .labels(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        }
+        if let Some(content) = &content {
+            write_samples(endpoint, content, &labels, now_ms, &mut kept, writer);
         }
     });
     Outcome {

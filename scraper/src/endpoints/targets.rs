@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Endpoint;
 use super::scrape::scrape;
+use crate::admission::Admission;
 use crate::event::{ErrorKind, Event, SourceUpdate};
 use crate::objects::ObjectKey;
 use crate::shard::Shard;
@@ -96,6 +97,7 @@ pub(crate) fn static_targets(endpoint: &Endpoint, shard: Shard) -> Targets {
 /// Keeps one scrape loop per target of the latest target set.
 pub(crate) struct Scheduler {
     endpoint: Arc<Endpoint>,
+    admission: Admission,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
     running: BTreeMap<String, Running>,
@@ -110,11 +112,13 @@ struct Running {
 impl Scheduler {
     pub(crate) fn new(
         endpoint: Arc<Endpoint>,
+        admission: Admission,
         events: mpsc::Sender<Event>,
         shutdown: CancellationToken,
     ) -> Self {
         Scheduler {
             endpoint,
+            admission,
             events,
             shutdown,
             running: BTreeMap::new(),
@@ -182,6 +186,7 @@ impl Scheduler {
             let stop = self.shutdown.child_token();
             let task = tokio::spawn(scrape_loop(
                 self.endpoint.clone(),
+                self.admission.clone(),
                 target.clone(),
                 self.events.clone(),
                 stop.clone(),
@@ -193,9 +198,11 @@ impl Scheduler {
 
 /// Scrapes `target` every interval, at a fixed offset within it derived from the target's
 /// source id (so targets of an entry are spread over the interval, and a target keeps its
-/// rhythm across restarts), until `stop`.
+/// rhythm across restarts), until `stop`. While `admission` is closed, a scrape writes no more
+/// series than the one before.
 async fn scrape_loop(
     endpoint: Arc<Endpoint>,
+    admission: Admission,
     target: Arc<Target>,
     events: mpsc::Sender<Event>,
     stop: CancellationToken,
@@ -206,6 +213,7 @@ async fn scrape_loop(
     let start = tokio::time::Instant::now() + offset;
     let mut tick = tokio::time::interval_at(start, endpoint.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -235,7 +243,9 @@ async fn scrape_loop(
                 return;
             }
         }
-        let update = endpoint.capped(outcome.update);
+        let update = endpoint.admitted(outcome.update, last, &admission);
+        last = update.batch().sample_count();
+        let update = endpoint.capped(update);
         if events.send(Event::Update(update)).await.is_err() {
             return;
         }

@@ -281,3 +281,80 @@ fn every_endpoint_of_a_slice_is_a_target_on_the_slice_port() {
         ["namespace=apps", "service=api", "node=", "pod="]
     );
 }
+
+/// An update of target `t` with `series` samples of family `m`.
+fn update_of(series: usize) -> crate::event::SourceUpdate {
+    use periscope_plugin_api::batch::{Family, FamilyKind, Source, SourceKind, Suffix};
+    let source = Source::new(SourceKind::Endpoint, "t");
+    crate::event::SourceUpdate::replace(source, |writer| {
+        let family = writer.family(Family {
+            name: "m",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        for i in 0..series {
+            writer
+                .sample(family, Suffix::None, 1.0, 0)
+                .label("i", &i.to_string());
+        }
+    })
+}
+
+#[test]
+fn while_admission_is_closed_a_target_writes_no_more_series_than_before() {
+    let endpoints = compile_text(
+        r#"
+[[endpoints]]
+name = "app"
+urls = ["http://127.0.0.1:9100/metrics"]
+"#,
+    )
+    .unwrap();
+    let endpoint = &endpoints[0];
+    let admission = crate::admission::Admission::default();
+    let count = |update: crate::event::SourceUpdate| update.batch().sample_count();
+    assert_eq!(
+        count(endpoint.admitted(update_of(10), 6, &admission)),
+        10,
+        "open"
+    );
+    admission.set_open(false);
+    assert_eq!(count(endpoint.admitted(update_of(10), 6, &admission)), 6);
+    assert_eq!(
+        count(endpoint.admitted(update_of(5), 6, &admission)),
+        5,
+        "shrinks"
+    );
+    assert_eq!(
+        count(endpoint.admitted(update_of(10), 0, &admission)),
+        super::scrape::REPORT_SERIES,
+        "a new target still writes its report"
+    );
+    let left_out = endpoint.stats().snapshot().series_limited;
+    let key = (
+        "endpoints[0]".to_owned(),
+        "m".to_owned(),
+        "memory_limit".to_owned(),
+    );
+    assert_eq!(left_out.get(&key), Some(&(4 + 6)));
+}
+
+#[test]
+fn max_values_of_zero_is_refused() {
+    let errors = compile_text(
+        r#"
+[[endpoints]]
+name = "app"
+urls = ["http://127.0.0.1:9100/metrics"]
+max_values = 0
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("endpoints[0].max_values: must be at least 1")),
+        "{errors:?}"
+    );
+}

@@ -357,7 +357,7 @@ impl WatchState {
             .is_some_and(|max| !self.known.has_room_for(key, max))
         {
             Some(MAX_OBJECTS)
-        } else if !self.pipeline.is_admitting() && !self.known.knows(key) {
+        } else if !self.pipeline.admission().is_open() && !self.known.knows(key) {
             Some(MEMORY_LIMIT)
         } else {
             None

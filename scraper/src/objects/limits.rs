@@ -26,6 +26,7 @@ use periscope_plugin_api::batch::{ReplaceWriter, Update};
 use serde_json::Value;
 
 use super::ObjectKey;
+use super::label_values::{HeldValues, LabelValues};
 use super::stats::PipelineStats;
 use crate::event::SourceUpdate;
 
@@ -37,11 +38,13 @@ pub const MAX_VALUES: &str = "max_values";
 /// How many waiting objects may still not fit, at one retry, before the retry stops.
 pub(super) const RETRY_MISSES: usize = 64;
 
-/// The caps of an entry.
+/// The caps of an entry (or of an exporter, which has only `max_series`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Caps {
-    pub(super) max_series: Option<u64>,
-    pub(super) max_values: Option<u64>,
+pub struct Caps {
+    /// The most series over every source.
+    pub max_series: Option<u64>,
+    /// The most distinct values one label takes within one metric.
+    pub max_values: Option<u64>,
 }
 
 /// What an entry has admitted, and the objects waiting for room.
@@ -54,8 +57,8 @@ pub(super) struct Budget {
     total: u64,
     /// Per object (source id): what it holds.
     objects: HashMap<String, Held>,
-    /// Per (family, label name): every value admitted, with how many series carry it.
-    values: HashMap<(String, String), HashMap<String, u32>>,
+    /// Only with `max_values`: every value admitted.
+    values: Option<LabelValues>,
     /// Objects with series held back, oldest first: arrival → the object.
     waiting: BTreeMap<u64, (ObjectKey, Value)>,
     /// Source id → arrival in `waiting`.
@@ -71,8 +74,8 @@ pub(super) struct Budget {
 #[derive(Debug, Default)]
 struct Held {
     series: u64,
-    /// Only with `max_values`: (family, label, value) of every label of every admitted series.
-    values: Vec<(String, String, String)>,
+    /// Only with `max_values`: the values of every admitted series.
+    values: HeldValues,
 }
 
 impl Budget {
@@ -82,7 +85,7 @@ impl Budget {
             caps,
             total: 0,
             objects: HashMap::new(),
-            values: HashMap::new(),
+            values: caps.max_values.map(LabelValues::new),
             waiting: BTreeMap::new(),
             waiting_since: HashMap::new(),
             next_arrival: 0,
@@ -118,16 +121,8 @@ impl Budget {
             }
             self.total += 1;
             held.series += 1;
-            if self.caps.max_values.is_some() {
-                for (name, value) in sample.labels() {
-                    let counts = self
-                        .values
-                        .entry((family.name.to_owned(), name.to_owned()))
-                        .or_default();
-                    *counts.entry(value.to_owned()).or_default() += 1;
-                    let owned = (family.name.to_owned(), name.to_owned(), value.to_owned());
-                    held.values.push(owned);
-                }
+            if let Some(values) = &mut self.values {
+                values.add(family.name, sample.labels(), &mut held.values);
             }
             let id = writer.family(family);
             writer
@@ -186,18 +181,8 @@ impl Budget {
         if self.caps.max_series.is_some_and(|max| self.total >= max) {
             return Some(MAX_SERIES);
         }
-        let max_values = self.caps.max_values?;
-        // Two labels of one sample never share a name, so each is checked on its own.
-        for (name, value) in labels {
-            let key = (family.to_owned(), name.to_owned());
-            let known = self.values.get(&key);
-            let present = known.is_some_and(|v| v.contains_key(value));
-            let distinct = known.map_or(0, |v| v.len() as u64);
-            if !present && distinct >= max_values {
-                return Some(MAX_VALUES);
-            }
-        }
-        None
+        let values = self.values.as_ref()?;
+        values.refuses(family, labels).then_some(MAX_VALUES)
     }
 
     /// Takes back what the object held.
@@ -209,19 +194,8 @@ impl Budget {
             self.freed = true;
         }
         self.total -= held.series;
-        for (family, name, value) in held.values {
-            let key = (family, name);
-            if let Some(counts) = self.values.get_mut(&key) {
-                if let Some(count) = counts.get_mut(&value) {
-                    *count -= 1;
-                    if *count == 0 {
-                        counts.remove(&value);
-                    }
-                }
-                if counts.is_empty() {
-                    self.values.remove(&key);
-                }
-            }
+        if let Some(values) = &mut self.values {
+            values.give_back(held.values);
         }
     }
 
