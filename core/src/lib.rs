@@ -10,6 +10,7 @@
 //!
 //! Start reading at [`host::run`]; the binary (`periscope`) is a thin CLI over it.
 
+pub mod allocator;
 pub mod autoshard;
 pub mod check;
 pub mod collector;

@@ -489,6 +489,9 @@ impl Telemetry {
         registry
             .register(Box::new(guards.clone()))
             .expect("self-metric names are unique");
+        registry
+            .register(Box::new(crate::allocator::AllocatorCollector::new()))
+            .expect("self-metric names are unique");
         Telemetry {
             guards,
             guard_stats,
@@ -648,7 +651,7 @@ impl GuardsCollector {
             series_limited: IntCounterVec::new(
                 Opts::new(
                     "periscope_series_limited_total",
-                    "Series not written because a cap held them back, by entry (resources[i], exporter:<name>), metric and reason (max_series, max_values).",
+                    "Series not written because a cap held them back, by entry (resources[i], endpoints[i], exporter:<name>), metric and reason (max_series, max_values, memory_limit).",
                 ),
                 &["entry", "metric", "reason"],
             )

@@ -169,6 +169,19 @@ fn quickstart_writes_kubevirt_metrics_and_follows_manifest_edits() {
         1.0
     );
     assert_eq!(host.metric("periscope_sources"), 8.0);
+    // The host allocates with jemalloc and reports what it holds: what it asked for fits in
+    // the pages the allocator keeps resident.
+    let page = host.metrics();
+    let bytes = |kind: &str| {
+        let series = format!("periscope_allocator_bytes{{kind=\"{kind}\"}}");
+        periscope_tests::metric_value(&page, &series).unwrap_or_else(|| panic!("{series}\n{page}"))
+    };
+    assert!(bytes("allocated") > 0.0, "{page}");
+    assert!(bytes("allocated") <= bytes("active"), "{page}");
+    assert!(bytes("active") <= bytes("resident"), "{page}");
+    for kind in ["mapped", "metadata", "dirty", "retained"] {
+        bytes(kind);
+    }
 
     // Editing a manifest: cirros-test gets scheduled and runs.
     let vmis = dir.path().join("manifests/virtualmachineinstances.json");
