@@ -37,7 +37,7 @@ use clap::Parser;
 use periscope_tests::controlplane::{self, ControlPlane};
 
 use crate::fleet::Fleet;
-use crate::report::{Figures, RunInfo};
+use crate::report::{Figures, RunInfo, ScrapeFigures};
 use crate::series::Page;
 use crate::tools::{Tool, Which};
 
@@ -560,7 +560,8 @@ fn same_series(periscope: &Tool, ksm: &Tool) -> Result<(), String> {
     }
 }
 
-/// `scrapes` fetches of each page, alternating: latency percentiles, CPU per scrape, size.
+/// `scrapes` fetches of each page, alternating, plain and then with gzip: latency percentiles,
+/// CPU per scrape, size (on the wire for gzip). The gzip page must hold what the plain one does.
 fn scrape_figures(
     periscope: &Tool,
     ksm: &Tool,
@@ -568,28 +569,48 @@ fn scrape_figures(
     figures_p: &mut Figures,
     figures_k: &mut Figures,
 ) -> Result<(), String> {
-    let mut latencies = [Vec::new(), Vec::new()];
-    let mut cpu = [0.0, 0.0];
-    let mut bytes = [0, 0];
     let tools = [periscope, ksm];
-    for _ in 0..scrapes {
-        for (i, tool) in tools.iter().enumerate() {
-            let before = procfs::cpu_seconds(tool.pid())?;
-            let scrape = tool.scrape()?;
-            // Let the server finish its side (a Go server may still be flushing).
-            std::thread::sleep(Duration::from_millis(20));
-            cpu[i] += procfs::cpu_seconds(tool.pid())? - before;
-            latencies[i].push(scrape.latency.as_secs_f64());
-            bytes[i] = scrape.body.len();
+    let mut figures = [figures_p, figures_k];
+    for gzip in [false, true] {
+        let mut latencies = [Vec::new(), Vec::new()];
+        let mut cpu = [0.0, 0.0];
+        let mut bytes = [0, 0];
+        for _ in 0..scrapes {
+            for (i, tool) in tools.iter().enumerate() {
+                let before = procfs::cpu_seconds(tool.pid())?;
+                let scrape = if gzip {
+                    tool.scrape_gzip()?
+                } else {
+                    tool.scrape()?
+                };
+                // Let the server finish its side (a Go server may still be flushing).
+                std::thread::sleep(Duration::from_millis(20));
+                cpu[i] += procfs::cpu_seconds(tool.pid())? - before;
+                latencies[i].push(scrape.latency.as_secs_f64());
+                bytes[i] = scrape.wire_bytes;
+                if gzip && series::count_samples(&scrape.body, PREFIX) == 0 {
+                    return Err(format!(
+                        "{}: the gzip page holds no series",
+                        tool.which.label()
+                    ));
+                }
+            }
         }
-    }
-    for (i, figures) in [figures_p, figures_k].into_iter().enumerate() {
-        let sorted = &mut latencies[i];
-        sorted.sort_by(f64::total_cmp);
-        figures.scrape_median = percentile(sorted, 0.5);
-        figures.scrape_p99 = percentile(sorted, 0.99);
-        figures.scrape_cpu = cpu[i] / scrapes.max(1) as f64;
-        figures.scrape_bytes = bytes[i];
+        for (i, figures) in figures.iter_mut().enumerate() {
+            let sorted = &mut latencies[i];
+            sorted.sort_by(f64::total_cmp);
+            let measured = ScrapeFigures {
+                median: percentile(sorted, 0.5),
+                p99: percentile(sorted, 0.99),
+                cpu: cpu[i] / scrapes.max(1) as f64,
+                bytes: bytes[i],
+            };
+            if gzip {
+                figures.gzip = measured;
+            } else {
+                figures.plain = measured;
+            }
+        }
     }
     Ok(())
 }

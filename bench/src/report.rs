@@ -3,6 +3,19 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// Sequential scrapes of the full page while nothing changes.
+#[derive(Debug, Default, Clone)]
+pub struct ScrapeFigures {
+    /// Median time of one scrape, seconds.
+    pub median: f64,
+    /// 99th percentile of the same, seconds.
+    pub p99: f64,
+    /// CPU seconds the tool spent per scrape.
+    pub cpu: f64,
+    /// Bytes on the wire of one answer.
+    pub bytes: usize,
+}
+
 /// Everything measured of one tool.
 #[derive(Debug, Default, Clone)]
 pub struct Figures {
@@ -14,14 +27,10 @@ pub struct Figures {
     pub start_peak_rss: u64,
     /// How many scrapes the wait took (each costs the tool a render).
     pub start_polls: usize,
-    /// Median time of one scrape of the full page, seconds.
-    pub scrape_median: f64,
-    /// 99th percentile of the same, seconds.
-    pub scrape_p99: f64,
-    /// CPU seconds the tool spent per scrape.
-    pub scrape_cpu: f64,
-    /// Size of the page, bytes.
-    pub scrape_bytes: usize,
+    /// Scrapes of the full page in plain text.
+    pub plain: ScrapeFigures,
+    /// Scrapes of the full page asking for gzip, as Prometheus does.
+    pub gzip: ScrapeFigures,
     /// CPU seconds used while the updates ran (including the periodic scrapes).
     pub update_cpu: f64,
     /// Largest resident memory sampled while the updates ran, bytes.
@@ -100,26 +109,50 @@ pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
         ),
         (
             "Scrape: latency, median (ms)",
-            periscope.scrape_median * 1e3,
-            ksm.scrape_median * 1e3,
+            periscope.plain.median * 1e3,
+            ksm.plain.median * 1e3,
             1,
         ),
         (
             "Scrape: latency, p99 (ms)",
-            periscope.scrape_p99 * 1e3,
-            ksm.scrape_p99 * 1e3,
+            periscope.plain.p99 * 1e3,
+            ksm.plain.p99 * 1e3,
             1,
         ),
         (
             "Scrape: CPU per scrape (ms)",
-            periscope.scrape_cpu * 1e3,
-            ksm.scrape_cpu * 1e3,
+            periscope.plain.cpu * 1e3,
+            ksm.plain.cpu * 1e3,
             1,
         ),
         (
             "Scrape: response size (MB)",
-            periscope.scrape_bytes as f64 / 1e6,
-            ksm.scrape_bytes as f64 / 1e6,
+            periscope.plain.bytes as f64 / 1e6,
+            ksm.plain.bytes as f64 / 1e6,
+            2,
+        ),
+        (
+            "Scrape with gzip: latency, median (ms)",
+            periscope.gzip.median * 1e3,
+            ksm.gzip.median * 1e3,
+            1,
+        ),
+        (
+            "Scrape with gzip: latency, p99 (ms)",
+            periscope.gzip.p99 * 1e3,
+            ksm.gzip.p99 * 1e3,
+            1,
+        ),
+        (
+            "Scrape with gzip: CPU per scrape (ms)",
+            periscope.gzip.cpu * 1e3,
+            ksm.gzip.cpu * 1e3,
+            1,
+        ),
+        (
+            "Scrape with gzip: bytes on the wire (MB)",
+            periscope.gzip.bytes as f64 / 1e6,
+            ksm.gzip.bytes as f64 / 1e6,
             2,
         ),
         (
@@ -246,7 +279,9 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
         "\nHow to read it: *Start* runs from the process start to the first scrape that holds \
          every VMI's series (the page is polled; each poll is a full scrape and its cost is \
          included). *Scrape* is {} sequential fetches of the whole page per tool while nothing \
-         changes, plain text without compression. *Updates* covers the update stream, with both \
+         changes, plain text without compression; *Scrape with gzip* as many again with \
+         `Accept-Encoding: gzip`, as every Prometheus server asks (the periodic scrapes during \
+         the updates stay plain, as in earlier runs). *Updates* covers the update stream, with both \
          tools running and scraped every few seconds; *catch-up* is how long after the last \
          update each page still showed an old phase (polled, so ± the poll interval; Periscope \
          gathers changes for its 200 ms flush interval, and its exporter runs with \

@@ -2,6 +2,7 @@
 //! `bench/config/`, where its metrics page is, and how its page is fetched.
 
 use std::fs::File;
+use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,8 +46,10 @@ pub struct Tool {
 
 /// What one fetch of a metrics page gave.
 pub struct Scrape {
-    /// The body (uncompressed text format).
+    /// The body (text format), decompressed when it came gzip-compressed.
     pub body: Vec<u8>,
+    /// Bytes on the wire: the body as it came, compressed or not.
+    pub wire_bytes: usize,
     /// From sending the request to the last byte of the body.
     pub latency: Duration,
 }
@@ -189,7 +192,13 @@ impl Tool {
 
     /// Fetches the metrics page once (plain text, no compression, as `curl` would).
     pub fn scrape(&self) -> Result<Scrape, String> {
-        self.fetch(&self.metrics_url)
+        self.fetch(&self.metrics_url, false)
+    }
+
+    /// Fetches the metrics page once asking for gzip, as every Prometheus server does; fails if
+    /// the answer is not gzip. The latency counts the transfer, not the client's decompression.
+    pub fn scrape_gzip(&self) -> Result<Scrape, String> {
+        self.fetch(&self.metrics_url, true)
     }
 
     /// The value of an unlabelled metric of Periscope's own `/metrics` (the host's self-metrics);
@@ -198,7 +207,7 @@ impl Tool {
         let Some(url) = &self.self_metrics_url else {
             return Ok(None);
         };
-        let page = self.fetch(url)?;
+        let page = self.fetch(url, false)?;
         Ok(String::from_utf8_lossy(&page.body)
             .lines()
             .find_map(|line| {
@@ -207,30 +216,56 @@ impl Tool {
             }))
     }
 
-    fn fetch(&self, url: &str) -> Result<Scrape, String> {
+    fn fetch(&self, url: &str, gzip: bool) -> Result<Scrape, String> {
         let start = Instant::now();
-        let mut response = self
+        let mut request = self
             .agent
             .get(url)
-            .header("Accept", "text/plain;version=0.0.4")
-            .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .header("Accept", "text/plain;version=0.0.4");
+        if gzip {
+            request = request.header("Accept-Encoding", "gzip");
+        }
+        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status().as_u16();
-        let body = response
+        let encoding = (response.headers().get("content-encoding"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let wire = response
             .body_mut()
             .with_config()
             .limit(u64::MAX)
             .read_to_vec()
             .map_err(|e| format!("read {url}: {e}"))?;
+        let latency = start.elapsed();
         if status != 200 {
             return Err(format!(
                 "GET {url}: {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(300)])
+                String::from_utf8_lossy(&wire[..wire.len().min(300)])
             ));
         }
+        let wire_bytes = wire.len();
+        let body = match (gzip, encoding.as_str()) {
+            (false, "") => wire,
+            (true, "gzip") => {
+                // Multi-member streams too, as Go's and Prometheus' readers take them.
+                let mut body = Vec::with_capacity(wire.len() * 8);
+                flate2::read::MultiGzDecoder::new(&wire[..])
+                    .read_to_end(&mut body)
+                    .map_err(|e| format!("GET {url}: the gzip body does not decompress: {e}"))?;
+                body
+            }
+            (_, other) => {
+                return Err(format!(
+                    "GET {url}: Content-Encoding {other:?} when asking for {}",
+                    if gzip { "gzip" } else { "none" }
+                ));
+            }
+        };
         Ok(Scrape {
             body,
-            latency: start.elapsed(),
+            wire_bytes,
+            latency,
         })
     }
 

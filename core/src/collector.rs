@@ -15,9 +15,13 @@ use std::time::Duration;
 use periscope_plugin_api::{Batch, BatchBuilder};
 use periscope_scraper::SourceUpdate;
 use tokio::sync::{broadcast, mpsc};
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::telemetry::Telemetry;
+
+mod packed;
+
+use packed::{Packed, Packer};
 
 /// A batch on the fan-out channel, with its sequence number.
 pub type Stamped = (u64, Arc<Batch>);
@@ -70,8 +74,9 @@ pub struct ResyncRequest {
 
 /// The collector task's state.
 pub struct Collector {
-    /// Every current source: the input that last replaced it, and that update.
-    state: HashMap<String, (InputId, SourceUpdate)>,
+    /// Every current source: the input that last replaced it, and that update, packed.
+    state: HashMap<String, (InputId, Packed)>,
+    packer: Packer,
     pending: BatchBuilder,
     seq: u64,
     fanout: broadcast::Sender<Stamped>,
@@ -85,6 +90,7 @@ impl Collector {
         let (fanout, _) = broadcast::channel(capacity.max(1));
         Collector {
             state: HashMap::new(),
+            packer: Packer::default(),
             pending: BatchBuilder::new(),
             seq: 0,
             fanout,
@@ -127,17 +133,16 @@ impl Collector {
     /// Takes in one source's update from `input`, skipping it if it changes nothing.
     fn apply(&mut self, input: InputId, update: SourceUpdate) {
         let id = update.source_id().to_owned();
+        let state_bytes = &self.telemetry.source_state_bytes;
         let changed = if update.is_remove() {
             let removed = self.state.remove(&id);
             if let Some((_, old)) = &removed {
-                self.telemetry
-                    .source_state_bytes
-                    .sub(old.batch().byte_size() as i64);
+                state_bytes.sub(old.len() as i64);
             }
             removed.is_some()
         } else {
             match self.state.get_mut(&id) {
-                Some((owner, old)) if old.batch().same_content(update.batch()) => {
+                Some((owner, old)) if same_content(old, &update) => {
                     *owner = input;
                     false
                 }
@@ -149,11 +154,11 @@ impl Collector {
             return;
         }
         self.pending.append(update.batch());
-        let state_bytes = &self.telemetry.source_state_bytes;
         if !update.is_remove() {
-            state_bytes.add(update.batch().byte_size() as i64);
-            if let Some((_, old)) = self.state.insert(id, (input, update)) {
-                state_bytes.sub(old.batch().byte_size() as i64);
+            let packed = self.packer.pack(update.batch());
+            state_bytes.add(packed.len() as i64);
+            if let Some((_, old)) = self.state.insert(id, (input, packed)) {
+                state_bytes.sub(old.len() as i64);
             }
         }
         self.telemetry.sources.set(self.state.len() as i64);
@@ -164,9 +169,15 @@ impl Collector {
     fn retire(&mut self, input: InputId) {
         let held: Vec<SourceUpdate> = self
             .state
-            .values()
-            .filter(|(owner, _)| *owner == input)
-            .map(|(_, update)| update.to_remove())
+            .iter()
+            .filter(|(_, (owner, _))| *owner == input)
+            .filter_map(|(id, (_, packed))| unpacked(id, packed))
+            .filter_map(|batch| {
+                batch
+                    .updates()
+                    .next()
+                    .map(|u| SourceUpdate::remove(u.source()))
+            })
             .collect();
         for remove in held {
             self.apply(input, remove);
@@ -203,8 +214,11 @@ impl Collector {
     fn snapshot(&self) -> Snapshot {
         let mut batches = Vec::new();
         let mut builder = BatchBuilder::new();
-        for (_, update) in self.state.values() {
-            builder.append(update.batch());
+        for (id, (_, packed)) in &self.state {
+            let Some(batch) = unpacked(id, packed) else {
+                continue;
+            };
+            builder.append(&batch);
             if builder.sample_count() >= MAX_BATCH_SAMPLES || builder.byte_size() >= MAX_BATCH_BYTES
             {
                 batches.push(Arc::new(std::mem::take(&mut builder).build()));
@@ -218,6 +232,26 @@ impl Collector {
             batches,
         }
     }
+}
+
+/// Whether `update` says what the packed `old` says (ignoring timestamps).
+fn same_content(old: &Packed, update: &SourceUpdate) -> bool {
+    old.unpack()
+        .is_ok_and(|old| old.same_content(update.batch()))
+}
+
+/// The packed update of source `id` again; a packed update that does not read back is a bug,
+/// logged, and the source is left out of what needs it.
+fn unpacked(id: &str, packed: &Packed) -> Option<Batch> {
+    packed
+        .unpack()
+        .inspect_err(|e| {
+            error!(
+                source = id,
+                "the collector's copy of a source does not read back: {e}"
+            )
+        })
+        .ok()
 }
 
 #[cfg(test)]
@@ -272,10 +306,10 @@ mod tests {
         assert_eq!(ids(&batch), ["+a", "+b", "-b", "+a"]);
         assert_eq!(telemetry.unchanged_updates.get(), 2);
         assert_eq!(telemetry.sources.get(), 1);
-        let a = replace("a", 1.0);
+        let a = replace("a", 2.0);
         assert_eq!(
             telemetry.source_state_bytes.get(),
-            a.batch().byte_size() as i64,
+            Packer::default().pack(a.batch()).len() as i64,
             "only a's last batch is kept: its first was replaced, b's added and taken away"
         );
     }

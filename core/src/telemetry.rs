@@ -404,7 +404,7 @@ impl Telemetry {
             &registry,
             IntGauge::new(
                 "periscope_source_state_bytes",
-                "Approximate bytes kept for the last update of every source, which resyncs send.",
+                "Bytes kept for the last update of every source (its binary form, LZ4-compressed), which resyncs send and unchanged updates are compared with.",
             )
             .expect("valid gauge"),
         );
