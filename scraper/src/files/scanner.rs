@@ -71,7 +71,23 @@ impl Scanner {
 
     /// Reads every file (skipping unchanged ones) and returns the events to send: updates of new
     /// and changed sources, then removes of vanished ones, with errors where they happened.
+    ///
+    /// When what joins find changed during the read (a joined object read after an object that
+    /// joins it, or changed since), every file is read again at once: the files do not say which
+    /// objects depend on which, and the second read finds every joined object in place.
     pub(super) fn scan(&mut self, now_ms: i64) -> Vec<Event> {
+        let mut events = self.scan_once(now_ms);
+        if self.pipeline.take_any_recompute() {
+            for state in self.files.values_mut() {
+                state.fingerprint = None;
+            }
+            events.extend(self.scan_once(now_ms));
+        }
+        events
+    }
+
+    /// One read of every file.
+    fn scan_once(&mut self, now_ms: i64) -> Vec<Event> {
         let mut events = Vec::new();
         let Some(paths) = self.list(&mut events) else {
             return events;

@@ -16,6 +16,7 @@ use super::WatchTarget;
 use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
+use crate::objects::joins::Keep;
 use crate::objects::{Generation, ObjectKey, ObjectPipeline, SharedPipeline};
 use crate::shard::Shard;
 
@@ -77,7 +78,10 @@ impl KubeWatch {
             synced: false,
             max_objects: self.target.max_objects,
             ignoring: None,
+            keep: self.target.keep.clone(),
+            namespace: self.target.namespace.clone(),
         };
+        let mut recompute = state.pipeline.recompute_signal();
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
         let mut announced_missing = false;
@@ -86,6 +90,7 @@ impl KubeWatch {
                 _ = shutdown.cancelled() => return,
                 generation = self.pipeline.changed() => {
                     state.reapply(generation).await;
+                    recompute = state.pipeline.recompute_signal();
                     continue;
                 }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
@@ -112,6 +117,7 @@ impl KubeWatch {
                         _ = shutdown.cancelled() => return,
                         generation = self.pipeline.changed() => {
                             state.reapply(generation).await;
+                            recompute = state.pipeline.recompute_signal();
                             continue;
                         }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
@@ -136,6 +142,11 @@ impl KubeWatch {
                     _ = shutdown.cancelled() => return,
                     generation = self.pipeline.changed() => {
                         state.reapply(generation).await;
+                        recompute = state.pipeline.recompute_signal();
+                        continue;
+                    }
+                    () = signalled(&mut recompute) => {
+                        state.recompute().await;
                         continue;
                     }
                     next = stream.next() => next,
@@ -168,6 +179,18 @@ impl KubeWatch {
                 }
             }
         }
+    }
+}
+
+/// Waits until the pipeline signals objects to apply again (their joins found something else);
+/// pending forever without joins.
+async fn signalled(recompute: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let changed = match recompute {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -242,6 +265,10 @@ struct WatchState {
     max_objects: Option<usize>,
     /// Why objects are being ignored now, if they are (for the log, once per change).
     ignoring: Option<&'static str>,
+    /// What of each object to hold and apply when only joins read the kind.
+    keep: Option<Keep>,
+    /// The namespace watched, if only one.
+    namespace: Option<String>,
 }
 
 impl WatchState {
@@ -285,6 +312,11 @@ impl WatchState {
                 self.error(ErrorKind::Parse, e.to_string()).await;
                 return None;
             }
+        };
+        // Only joins read this kind: what they do not read is dropped at once.
+        let value = match &self.keep {
+            Some(keep) => keep.prune(&value),
+            None => value,
         };
         let key = ObjectKey::of(&value)?;
         if !self.shard.keeps(key.uid()) {
@@ -346,6 +378,28 @@ impl WatchState {
             }
         }
         generation.reapplied();
+    }
+
+    /// Applies again the objects whose joins found something else since they were applied.
+    async fn recompute(&mut self) {
+        let keys = self.pipeline.take_recompute(
+            &self.watched.api_version,
+            &self.watched.kind,
+            self.namespace.as_deref(),
+        );
+        for key in keys {
+            let Some((was_source, value)) = self
+                .known
+                .get(&key)
+                .and_then(|held| Some((held.source, held.object()?)))
+            else {
+                continue;
+            };
+            let source = self.send(&key, &value, was_source).await;
+            if let Some(held) = self.known.get_mut(&key) {
+                held.source = source;
+            }
+        }
     }
 
     /// Whether the object may be taken in: it is known already, or there is room under
