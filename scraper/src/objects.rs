@@ -258,10 +258,7 @@ impl ObjectPipeline {
     /// Only the object's key is needed, not the object: its contributions to aggregates and
     /// derived metrics are dropped by source id.
     pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
-        if let Some(joins) = &self.joins {
-            joins.forget(key);
-            joins.observe(key, None);
-        }
+        self.forget(key);
         self.track(key, None, &mut Problems::default());
         for resource in &self.resources {
             if let (Some(budget), true) = (&resource.budget, resource.is_kind_of(key)) {
@@ -304,6 +301,21 @@ impl ObjectPipeline {
             }
         }
         updates
+    }
+
+    /// Whether the config has `[[resources.joins]]`.
+    pub fn has_joins(&self) -> bool {
+        self.joins.is_some()
+    }
+
+    /// Forgets an object that is gone without being a source (an object only joins read, or one
+    /// no entry selects): joins stop finding it, and what depended on it is applied again.
+    /// [`remove`](Self::remove) does this too. Nothing to do without joins.
+    pub fn forget(&self, key: &ObjectKey) {
+        if let Some(joins) = &self.joins {
+            joins.forget(key);
+            joins.observe(key, None);
+        }
     }
 
     /// Tells when objects must be applied again because what their joins find changed, or

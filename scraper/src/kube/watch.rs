@@ -81,7 +81,7 @@ impl KubeWatch {
             keep: self.target.keep.clone(),
             namespace: self.target.namespace.clone(),
         };
-        let mut recompute = state.pipeline.recompute_signal();
+        let mut recompute = subscribe(&state.pipeline);
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
         let mut announced_missing = false;
@@ -90,7 +90,7 @@ impl KubeWatch {
                 _ = shutdown.cancelled() => return,
                 generation = self.pipeline.changed() => {
                     state.reapply(generation).await;
-                    recompute = state.pipeline.recompute_signal();
+                    recompute = subscribe(&state.pipeline);
                     continue;
                 }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
@@ -117,7 +117,7 @@ impl KubeWatch {
                         _ = shutdown.cancelled() => return,
                         generation = self.pipeline.changed() => {
                             state.reapply(generation).await;
-                            recompute = state.pipeline.recompute_signal();
+                            recompute = subscribe(&state.pipeline);
                             continue;
                         }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
@@ -142,7 +142,7 @@ impl KubeWatch {
                     _ = shutdown.cancelled() => return,
                     generation = self.pipeline.changed() => {
                         state.reapply(generation).await;
-                        recompute = state.pipeline.recompute_signal();
+                        recompute = subscribe(&state.pipeline);
                         continue;
                     }
                     () = signalled(&mut recompute) => {
@@ -180,6 +180,14 @@ impl KubeWatch {
             }
         }
     }
+}
+
+/// The pipeline's signal of objects to apply again, marked changed: objects marked before the
+/// watch subscribed (while other inputs applied theirs with a new pipeline) are taken too.
+fn subscribe(pipeline: &ObjectPipeline) -> Option<tokio::sync::watch::Receiver<u64>> {
+    let mut receiver = pipeline.recompute_signal()?;
+    receiver.mark_changed();
+    Some(receiver)
 }
 
 /// Waits until the pipeline signals objects to apply again (their joins found something else);
@@ -282,9 +290,7 @@ impl WatchState {
             }
             watcher::Event::InitDone => {
                 for (key, held) in self.known.finish_relist() {
-                    if held.source {
-                        self.send_remove(&key).await;
-                    }
+                    self.gone(&key, held.source).await;
                 }
                 self.synced().await;
             }
@@ -295,9 +301,9 @@ impl WatchState {
             }
             watcher::Event::Delete(object) => {
                 if let Some(key) = self.watched.key_of_deleted(&object)
-                    && self.known.remove(&key).is_some_and(|held| held.source)
+                    && let Some(held) = self.known.remove(&key)
                 {
-                    self.send_remove(&key).await;
+                    self.gone(&key, held.source).await;
                 }
             }
         }
@@ -443,6 +449,16 @@ impl WatchState {
         }
     }
 
+    /// An object that is gone: the `Remove` of its source if it was one; otherwise only what
+    /// joins knew of it goes.
+    async fn gone(&mut self, key: &ObjectKey, source: bool) {
+        if source {
+            self.send_remove(key).await;
+        } else {
+            self.pipeline.forget(key);
+        }
+    }
+
     /// Sends the `Remove` of a source.
     async fn send_remove(&mut self, key: &ObjectKey) {
         if let Some(update) = self.pipeline.remove(key) {
@@ -452,9 +468,7 @@ impl WatchState {
 
     async fn remove_all(&mut self) {
         for (key, held) in self.known.take_all() {
-            if held.source {
-                self.send_remove(&key).await;
-            }
+            self.gone(&key, held.source).await;
         }
     }
 

@@ -124,10 +124,10 @@ struct Store {
     by_label: HashMap<(String, String, String), BTreeSet<(String, String)>>,
 }
 
-/// One stored object.
+/// One stored object: its pruned JSON.
 #[derive(Debug)]
 struct Stored {
-    value: Value,
+    json: Box<[u8]>,
 }
 
 impl Joins {
@@ -231,22 +231,28 @@ impl Joins {
                         .any(|label| label_of(object, label).is_some())
             })
             .map(|object| kind.keep.prune(object));
+        // Held as compact JSON: a pruned claim is a few hundred bytes so, several times that
+        // as a `Value`.
+        let json = kept.as_ref().and_then(|kept| serde_json::to_vec(kept).ok());
         let id = (key.namespace().to_owned(), key.name().to_owned());
         let mut state = self.lock();
         let store = &mut state.stores[index];
-        let old = store.objects.get(&id).map(|stored| &stored.value);
-        if old == kept.as_ref() {
+        let old = store.objects.get(&id).map(|stored| &*stored.json);
+        if old == json.as_deref() {
             return;
         }
         let mut touched = Vec::new();
-        if let Some(old) = store.objects.remove(&id) {
-            touched.extend(keys_of(index, kind, &old.value, &id));
-            store.unindex(&id, &old.value, &kind.labels);
+        if let Some(old) = store.objects.remove(&id)
+            && let Ok(old) = serde_json::from_slice::<Value>(&old.json)
+        {
+            touched.extend(keys_of(index, kind, &old, &id));
+            store.unindex(&id, &old, &kind.labels);
         }
-        if let Some(value) = kept {
+        if let (Some(value), Some(json)) = (kept, json) {
             touched.extend(keys_of(index, kind, &value, &id));
             store.index(&id, &value, &kind.labels);
-            store.objects.insert(id, Stored { value });
+            let json = json.into_boxed_slice();
+            store.objects.insert(id, Stored { json });
         }
         let mut marked = false;
         let State {
@@ -288,19 +294,30 @@ impl Joins {
             .flat_map(|r| r.joins.iter().map(move |join| (r, join)))
             .collect();
         let mut state = self.lock();
-        // Made after the lock: a join's `where` binds candidates borrowed from the store.
-        let input = Input::new(object);
+        let key_input = Input::new(object);
         let keys: Vec<Option<JoinKey>> = joins
             .iter()
-            .map(|(resource, join)| join.key(key.namespace(), &input, resource, problems))
+            .map(|(resource, join)| join.key(key.namespace(), &key_input, resource, problems))
             .collect();
+        drop(key_input);
+        // The candidates of each join, read back from the store.
+        let candidates: Vec<Vec<Value>> = keys
+            .iter()
+            .map(|join_key| {
+                join_key
+                    .as_ref()
+                    .map(|k| state.candidates(k))
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Made after the candidates: a join's `where` binds them.
+        let input = Input::new(object);
         let mut found = Map::new();
-        for ((resource, join), join_key) in joins.iter().zip(&keys) {
-            let Some(join_key) = join_key else { continue };
+        for ((resource, join), candidates) in joins.iter().zip(&candidates) {
             if found.contains_key(&join.name) {
                 continue;
             }
-            if let Some(value) = state.find(join_key, join, &input, resource, problems) {
+            if let Some(value) = join.first(candidates, &input, resource, problems) {
                 found.insert(join.name.clone(), value.clone());
             }
         }
@@ -331,8 +348,7 @@ impl Joins {
         let state = self.lock();
         let objects = state.stores.iter().flat_map(|s| s.objects.values());
         objects.fold((0, 0), |(count, bytes), stored| {
-            let size = serde_json::to_vec(&stored.value).map_or(0, |json| json.len());
-            (count + 1, bytes + size)
+            (count + 1, bytes + stored.json.len())
         })
     }
 
@@ -381,20 +397,40 @@ impl Join {
     }
 }
 
-impl State {
-    /// The first stored object under `key` that the join's `where` keeps.
-    fn find<'s>(
-        &'s self,
-        key: &JoinKey,
-        join: &Join,
-        input: &Input<'s>,
+impl Join {
+    /// The first of `candidates` the join's `where` keeps.
+    fn first<'v>(
+        &self,
+        candidates: &'v [Value],
+        input: &Input<'v>,
         resource: &Resource,
         problems: &mut Problems,
-    ) -> Option<&'s Value> {
-        let (store, candidates): (&Store, Vec<&(String, String)>) = match key {
+    ) -> Option<&'v Value> {
+        candidates.iter().find(|candidate| {
+            let Some(filter) = &self.filter else {
+                return true;
+            };
+            match filter.keeps_joined(input, candidate) {
+                Ok(keep) => keep,
+                Err(error) => {
+                    let metric = format!("joins.{}.where", self.name);
+                    problems.expression(&resource.name, &metric, filter, &error);
+                    false
+                }
+            }
+        })
+    }
+}
+
+impl State {
+    /// The stored objects under `key`, by namespace and name.
+    fn candidates(&self, key: &JoinKey) -> Vec<Value> {
+        let (store, ids): (&Store, Vec<&(String, String)>) = match key {
             JoinKey::Name(kind, ns, name) => {
                 let store = &self.stores[*kind];
-                let id = store.objects.get_key_value(&(ns.clone(), name.clone()))?.0;
+                let Some((id, _)) = store.objects.get_key_value(&(ns.clone(), name.clone())) else {
+                    return Vec::new();
+                };
                 (store, vec![id])
             }
             JoinKey::Uid(kind, uid) => {
@@ -409,21 +445,9 @@ impl State {
                 (store, names.into_iter().flatten().collect())
             }
         };
-        candidates.into_iter().find_map(|id| {
-            let value = &store.objects.get(id)?.value;
-            let Some(filter) = &join.filter else {
-                return Some(value);
-            };
-            match filter.keeps_joined(input, value) {
-                Ok(true) => Some(value),
-                Ok(false) => None,
-                Err(error) => {
-                    let metric = format!("joins.{}.where", join.name);
-                    problems.expression(&resource.name, &metric, filter, &error);
-                    None
-                }
-            }
-        })
+        ids.into_iter()
+            .filter_map(|id| serde_json::from_slice(&store.objects.get(id)?.json).ok())
+            .collect()
     }
 
     /// Records the keys `object` looked up now, instead of those it looked up before.

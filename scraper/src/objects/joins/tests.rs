@@ -302,3 +302,56 @@ fn entries_without_joins_have_no_join_state() {
     assert!(pipeline.recompute_signal().is_none());
     assert!(!pipeline.take_any_recompute());
 }
+
+/// A PersistentVolumeClaim as the apiserver serves it, managed fields and all.
+fn served_claim() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "disk-rootdisk-7d4f9",
+            "namespace": "tenant-a",
+            "uid": "5b0c5e5e-8a0b-4a5f-9a43-0d0a8a1f6b2e",
+            "resourceVersion": "4819274",
+            "creationTimestamp": "2026-11-20T10:14:03Z",
+            "labels": {"app": "containerized-data-importer", "app.kubernetes.io/component": "storage"},
+            "annotations": {
+                "cdi.kubevirt.io/storage.contentType": "kubevirt",
+                "cdi.kubevirt.io/storage.pod.phase": "Succeeded",
+                "pv.kubernetes.io/bind-completed": "yes",
+                "pv.kubernetes.io/bound-by-controller": "yes",
+                "volume.beta.kubernetes.io/storage-provisioner": "rook-ceph.rbd.csi.ceph.com",
+                "volume.kubernetes.io/storage-provisioner": "rook-ceph.rbd.csi.ceph.com"
+            },
+            "finalizers": ["kubernetes.io/pvc-protection"],
+            "ownerReferences": [{"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "name": "disk-rootdisk-7d4f9", "uid": "0c9c1d7e-2f3b-4d43-8f2a-6a1e3b0f1c55", "controller": true, "blockOwnerDeletion": true}],
+            "managedFields": [
+                {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": "2026-11-20T10:14:05Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {"f:pv.kubernetes.io/bind-completed": {}, "f:pv.kubernetes.io/bound-by-controller": {}}}, "f:spec": {"f:volumeName": {}}}},
+                {"manager": "virt-cdi-controller", "operation": "Update", "apiVersion": "v1", "time": "2026-11-20T10:14:03Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}, "f:ownerReferences": {}}, "f:spec": {"f:accessModes": {}, "f:resources": {"f:requests": {".": {}, "f:storage": {}}}, "f:volumeMode": {}}}}
+            ]
+        },
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "30Gi"}},
+            "storageClassName": "ocs-storagecluster-ceph-rbd-virtualization",
+            "volumeMode": "Block",
+            "volumeName": "pvc-5b0c5e5e-8a0b-4a5f-9a43-0d0a8a1f6b2e"
+        },
+        "status": {"accessModes": ["ReadWriteMany"], "capacity": {"storage": "30Gi"}, "phase": "Bound"}
+    })
+}
+
+#[test]
+fn a_served_claim_is_held_in_a_fraction_of_its_size() {
+    let kinds = super::joined_kinds(&resources(BY_NAME));
+    let served = served_claim();
+    let pruned = kinds[0].keep.prune(&served);
+    let whole = serde_json::to_vec(&served).unwrap().len();
+    let held = serde_json::to_vec(&pruned).unwrap().len();
+    let compressed = lz4_flex::compress_prepend_size(&serde_json::to_vec(&pruned).unwrap()).len();
+    println!("claim: {whole} bytes of JSON, {held} pruned, {compressed} pruned and compressed");
+    assert!(held * 5 < whole, "{held} of {whole}");
+    let pipeline = pipeline(BY_NAME);
+    pipeline.apply(&key(&served), &served, 0);
+    assert_eq!(pipeline.joined_held(), (1, held));
+}
