@@ -325,7 +325,9 @@ impl WatchState {
             None => value,
         };
         let key = ObjectKey::of(&value)?;
-        if !self.shard.keeps(key.uid()) {
+        // Objects only joins read are needed by every shard: whichever holds the object that
+        // joins them.
+        if self.keep.is_none() && !self.shard.keeps(key.uid()) {
             return None;
         }
         if !self.admits(&key) {
