@@ -108,7 +108,8 @@ pub struct ResourceConfig {
 /// `label_from` (the value its label `label` must have, in the same namespace as for names).
 /// `cluster = true` says the joined kind is cluster-scoped: names and labels are then looked up
 /// without a namespace. `where` keeps only the candidates for which it is `true`, with the
-/// candidate bound as `joined`; of several, the first by namespace and name is joined.
+/// candidate bound as `joined`; of several, the first by namespace and name is joined. With
+/// `many = true` the key reads several values and the join maps each to what it found.
 ///
 /// ```toml
 /// [[resources.joins]]
@@ -152,6 +153,11 @@ pub struct JoinConfig {
     /// candidate `joined`.
     #[serde(default, rename = "where")]
     pub filter: Option<Spanned<String>>,
+    /// Whether the key reads several values (a path through a list, an expression giving a
+    /// list): the join is then a map from each value to the object it found, read in
+    /// expressions as `joins.name[value]` (`value in joins.name` when it found one).
+    #[serde(default)]
+    pub many: bool,
 }
 
 impl JoinConfig {

@@ -77,6 +77,8 @@ pub const ITEM: &str = "item";
 pub const JOINS: &str = "joins";
 /// The name a join's candidate is bound to in the join's `where`.
 pub const JOINED: &str = "joined";
+/// What [`Expr::field_reads`] gives for an index computed at run time (`m[item.name]`).
+pub const ANY_FIELD: &str = "*";
 
 /// The environment every expression compiles and runs in: the standard library, the strings
 /// extension and `quantity()`.
@@ -258,8 +260,8 @@ impl Expr {
     }
 
     /// What the expression reads of the variable `name`: for each place it is used, the fields
-    /// selected after it with `.field`, `.?field` or `["field"]`, up to the first anything
-    /// else, and whether only the presence of the last one is tested (`has(v.a.b)`). An empty
+    /// selected after it with `.field`, `.?field`, `["field"]` or an index computed at run time
+    /// ([`ANY_FIELD`]), up to the first anything else, and whether only the presence of the last one is tested (`has(v.a.b)`). An empty
     /// list of fields means it reads the variable whole.
     pub fn field_reads(&self, name: &str) -> Vec<(Vec<String>, bool)> {
         let mut out = Vec::new();
@@ -347,6 +349,17 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
         out.push((fields, false));
         return;
     }
+    // `k in v.a`: whether `v.a` has the key `k`, which needs no more of what it maps to.
+    if let Ast::Call(call) = &expr.expr
+        && call.func_name == cel::common::ast::operators::IN
+        && let [key, map] = call.args.as_slice()
+        && let Some(mut fields) = selected_fields(map, name)
+    {
+        field_reads(key, name, out);
+        fields.push(ANY_FIELD.to_owned());
+        out.push((fields, true));
+        return;
+    }
     match &expr.expr {
         Ast::Comprehension(c) => {
             for part in [
@@ -399,12 +412,15 @@ fn selected_fields(expr: &IdedExpr, name: &str) -> Option<Vec<String>> {
                 && (call.func_name == cel::common::ast::operators::OPT_SELECT
                     || call.func_name == cel::common::ast::operators::INDEX) =>
         {
-            let Ast::Literal(cel::common::ast::LiteralValue::String(field)) = &call.args[1].expr
-            else {
-                return None;
+            let field = match &call.args[1].expr {
+                Ast::Literal(cel::common::ast::LiteralValue::String(field)) => {
+                    let text: &str = field.as_ref();
+                    text.to_owned()
+                }
+                // An index computed at run time: any field.
+                _ => ANY_FIELD.to_owned(),
             };
-            let text: &str = field.as_ref();
-            (&call.args[0], text.to_owned())
+            (&call.args[0], field)
         }
         _ => return None,
     };

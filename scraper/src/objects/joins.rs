@@ -46,6 +46,8 @@ pub(super) struct Join {
     pub(super) cluster: bool,
     /// What every candidate must satisfy.
     pub(super) filter: Option<Expr>,
+    /// Whether the key reads several values: the join is a map by value.
+    pub(super) many: bool,
 }
 
 /// How a join's key is read from the object.
@@ -295,19 +297,18 @@ impl Joins {
             .collect();
         let mut state = self.lock();
         let key_input = Input::new(object);
-        let keys: Vec<Option<JoinKey>> = joins
+        let keys: Vec<Vec<(String, JoinKey)>> = joins
             .iter()
-            .map(|(resource, join)| join.key(key.namespace(), &key_input, resource, problems))
+            .map(|(resource, join)| join.keys(key.namespace(), &key_input, resource, problems))
             .collect();
         drop(key_input);
-        // The candidates of each join, read back from the store.
-        let candidates: Vec<Vec<Value>> = keys
+        // The candidates of each key of each join, read back from the store.
+        let candidates: Vec<Vec<(&str, Vec<Value>)>> = keys
             .iter()
-            .map(|join_key| {
-                join_key
-                    .as_ref()
-                    .map(|k| state.candidates(k))
-                    .unwrap_or_default()
+            .map(|keys| {
+                keys.iter()
+                    .map(|(value, join_key)| (value.as_str(), state.candidates(join_key)))
+                    .collect()
             })
             .collect();
         // Made after the candidates: a join's `where` binds them.
@@ -317,12 +318,23 @@ impl Joins {
             if found.contains_key(&join.name) {
                 continue;
             }
-            if let Some(value) = join.first(candidates, &input, resource, problems) {
-                found.insert(join.name.clone(), value.clone());
+            if join.many {
+                let mut by_value = Map::new();
+                for (value, candidates) in candidates {
+                    if let Some(object) = join.first(candidates, &input, resource, problems) {
+                        by_value.insert((*value).to_owned(), object.clone());
+                    }
+                }
+                found.insert(join.name.clone(), Value::Object(by_value));
+            } else if let Some((_, candidates)) = candidates.first()
+                && let Some(object) = join.first(candidates, &input, resource, problems)
+            {
+                found.insert(join.name.clone(), object.clone());
             }
         }
         drop(input);
-        let looked_up: Vec<JoinKey> = keys.into_iter().flatten().collect();
+        drop(candidates);
+        let looked_up: Vec<JoinKey> = keys.into_iter().flatten().map(|(_, key)| key).collect();
         state.record(key, looked_up);
         drop(state);
         if joins.is_empty() {
@@ -359,41 +371,63 @@ impl Joins {
 }
 
 impl Join {
-    /// The key this object looks up, or `None` when its parts read empty (or failed, which is
-    /// pushed to `problems`).
-    fn key(
+    /// The keys this object looks up, each with the value read for it: one at most, or one
+    /// per value for a `many` join. Parts that read empty look up nothing; an expression that
+    /// failed is pushed to `problems`.
+    fn keys(
         &self,
         own_namespace: &str,
         input: &Input<'_>,
         resource: &Resource,
         problems: &mut Problems,
-    ) -> Option<JoinKey> {
+    ) -> Vec<(String, JoinKey)> {
         let metric = format!("joins.{}", self.name);
-        let mut read = |reader: &Reader| match reader.text(input, None) {
-            Ok(text) => Some(text).filter(|text| !text.is_empty()),
-            Err(failed) => {
-                problems.expression(&resource.name, &metric, failed.expr, &failed.error);
-                None
+        let mut read = |reader: &Reader, many: bool| {
+            let texts = if many {
+                reader.texts(input, None)
+            } else {
+                reader.text(input, None).map(|text| vec![text])
+            };
+            match texts {
+                Ok(mut texts) => {
+                    texts.retain(|text| !text.is_empty());
+                    texts
+                }
+                Err(failed) => {
+                    problems.expression(&resource.name, &metric, failed.expr, &failed.error);
+                    Vec::new()
+                }
             }
         };
-        let (from, namespace) = match &self.lookup {
+        let (from, namespaced) = match &self.lookup {
             Lookup::Name { namespace, .. } | Lookup::Label { namespace, .. } => {
                 (namespace.as_ref(), true)
             }
             Lookup::Uid(_) => (None, false),
         };
-        let namespace = match (namespace && !self.cluster, from) {
+        let namespace = match (namespaced && !self.cluster, from) {
             (false, _) => String::new(),
-            (true, Some(reader)) => read(reader)?,
+            (true, Some(reader)) => match read(reader, false).pop() {
+                Some(namespace) => namespace,
+                None => return Vec::new(),
+            },
             (true, None) => own_namespace.to_owned(),
         };
-        Some(match &self.lookup {
-            Lookup::Name { name, .. } => JoinKey::Name(self.kind, namespace, read(name)?),
-            Lookup::Uid(uid) => JoinKey::Uid(self.kind, read(uid)?),
-            Lookup::Label { label, value, .. } => {
-                JoinKey::Label(self.kind, label.clone(), namespace, read(value)?)
-            }
-        })
+        let (reader, key): (&Reader, &dyn Fn(String) -> JoinKey) = match &self.lookup {
+            Lookup::Name { name, .. } => (name, &|value| {
+                JoinKey::Name(self.kind, namespace.clone(), value)
+            }),
+            Lookup::Uid(uid) => (uid, &|value| JoinKey::Uid(self.kind, value)),
+            Lookup::Label { label, value, .. } => (value, &|value| {
+                JoinKey::Label(self.kind, label.clone(), namespace.clone(), value)
+            }),
+        };
+        let mut values = read(reader, self.many);
+        values.dedup();
+        values
+            .into_iter()
+            .map(|value| (value.clone(), key(value)))
+            .collect()
     }
 }
 

@@ -123,6 +123,7 @@ impl Compiler {
             lookup,
             cluster: config.cluster,
             filter,
+            many: config.many,
         })
     }
 }

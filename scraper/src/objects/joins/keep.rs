@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::config::{JoinConfig, ResourceConfig};
-use crate::expr::{Expr, JOINED, JOINS, Scope};
+use crate::expr::{ANY_FIELD, Expr, JOINED, JOINS, Scope};
 use crate::path::Path;
 
 /// The fields of an object to keep: a tree of field names, where a field kept `whole` keeps
@@ -18,12 +18,17 @@ pub struct Keep {
 }
 
 impl Keep {
-    /// Keeps the field at `path` (and all below it); an empty path keeps everything.
+    /// Keeps the field at `path` (and all below it); an empty path keeps everything, and so
+    /// does a field [`ANY_FIELD`] (known only at run time) at its level.
     pub fn add<S: AsRef<str>>(&mut self, path: &[S]) {
         if self.whole {
             return;
         }
         match path.split_first() {
+            Some((first, _)) if first.as_ref() == ANY_FIELD => {
+                self.whole = true;
+                self.fields.clear();
+            }
             None => {
                 self.whole = true;
                 self.fields.clear();
@@ -93,8 +98,8 @@ pub fn joined_kinds(resources: &[ResourceConfig]) -> Vec<JoinedKind> {
     // Whether some join of the kind matches on something other than one label.
     let mut any_match: Vec<bool> = Vec::new();
     for resource in resources {
-        // The joins of this entry: name → index in `kinds`.
-        let mut of_entry: BTreeMap<&str, usize> = BTreeMap::new();
+        // The joins of this entry: name → index in `kinds`, and whether it is a `many` join.
+        let mut of_entry: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
         for join in &resource.joins {
             let index = kinds
                 .iter()
@@ -112,7 +117,7 @@ pub fn joined_kinds(resources: &[ResourceConfig]) -> Vec<JoinedKind> {
                     any_match.push(false);
                     kinds.len() - 1
                 });
-            of_entry.insert(join.name.get_ref(), index);
+            of_entry.insert(join.name.get_ref(), (index, join.many));
             let kind = &mut kinds[index];
             kind.keep.add(&["apiVersion"]);
             kind.keep.add(&["kind"]);
@@ -148,7 +153,13 @@ pub fn joined_kinds(resources: &[ResourceConfig]) -> Vec<JoinedKind> {
             continue;
         }
         let read = |kinds: &mut Vec<JoinedKind>, name: &str, fields: &[&str]| {
-            if let Some(&index) = of_entry.get(name) {
+            if let Some(&(index, many)) = of_entry.get(name) {
+                // A `many` join is a map by key value: what is read of an object starts after it.
+                let fields = match (many, fields.split_first()) {
+                    (true, Some((_, rest))) => rest,
+                    (true, None) => &[],
+                    (false, _) => fields,
+                };
                 kinds[index].keep.add(fields);
             }
         };
@@ -165,15 +176,20 @@ pub fn joined_kinds(resources: &[ResourceConfig]) -> Vec<JoinedKind> {
             };
             for (fields, presence) in expr.field_reads(JOINS) {
                 match fields.split_first() {
-                    // `has(joins.x)`: whether the join found an object, which its key shows.
+                    // `has(joins.x)`: whether the join found an object, which its key shows;
+                    // `k in joins.x` of a `many` join: whether it found one for `k`.
                     Some(_) if presence && fields.len() == 1 => {}
+                    Some((name, rest))
+                        if presence
+                            && rest == [ANY_FIELD]
+                            && of_entry.get(name.as_str()).is_some_and(|(_, many)| *many) => {}
                     Some((name, rest)) => {
                         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
                         read(&mut kinds, name, &rest);
                     }
                     // `joins` read whole: every joined object of the entry, whole.
                     None => {
-                        for &index in of_entry.values() {
+                        for &(index, _) in of_entry.values() {
                             kinds[index].keep.add::<&str>(&[]);
                         }
                     }

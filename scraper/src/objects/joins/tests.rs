@@ -355,3 +355,53 @@ fn a_served_claim_is_held_in_a_fraction_of_its_size() {
     pipeline.apply(&key(&served), &served, 0);
     assert_eq!(pipeline.joined_held(), (1, held));
 }
+
+#[test]
+fn a_many_join_finds_one_object_per_value_for_each_item() {
+    let config = r#"
+[[resources]]
+version = "v1"
+kind = "Pod"
+[[resources.joins]]
+name = "claims"
+version = "v1"
+kind = "PersistentVolumeClaim"
+name_from = "spec.volumes[*].persistentVolumeClaim.claimName"
+many = true
+[[resources.metrics]]
+name = "disk_bytes"
+type = "gauge"
+each = "spec.volumes[*]"
+where = "has(item.persistentVolumeClaim) && item.persistentVolumeClaim.claimName in joins.claims"
+expr = "joins.claims[item.persistentVolumeClaim.claimName].spec.resources.requests.storage"
+labels = { device = "name", mode = { expr = "joins.claims[item.persistentVolumeClaim.claimName].spec.volumeMode" } }
+"#;
+    let pipeline = pipeline(config);
+    for claim in [claim("c1", "a", "1Ki"), claim("c2", "a", "2Ki")] {
+        pipeline.apply(&key(&claim), &claim, 0);
+    }
+    let mut pod = pod("p1", "c1");
+    pod["spec"]["volumes"] = json!([
+        {"name": "root", "persistentVolumeClaim": {"claimName": "c1"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "c2"}},
+        {"name": "gone", "persistentVolumeClaim": {"claimName": "c3"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]);
+    assert_eq!(
+        lines(&pipeline, &pod),
+        [
+            "disk_bytes{device=\"root\",mode=\"Filesystem\"} 1024",
+            "disk_bytes{device=\"data\",mode=\"Filesystem\"} 2048",
+        ]
+    );
+    // c3 appears: the Pod depends on it too.
+    pipeline.apply(&key(&claim("c3", "a", "3Ki")), &claim("c3", "a", "3Ki"), 0);
+    assert_eq!(pipeline.take_recompute("v1", "Pod", None).len(), 1);
+    assert_eq!(lines(&pipeline, &pod).len(), 3);
+    // Pruned all the same: the dynamic index is the key, what follows it is kept.
+    let kinds = super::joined_kinds(&resources(config));
+    assert!(!kinds[0].keep.is_whole());
+    let pruned = kinds[0].keep.prune(&claim("c1", "a", "1Ki"));
+    assert_eq!(pruned["spec"]["resources"]["requests"]["storage"], "1Ki");
+    assert_eq!(pruned["spec"]["volumeMode"], "Filesystem");
+}
