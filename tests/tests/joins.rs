@@ -363,7 +363,8 @@ async fn a_join_by_uid_and_a_join_by_label_with_conditions_follow_their_pods() {
   where = "has(object.data.node)"
   labels = { pod = "@launcher.metadata.name" }
 "#;
-    let mut host = start(dir.path(), &config(cp.kubeconfig_path(), listen, entry));
+    let host_config = config(cp.kubeconfig_path(), listen, entry);
+    let mut host = start(dir.path(), &host_config);
     expect_series(
         &host,
         listen,
@@ -418,6 +419,28 @@ async fn a_join_by_uid_and_a_join_by_label_with_conditions_follow_their_pods() {
         listen,
         "joins_launcher_info",
         &[r#"joins_launcher_info{name="vmi",pod="launcher-c"} 1"#],
+    );
+
+    // A reload renames the metric: every watch applies its objects again with the new
+    // pipeline, whose joins start empty and fill as the Pods are applied again.
+    let renamed = host_config
+        .replace(
+            "name = \"launcher\"\n  type = \"info\"",
+            "name = \"launcher_pod\"\n  type = \"info\"",
+        )
+        .replace("{listen}", &host.addr.to_string());
+    std::fs::write(dir.path().join("periscope.toml"), renamed).unwrap();
+    expect_series(
+        &host,
+        listen,
+        "joins_launcher_pod_info",
+        &[r#"joins_launcher_pod_info{name="vmi",pod="launcher-c"} 1"#],
+    );
+    expect_series(
+        &host,
+        listen,
+        "joins_owner_name_length",
+        &[r#"joins_owner_name_length{name="ref",node="node-1",pod="owner"} 5"#],
     );
 
     // The owner Pod is deleted: the series read from it vanishes.
