@@ -1,6 +1,6 @@
 //! `periscope rbac`: the least-privilege RBAC objects for a config — get, list and watch on exactly
-//! the configured resources and the Pods or EndpointSlices that endpoint targets are discovered
-//! from, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
+//! the configured resources, the kinds their joins read, and the Pods or EndpointSlices that
+//! endpoint targets are discovered from, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +28,10 @@ pub fn manifests(
         let plural =
             ApiResource::from_gvk(&GroupVersionKind::gvk(&r.group, &r.version, &r.kind)).plural;
         grant(&r.group, plural);
+    }
+    for joined in periscope_scraper::objects::joins::joined_kinds(resources) {
+        let gvk = GroupVersionKind::gvk(&joined.group, &joined.version, &joined.kind);
+        grant(&joined.group, ApiResource::from_gvk(&gvk).plural);
     }
     for discovery in endpoints.iter().filter_map(|e| e.kubernetes.as_ref()) {
         match discovery.role {
@@ -111,5 +115,33 @@ mod tests {
         assert_eq!(text.matches("verbs:").count(), 3, "{text}");
         assert!(text.contains("kind: ServiceAccount\nmetadata:\n  name: \"periscope\"\n  namespace: \"monitoring\""), "{text}");
         assert!(text.contains("kind: ClusterRoleBinding"), "{text}");
+    }
+
+    #[test]
+    fn role_grants_read_on_the_kinds_joins_read() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            resources: Vec<ResourceConfig>,
+        }
+        let doc: Doc = periscope_plugin_api::config::parse(
+            "[[resources]]\ngroup = \"kubevirt.io\"\nversion = \"v1\"\nkind = \"VirtualMachineInstance\"\n\
+             [[resources.joins]]\nname = \"launcher\"\nversion = \"v1\"\nkind = \"Pod\"\n\
+             label = \"kubevirt.io/created-by\"\nlabel_from = \"metadata.uid\"\n\
+             [[resources.joins]]\nname = \"type\"\ngroup = \"instancetype.kubevirt.io\"\nversion = \"v1beta1\"\n\
+             kind = \"VirtualMachineClusterInstancetype\"\ncluster = true\n\
+             name_from = \"metadata.annotations['kubevirt.io/cluster-instancetype-name']\"\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n",
+        )
+        .unwrap();
+        let text = manifests(&doc.resources, &[], "periscope", "monitoring");
+        assert!(
+            text.contains("  - apiGroups: [\"\"]\n    resources: [\"pods\"]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - apiGroups: [\"instancetype.kubevirt.io\"]\n    resources: [\"virtualmachineclusterinstancetypes\"]\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("verbs:").count(), 3, "{text}");
     }
 }

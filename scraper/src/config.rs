@@ -93,6 +93,92 @@ pub struct ResourceConfig {
     /// Metrics derived from how objects change over time.
     #[serde(default)]
     pub derived: Vec<DerivedConfig>,
+    /// Other objects found from this one, whose fields the entry's metrics, labels and filters
+    /// read (`@name.spec.x` in paths, `joins.name.spec.x` in expressions).
+    #[serde(default)]
+    pub joins: Vec<JoinConfig>,
+}
+
+/// One `[[resources.joins]]` entry: another object, found by a key computed from this one,
+/// whose fields the entry may read as `@<name>.<path>` in paths and `joins.<name>.<field>` in
+/// expressions. A join that finds nothing reads as a missing field.
+///
+/// The key is one of: `name_from` (the joined object's name, in the namespace `namespace_from`,
+/// by default this object's), `uid_from` (its uid, in any namespace), or `label` with
+/// `label_from` (the value its label `label` must have, in the same namespace as for names).
+/// `cluster = true` says the joined kind is cluster-scoped: names and labels are then looked up
+/// without a namespace. `where` keeps only the candidates for which it is `true`, with the
+/// candidate bound as `joined`; of several, the first by namespace and name is joined. With
+/// `many = true` the key reads several values and the join maps each to what it found.
+///
+/// ```toml
+/// [[resources.joins]]
+/// name = "claim"
+/// version = "v1"
+/// kind = "PersistentVolumeClaim"
+/// name_from = "spec.volumes[0].persistentVolumeClaim.claimName"
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// What paths and expressions call the joined object: letters, digits and `_`.
+    pub name: Spanned<String>,
+    /// The joined kind's API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// The joined kind's API version.
+    pub version: String,
+    /// The joined kind.
+    pub kind: String,
+    /// Whether the joined kind is cluster-scoped (names and labels looked up without a
+    /// namespace).
+    #[serde(default)]
+    pub cluster: bool,
+    /// The joined object's name, read from this object.
+    #[serde(default)]
+    pub name_from: Option<LabelConfig>,
+    /// The joined object's namespace, read from this object; this object's own by default.
+    #[serde(default)]
+    pub namespace_from: Option<LabelConfig>,
+    /// The joined object's uid, read from this object.
+    #[serde(default)]
+    pub uid_from: Option<LabelConfig>,
+    /// A label the joined object carries, whose value must be `label_from`.
+    #[serde(default)]
+    pub label: Option<Spanned<String>>,
+    /// The value the joined object's `label` must have, read from this object.
+    #[serde(default)]
+    pub label_from: Option<LabelConfig>,
+    /// A CEL expression every candidate must make `true`: this object is `object`, the
+    /// candidate `joined`.
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    /// Whether the key reads several values (a path through a list, an expression giving a
+    /// list): the join is then a map from each value to the object it found, read in
+    /// expressions as `joins.name[value]` (`value in joins.name` when it found one).
+    #[serde(default)]
+    pub many: bool,
+}
+
+impl JoinConfig {
+    /// The values the key is read from, with their keys.
+    pub fn key_values(&self) -> [(&'static str, Option<&LabelConfig>); 4] {
+        [
+            ("name_from", self.name_from.as_ref()),
+            ("namespace_from", self.namespace_from.as_ref()),
+            ("uid_from", self.uid_from.as_ref()),
+            ("label_from", self.label_from.as_ref()),
+        ]
+    }
+
+    /// The joined objects' `apiVersion`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
 }
 
 impl ResourceConfig {
@@ -137,6 +223,11 @@ impl ResourceConfig {
             out.value(&format!("{key}.start"), derived.start.as_ref());
             out.value(&format!("{key}.end"), derived.end.as_ref());
             out.object_labels(&format!("{key}.by"), &derived.by);
+        }
+        for (j, join) in self.joins.iter().enumerate() {
+            for (field, value) in join.key_values() {
+                out.value(&format!("joins[{j}].{field}"), value);
+            }
         }
         out.0
     }
@@ -185,6 +276,12 @@ impl ResourceConfig {
                 out.extend(value_expression(&format!("{key}.{field}"), value.as_ref()));
             }
             out.extend(label_expressions(&format!("{key}.by"), &derived.by));
+        }
+        for (j, join) in self.joins.iter().enumerate() {
+            for (field, value) in join.key_values() {
+                out.extend(value_expression(&format!("joins[{j}].{field}"), value));
+            }
+            out.extend(join.filter.iter().map(|e| (format!("joins[{j}].where"), e)));
         }
         out
     }

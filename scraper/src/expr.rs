@@ -26,8 +26,12 @@
 //! # Binding
 //!
 //! The object is bound as `object`; inside a metric's `each`, the current element is bound as
-//! `item` as well (the path language's relative paths start at it). Any other variable is a
-//! compile error ([`Scope`]).
+//! `item` as well (the path language's relative paths start at it). The objects the entry's joins
+//! found (`[[resources.joins]]`) are bound as `joins`, a map from join name to object without
+//! the joins that found nothing: `joins.claim.spec.volumeMode`, `has(joins.claim)`. An
+//! expression that fails while a join it names found nothing gives `null` (a filter keeps
+//! nothing), as a path into that join reaches nothing. A join's own `where` sees the candidate
+//! as `joined`. Any other variable is a compile error ([`Scope`]).
 //!
 //! # Cost bound
 //!
@@ -69,6 +73,12 @@ pub const WALK_LIMIT: u64 = 1_000_000;
 pub const OBJECT: &str = "object";
 /// The name the current element of `each` is bound to.
 pub const ITEM: &str = "item";
+/// The name the joined objects are bound to, by join name.
+pub const JOINS: &str = "joins";
+/// The name a join's candidate is bound to in the join's `where`.
+pub const JOINED: &str = "joined";
+/// What [`Expr::field_reads`] gives for an index computed at run time (`m[item.name]`).
+pub const ANY_FIELD: &str = "*";
 
 /// The environment every expression compiles and runs in: the standard library, the strings
 /// extension and `quantity()`.
@@ -97,6 +107,8 @@ pub struct Expr {
     program: Program,
     /// How deeply its comprehensions nest (0 without any).
     depth: u32,
+    /// The joins it reads by name (`joins.name`).
+    joins: Vec<String>,
 }
 
 /// An expression that does not compile.
@@ -166,10 +178,19 @@ impl Expr {
             });
         }
         let depth = nesting(program.expression());
+        let mut reads = Vec::new();
+        field_reads(program.expression(), JOINS, &mut reads);
+        let mut joins: Vec<String> = reads
+            .into_iter()
+            .filter_map(|(fields, _)| fields.into_iter().next())
+            .collect();
+        joins.sort();
+        joins.dedup();
         Ok(Expr {
             source: source.to_owned(),
             program,
             depth,
+            joins,
         })
     }
 
@@ -180,14 +201,46 @@ impl Expr {
 
     /// Evaluates with the input's object bound as `object` (and `item` inside an `each`),
     /// giving the result as JSON: `null` when it is CEL's `null`.
+    ///
+    /// An expression that fails while a join it reads found nothing gives `null`, as a path
+    /// into that join reaches nothing.
     pub fn eval<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<Json, ExprError> {
+        match self.eval_with(input, item.map(|item| (ITEM, item))) {
+            Err(ExprError::Failed(_)) if self.reads_missing_join(input) => Ok(Json::Null),
+            result => result,
+        }
+    }
+
+    /// Whether the expression reads a join that found nothing for the input's object.
+    fn reads_missing_join(&self, input: &Input<'_>) -> bool {
+        let found = input.object().get(crate::path::JOINS);
+        self.joins
+            .iter()
+            .any(|name| found.and_then(|found| found.get(name)).is_none())
+    }
+
+    /// Evaluates a join's `where` for one candidate: the input's object bound as `object`, the
+    /// candidate as `joined`.
+    pub fn keeps_joined<'j>(&self, input: &Input<'j>, joined: &'j Json) -> Result<bool, ExprError> {
+        match self.eval_with(input, Some((JOINED, joined)))? {
+            Json::Bool(keep) => Ok(keep),
+            other => Err(ExprError::NotABool(other.to_string())),
+        }
+    }
+
+    /// Evaluates with the input's object (and joins) bound, and `extra` as well.
+    fn eval_with<'j>(
+        &self,
+        input: &Input<'j>,
+        extra: Option<(&str, &'j Json)>,
+    ) -> Result<Json, ExprError> {
         let (root, object_largest) = input.bound();
         let mut largest = *object_largest;
-        let item = item.map(|item| to_cel(item, &mut largest));
+        let extra = extra.map(|(name, value)| (name, to_cel(value, &mut largest)));
         self.check_cost(largest)?;
         let mut context = root.new_inner_scope();
-        if let Some(item) = item {
-            context.add_variable_as_val(ITEM, item);
+        if let Some((name, value)) = extra {
+            context.add_variable_as_val(name, value);
         }
         let result = self
             .program
@@ -196,12 +249,24 @@ impl Expr {
         to_json(&result)
     }
 
-    /// Evaluates a filter: whether the object (or item) is kept.
+    /// Evaluates a filter: whether the object (or item) is kept. A filter that fails while a
+    /// join it reads found nothing keeps nothing.
     pub fn keeps<'j>(&self, input: &Input<'j>, item: Option<&'j Json>) -> Result<bool, ExprError> {
         match self.eval(input, item)? {
             Json::Bool(keep) => Ok(keep),
+            Json::Null if self.reads_missing_join(input) => Ok(false),
             other => Err(ExprError::NotABool(other.to_string())),
         }
+    }
+
+    /// What the expression reads of the variable `name`: for each place it is used, the fields
+    /// selected after it with `.field`, `.?field`, `["field"]` or an index computed at run time
+    /// ([`ANY_FIELD`]), up to the first anything else, and whether only the presence of the last one is tested (`has(v.a.b)`). An empty
+    /// list of fields means it reads the variable whole.
+    pub fn field_reads(&self, name: &str) -> Vec<(Vec<String>, bool)> {
+        let mut out = Vec::new();
+        field_reads(self.program.expression(), name, &mut out);
+        out
     }
 
     fn check_cost(&self, largest: usize) -> Result<(), ExprError> {
@@ -226,6 +291,8 @@ pub enum Scope {
     Object,
     /// `object` and `item`: a metric with `each`.
     Item,
+    /// `object` and `joined`: a join's `where`.
+    Joined,
 }
 
 /// The type names an expression may mention (`type(x) == string`).
@@ -245,15 +312,121 @@ const TYPE_NAMES: [&str; 11] = [
 
 impl Scope {
     fn binds(self, name: &str) -> bool {
-        name == OBJECT || (self == Scope::Item && name == ITEM) || TYPE_NAMES.contains(&name)
+        name == OBJECT
+            || TYPE_NAMES.contains(&name)
+            || match self {
+                Scope::Object => name == JOINS,
+                Scope::Item => name == JOINS || name == ITEM,
+                Scope::Joined => name == JOINED,
+            }
     }
 
     fn describe(self) -> &'static str {
         match self {
-            Scope::Object => "the object is `object` (`item` exists only in a metric with `each`)",
-            Scope::Item => "the object is `object` and the element of `each` is `item`",
+            Scope::Object => {
+                "the object is `object`, its joined objects `joins` (`item` exists only in a metric with `each`)"
+            }
+            Scope::Item => {
+                "the object is `object`, its joined objects `joins` and the element of `each` is `item`"
+            }
+            Scope::Joined => "the object is `object` and the join's candidate is `joined`",
         }
     }
+}
+
+/// Collects what `expr` reads of the variable `name` (see [`Expr::field_reads`]). A
+/// comprehension variable of the same name is not told apart: it only makes more read.
+fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) {
+    if let Ast::Select(select) = &expr.expr
+        && select.test
+        && let Some(mut fields) = selected_fields(&select.operand, name)
+    {
+        fields.push(select.field.clone());
+        out.push((fields, true));
+        return;
+    }
+    if let Some(fields) = selected_fields(expr, name) {
+        out.push((fields, false));
+        return;
+    }
+    // `k in v.a`: whether `v.a` has the key `k`, which needs no more of what it maps to.
+    if let Ast::Call(call) = &expr.expr
+        && call.func_name == cel::common::ast::operators::IN
+        && let [key, map] = call.args.as_slice()
+        && let Some(mut fields) = selected_fields(map, name)
+    {
+        field_reads(key, name, out);
+        fields.push(ANY_FIELD.to_owned());
+        out.push((fields, true));
+        return;
+    }
+    match &expr.expr {
+        Ast::Comprehension(c) => {
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                field_reads(part, name, out);
+            }
+        }
+        Ast::Call(call) => {
+            if let Some(target) = &call.target {
+                field_reads(target, name, out);
+            }
+            for arg in &call.args {
+                field_reads(arg, name, out);
+            }
+        }
+        Ast::List(list) => {
+            for element in &list.elements {
+                field_reads(element, name, out);
+            }
+        }
+        Ast::Map(map) => {
+            for entry in &map.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        field_reads(&e.key, name, out);
+                        field_reads(&e.value, name, out);
+                    }
+                    EntryExpr::StructField(f) => field_reads(&f.value, name, out),
+                }
+            }
+        }
+        Ast::Select(select) => field_reads(&select.operand, name, out),
+        _ => {}
+    }
+}
+
+/// When `expr` is the variable `name` followed by field selections only, those fields.
+fn selected_fields(expr: &IdedExpr, name: &str) -> Option<Vec<String>> {
+    let (operand, field) = match &expr.expr {
+        Ast::Ident(ident) => return (ident == name).then(Vec::new),
+        Ast::Select(select) => (&*select.operand, select.field.clone()),
+        Ast::Call(call)
+            if call.target.is_none()
+                && call.args.len() == 2
+                && (call.func_name == cel::common::ast::operators::OPT_SELECT
+                    || call.func_name == cel::common::ast::operators::INDEX) =>
+        {
+            let field = match &call.args[1].expr {
+                Ast::Literal(cel::common::ast::LiteralValue::String(field)) => {
+                    let text: &str = field.as_ref();
+                    text.to_owned()
+                }
+                // An index computed at run time: any field.
+                _ => ANY_FIELD.to_owned(),
+            };
+            (&call.args[0], field)
+        }
+        _ => return None,
+    };
+    let mut fields = selected_fields(operand, name)?;
+    fields.push(field);
+    Some(fields)
 }
 
 /// The variables `expr` reads that no comprehension around them binds, with their node ids.
@@ -325,9 +498,27 @@ impl<'j> Input<'j> {
     fn bound(&self) -> &(Context<'j, 'j>, usize) {
         self.bound.get_or_init(|| {
             let mut largest = 0;
-            let object = to_cel(self.object, &mut largest);
             let mut context = Context::with_env(Arc::clone(&ENV));
+            // The joined objects the pipeline put in the object are `joins`, not a field.
+            let joins = self.object.get(crate::path::JOINS);
+            let object = match (self.object, joins) {
+                (Json::Object(fields), Some(_)) => {
+                    largest = fields.len() - 1;
+                    let fields: HashMap<CelMapKey<'j>, Box<dyn Val + 'j>> = fields
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != crate::path::JOINS)
+                        .map(|(k, v)| (CelMapKey::from(k.as_str()), to_cel(v, &mut largest)))
+                        .collect();
+                    Box::new(CelMap::from(fields))
+                }
+                _ => to_cel(self.object, &mut largest),
+            };
             context.add_variable_as_val(OBJECT, object);
+            let joins = joins.map_or_else(
+                || Box::new(CelMap::from(HashMap::new())) as Box<dyn Val + 'j>,
+                |joins| to_cel(joins, &mut largest),
+            );
+            context.add_variable_as_val(JOINS, joins);
             (context, largest)
         })
     }

@@ -17,6 +17,7 @@ mod aggregate;
 pub(crate) mod compile;
 mod durations;
 mod extract;
+pub mod joins;
 mod key;
 mod label_values;
 mod labels_from;
@@ -129,6 +130,8 @@ pub enum Secrets {
 #[derive(Debug)]
 pub struct ObjectPipeline {
     resources: Vec<Resource>,
+    /// The joined objects and who depends on them; `None` without `[[resources.joins]]`.
+    joins: Option<joins::Joins>,
     tracker: Mutex<Tracker>,
     stats: std::sync::Arc<PipelineStats>,
     /// Closed by the host above its memory limit: watches take in no object they do not know.
@@ -142,8 +145,10 @@ impl ObjectPipeline {
         resources: &[ResourceConfig],
         secrets: Secrets,
     ) -> Result<ObjectPipeline, Vec<CompileError>> {
-        compile::compile(resources, secrets).map(|resources| ObjectPipeline {
+        let kinds = joins::joined_kinds(resources);
+        compile::compile(resources, &kinds, secrets).map(|resources| ObjectPipeline {
             tracker: Mutex::new(Tracker::new(&resources)),
+            joins: joins::Joins::new(&kinds, &resources),
             resources,
             stats: std::sync::Arc::default(),
             admission: crate::admission::Admission::default(),
@@ -189,6 +194,21 @@ impl ObjectPipeline {
         now_ms: i64,
     ) -> Option<(SourceUpdate, Problems)> {
         let mut problems = Problems::default();
+        // With joins: the object as its metrics read it, with what its joins found.
+        let joined;
+        let object = match &self.joins {
+            None => object,
+            Some(joins) => {
+                joins.observe(key, Some(object));
+                match joins.attach(key, object, &self.resources, &mut problems) {
+                    Some(with_joins) => {
+                        joined = with_joins;
+                        &joined
+                    }
+                    None => object,
+                }
+            }
+        };
         self.track(key, Some(object), &mut problems);
         let mut matching = Vec::new();
         for resource in self.resources.iter().filter(|r| r.is_kind_of(key)) {
@@ -237,6 +257,7 @@ impl ObjectPipeline {
     /// Only the object's key is needed, not the object: its contributions to aggregates and
     /// derived metrics are dropped by source id.
     pub fn remove(&self, key: &ObjectKey) -> Option<SourceUpdate> {
+        self.forget(key);
         self.track(key, None, &mut Problems::default());
         for resource in &self.resources {
             if let (Some(budget), true) = (&resource.budget, resource.is_kind_of(key)) {
@@ -279,6 +300,53 @@ impl ObjectPipeline {
             }
         }
         updates
+    }
+
+    /// Whether the config has `[[resources.joins]]`.
+    pub fn has_joins(&self) -> bool {
+        self.joins.is_some()
+    }
+
+    /// Forgets an object that is gone without being a source (an object only joins read, or one
+    /// no entry selects): joins stop finding it, and what depended on it is applied again.
+    /// [`remove`](Self::remove) does this too. Nothing to do without joins.
+    pub fn forget(&self, key: &ObjectKey) {
+        if let Some(joins) = &self.joins {
+            joins.forget(key);
+            joins.observe(key, None);
+        }
+    }
+
+    /// Tells when objects must be applied again because what their joins find changed, or
+    /// `None` when the config has no joins. The value changes each time; take the objects with
+    /// [`take_recompute`](Self::take_recompute).
+    pub fn recompute_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.joins.as_ref().map(joins::Joins::signal)
+    }
+
+    /// The objects of `api_version`/`kind` (in `namespace`, when given) that must be applied
+    /// again because what their joins find changed; each is given out once.
+    pub fn take_recompute(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Vec<ObjectKey> {
+        self.joins
+            .as_ref()
+            .map(|joins| joins.take(api_version, kind, namespace))
+            .unwrap_or_default()
+    }
+
+    /// Whether any object must be applied again (and forgets which): the offline input then
+    /// reads everything again.
+    pub fn take_any_recompute(&self) -> bool {
+        self.joins.as_ref().is_some_and(joins::Joins::take_any)
+    }
+
+    /// How many joined objects the pipeline holds and their size as compact JSON, in bytes.
+    pub fn joined_held(&self) -> (usize, usize) {
+        self.joins.as_ref().map_or((0, 0), joins::Joins::held)
     }
 
     /// Whether the config has any aggregate, derived metric or cap (the host needs to call
@@ -390,6 +458,8 @@ struct Resource {
     tracked: Vec<Tracked>,
     /// What the entry admitted under its `max_series` and `max_values`; `None` without caps.
     budget: Option<Mutex<limits::Budget>>,
+    /// The entry's joins.
+    joins: Vec<joins::Join>,
 }
 
 /// A label of samples: its name and where its value comes from.

@@ -14,11 +14,19 @@
 //!   (numbers and booleans compare by their JSON text);
 //! - `a["x.y/z"]`, `a['x.y/z']` walk into a map key that contains dots or slashes;
 //! - a leading `$` anchors the path at the object's root even where paths are relative to an
-//!   item (inside `each`): `$.metadata.creationTimestamp`, `$["metadata"]`; `$` alone is the object.
+//!   item (inside `each`): `$.metadata.creationTimestamp`, `$["metadata"]`; `$` alone is the object;
+//! - a leading `@name` starts at the object the entry's join `name` found
+//!   (`[[resources.joins]]`): `@claim.spec.volumeMode`; it reaches nothing when the join found
+//!   nothing. The pipeline puts the joined objects in the object under [`JOINS`], so such a path
+//!   is an anchored path through that key.
 
 use std::fmt;
 
 use serde_json::Value;
+
+/// The key under which the pipeline puts an object's joined objects, by join name, before its
+/// metrics read it. No Kubernetes object has a field of this name.
+pub const JOINS: &str = "@joins";
 
 /// A parsed field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +99,26 @@ impl Path {
     /// Whether the path starts with `$`, anchored at the object's root.
     pub fn is_anchored(&self) -> bool {
         self.anchored
+    }
+
+    /// The join a path starting with `@name` reads, and the fields it walks in the joined object
+    /// up to its first list index, wildcard or selector: what of the joined object it needs.
+    pub fn join(&self) -> Option<(&str, Vec<&str>)> {
+        let [Segment::Field(root), Segment::Field(name), rest @ ..] = self.segments.as_slice()
+        else {
+            return None;
+        };
+        if !self.anchored || root != JOINS {
+            return None;
+        }
+        let fields = rest
+            .iter()
+            .map_while(|segment| match segment {
+                Segment::Field(field) => Some(field.as_str()),
+                _ => None,
+            })
+            .collect();
+        Some((name, fields))
     }
 
     /// Every value the path reaches from `root`, in document order; empty when nothing matches.
@@ -212,6 +240,17 @@ impl<'t> Parser<'t> {
         }
         if self.text == "." {
             return Ok((false, Vec::new()));
+        }
+        if self.eat('@') {
+            let name = self.name()?;
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(self.error_at(1, "a join name holds only letters, digits and `_`"));
+            }
+            let mut segments = vec![Segment::Field(JOINS.to_owned()), Segment::Field(name)];
+            if self.peek().is_some() {
+                segments.extend(self.segments()?);
+            }
+            return Ok((true, segments));
         }
         if !self.eat('$') {
             return Ok((false, self.segments()?));

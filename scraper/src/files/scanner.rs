@@ -27,6 +27,8 @@ pub(super) struct Scanner {
     files: BTreeMap<PathBuf, FileState>,
     /// The last update sent for every current source.
     sent: HashMap<String, SourceUpdate>,
+    /// With joins, every object read that is no source.
+    others: HashSet<ObjectKey>,
     /// The last error listing the root, not to report it at every read.
     listing_error: Option<String>,
 }
@@ -38,6 +40,9 @@ struct FileState {
     fingerprint: Option<(usize, u64)>,
     /// The sources the file's objects produced at its last successful parse.
     ids: Vec<String>,
+    /// With joins, the objects of the file that were no source (only joins read them, or no
+    /// entry selects them): when they vanish, joins must stop finding them.
+    others: Vec<ObjectKey>,
     /// The last error reported for the file.
     error: Option<String>,
 }
@@ -56,6 +61,7 @@ impl Scanner {
             pipeline,
             files: BTreeMap::new(),
             sent: HashMap::new(),
+            others: HashSet::new(),
             listing_error: None,
         }
     }
@@ -71,7 +77,23 @@ impl Scanner {
 
     /// Reads every file (skipping unchanged ones) and returns the events to send: updates of new
     /// and changed sources, then removes of vanished ones, with errors where they happened.
+    ///
+    /// When what joins find changed during the read (a joined object read after an object that
+    /// joins it, or changed since), every file is read again at once: the files do not say which
+    /// objects depend on which, and the second read finds every joined object in place.
     pub(super) fn scan(&mut self, now_ms: i64) -> Vec<Event> {
+        let mut events = self.scan_once(now_ms);
+        if self.pipeline.take_any_recompute() {
+            for state in self.files.values_mut() {
+                state.fingerprint = None;
+            }
+            events.extend(self.scan_once(now_ms));
+        }
+        events
+    }
+
+    /// One read of every file.
+    fn scan_once(&mut self, now_ms: i64) -> Vec<Event> {
         let mut events = Vec::new();
         let Some(paths) = self.list(&mut events) else {
             return events;
@@ -92,6 +114,17 @@ impl Scanner {
             .cloned()
             .collect();
         gone.sort_unstable();
+        let others: HashSet<&ObjectKey> = self.files.values().flat_map(|f| &f.others).collect();
+        let vanished: Vec<ObjectKey> = self
+            .others
+            .iter()
+            .filter(|key| !others.contains(key))
+            .cloned()
+            .collect();
+        for key in vanished {
+            self.pipeline.forget(&key);
+            self.others.remove(&key);
+        }
         for id in gone {
             if let Some(last) = self.sent.remove(&id) {
                 // Through the pipeline, so the object's share of aggregates goes with it.
@@ -166,21 +199,25 @@ impl Scanner {
             }
         };
         state.error = None;
-        let ids = self.apply_all(&path, &objects, now_ms, events);
+        let (ids, others) = self.apply_all(&path, &objects, now_ms, events);
+        self.others.extend(others.iter().cloned());
         if let Some(state) = self.files.get_mut(&path) {
             state.ids = ids;
+            state.others = others;
         }
     }
 
-    /// Applies the pipeline to every object of a file; returns the ids of the sources produced.
+    /// Applies the pipeline to every object of a file; returns the ids of the sources produced
+    /// and the keys of the objects that are no source.
     fn apply_all(
         &mut self,
         path: &Path,
         objects: &[Value],
         now_ms: i64,
         events: &mut Vec<Event>,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Vec<ObjectKey>) {
         let mut ids = Vec::new();
+        let mut others = Vec::new();
         for (index, object) in objects.iter().enumerate() {
             let Some(key) = ObjectKey::of(object) else {
                 let message = format!(
@@ -192,6 +229,9 @@ impl Scanner {
                 continue;
             };
             let Some((update, problems)) = self.pipeline.apply(&key, object, now_ms) else {
+                if self.pipeline.has_joins() {
+                    others.push(key);
+                }
                 continue;
             };
             let id = update.source_id().to_owned();
@@ -214,7 +254,7 @@ impl Scanner {
             }
             ids.push(id);
         }
-        ids
+        (ids, others)
     }
 
     fn error(&self, kind: ErrorKind, message: String) -> Event {

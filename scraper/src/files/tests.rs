@@ -288,3 +288,69 @@ async fn a_missing_path_is_reported_once_and_still_syncs() {
     assert!(running.events.try_recv().is_err());
     running.stop().await;
 }
+
+/// The `claim_bytes` values in the updates among `events`, in order.
+fn claim_bytes(events: &[Event]) -> Vec<Option<f64>> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Update(update) if update.source_id() == "v1/ConfigMap/default/a" => Some(update),
+            _ => None,
+        })
+        .map(|update| match update.update() {
+            Update::Replace { samples, .. } => samples.iter().next().map(|s| s.value()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn offline_joins_find_objects_read_later_and_follow_their_changes() {
+    #[derive(Deserialize)]
+    struct Config {
+        resources: Vec<ResourceConfig>,
+    }
+    let config: Config = periscope_plugin_api::config::parse(
+        r#"
+[[resources]]
+version = "v1"
+kind = "ConfigMap"
+[[resources.joins]]
+name = "claim"
+version = "v1"
+kind = "PersistentVolumeClaim"
+name_from = "data.claim"
+[[resources.metrics]]
+name = "claim_bytes"
+type = "gauge"
+path = "@claim.spec.resources.requests.storage"
+"#,
+    )
+    .unwrap();
+    let pipeline = Arc::new(ObjectPipeline::compile(&config.resources, Secrets::Refused).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let claim = |size: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: z\n  namespace: default\nspec:\n  resources:\n    requests:\n      storage: {size}\n"
+        )
+    };
+    // The ConfigMap is read first, the claim it joins after it.
+    write(
+        dir.path(),
+        "a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\ndata:\n  claim: z\n",
+    );
+    write(dir.path(), "z.yaml", &claim("1Ki"));
+    let mut scanner = scanner::Scanner::new(
+        dir.path().to_owned(),
+        16 << 20,
+        "files:test".to_owned(),
+        pipeline,
+    );
+    assert_eq!(claim_bytes(&scanner.scan(0)), [None, Some(1024.0)]);
+    assert_eq!(claim_bytes(&scanner.scan(0)), []);
+    write(dir.path(), "z.yaml", &claim("2Ki"));
+    assert_eq!(claim_bytes(&scanner.scan(0)), [Some(2048.0)]);
+    std::fs::remove_file(dir.path().join("z.yaml")).unwrap();
+    assert_eq!(claim_bytes(&scanner.scan(0)), [None]);
+}

@@ -1,8 +1,9 @@
-//! Watch planning: which watches the `[[resources]]` entries need.
+//! Watch planning: which watches the `[[resources]]` entries and their joins need.
 
 use std::collections::BTreeMap;
 
 use crate::config::ResourceConfig;
+use crate::objects::joins::{Keep, joined_kinds};
 
 /// What one watch covers: a kind, optionally one namespace, and server-side selectors.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,6 +22,9 @@ pub struct WatchTarget {
     pub field_selector: Option<String>,
     /// The most objects the watch takes in: the smallest `max_objects` of the kind's entries.
     pub max_objects: Option<usize>,
+    /// What of each object to hold when only joins read the kind: the fields they read. `None`
+    /// when an entry watches the kind, which holds objects whole.
+    pub keep: Option<Keep>,
 }
 
 impl WatchTarget {
@@ -44,38 +48,69 @@ impl WatchTarget {
     }
 }
 
+/// What one entry, or the joins of one kind, want watched.
+struct Want {
+    namespaces: Vec<String>,
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    max_objects: Option<usize>,
+    /// For joins: the fields they read.
+    keep: Option<Keep>,
+}
+
 /// The watches needed for `resources`: one per kind, split per namespace when every entry of that
 /// kind names its namespaces, with selectors passed to the apiserver when every entry of that kind
 /// agrees on them (otherwise the pipeline filters on its side).
+///
+/// A kind that joins read (`[[resources.joins]]`) is watched in every namespace; when all its
+/// joins match on one label, only the objects carrying it (`label` as the selector). With no
+/// entry of its own, its watch holds only the fields joins read ([`WatchTarget::keep`]); with
+/// one, it shares that entry's watch, whose selectors then apply only if they are the same.
 pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
-    let mut by_kind: BTreeMap<(String, String, String), Vec<&ResourceConfig>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(String, String, String), Vec<Want>> = BTreeMap::new();
     for r in resources {
         by_kind
             .entry((r.group.clone(), r.version.clone(), r.kind.clone()))
             .or_default()
-            .push(r);
+            .push(Want {
+                namespaces: r.namespaces.clone(),
+                label_selector: r.label_selector.as_ref().map(|s| s.get_ref().clone()),
+                field_selector: r.field_selector.as_ref().map(|s| s.get_ref().clone()),
+                max_objects: r
+                    .max_objects
+                    .as_ref()
+                    .map(|max| usize::try_from(*max.get_ref()).unwrap_or(usize::MAX)),
+                keep: None,
+            });
+    }
+    for joined in joined_kinds(resources) {
+        by_kind
+            .entry((joined.group, joined.version, joined.kind))
+            .or_default()
+            .push(Want {
+                namespaces: Vec::new(),
+                label_selector: joined.label,
+                field_selector: None,
+                max_objects: None,
+                keep: Some(joined.keep),
+            });
     }
     let mut targets = Vec::new();
-    for ((group, version, kind), entries) in by_kind {
-        let selectors = |r: &ResourceConfig| {
-            (
-                r.label_selector.as_ref().map(|s| s.get_ref().clone()),
-                r.field_selector.as_ref().map(|s| s.get_ref().clone()),
-            )
-        };
-        let first = selectors(entries[0]);
-        let (label_selector, field_selector) = if entries.iter().all(|r| selectors(r) == first) {
+    for ((group, version, kind), wants) in by_kind {
+        let selectors = |w: &Want| (w.label_selector.clone(), w.field_selector.clone());
+        let first = selectors(&wants[0]);
+        let (label_selector, field_selector) = if wants.iter().all(|w| selectors(w) == first) {
             first
         } else {
             (None, None)
         };
-        let max_objects = entries
-            .iter()
-            .filter_map(|r| r.max_objects.as_ref())
-            .map(|max| usize::try_from(*max.get_ref()).unwrap_or(usize::MAX))
-            .min();
-        let namespaces: Vec<Option<String>> = if entries.iter().all(|r| !r.namespaces.is_empty()) {
-            let mut all: Vec<String> = entries.iter().flat_map(|r| r.namespaces.clone()).collect();
+        let max_objects = wants.iter().filter_map(|w| w.max_objects).min();
+        let keep = match wants.as_slice() {
+            [only] => only.keep.clone(),
+            _ => None,
+        };
+        let namespaces: Vec<Option<String>> = if wants.iter().all(|w| !w.namespaces.is_empty()) {
+            let mut all: Vec<String> = wants.iter().flat_map(|w| w.namespaces.clone()).collect();
             all.sort();
             all.dedup();
             all.into_iter().map(Some).collect()
@@ -91,6 +126,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
                 label_selector: label_selector.clone(),
                 field_selector: field_selector.clone(),
                 max_objects,
+                keep: keep.clone(),
             });
         }
     }
@@ -138,5 +174,50 @@ mod tests {
              [[resources.metrics]]\nname = \"z\"\ntype = \"info\"\n",
         );
         assert_eq!(watch_targets(&config)[0].max_objects, Some(5));
+    }
+
+    #[test]
+    fn a_kind_only_joins_read_is_watched_everywhere_by_its_label_holding_what_joins_read() {
+        let config = resources(
+            "[[resources]]\nversion = \"v1\"\nkind = \"ConfigMap\"\nnamespaces = [\"a\"]\n\
+             [[resources.joins]]\nname = \"owner\"\nversion = \"v1\"\nkind = \"Pod\"\n\
+             label = \"app\"\nlabel_from = \"metadata.name\"\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\nlabels = { node = \"@owner.spec.nodeName\" }\n",
+        );
+        let targets = watch_targets(&config);
+        let names: Vec<_> = targets.iter().map(WatchTarget::input_name).collect();
+        assert_eq!(names, ["kubernetes:v1/ConfigMap@a", "kubernetes:v1/Pod"]);
+        assert_eq!(targets[0].keep, None);
+        assert_eq!(targets[1].label_selector.as_deref(), Some("app"));
+        let keep = targets[1].keep.as_ref().unwrap();
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "a", "uid": "u", "labels": {"app": "x", "b": "c"}},
+            "spec": {"nodeName": "n1", "containers": []},
+        });
+        assert_eq!(
+            keep.prune(&pod),
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "a", "uid": "u", "labels": {"app": "x"}},
+                "spec": {"nodeName": "n1"},
+            })
+        );
+    }
+
+    #[test]
+    fn a_joined_kind_that_an_entry_watches_shares_its_watch_and_holds_it_whole() {
+        let config = resources(
+            "[[resources]]\nversion = \"v1\"\nkind = \"Pod\"\n\
+             [[resources.joins]]\nname = \"owner\"\nversion = \"v1\"\nkind = \"Pod\"\n\
+             label = \"app\"\nlabel_from = \"metadata.name\"\n\
+             [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n",
+        );
+        let targets = watch_targets(&config);
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].label_selector, None);
+        assert_eq!(targets[0].keep, None);
     }
 }

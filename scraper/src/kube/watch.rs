@@ -16,6 +16,7 @@ use super::WatchTarget;
 use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
+use crate::objects::joins::Keep;
 use crate::objects::{Generation, ObjectKey, ObjectPipeline, SharedPipeline};
 use crate::shard::Shard;
 
@@ -77,7 +78,10 @@ impl KubeWatch {
             synced: false,
             max_objects: self.target.max_objects,
             ignoring: None,
+            keep: self.target.keep.clone(),
+            namespace: self.target.namespace.clone(),
         };
+        let mut recompute = subscribe(&state.pipeline);
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
         let mut announced_missing = false;
@@ -86,6 +90,7 @@ impl KubeWatch {
                 _ = shutdown.cancelled() => return,
                 generation = self.pipeline.changed() => {
                     state.reapply(generation).await;
+                    recompute = subscribe(&state.pipeline);
                     continue;
                 }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
@@ -112,6 +117,7 @@ impl KubeWatch {
                         _ = shutdown.cancelled() => return,
                         generation = self.pipeline.changed() => {
                             state.reapply(generation).await;
+                            recompute = subscribe(&state.pipeline);
                             continue;
                         }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
@@ -136,6 +142,11 @@ impl KubeWatch {
                     _ = shutdown.cancelled() => return,
                     generation = self.pipeline.changed() => {
                         state.reapply(generation).await;
+                        recompute = subscribe(&state.pipeline);
+                        continue;
+                    }
+                    () = signalled(&mut recompute) => {
+                        state.recompute().await;
                         continue;
                     }
                     next = stream.next() => next,
@@ -168,6 +179,26 @@ impl KubeWatch {
                 }
             }
         }
+    }
+}
+
+/// The pipeline's signal of objects to apply again, marked changed: objects marked before the
+/// watch subscribed (while other inputs applied theirs with a new pipeline) are taken too.
+fn subscribe(pipeline: &ObjectPipeline) -> Option<tokio::sync::watch::Receiver<u64>> {
+    let mut receiver = pipeline.recompute_signal()?;
+    receiver.mark_changed();
+    Some(receiver)
+}
+
+/// Waits until the pipeline signals objects to apply again (their joins found something else);
+/// pending forever without joins.
+async fn signalled(recompute: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let changed = match recompute {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -242,6 +273,10 @@ struct WatchState {
     max_objects: Option<usize>,
     /// Why objects are being ignored now, if they are (for the log, once per change).
     ignoring: Option<&'static str>,
+    /// What of each object to hold and apply when only joins read the kind.
+    keep: Option<Keep>,
+    /// The namespace watched, if only one.
+    namespace: Option<String>,
 }
 
 impl WatchState {
@@ -255,9 +290,7 @@ impl WatchState {
             }
             watcher::Event::InitDone => {
                 for (key, held) in self.known.finish_relist() {
-                    if held.source {
-                        self.send_remove(&key).await;
-                    }
+                    self.gone(&key, held.source).await;
                 }
                 self.synced().await;
             }
@@ -268,9 +301,9 @@ impl WatchState {
             }
             watcher::Event::Delete(object) => {
                 if let Some(key) = self.watched.key_of_deleted(&object)
-                    && self.known.remove(&key).is_some_and(|held| held.source)
+                    && let Some(held) = self.known.remove(&key)
                 {
-                    self.send_remove(&key).await;
+                    self.gone(&key, held.source).await;
                 }
             }
         }
@@ -286,8 +319,15 @@ impl WatchState {
                 return None;
             }
         };
+        // Only joins read this kind: what they do not read is dropped at once.
+        let value = match &self.keep {
+            Some(keep) => keep.prune(&value),
+            None => value,
+        };
         let key = ObjectKey::of(&value)?;
-        if !self.shard.keeps(key.uid()) {
+        // Objects only joins read are needed by every shard: whichever holds the object that
+        // joins them.
+        if self.keep.is_none() && !self.shard.keeps(key.uid()) {
             return None;
         }
         if !self.admits(&key) {
@@ -348,6 +388,28 @@ impl WatchState {
         generation.reapplied();
     }
 
+    /// Applies again the objects whose joins found something else since they were applied.
+    async fn recompute(&mut self) {
+        let keys = self.pipeline.take_recompute(
+            &self.watched.api_version,
+            &self.watched.kind,
+            self.namespace.as_deref(),
+        );
+        for key in keys {
+            let Some((was_source, value)) = self
+                .known
+                .get(&key)
+                .and_then(|held| Some((held.source, held.object()?)))
+            else {
+                continue;
+            };
+            let source = self.send(&key, &value, was_source).await;
+            if let Some(held) = self.known.get_mut(&key) {
+                held.source = source;
+            }
+        }
+    }
+
     /// Whether the object may be taken in: it is known already, or there is room under
     /// `max_objects` and the host is below its memory limit. An object ignored is counted
     /// (`periscope_watch_objects_ignored_total{watch,reason}`).
@@ -389,6 +451,16 @@ impl WatchState {
         }
     }
 
+    /// An object that is gone: the `Remove` of its source if it was one; otherwise only what
+    /// joins knew of it goes.
+    async fn gone(&mut self, key: &ObjectKey, source: bool) {
+        if source {
+            self.send_remove(key).await;
+        } else {
+            self.pipeline.forget(key);
+        }
+    }
+
     /// Sends the `Remove` of a source.
     async fn send_remove(&mut self, key: &ObjectKey) {
         if let Some(update) = self.pipeline.remove(key) {
@@ -398,9 +470,7 @@ impl WatchState {
 
     async fn remove_all(&mut self) {
         for (key, held) in self.known.take_all() {
-            if held.source {
-                self.send_remove(&key).await;
-            }
+            self.gone(&key, held.source).await;
         }
     }
 

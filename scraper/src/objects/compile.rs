@@ -3,6 +3,7 @@
 //! Aggregates and derived metrics are compiled in [`tracked`], the rule for Secrets is in
 //! [`secrets`].
 
+mod joins;
 mod secrets;
 mod tracked;
 
@@ -29,9 +30,16 @@ use std::sync::Mutex;
 /// Compiles every entry, collecting every problem.
 pub(super) fn compile(
     configs: &[ResourceConfig],
+    kinds: &[super::joins::JoinedKind],
     secrets: Secrets,
 ) -> Result<Vec<Resource>, Vec<CompileError>> {
-    let mut compiler = Compiler::default();
+    let mut compiler = Compiler {
+        joined_kinds: kinds
+            .iter()
+            .map(|k| (k.group.clone(), k.version.clone(), k.kind.clone()))
+            .collect(),
+        ..Compiler::default()
+    };
     let resources: Vec<Resource> = configs
         .iter()
         .enumerate()
@@ -87,6 +95,7 @@ pub(super) fn document(
         metrics,
         tracked: Vec::new(),
         budget: None,
+        joins: Vec::new(),
     })
 }
 
@@ -97,6 +106,11 @@ struct Compiler {
     families: HashMap<String, Defined>,
     /// How many aggregates and derived metrics were compiled: the next one's slot.
     tracked: usize,
+    /// Every joined kind (group, version, kind), in the order of [`super::joins::joined_kinds`].
+    joined_kinds: Vec<(String, String, String)>,
+    /// The names of the joins of the entry being compiled: what `@name` and `joins.name` may
+    /// name.
+    entry_joins: Vec<String>,
 }
 
 /// A family defined by a metric, an aggregate or a derived metric.
@@ -140,6 +154,7 @@ impl Compiler {
                 self.check(&format!("{key}.field_selector"), s, parsed)
             })
             .unwrap_or_default();
+        let joins = self.joins(key, config);
         let (prefix, prefix_valid) = self.prefix(key, config.prefix.as_ref());
         let labels = self.labels(&format!("{key}.labels"), &config.labels, &[], Scope::Object);
         let resource_labels: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
@@ -193,6 +208,7 @@ impl Compiler {
             filter,
             metrics,
             tracked,
+            joins,
         }
     }
 
@@ -617,17 +633,52 @@ impl Compiler {
 
     fn path(&mut self, key: &str, text: &Spanned<String>) -> Option<Path> {
         let parsed = Path::parse(text.get_ref());
-        self.check(key, text, parsed)
+        let path = self.check(key, text, parsed)?;
+        if let Some((name, _)) = path.join()
+            && !self.entry_joins.iter().any(|join| join == name)
+        {
+            let message = self.unknown_join(name);
+            self.error(key, Some(text), &message);
+            return None;
+        }
+        Some(path)
     }
 
     /// Compiles a CEL expression; an error points inside the quoted text when it can.
     fn expr(&mut self, key: &str, text: &Spanned<String>, scope: Scope) -> Option<Expr> {
-        Expr::compile(text.get_ref(), scope)
+        let expr = Expr::compile(text.get_ref(), scope)
             .map_err(|e| {
                 let span = crate::expr::error_span(text.span(), text.get_ref(), e.offset);
                 self.push(key.to_owned(), Some(span), e.message);
             })
-            .ok()
+            .ok()?;
+        for (fields, _) in expr.field_reads(crate::expr::JOINS) {
+            let known = match fields.first() {
+                Some(name) => self.entry_joins.contains(name),
+                None => !self.entry_joins.is_empty(),
+            };
+            if !known {
+                let message = match fields.first() {
+                    Some(name) => self.unknown_join(name),
+                    None => "`joins` is empty: the entry has no `[[resources.joins]]`".to_owned(),
+                };
+                self.error(key, Some(text), &message);
+                return None;
+            }
+        }
+        Some(expr)
+    }
+
+    /// What to say of a join name the entry does not declare.
+    fn unknown_join(&self, name: &str) -> String {
+        if self.entry_joins.is_empty() {
+            format!("no join named `{name}`: the entry has no `[[resources.joins]]`")
+        } else {
+            format!(
+                "no join named `{name}` in this entry (its joins: {})",
+                self.entry_joins.join(", ")
+            )
+        }
     }
 
     fn check<T, E: std::fmt::Display>(

@@ -87,6 +87,33 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Every value reached, each as label text: every value a path reaches, or each element
+    /// of the list an expression gives (its value alone when it is no list; nothing for `null`).
+    pub(super) fn texts<'j>(
+        &self,
+        input: &Input<'j>,
+        item: Option<&'j Value>,
+    ) -> Result<Vec<String>, Failed<'_>> {
+        match self {
+            Reader::Path(path) => {
+                let object = input.object();
+                let mut texts = Vec::new();
+                path.visit_in(object, item.unwrap_or(object), &mut |value| {
+                    texts.push(value::label_text(value));
+                });
+                Ok(texts)
+            }
+            Reader::Expr(expr) => match expr.eval(input, item) {
+                Ok(Value::Null) => Ok(Vec::new()),
+                Ok(Value::Array(items)) => Ok(items.iter().map(value::label_text).collect()),
+                Ok(value) => Ok(vec![value::label_text(&value)]),
+                Err(error) => Err(Failed { expr, error }),
+            },
+        }
+    }
+}
+
 /// An expression that failed, and why.
 #[derive(Debug)]
 pub(super) struct Failed<'r> {
