@@ -137,7 +137,16 @@ fn main() -> ExitCode {
             Ok(parsed) => {
                 print!(
                     "{}",
-                    rbac::manifests(&parsed.resources, &parsed.endpoints, &name, &namespace)
+                    rbac::manifests(
+                        &parsed.resources,
+                        &parsed.endpoints,
+                        parsed
+                            .kubernetes
+                            .as_ref()
+                            .is_some_and(|k| k.metrics_configs),
+                        &name,
+                        &namespace
+                    )
                 );
                 ExitCode::SUCCESS
             }

@@ -13,7 +13,9 @@
 //! - every series carries `config_namespace` and `config_name` (the entry's `labels`, each
 //!   aggregate's and derived metric's `by`, an endpoint's `labels`); an entry may not set them;
 //! - the operator's `metrics_configs_max_series` is shared evenly between the config's entries,
-//!   each getting `max_series` (or its own, when smaller): their sum never exceeds it.
+//!   each getting `max_series` (or its own, when smaller): their sum never exceeds it. (Without
+//!   it, each entry is capped by the largest number a config holds, so that its series are
+//!   counted for the status.)
 
 use std::fmt;
 
@@ -68,9 +70,12 @@ pub struct Tenant<'a> {
     pub scopes: &'a [KindScope],
 }
 
+/// How the name of a MetricsConfig's config file starts.
+pub const FILE_PREFIX: &str = "MetricsConfig ";
+
 /// The name of the config file a MetricsConfig becomes (problems found in it carry it).
 pub fn file_name(namespace: &str, name: &str) -> String {
-    format!("MetricsConfig {namespace}/{name}")
+    format!("{FILE_PREFIX}{namespace}/{name}")
 }
 
 /// The config file `tenant` becomes, each entry bounded to its namespace; `max_series` is the
@@ -78,7 +83,10 @@ pub fn file_name(namespace: &str, name: &str) -> String {
 pub fn config_file(tenant: &Tenant<'_>, max_series: Option<u64>) -> Result<ConfigFile, Refusal> {
     let spec = tenant.spec;
     let entries = (spec.resources.len() + spec.endpoints.len()).max(1) as u64;
-    let share = max_series.map(|max| (max / entries).max(1));
+    // Every entry is capped, so that the pipeline counts its series for the status; without an
+    // operator's cap, by the largest a config file can write.
+    let max = max_series.unwrap_or(i64::MAX as u64);
+    let share = Some((max / entries).max(1));
     let mut resources = Vec::new();
     for (i, entry) in spec.resources.iter().enumerate() {
         let key = format!("resources[{i}]");
