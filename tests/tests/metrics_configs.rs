@@ -348,3 +348,68 @@ async fn metrics_configs_are_applied_changed_refused_and_removed_per_team() {
     });
     host.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_cap_holds_for_a_metrics_config_whatever_it_asks() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    install_crd(&client).await;
+    namespace_with_configmap(&client, "team-a", "1").await;
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), "team-a");
+    for name in ["cm-2", "cm-3", "cm-4"] {
+        configmaps
+            .create(
+                &PostParams::default(),
+                &ConfigMap {
+                    metadata: meta(name, None),
+                    data: Some([("value".to_owned(), "1".to_owned())].into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create configmap");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = host_config(cp.kubeconfig_path(), page_addr).replace(
+        "metrics_configs_max_series = 50",
+        "metrics_configs_max_series = 2",
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(WAIT);
+
+    // Four ConfigMaps, a config asking for 100 series: the operator's 2 hold.
+    put(
+        &client,
+        "team-a",
+        "values",
+        spec("value", serde_json::json!({ "max_series": 100 })),
+    )
+    .await;
+    wait_for_page(page_addr, "two of team-a's series", |p| {
+        p.lines().filter(|l| l.starts_with("team_value{")).count() == 2
+    });
+    let mut series = 0;
+    for _ in 0..100 {
+        let object = api(&client, "team-a").get("values").await.expect("get");
+        series = object.data["status"]["series"].as_u64().unwrap_or(0);
+        if series == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(series, 2, "the status counts the series written");
+    std::thread::sleep(Duration::from_secs(1));
+    let capped = page(page_addr);
+    assert_eq!(
+        capped
+            .lines()
+            .filter(|l| l.starts_with("team_value{"))
+            .count(),
+        2,
+        "{capped}"
+    );
+    host.stop();
+}
