@@ -413,3 +413,93 @@ async fn the_operators_cap_holds_for_a_metrics_config_whatever_it_asks() {
     );
     host.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_are_checked_against_what_the_api_server_serves() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    install_crd(&client).await;
+    namespace_with_configmap(&client, "team-a", "1").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut host = Host::start(dir.path(), &host_config(cp.kubeconfig_path(), page_addr));
+    host.wait_ready(WAIT);
+
+    // A cluster-scoped kind is refused at its field.
+    let nodes = serde_json::json!({ "resources": [{
+        "version": "v1", "kind": "Node", "prefix": "team",
+        "metrics": [{ "name": "node", "type": "info" }]
+    }] });
+    put(&client, "team-a", "nodes", nodes).await;
+    let status = condition(&client, "team-a", "nodes", "Accepted", |c| {
+        c["status"] == "False"
+    })
+    .await;
+    let text = status.to_string();
+    assert!(
+        text.contains("spec.resources[0].kind") && text.contains("cluster-scoped"),
+        "{text}"
+    );
+
+    // A kind not served yet is refused; once its CRD is installed, it is accepted and read.
+    let widgets = serde_json::json!({ "resources": [{
+        "group": "example.com", "version": "v1", "kind": "Widget", "prefix": "team",
+        "labels": { "name": "metadata.name" },
+        "metrics": [{ "name": "widget_size", "type": "gauge", "path": "spec.size" }]
+    }] });
+    put(&client, "team-a", "widgets", widgets).await;
+    let status = condition(&client, "team-a", "widgets", "Accepted", |c| {
+        c["status"] == "False"
+    })
+    .await;
+    assert!(status.to_string().contains("does not serve"), "{status}");
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": "widgets.example.com" },
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": { "plural": "widgets", "singular": "widget", "kind": "Widget" },
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true } }
+            }]
+        }
+    }))
+    .expect("a CRD");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("create the Widget CRD");
+    let widget_resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"));
+    let mut widget = DynamicObject::new("w1", &widget_resource).within("team-a");
+    widget.data = serde_json::json!({ "spec": { "size": 3 } });
+    let widgets_api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "team-a", &widget_resource);
+    let mut created = false;
+    for _ in 0..100 {
+        if widgets_api
+            .create(&PostParams::default(), &widget)
+            .await
+            .is_ok()
+        {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(created, "a Widget created once its CRD is served");
+    condition(&client, "team-a", "widgets", "Accepted", |c| {
+        c["status"] == "True"
+    })
+    .await;
+    wait_for_page(page_addr, "the widget's series", |p| {
+        sample(p, "team_widget_size", "team-a", "widgets", "w1") == Some(3.0)
+    });
+    host.stop();
+}

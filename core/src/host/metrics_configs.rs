@@ -29,15 +29,17 @@ use crate::metrics_config::{Condition, MetricsConfig, MetricsConfigSpec, Metrics
 /// How often the series counts in the statuses are brought up to date.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// Which MetricsConfigs a host watches, from its `[kubernetes]` table.
+/// Which MetricsConfigs a host watches, and in which cluster, from its `[kubernetes]` table.
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
+    cluster: KubernetesConfig,
     namespaces: Vec<String>,
 }
 
 impl Settings {
     fn of(kubernetes: Option<&KubernetesConfig>) -> Option<Settings> {
         kubernetes.filter(|k| k.metrics_configs).map(|k| Settings {
+            cluster: k.connection(),
             namespaces: k.metrics_configs_namespaces.clone(),
         })
     }
@@ -231,7 +233,12 @@ impl MetricsConfigs {
             reloads.clone(),
             stop.clone(),
         ));
-        tokio::spawn(write_statuses(client, self.store.clone(), stop.clone()));
+        tokio::spawn(write_statuses(
+            client,
+            self.store.clone(),
+            reloads.clone(),
+            stop.clone(),
+        ));
         self.running = Some((settings, stop));
     }
 
@@ -358,9 +365,25 @@ async fn scope(client: &Client, entry: &serde_json::Value) -> KindScope {
     }
 }
 
-/// Writes each MetricsConfig's status when it changes, looking every [`STATUS_EVERY`].
-async fn write_statuses(client: Client, store: Arc<Mutex<Store>>, stop: CancellationToken) {
+/// Writes each MetricsConfig's status when it changes, looking every [`STATUS_EVERY`]; asks for
+/// a reload when a kind a MetricsConfig names, not served before, is served now (its CRD was
+/// installed after it).
+async fn write_statuses(
+    client: Client,
+    store: Arc<Mutex<Store>>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    stop: CancellationToken,
+) {
     loop {
+        if rescope(&client, &store).await {
+            let request = ReloadRequest {
+                trigger: Trigger::MetricsConfigs,
+                reply: None,
+            };
+            if reloads.send(request).await.is_err() {
+                return;
+            }
+        }
         let due: Vec<(Key, MetricsConfigStatus)> = {
             let store = lock(&store);
             store
@@ -400,6 +423,33 @@ async fn write_statuses(client: Client, store: Arc<Mutex<Store>>, stop: Cancella
             () = tokio::time::sleep(STATUS_EVERY) => {}
         }
     }
+}
+
+/// Looks again at the kinds of MetricsConfigs that name a kind not served; whether one is
+/// served now.
+async fn rescope(client: &Client, store: &Mutex<Store>) -> bool {
+    let unknown: Vec<(Key, MetricsConfigSpec)> = lock(store)
+        .held
+        .iter()
+        .filter(|(_, held)| held.scopes.contains(&KindScope::Unknown))
+        .map(|(key, held)| (key.clone(), held.spec.clone()))
+        .collect();
+    let mut changed = false;
+    for (key, spec) in unknown {
+        let mut scopes = Vec::new();
+        for entry in &spec.resources {
+            scopes.push(scope(client, entry).await);
+        }
+        let mut store = lock(store);
+        if let Some(held) = store.held.get_mut(&key)
+            && held.spec == spec
+            && held.scopes != scopes
+        {
+            held.scopes = scopes;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// The status `held` should have now.
