@@ -503,3 +503,77 @@ async fn kinds_are_checked_against_what_the_api_server_serves() {
     });
     host.stop();
 }
+
+/// This machine's outgoing IPv4 address (EndpointSlices may not point at loopback): the route
+/// to a documentation address picks it, no packet sent.
+fn own_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("192.0.2.200:9")
+        .or_else(|_| socket.connect("10.255.255.1:9"))
+        .expect("a route to find this machine's own address");
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_teams_endpoints_of_the_same_name_scrape_their_own_slices() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use periscope_tests::endpoint_server::{EndpointServer, Page};
+
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    install_crd(&client).await;
+    let ip = own_address();
+    let server = EndpointServer::start_on(ip, None);
+    server.set("/metrics", Page::text("# TYPE svc_up gauge\nsvc_up 1\n"));
+    for team in ["team-a", "team-b"] {
+        namespace_with_configmap(&client, team, "1").await;
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-x1", "labels": {"kubernetes.io/service-name": "api"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "metrics", "port": server.addr().port(), "protocol": "TCP"}]
+        }))
+        .expect("a slice");
+        Api::<EndpointSlice>::namespaced(client.clone(), team)
+            .create(&PostParams::default(), &slice)
+            .await
+            .expect("create slice");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    let page_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut host = Host::start(dir.path(), &host_config(cp.kubeconfig_path(), page_addr));
+    host.wait_ready(WAIT);
+
+    let endpoint = serde_json::json!({ "endpoints": [{
+        "name": "api", "interval": "200ms", "timeout": "150ms",
+        "kubernetes": { "role": "endpointslice", "port": "metrics",
+                        "label_selector": "kubernetes.io/service-name=api" }
+    }] });
+    put(&client, "team-a", "svc", endpoint.clone()).await;
+    put(&client, "team-b", "svc", endpoint).await;
+    let series_of = |page: &str, team: &str| {
+        page.lines()
+            .filter(|l| l.starts_with("svc_up{"))
+            .filter(|l| {
+                l.contains(&format!("config_namespace=\"{team}\""))
+                    && l.contains("config_name=\"svc\"")
+                    && l.contains(&format!("job=\"{team}/svc/api\""))
+                    && l.contains(&format!("namespace=\"{team}\""))
+            })
+            .count()
+    };
+    wait_for_page(page_addr, "one svc_up per team", |p| {
+        series_of(p, "team-a") == 1
+            && series_of(p, "team-b") == 1
+            && p.lines().filter(|l| l.starts_with("svc_up{")).count() == 2
+    });
+    for team in ["team-a", "team-b"] {
+        condition(&client, team, "svc", "Ready", |c| c["status"] == "True").await;
+    }
+    host.stop();
+}
