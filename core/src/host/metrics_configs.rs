@@ -79,9 +79,18 @@ pub(super) struct MetricsConfigs {
 pub(super) struct Merged {
     /// Every file, the MetricsConfigs' last.
     pub text: ConfigText,
-    /// Each MetricsConfig in the text, with the version it brings (`true`: its latest; `false`:
-    /// the one last accepted, its latest being refused).
-    tenants: Vec<(Key, bool, usize, usize)>,
+    /// Each MetricsConfig in the text, in the order of its files.
+    tenants: Vec<InText>,
+}
+
+/// One MetricsConfig's file in a [`Merged`] text.
+struct InText {
+    key: Key,
+    /// Whether the file is its latest version (not the last accepted one, the latest being
+    /// refused).
+    latest: bool,
+    /// Its number of `[[resources]]` and `[[endpoints]]` entries.
+    entries: (usize, usize),
 }
 
 impl MetricsConfigs {
@@ -111,22 +120,17 @@ impl MetricsConfigs {
                 None => tenancy::config_file(&tenant, max_series).map_err(|r| r.to_string()),
             };
             held.refused = latest.as_ref().err().cloned();
-            let (file, is_latest, spec) = match latest {
-                Ok(file) => (file, true, &held.spec),
-                Err(_) => match &held.applied {
-                    Some(file) => (file.clone(), false, &held.spec),
-                    None => continue,
-                },
+            let (file, latest) = match (latest, &held.applied) {
+                (Ok(file), _) => (file, true),
+                (Err(_), Some(applied)) => (applied.clone(), false),
+                (Err(_), None) => continue,
             };
-            // The entry counts of the file: those of the spec it was made from (an applied
-            // file's counts are read back from it).
-            let counts = if is_latest {
-                (spec.resources.len(), spec.endpoints.len())
-            } else {
-                entry_counts(&file)
-            };
+            tenants.push(InText {
+                key: key.clone(),
+                latest,
+                entries: entry_counts(&file),
+            });
             files.push(file);
-            tenants.push((key.clone(), is_latest, counts.0, counts.1));
         }
         Merged {
             text: ConfigText::new(files),
@@ -178,27 +182,28 @@ impl MetricsConfigs {
             .rev()
             .take(merged.tenants.len())
             .rev();
-        for (key, is_latest, resources, endpoint_count) in &merged.tenants {
+        for tenant in &merged.tenants {
             let file = files.next().cloned();
-            let Some(held) = store.held.get_mut(key) else {
+            let (resources, endpoint_entries) = tenant.entries;
+            let Some(held) = store.held.get_mut(&tenant.key) else {
                 continue;
             };
-            if *is_latest {
+            if tenant.latest {
                 held.applied = file;
             }
             held.counted = (resource..resource + resources)
                 .map(|i| (pipeline.clone(), format!("resources[{i}]")))
-                .chain((endpoint..endpoint + endpoint_count).filter_map(|i| {
+                .chain((endpoint..endpoint + endpoint_entries).filter_map(|i| {
                     let stats = endpoints.get(i)?;
                     Some((stats.clone(), format!("endpoints[{i}]")))
                 }))
                 .collect();
             resource += resources;
-            endpoint += endpoint_count;
+            endpoint += endpoint_entries;
         }
-        let running: Vec<Key> = merged.tenants.iter().map(|t| t.0.clone()).collect();
+        let running: Vec<&Key> = merged.tenants.iter().map(|t| &t.key).collect();
         for (key, held) in &mut store.held {
-            if !running.contains(key) {
+            if !running.contains(&key) {
                 held.counted.clear();
                 held.applied = None;
             }
