@@ -255,6 +255,7 @@ pub async fn run(
         current.inputs.client(),
         &reload_tx,
         &shutdown,
+        &readiness,
     );
     reload::watch(source.path(), reload_tx, shutdown.clone());
 
@@ -270,6 +271,9 @@ pub async fn run(
             }
             Some(request) = reload_rx.recv() => {
                 let outcome = reload(&source, request.trigger, &mut current, &mut wiring, &reload_route).await;
+                if outcome.is_ok() {
+                    current.tenants.reloaded(&readiness);
+                }
                 if let Some(reply) = request.reply {
                     let _ = reply.send(outcome);
                 }
@@ -420,6 +424,7 @@ async fn reload(
         current.inputs.client(),
         &route.requests,
         &wiring.shutdown,
+        &wiring.readiness,
     );
     let problems: Vec<String> = failed.iter().map(ToString::to_string).collect();
     current.sha256 = sha256.clone();

@@ -377,10 +377,8 @@ async fn the_operators_cap_holds_for_a_metrics_config_whatever_it_asks() {
         "metrics_configs_max_series = 50",
         "metrics_configs_max_series = 2",
     );
-    let mut host = Host::start(dir.path(), &config);
-    host.wait_ready(WAIT);
-
-    // Four ConfigMaps, a config asking for 100 series: the operator's 2 hold.
+    // Four ConfigMaps, a config asking for 100 series: the operator's 2 hold. It exists before
+    // the host starts: the host is ready once it is applied.
     put(
         &client,
         "team-a",
@@ -388,6 +386,10 @@ async fn the_operators_cap_holds_for_a_metrics_config_whatever_it_asks() {
         spec("value", serde_json::json!({ "max_series": 100 })),
     )
     .await;
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(WAIT);
+    let (_, readyz) = http_get(&format!("http://{}/readyz", host.addr)).expect("/readyz");
+    assert!(readyz.contains("ok   metricsconfigs"), "{readyz}");
     wait_for_page(page_addr, "two of team-a's series", |p| {
         p.lines().filter(|l| l.starts_with("team_value{")).count() == 2
     });

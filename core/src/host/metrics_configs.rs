@@ -6,6 +6,9 @@
 //! the version of it that was last accepted, if any, keeps running, as a config file refused
 //! by a reload leaves the running config in place. Its status says `Accepted=False` with the
 //! field at fault.
+//!
+//! While the watch's first list is not applied, the host is not ready (`/readyz`): a page
+//! without the teams' series is not complete.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +28,10 @@ use super::reload::{ReloadRequest, Trigger};
 use crate::config::{ConfigFile, ConfigText, Problem};
 use crate::metrics_config::tenancy::{self, KindScope, Refusal, Tenant};
 use crate::metrics_config::{Condition, MetricsConfig, MetricsConfigSpec, MetricsConfigStatus};
+use crate::readiness::Readiness;
+
+/// The item of the host's readiness that waits for the first list of MetricsConfigs.
+const READINESS: &str = "metricsconfigs";
 
 /// How often the series counts in the statuses are brought up to date.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
@@ -66,6 +73,8 @@ type Key = (String, String);
 #[derive(Default)]
 struct Store {
     held: BTreeMap<Key, Held>,
+    /// Whether the watch's first list is complete (every MetricsConfig there was is held).
+    listed: bool,
 }
 
 /// The watch of MetricsConfigs and what it holds.
@@ -217,6 +226,7 @@ impl MetricsConfigs {
         client: Option<Client>,
         reloads: &mpsc::Sender<ReloadRequest>,
         shutdown: &CancellationToken,
+        readiness: &Readiness,
     ) {
         let wanted = Settings::of(kubernetes).zip(client);
         if self.running.as_ref().map(|(s, _)| s) == wanted.as_ref().map(|(s, _)| s) {
@@ -224,12 +234,19 @@ impl MetricsConfigs {
         }
         if let Some((_, stop)) = self.running.take() {
             stop.cancel();
-            self.lock().held.clear();
+            let mut store = self.lock();
+            store.held.clear();
+            store.listed = false;
         }
         let Some((settings, client)) = wanted else {
+            readiness.remove(READINESS);
             return;
         };
         info!(namespaces = ?settings.namespaces, "watching MetricsConfigs");
+        readiness.expect(
+            READINESS,
+            "the first list of MetricsConfigs is not applied yet",
+        );
         let stop = shutdown.child_token();
         tokio::spawn(watch(
             client.clone(),
@@ -245,6 +262,14 @@ impl MetricsConfigs {
             stop.clone(),
         ));
         self.running = Some((settings, stop));
+    }
+
+    /// After a reload that went through: the host is ready once the watch's first list is
+    /// complete, each MetricsConfig of it then having been applied (or refused).
+    pub(super) fn reloaded(&self, readiness: &Readiness) {
+        if self.running.is_some() && self.lock().listed {
+            readiness.set(READINESS, Ok(()));
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
@@ -313,6 +338,9 @@ async fn watch(
             Some(Ok(watcher::Event::Init)) => false,
             Some(Ok(watcher::Event::InitDone)) => {
                 listing = listing.saturating_sub(1);
+                if listing == 0 {
+                    lock(&store).listed = true;
+                }
                 listing == 0
             }
         };
