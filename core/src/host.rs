@@ -185,6 +185,11 @@ pub async fn run(
     let server = tokio::spawn(serve);
 
     let host = &plan.config.host;
+    let watches_metrics_configs = plan
+        .config
+        .kubernetes
+        .as_ref()
+        .is_some_and(|k| k.metrics_configs);
     let collector = Collector::new(
         host.flush_interval.0,
         host.fanout_capacity,
@@ -203,6 +208,9 @@ pub async fn run(
         shutdown: shutdown.clone(),
         grace: host.shutdown_timeout.0,
     };
+    if watches_metrics_configs {
+        metrics_configs::expect_first_list(&readiness);
+    }
     readiness.set("collector", Ok(()));
     let mut collector =
         supervisor.spawn("collector".to_owned(), collector.run(intake_rx, resync_rx));
@@ -271,9 +279,7 @@ pub async fn run(
             }
             Some(request) = reload_rx.recv() => {
                 let outcome = reload(&source, request.trigger, &mut current, &mut wiring, &reload_route).await;
-                if outcome.is_ok() {
-                    current.tenants.reloaded(&readiness);
-                }
+                current.tenants.reloaded(outcome.is_ok(), &readiness);
                 if let Some(reply) = request.reply {
                     let _ = reply.send(outcome);
                 }

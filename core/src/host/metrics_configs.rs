@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt as _};
 use periscope_scraper::kube::KubernetesConfig;
 use periscope_scraper::objects::PipelineStats;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -82,6 +82,8 @@ struct Store {
 pub(super) struct MetricsConfigs {
     running: Option<(Settings, CancellationToken)>,
     store: Arc<Mutex<Store>>,
+    /// Wakes the status writer after a reload.
+    reloaded: Arc<Notify>,
 }
 
 /// The files of a reload: the host's own, then one per MetricsConfig.
@@ -243,10 +245,7 @@ impl MetricsConfigs {
             return;
         };
         info!(namespaces = ?settings.namespaces, "watching MetricsConfigs");
-        readiness.expect(
-            READINESS,
-            "the first list of MetricsConfigs is not applied yet",
-        );
+        expect_first_list(readiness);
         let stop = shutdown.child_token();
         tokio::spawn(watch(
             client.clone(),
@@ -258,23 +257,36 @@ impl MetricsConfigs {
         tokio::spawn(write_statuses(
             client,
             self.store.clone(),
+            self.reloaded.clone(),
             reloads.clone(),
             stop.clone(),
         ));
         self.running = Some((settings, stop));
     }
 
-    /// After a reload that went through: the host is ready once the watch's first list is
-    /// complete, each MetricsConfig of it then having been applied (or refused).
-    pub(super) fn reloaded(&self, readiness: &Readiness) {
-        if self.running.is_some() && self.lock().listed {
+    /// After a reload (`applied`: it went through): the statuses are written now, and the host
+    /// is ready once the watch's first list is complete, each MetricsConfig of it then having
+    /// been applied (or refused).
+    pub(super) fn reloaded(&self, applied: bool, readiness: &Readiness) {
+        if applied && self.running.is_some() && self.lock().listed {
             readiness.set(READINESS, Ok(()));
         }
+        self.reloaded.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
     }
+}
+
+/// Marks the host not ready until the first list of MetricsConfigs is applied: at the start,
+/// before anything else is ready, when `[kubernetes]` turns them on; and whenever the watch
+/// starts.
+pub(super) fn expect_first_list(readiness: &Readiness) {
+    readiness.expect(
+        READINESS,
+        "the first list of MetricsConfigs is not applied yet",
+    );
 }
 
 fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
@@ -398,12 +410,14 @@ async fn scope(client: &Client, entry: &serde_json::Value) -> KindScope {
     }
 }
 
-/// Writes each MetricsConfig's status when it changes, looking every [`STATUS_EVERY`]; asks for
+/// Writes each MetricsConfig's status when it changes, looking after each reload and every
+/// [`STATUS_EVERY`]; asks for
 /// a reload when a kind a MetricsConfig names, not served before, is served now (its CRD was
 /// installed after it).
 async fn write_statuses(
     client: Client,
     store: Arc<Mutex<Store>>,
+    reloaded: Arc<Notify>,
     reloads: mpsc::Sender<ReloadRequest>,
     stop: CancellationToken,
 ) {
@@ -454,6 +468,7 @@ async fn write_statuses(
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(STATUS_EVERY) => {}
+            () = reloaded.notified() => {}
         }
     }
 }
