@@ -12,6 +12,7 @@
 
 mod exporters;
 mod inputs;
+mod metrics_configs;
 mod reload;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::supervise::Supervisor;
 use crate::telemetry::Telemetry;
 use exporters::Exporters;
 use inputs::Inputs;
+use metrics_configs::MetricsConfigs;
 
 /// Why the host could not run.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +145,8 @@ struct Current {
     pipeline: Arc<periscope_scraper::objects::ObjectPipeline>,
     inputs: Inputs,
     exporters: Exporters,
+    /// The MetricsConfigs watched, applied with the host's own files.
+    tenants: MetricsConfigs,
 }
 
 /// Runs `plan` (read from `source`, whose files hash to `sha256`) until `shutdown` is
@@ -181,6 +185,11 @@ pub async fn run(
     let server = tokio::spawn(serve);
 
     let host = &plan.config.host;
+    let watches_metrics_configs = plan
+        .config
+        .kubernetes
+        .as_ref()
+        .is_some_and(|k| k.metrics_configs);
     let collector = Collector::new(
         host.flush_interval.0,
         host.fanout_capacity,
@@ -199,6 +208,9 @@ pub async fn run(
         shutdown: shutdown.clone(),
         grace: host.shutdown_timeout.0,
     };
+    if watches_metrics_configs {
+        metrics_configs::expect_first_list(&readiness);
+    }
     readiness.set("collector", Ok(()));
     let mut collector =
         supervisor.spawn("collector".to_owned(), collector.run(intake_rx, resync_rx));
@@ -220,6 +232,7 @@ pub async fn run(
         pipeline: plan.pipeline.clone(),
         inputs: Inputs::new(plan.pipeline.clone()),
         exporters: Exporters::default(),
+        tenants: MetricsConfigs::default(),
     };
     let dead_letter_dir = plan.config.host.dead_letter_dir.clone();
     let planned = plan.exporters;
@@ -245,6 +258,13 @@ pub async fn run(
         .reconcile(&plan, cluster, false, &wiring)
         .await;
     telemetry.reloads.applied(&sha256, false);
+    current.tenants.reconcile(
+        plan.config.kubernetes.as_ref(),
+        current.inputs.client(),
+        &reload_tx,
+        &shutdown,
+        &readiness,
+    );
     reload::watch(source.path(), reload_tx, shutdown.clone());
 
     // The collector ends on its own only when it panics: then nothing reaches the exporters any
@@ -259,6 +279,7 @@ pub async fn run(
             }
             Some(request) = reload_rx.recv() => {
                 let outcome = reload(&source, request.trigger, &mut current, &mut wiring, &reload_route).await;
+                current.tenants.reloaded(outcome.is_ok(), &readiness);
                 if let Some(reply) = request.reply {
                     let _ = reply.send(outcome);
                 }
@@ -307,26 +328,59 @@ async fn reload(
         wiring.telemetry.reloads.refused();
         Err(problems.join("\n"))
     };
-    let text = match source.read() {
+    let own = match source.read() {
         Ok(text) => text,
         Err(errors) => return refuse(lines(&errors.problems)),
     };
-    let sha256 = text.sha256();
-    // A file event with the files as they run changes nothing (unless the last reload was
-    // refused: then the files are back to the running config, a success). An explicit reload
-    // goes on even so: a plugin file may have been replaced.
-    if trigger == Trigger::FilesChanged && sha256 == current.sha256 {
+    // The host's own files, then one per MetricsConfig: with `[kubernetes]` as the new files
+    // say (whether to apply them, and their cap).
+    let own_config = own.parse().ok();
+    let kubernetes = own_config.as_ref().and_then(|c| c.kubernetes.clone());
+    let own_entries = own_config.map_or((0, 0), |c| (c.resources.len(), c.endpoints.len()));
+    let mut merged = current
+        .tenants
+        .merge(&own, kubernetes.as_ref(), &Default::default());
+    let sha256 = merged.text.sha256();
+    // A file or MetricsConfig event with the config as it runs changes nothing (unless the last
+    // reload was refused: then the files are back to the running config, a success). An
+    // explicit reload goes on even so: a plugin file may have been replaced.
+    let event = matches!(trigger, Trigger::FilesChanged | Trigger::MetricsConfigs);
+    if event && sha256 == current.sha256 {
         if wiring.telemetry.reloads.last_successful.get() == 0 {
             wiring.telemetry.reloads.applied(&sha256, true);
         }
         return Ok(());
     }
+    let text = merged.text.clone();
     let checked = tokio::task::spawn_blocking(move || check::check(&text)).await;
     let mut plan = match checked {
         Ok(Ok(plan)) => plan,
-        Ok(Err(errors)) => return refuse(lines(&errors.problems)),
+        Ok(Err(errors)) => {
+            // Problems in MetricsConfigs only: those are left out (their last accepted version
+            // stays), the rest goes through.
+            let refused = current.tenants.problems_by_tenant(&errors.problems);
+            let theirs = refused.len();
+            let only_theirs = errors.problems.iter().all(|p| {
+                p.file
+                    .starts_with(crate::metrics_config::tenancy::FILE_PREFIX)
+            });
+            if theirs == 0 || !only_theirs {
+                return refuse(lines(&errors.problems));
+            }
+            for ((namespace, name), problem) in &refused {
+                warn!(%namespace, %name, %problem, "MetricsConfig refused");
+            }
+            merged = current.tenants.merge(&own, kubernetes.as_ref(), &refused);
+            let text = merged.text.clone();
+            match tokio::task::spawn_blocking(move || check::check(&text)).await {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(errors)) => return refuse(lines(&errors.problems)),
+                Err(e) => return refuse(vec![format!("checking the config failed: {e}")]),
+            }
+        }
         Err(e) => return refuse(vec![format!("checking the config failed: {e}")]),
     };
+    let sha256 = merged.text.sha256();
     let fixed = Fixed::of(&plan);
     let refusals = current.fixed.refusals(&fixed);
     if !refusals.is_empty() {
@@ -367,6 +421,17 @@ async fn reload(
         .inputs
         .reconcile(&plan, cluster, pipeline_changed, wiring)
         .await;
+    let endpoint_stats: Vec<_> = plan.endpoints.iter().map(|e| e.stats().clone()).collect();
+    current
+        .tenants
+        .applied(&merged, own_entries, plan.pipeline.stats(), &endpoint_stats);
+    current.tenants.reconcile(
+        plan.config.kubernetes.as_ref(),
+        current.inputs.client(),
+        &route.requests,
+        &wiring.shutdown,
+        &wiring.readiness,
+    );
     let problems: Vec<String> = failed.iter().map(ToString::to_string).collect();
     current.sha256 = sha256.clone();
     current.resources = plan.config.resources.clone();

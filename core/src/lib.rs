@@ -20,6 +20,7 @@ pub mod guards;
 pub mod host;
 pub mod logging;
 pub mod memory;
+pub mod metrics_config;
 pub mod plugins;
 pub mod ranges;
 pub mod rbac;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use periscope_core::config::{ConfigErrors, ConfigSource, ConfigText, Problem};
 use periscope_core::logging::{self, LogFormat};
-use periscope_core::{autoshard, check, host, plugins, rbac};
+use periscope_core::{autoshard, check, host, metrics_config, plugins, rbac};
 use periscope_scraper::shard::Shard;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -72,6 +72,9 @@ enum Command {
         #[arg(long, default_value = "monitoring")]
         namespace: String,
     },
+    /// Prints the CustomResourceDefinition of `MetricsConfig` (YAML), generated from the config
+    /// types.
+    Crd,
     /// Checks a config and the plugins it names; exits 1 with every problem found.
     Check {
         /// The config file or directory of `*.toml` files (or `$PERISCOPE_CONFIG`); without either, the embedded quick-start
@@ -134,7 +137,16 @@ fn main() -> ExitCode {
             Ok(parsed) => {
                 print!(
                     "{}",
-                    rbac::manifests(&parsed.resources, &parsed.endpoints, &name, &namespace)
+                    rbac::manifests(
+                        &parsed.resources,
+                        &parsed.endpoints,
+                        parsed
+                            .kubernetes
+                            .as_ref()
+                            .is_some_and(|k| k.metrics_configs),
+                        &name,
+                        &namespace
+                    )
                 );
                 ExitCode::SUCCESS
             }
@@ -143,6 +155,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Crd => {
+            print!("{}", metrics_config::crd_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Check { config } => match check::check(&read(config.as_deref())) {
             Ok(plan) if !plan.refused.is_empty() => {
                 let problems = plan.refused.into_iter().map(|r| r.problem).collect();

@@ -1,6 +1,11 @@
 //! `periscope rbac`: the least-privilege RBAC objects for a config — get, list and watch on exactly
 //! the configured resources, the kinds their joins read, and the Pods or EndpointSlices that
-//! endpoint targets are discovered from, nothing else — with a ServiceAccount and a ClusterRoleBinding for it.
+//! endpoint targets are discovered from; with `[kubernetes] metrics_configs`, get, list and watch
+//! on MetricsConfigs and update and patch on their status; nothing else — with a ServiceAccount and
+//! a ClusterRoleBinding for it.
+//!
+//! What the MetricsConfigs themselves watch is not known in advance: the operator grants the
+//! kinds teams may read (a watch the role does not allow fails, and says so in the log).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,12 +13,14 @@ use std::fmt::Write as _;
 use kube::api::{ApiResource, GroupVersionKind};
 use periscope_scraper::config::{DiscoveryRole, EndpointConfig, ResourceConfig};
 
-/// The RBAC manifests (YAML, several documents) for `resources` and the discovery of
-/// `endpoints`, for a ServiceAccount `name` in `namespace`. Resource names (plurals) are inferred
-/// from the kinds the way kube-rs does (`VirtualMachineInstance` → `virtualmachineinstances`).
+/// The RBAC manifests (YAML, several documents) for `resources`, the discovery of `endpoints`
+/// and, when `metrics_configs`, the MetricsConfigs, for a ServiceAccount `name` in `namespace`.
+/// Resource names (plurals) are inferred from the kinds the way kube-rs does
+/// (`VirtualMachineInstance` → `virtualmachineinstances`).
 pub fn manifests(
     resources: &[ResourceConfig],
     endpoints: &[EndpointConfig],
+    metrics_configs: bool,
     name: &str,
     namespace: &str,
 ) -> String {
@@ -47,7 +54,7 @@ pub fn manifests(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {}\nrules:",
         quote(name)
     );
-    if by_group.is_empty() {
+    if by_group.is_empty() && !metrics_configs {
         out.truncate(out.len() - "rules:\n".len());
         out.push_str("rules: []\n");
     }
@@ -62,6 +69,15 @@ pub fn manifests(
                 .map(|p| quote(p))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if metrics_configs {
+        let _ = writeln!(
+            out,
+            "  - apiGroups: [\"periscope.dev\"]\n    resources: [\"metricsconfigs\"]\n    \
+             verbs: [\"get\", \"list\", \"watch\"]\n\
+             \x20 - apiGroups: [\"periscope.dev\"]\n    resources: [\"metricsconfigs/status\"]\n    \
+             verbs: [\"update\", \"patch\"]"
         );
     }
     let _ = writeln!(
@@ -103,7 +119,13 @@ mod tests {
              [[endpoints]]\nname = \"b\"\n[endpoints.kubernetes]\nrole = \"endpointslice\"\nport = \"m\"\n",
         )
         .unwrap();
-        let text = manifests(&doc.resources, &doc.endpoints, "periscope", "monitoring");
+        let text = manifests(
+            &doc.resources,
+            &doc.endpoints,
+            false,
+            "periscope",
+            "monitoring",
+        );
         assert!(text.contains("  - apiGroups: [\"\"]\n    resources: [\"nodes\", \"pods\"]\n    verbs: [\"get\", \"list\", \"watch\"]"), "{text}");
         assert!(
             text.contains(
@@ -133,7 +155,7 @@ mod tests {
              [[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n",
         )
         .unwrap();
-        let text = manifests(&doc.resources, &[], "periscope", "monitoring");
+        let text = manifests(&doc.resources, &[], false, "periscope", "monitoring");
         assert!(
             text.contains("  - apiGroups: [\"\"]\n    resources: [\"pods\"]\n"),
             "{text}"
@@ -143,5 +165,18 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("verbs:").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn metrics_configs_add_their_watch_and_their_status() {
+        let text = manifests(&[], &[], true, "periscope", "monitoring");
+        assert!(
+            text.contains(
+                "rules:\n  - apiGroups: [\"periscope.dev\"]\n    resources: [\"metricsconfigs\"]\n    \
+                 verbs: [\"get\", \"list\", \"watch\"]\n  - apiGroups: [\"periscope.dev\"]\n    \
+                 resources: [\"metricsconfigs/status\"]\n    verbs: [\"update\", \"patch\"]\n---"
+            ),
+            "{text}"
+        );
     }
 }

@@ -8,10 +8,12 @@
 //! the types cannot, can point at the text at fault.
 
 mod endpoints;
+mod schema;
 
 use std::collections::BTreeMap;
 
 use periscope_plugin_api::config::{ByteSize, Duration};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -36,7 +38,7 @@ pub use endpoints::{
 ///   type = "gauge"
 ///   path = "status.conditions[type=Ready].status"
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// The API group; empty for the core group (`Node`, `Pod`).
@@ -51,38 +53,46 @@ pub struct ResourceConfig {
     pub namespaces: Vec<String>,
     /// A Kubernetes label selector (`app=web,tier in (front,back),!canary`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub label_selector: Option<Spanned<String>>,
     /// A Kubernetes field selector, handed to the API server by the watcher. Offline, only
     /// `metadata.name` and `metadata.namespace` with `=`, `==` or `!=` are understood.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub field_selector: Option<Spanned<String>>,
     /// Put before every metric name of the entry, joined with `_`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
     /// Labels on every sample of the entry: label name to path from the object's root.
     ///
     /// Samples carry these first, in name order, then the metric's own `labels` in name order,
     /// then a stateset's state label.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, LabelConfig>")]
     pub labels: BTreeMap<Spanned<String>, LabelConfig>,
     /// A CEL expression (see [`crate::expr`]) that must give `true` for an object's metrics to be
     /// written: `where = "object.metadata.namespace.startsWith('prod-')"`. Aggregates and derived
     /// metrics do not look at it.
     #[serde(default, rename = "where")]
+    #[schemars(with = "Option<String>")]
     pub filter: Option<Spanned<String>>,
     /// The most series the entry's metrics write over all its objects (at least 1); the
     /// newest beyond it are held back until there is room again. No cap by default.
     #[serde(default)]
+    #[schemars(with = "Option<u64>")]
     pub max_series: Option<Spanned<u64>>,
     /// The most distinct values one label takes within one metric of the entry (at least 1);
     /// series bringing a new value beyond it are held back. No cap by default.
     #[serde(default)]
+    #[schemars(with = "Option<u64>")]
     pub max_values: Option<Spanned<u64>>,
     /// The most objects the watch of this kind takes in (at least 1): beyond it the watch keeps
     /// running, but objects it does not know yet are ignored and counted
     /// (`periscope_watch_objects_ignored_total`). When entries of one kind disagree, the
     /// smallest holds. No cap by default.
     #[serde(default)]
+    #[schemars(with = "Option<u64>")]
     pub max_objects: Option<Spanned<u64>>,
     /// The metrics read from each object.
     #[serde(default)]
@@ -118,10 +128,11 @@ pub struct ResourceConfig {
 /// kind = "PersistentVolumeClaim"
 /// name_from = "spec.volumes[0].persistentVolumeClaim.claimName"
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinConfig {
     /// What paths and expressions call the joined object: letters, digits and `_`.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// The joined kind's API group; empty for the core group.
     #[serde(default)]
@@ -145,6 +156,7 @@ pub struct JoinConfig {
     pub uid_from: Option<LabelConfig>,
     /// A label the joined object carries, whose value must be `label_from`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
     /// The value the joined object's `label` must have, read from this object.
     #[serde(default)]
@@ -152,6 +164,7 @@ pub struct JoinConfig {
     /// A CEL expression every candidate must make `true`: this object is `object`, the
     /// candidate `joined`.
     #[serde(default, rename = "where")]
+    #[schemars(with = "Option<String>")]
     pub filter: Option<Spanned<String>>,
     /// Whether the key reads several values (a path through a list, an expression giving a
     /// list): the join is then a map from each value to the object it found, read in
@@ -411,59 +424,73 @@ impl<'de> serde::de::Visitor<'de> for RawLabelVisitor {
 }
 
 /// One `[[resources.metrics]]` entry: one metric family read from every matching object.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
     /// The metric name, after the entry's prefix.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// One line of help; by default it says which kind and path the metric comes from.
     #[serde(default)]
     pub help: Option<String>,
     /// The metric type.
     #[serde(rename = "type")]
+    #[schemars(with = "MetricType")]
     pub metric_type: Spanned<MetricType>,
     /// The path of the value (gauge, counter) or of the current state (stateset); not allowed for
     /// info metrics.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
     /// A CEL expression giving the value (gauges and counters) or the current state (statesets)
     /// instead of `path`: the object is `object`, the element of `each` is `item` (see
     /// [`crate::expr`]).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub expr: Option<Spanned<String>>,
     /// A CEL expression that must give `true` for a sample to be written (for each item, inside
     /// an `each`).
     #[serde(default, rename = "where")]
+    #[schemars(with = "Option<String>")]
     pub filter: Option<Spanned<String>>,
     /// The unit (`bytes`, `seconds`); gauges and counters only.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub unit: Option<Spanned<String>>,
     /// One sample per value this path reaches; `path` and `labels` are then relative to each item.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub each: Option<Spanned<String>>,
     /// Extra labels: label name to path (or expression).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, LabelConfig>")]
     pub labels: BTreeMap<Spanned<String>, LabelConfig>,
     /// Labels taken from a whole map of the object (or of the item, inside `each`), such as
     /// `metadata.labels`: one label per key, the key made a label name.
     #[serde(default)]
+    #[schemars(with = "Option<LabelsFromConfig>")]
     pub labels_from: Option<Spanned<LabelsFromConfig>>,
     /// How the value becomes a number; `auto` by default. Gauges and counters only.
     #[serde(default)]
+    #[schemars(with = "Option<Convert>")]
     pub convert: Option<Spanned<Convert>>,
     /// Numbers for string values, tried before `convert`. Gauges and counters only.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, f64>>")]
     pub value_map: Option<Spanned<BTreeMap<String, f64>>>,
     /// The value when the path reaches nothing; without it no sample is written. Gauges and
     /// counters only.
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub default: Option<Spanned<f64>>,
     /// The states of a stateset, one sample each. When `path` reaches nothing every state is `0`;
     /// when it reaches a value that is not a state, too, and that is reported as a problem.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub states: Option<Spanned<Vec<String>>>,
     /// The label carrying the state of a stateset; the family name by default.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
 }
 
@@ -474,22 +501,25 @@ pub struct MetricConfig {
 /// digit or `_` becomes `_`, an `_` goes between a lower-case letter or digit and the upper-case
 /// letter after it, and the whole is lower-cased (`app.kubernetes.io/managedBy` →
 /// `label_app_kubernetes_io_managed_by`). The value is the map's value as label text.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelsFromConfig {
     /// The path of the map, from the object's root (from the item inside `each`).
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     /// Put before every sanitized key; it must start with a letter. `"label_"` by default.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
     /// Regular expressions, each matching a whole original key (`app\\.kubernetes\\.io/.*`):
     /// only the keys one of them matches become labels. Without `allow`, every key does.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Vec<Spanned<String>>>,
 }
 
 /// The type of a metric read from objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricType {
     /// A value that goes up and down.
@@ -533,16 +563,18 @@ impl MetricType {
 ///
 /// Groups whose last object went away disappear; an aggregate without `by` has one sample, `0`
 /// when no object counts.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
     /// The family name, after the entry's prefix.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// One line of help; by default it says what is counted or summed.
     #[serde(default)]
     pub help: Option<String>,
     /// `count` (objects per group) or `sum` (of `path` per group).
     #[serde(rename = "type")]
+    #[schemars(with = "AggregateType")]
     pub aggregate_type: Spanned<AggregateType>,
     /// The path (or `{ expr = "…" }`) of the value summed; `sum` only. Objects where it reaches
     /// nothing (and that have no `default`) are left out of the sum.
@@ -550,19 +582,24 @@ pub struct AggregateConfig {
     pub path: Option<LabelConfig>,
     /// The unit of the sum (`bytes`, `cores`); `sum` only.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub unit: Option<Spanned<String>>,
     /// How the value becomes a number, as for metrics; `sum` only.
     #[serde(default)]
+    #[schemars(with = "Option<Convert>")]
     pub convert: Option<Spanned<Convert>>,
     /// Numbers for string values, tried before `convert`; `sum` only.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, f64>>")]
     pub value_map: Option<Spanned<BTreeMap<String, f64>>>,
     /// The value when `path` reaches nothing; `sum` only.
     #[serde(default)]
+    #[schemars(with = "Option<f64>")]
     pub default: Option<Spanned<f64>>,
     /// The group labels: label name to path (or expression) from the object's root. A path
     /// that reaches nothing gives the empty value.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, LabelConfig>")]
     pub by: BTreeMap<Spanned<String>, LabelConfig>,
     /// Only objects whose value at a path is (or is not) one of a list, or for which a CEL
     /// expression gives `true`.
@@ -623,7 +660,7 @@ impl<'de> serde::de::Visitor<'de> for RawFilterVisitor {
 }
 
 /// What an aggregate computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AggregateType {
     /// The number of objects in each group.
@@ -644,16 +681,19 @@ impl AggregateType {
 
 /// A `where` table: keeps the objects whose value at `path` (as label text; empty when the path
 /// reaches nothing) is one of `in`, or none of `not_in`. Exactly one of the two is given.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// The path of the value compared, from the object's root.
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     /// The values that keep an object.
     #[serde(default, rename = "in")]
+    #[schemars(with = "Option<Vec<String>>")]
     pub any_of: Option<Spanned<Vec<String>>>,
     /// The values that leave an object out.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub not_in: Option<Spanned<Vec<String>>>,
 }
 
@@ -679,16 +719,18 @@ pub struct FilterConfig {
 /// type = "age"
 /// path = "metadata.creationTimestamp"
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DerivedConfig {
     /// The metric name, after the entry's prefix (a `_total` of transitions is the counter's).
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// One line of help; by default it says what is derived from which fields.
     #[serde(default)]
     pub help: Option<String>,
     /// What is derived.
     #[serde(rename = "type")]
+    #[schemars(with = "DerivedType")]
     pub derived_type: Spanned<DerivedType>,
     /// The watched value (`transitions`) or the time counted from (`age`); a path or `{ expr = "…" }`.
     #[serde(default)]
@@ -696,6 +738,7 @@ pub struct DerivedConfig {
     /// One observation per value this path reaches (`duration_histogram`); `start`, `end` and
     /// `by` are then relative to each item, `$.…` reaching the object.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub each: Option<Spanned<String>>,
     /// The RFC 3339 time a duration starts at (`duration_histogram`); a path or `{ expr = "…" }`.
     #[serde(default)]
@@ -706,18 +749,21 @@ pub struct DerivedConfig {
     /// The upper bounds of the histogram buckets in seconds, ascending (`duration_histogram`);
     /// the `+Inf` bucket is added.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<f64>>")]
     pub buckets: Option<Spanned<Vec<f64>>>,
     /// Extra labels: label name to path (or expression). For transitions and ages they are read
     /// from the object; for histograms from each item.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, LabelConfig>")]
     pub by: BTreeMap<Spanned<String>, LabelConfig>,
     /// How often ages are computed again (`age`); `"15s"` by default.
     #[serde(default)]
+    #[schemars(with = "Option<schema::DurationText>")]
     pub refresh: Option<Spanned<Duration>>,
 }
 
 /// What a derived metric computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DerivedType {
     /// A counter of changes of a value, labelled `from` and `to`.

@@ -94,7 +94,8 @@ impl Inputs {
         &self,
         kubernetes: Option<&KubernetesConfig>,
     ) -> Result<Cluster, RunError> {
-        if self.cluster.as_ref().map(|(config, _)| config) == kubernetes {
+        let running = self.cluster.as_ref().map(|(config, _)| config.connection());
+        if running == kubernetes.map(KubernetesConfig::connection) {
             return Ok(Cluster::Same);
         }
         Ok(Cluster::New(match kubernetes {
@@ -104,6 +105,11 @@ impl Inputs {
             )),
             None => None,
         }))
+    }
+
+    /// The client of the cluster the inputs talk to, if any.
+    pub(super) fn client(&self) -> Option<kube::Client> {
+        self.cluster.as_ref().map(|(_, client)| client.clone())
     }
 
     /// Makes the running inputs those `plan` needs, with the cluster from

@@ -29,6 +29,8 @@ pub enum Trigger {
     FilesChanged,
     /// `POST /-/reload`.
     Http,
+    /// A MetricsConfig was created, changed or deleted.
+    MetricsConfigs,
 }
 
 impl Trigger {
@@ -38,6 +40,7 @@ impl Trigger {
             Trigger::Signal => "SIGHUP",
             Trigger::FilesChanged => "config files changed",
             Trigger::Http => "POST /-/reload",
+            Trigger::MetricsConfigs => "MetricsConfigs changed",
         }
     }
 }

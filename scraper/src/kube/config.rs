@@ -22,6 +22,17 @@ pub struct KubernetesConfig {
     /// Allows watching Secrets. Off by default; their `data` and `stringData` are never readable.
     #[serde(default)]
     pub allow_secrets: bool,
+    /// Watches `MetricsConfig` resources (`periscope.dev/v1alpha1`) and applies each like one
+    /// more config file, bounded to its namespace. Off by default.
+    #[serde(default)]
+    pub metrics_configs: bool,
+    /// Only MetricsConfigs in these namespaces; empty means every namespace.
+    #[serde(default)]
+    pub metrics_configs_namespaces: Vec<String>,
+    /// The most series one MetricsConfig writes, shared evenly between its entries. No cap by
+    /// default.
+    #[serde(default)]
+    pub metrics_configs_max_series: Option<u64>,
 }
 
 fn default_page_size() -> u32 {
@@ -29,6 +40,17 @@ fn default_page_size() -> u32 {
 }
 
 impl KubernetesConfig {
+    /// The settings that make a cluster client and its watches: all but those of
+    /// MetricsConfigs, which change without a reconnection.
+    pub fn connection(&self) -> KubernetesConfig {
+        KubernetesConfig {
+            metrics_configs: false,
+            metrics_configs_namespaces: Vec::new(),
+            metrics_configs_max_series: None,
+            ..self.clone()
+        }
+    }
+
     /// What `allow_secrets` means for compiling `[[resources]]`.
     pub fn secrets(&self) -> Secrets {
         if self.allow_secrets {

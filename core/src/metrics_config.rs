@@ -1,0 +1,138 @@
+//! The `MetricsConfig` custom resource (`periscope.dev/v1alpha1`, namespaced): a team's own
+//! `[[resources]]` and `[[endpoints]]` entries, kept in the cluster and applied by the host like
+//! one more config file ([`tenancy`] turns one into that file, bounded to its namespace).
+//!
+//! The OpenAPI schema of the resource is generated from the same Rust types the TOML entries
+//! parse into (`periscope_scraper::config`), with CEL rules (`x-kubernetes-validations`) for what
+//! the API server can refuse by itself. `periscope crd` prints the CustomResourceDefinition;
+//! `deploy/crds/` and the Helm chart hold it as generated (a test keeps them equal).
+
+pub mod tenancy;
+
+use kube::CustomResource;
+use kube::CustomResourceExt as _;
+use kube::KubeSchema;
+use periscope_scraper::config::{EndpointConfig, ResourceConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The most entries of each list one MetricsConfig holds (it bounds the cost of the CEL rules
+/// the API server estimates).
+pub const MAX_ENTRIES: usize = 64;
+
+/// What a team asks the host to read: entries exactly as in a TOML config's `[[resources]]` and
+/// `[[endpoints]]`, bounded to the namespace of the MetricsConfig.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "periscope.dev",
+    version = "v1alpha1",
+    kind = "MetricsConfig",
+    namespaced,
+    status = "MetricsConfigStatus",
+    shortname = "mc",
+    doc = "Metrics a team reads from the objects of its own namespace, applied by Periscope like \
+           a piece of its config.",
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(name = "Series", type_ = "integer", json_path = ".status.series"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct MetricsConfigSpec {
+    /// `[[resources]]` entries: kinds of objects of this namespace and the metrics read from
+    /// them.
+    #[serde(default)]
+    #[schemars(with = "Vec<ResourceConfig>", length(max = 64))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(r, !has(r.max_objects) || r.max_objects >= 1)"
+    ).message("max_objects must be at least 1"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(r, !has(r.joins) || size(r.joins) == 0)"
+    ).message("a MetricsConfig may not join: a joined kind is watched in every namespace"))]
+    pub resources: Vec<serde_json::Value>,
+    /// `[[endpoints]]` entries: targets discovered among this namespace's Pods or EndpointSlices.
+    #[serde(default)]
+    #[schemars(with = "Vec<EndpointConfig>", length(max = 64))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(e, !has(e.urls) || size(e.urls) == 0)"
+    ).message("endpoints of a MetricsConfig are discovered (`kubernetes`), not given by URL"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(e, !has(e.auth) && !has(e.tls))"
+    ).message("`auth` and `tls` name files of the host: only the host's own config holds them"))]
+    pub endpoints: Vec<serde_json::Value>,
+}
+
+/// What the host says about a MetricsConfig, on its status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsConfigStatus {
+    /// The `metadata.generation` this status is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (the spec passed every check; when not, the message names the field) and
+    /// `Ready` (its entries run in the host).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The series its entries write now.
+    #[serde(default)]
+    pub series: u64,
+}
+
+/// One condition, as Kubernetes writes them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Accepted` or `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// One CamelCase word.
+    pub reason: String,
+    /// What is wrong, with the field path (`spec.resources[0].namespaces`).
+    #[serde(default)]
+    pub message: String,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// The CustomResourceDefinition, as YAML: what `periscope crd` prints and `deploy/` holds.
+pub fn crd_yaml() -> String {
+    let crd = MetricsConfig::crd();
+    let yaml = serde_yaml_ng::to_string(&crd).unwrap_or_else(|e| format!("# {e}\n"));
+    format!(
+        "# Generated by `periscope crd` from the config types; do not edit by hand.\n---\n{yaml}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CRD files committed under `deploy/`, each as generated now (`periscope crd >
+    /// deploy/crds/metricsconfigs.yaml`, and the same into the chart's `crds/`).
+    #[test]
+    fn the_committed_crd_files_are_the_generated_ones() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let generated = crd_yaml();
+        for path in [
+            "deploy/crds/metricsconfigs.yaml",
+            "deploy/helm/periscope/crds/metricsconfigs.yaml",
+        ] {
+            let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{path} differs from what the code generates: run `periscope crd > {path}`"
+            );
+        }
+    }
+}
