@@ -364,6 +364,10 @@ impl ElasticsearchExporter {
                     ));
                 }
                 Ok(Outcome::Rejected(items)) => {
+                    let product = self
+                        .node
+                        .as_ref()
+                        .map_or("Elasticsearch", |n| n.distribution.name());
                     for r in items {
                         // `classify` checked that the response has one item per operation.
                         let Some(s) = sent.get(r.position) else {
@@ -371,11 +375,11 @@ impl ElasticsearchExporter {
                         };
                         let reason = match &s.id {
                             Some(id) => format!(
-                                "rejected by Elasticsearch: HTTP {}: {} (document {id}, {})",
+                                "rejected by {product}: HTTP {}: {} (document {id}, {})",
                                 r.status, r.error, s.what
                             ),
                             None => format!(
-                                "rejected by Elasticsearch: HTTP {}: {} ({})",
+                                "rejected by {product}: HTTP {}: {} ({})",
                                 r.status, r.error, s.what
                             ),
                         };
