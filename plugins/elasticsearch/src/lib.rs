@@ -1,8 +1,8 @@
 //! # periscope-exporter-elasticsearch
 //!
 //! A Periscope exporter plugin (`plugin = "elasticsearch"`) that indexes every sample, and every
-//! removal of a source, as one document into Elasticsearch with the `_bulk` API, so the index
-//! holds the history of every series.
+//! removal of a source, as one document into Elasticsearch or OpenSearch with the `_bulk` API, so
+//! the index holds the history of every series.
 //!
 //! Two modes ([`target::Target`]): a time series data stream `metrics-<dataset>-<namespace>`
 //! (`data_stream = {…}`), or date-math indices (`index = "periscope-%Y.%m.%d"`, also what a config
@@ -658,6 +658,66 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_refused_lifecycle_names_the_missing_feature() {
+        let ilm = refusal(
+            Kind::Component,
+            "c",
+            "HTTP 400: unknown setting [index.lifecycle.name] please check that any required \
+             plugins are installed",
+        );
+        assert!(
+            ilm.starts_with("`data_stream.policy` on Elasticsearch is an ILM policy"),
+            "{ilm}"
+        );
+        assert!(ilm.ends_with("(_component_template c was refused: HTTP 400: unknown setting [index.lifecycle.name] please check that any required plugins are installed)"), "{ilm}");
+        let ism = refusal(
+            Kind::IsmPolicy,
+            "p",
+            r#"HTTP 400: {"error":"no handler found for uri [/_plugins/_ism/policies/p] and method [PUT]"}"#,
+        );
+        assert!(ism.contains("no Index State Management plugin"), "{ism}");
+        assert_eq!(
+            refusal(Kind::Index, "i", "HTTP 400: other"),
+            "_index_template i was refused: HTTP 400: other"
+        );
+    }
+
+    #[test]
+    fn opensearch_gets_its_templates_and_ids_after_get_root() {
+        const OPENSEARCH_ROOT: &str =
+            r#"{"version":{"distribution":"opensearch","number":"2.19.6"}}"#;
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("GET", "/") => (200, OPENSEARCH_ROOT),
+            ("PUT", p) if p.contains("_template/") => (200, r#"{"acknowledged":true}"#),
+            ("POST", "/_bulk") => (
+                200,
+                r#"{"errors":false,"items":[{"create":{"_id":"x","status":201}}]}"#,
+            ),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        assert_eq!(exporter.export(&batch()).unwrap(), Export::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "GET /",
+                "PUT /_component_template/periscope-metrics-periscope@mappings",
+                "PUT /_index_template/periscope-metrics-periscope",
+                "POST /_bulk",
+            ]
+        );
+        assert_eq!(
+            exporter.node.as_ref().map(|n| n.distribution),
+            Some(Distribution::OpenSearch)
+        );
         exporter.shutdown().unwrap();
     }
 
