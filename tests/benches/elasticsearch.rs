@@ -1,13 +1,16 @@
 //! The Elasticsearch exporter end to end: documents per second, host CPU per 1 000 documents and
 //! store size per million samples (after a force-merge to one segment), through a release build
 //! of the real host into a real Elasticsearch 8.19 node (`tests/search-node`), in index mode and
-//! in data-stream (time series) mode on the same input, each on a fresh node.
+//! in data-stream (time series) mode on the same input, and into a real OpenSearch 2.19 node
+//! (`tests/opensearch-node`) in data-stream mode (a plain data stream there), each on a fresh
+//! node.
 //!
 //! Run:
 //!
 //! ```sh
 //! cargo build --release -p periscope-core -p periscope-exporter-elasticsearch
 //! cargo bench -p periscope-tests --bench elasticsearch
+//! cargo bench -p periscope-tests --bench elasticsearch -- opensearch   # only the cases so named
 //! ```
 //!
 //! The host reads `OBJECTS` manifests from disk, each an object with `SERIES` entries that become
@@ -28,7 +31,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use periscope_tests::search_node::SearchNode;
+use periscope_tests::search_node::{Distribution, SearchNode};
 use periscope_tests::{Host, cpu_seconds, plugin_dir, repo_root, wait_until};
 
 /// Objects (manifest files).
@@ -97,27 +100,39 @@ fn main() {
         unsafe { std::env::set_var("PERISCOPE_BIN_DIR", repo_root().join("target/release")) };
     }
     println!(
-        "Elasticsearch exporter, end to end: {} host → real Elasticsearch 8.19 node on \
-         127.0.0.1 (1 shard, 0 replicas), index mode and data-stream (TSDS) mode on the same input",
+        "Elasticsearch exporter, end to end: {} host → real Elasticsearch 8.19 / OpenSearch 2.19 \
+         node on 127.0.0.1 (1 shard, 0 replicas), index mode and data-stream mode on the same input",
         std::env::var("PERISCOPE_BIN_DIR").unwrap_or_default()
     );
     println!(
         "{DOCUMENTS} documents per round ({OBJECTS} objects × {SERIES} series, labels namespace, \
          name, series), batch limits at their defaults (10 000 samples, 8 MiB)"
     );
-    let results: Vec<(Mode, Measured)> = [Mode::Index, Mode::DataStream]
+    // Arguments that are not flags (cargo passes `--bench`) choose the cases by name.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let cases = [
+        (Distribution::Elasticsearch, Mode::Index),
+        (Distribution::Elasticsearch, Mode::DataStream),
+        (Distribution::OpenSearch, Mode::DataStream),
+    ];
+    let results: Vec<(String, Measured)> = cases
         .into_iter()
-        .map(|mode| (mode, measure(mode)))
+        .map(|(distribution, mode)| (case_name(distribution, mode), distribution, mode))
+        .filter(|(name, _, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .map(|(name, distribution, mode)| (name, measure(distribution, mode)))
         .collect();
     println!();
     println!(
-        "{:<12} {:>10} {:>10} {:>17} {:>14} {:>22}",
-        "mode", "documents", "docs/s", "host CPU s/1k", "store bytes", "bytes/1M samples"
+        "{:<26} {:>10} {:>10} {:>17} {:>14} {:>22}",
+        "case", "documents", "docs/s", "host CPU s/1k", "store bytes", "bytes/1M samples"
     );
-    for (mode, m) in &results {
+    for (name, m) in &results {
         println!(
-            "{:<12} {:>10} {:>10.0} {:>17.4} {:>14} {:>22.0}",
-            mode.name(),
+            "{:<26} {:>10} {:>10.0} {:>17.4} {:>14} {:>22.0}",
+            name,
             m.documents,
             m.per_second,
             m.cpu_per_1k,
@@ -125,7 +140,7 @@ fn main() {
             m.store_bytes as f64 / m.documents as f64 * 1e6
         );
     }
-    if let [(_, index), (_, stream)] = &results[..] {
+    if let [(_, index), (_, stream), ..] = &results[..] {
         println!(
             "store size, index mode / data-stream mode: {:.2}",
             index.store_bytes as f64 / stream.store_bytes as f64
@@ -133,15 +148,25 @@ fn main() {
     }
 }
 
-/// Runs every round in `mode` on a node of its own, then force-merges and reads the store size.
-fn measure(mode: Mode) -> Measured {
-    let node = SearchNode::start();
+/// `elasticsearch index`, `opensearch data stream`, …
+fn case_name(distribution: Distribution, mode: Mode) -> String {
+    let product = match distribution {
+        Distribution::Elasticsearch => "elasticsearch",
+        Distribution::OpenSearch => "opensearch",
+    };
+    format!("{product} {}", mode.name())
+}
+
+/// Runs every round in `mode` on a node of `distribution` of its own, then force-merges and reads
+/// the store size.
+fn measure(distribution: Distribution, mode: Mode) -> Measured {
+    let node = SearchNode::start_distribution(distribution);
     let dir = tempfile::tempdir().expect("temp dir");
     plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
     write_manifests(dir.path(), 0);
 
     println!();
-    println!("mode: {} ({})", mode.name(), mode.keys());
+    println!("case: {} ({})", case_name(distribution, mode), mode.keys());
     println!("load average before: {}", loadavg());
     println!(
         "{:<8} {:>10} {:>8} {:>10} {:>11} {:>17} {:>11}",

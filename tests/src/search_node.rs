@@ -1,5 +1,6 @@
-//! One real Elasticsearch node (8.19, `tests/search-node/run.sh`) for the Elasticsearch exporter's
-//! end-to-end tests, and small helpers to query it.
+//! One real search node for the Elasticsearch exporter's end-to-end tests — Elasticsearch 8.19
+//! (`tests/search-node/run.sh`) or OpenSearch 2.19 (`tests/opensearch-node/run.sh`), both built
+//! from Maven Central artifacts — and small helpers to query it.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,18 +13,43 @@ use crate::{free_port, repo_root};
 /// How long a start may take: the first one builds the node with Maven.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Which server a [`SearchNode`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// Elasticsearch 8.19 without x-pack (`tests/search-node`).
+    Elasticsearch,
+    /// OpenSearch 2.19 without plugins (`tests/opensearch-node`).
+    OpenSearch,
+}
+
+impl Distribution {
+    /// The script that builds (first use) and runs the node.
+    fn script(self) -> &'static str {
+        match self {
+            Distribution::Elasticsearch => "tests/search-node/run.sh",
+            Distribution::OpenSearch => "tests/opensearch-node/run.sh",
+        }
+    }
+}
+
 /// A running node, stopped (SIGTERM, then SIGKILL) when dropped. Its data lives in a temp dir
 /// that outlives [`SearchNode::stop`], so [`SearchNode::start_again`] finds the same indices.
 pub struct SearchNode {
+    distribution: Distribution,
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl SearchNode {
-    /// Starts a node on a free loopback port with an empty data dir; waits until it is READY.
-    /// Fails with how to install them when `java` or `mvn` is missing.
+    /// Starts an Elasticsearch node: [`SearchNode::start_distribution`].
     pub fn start() -> SearchNode {
+        SearchNode::start_distribution(Distribution::Elasticsearch)
+    }
+
+    /// Starts a node of `distribution` on a free loopback port with an empty data dir; waits
+    /// until it is READY. Fails with how to install them when `java` or `mvn` is missing.
+    pub fn start_distribution(distribution: Distribution) -> SearchNode {
         for (tool, package) in [("java", "openjdk-17-jre-headless"), ("mvn", "maven")] {
             let found = Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -37,6 +63,7 @@ impl SearchNode {
             );
         }
         let mut node = SearchNode {
+            distribution,
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
@@ -54,7 +81,7 @@ impl SearchNode {
             .open(self.log_path())
             .expect("search node log");
         let mut child = Command::new("bash")
-            .arg(repo_root().join("tests/search-node/run.sh"))
+            .arg(repo_root().join(self.distribution.script()))
             .arg(self.port.to_string())
             .arg(self.dir.path().join("node"))
             .stdin(Stdio::null())
@@ -84,12 +111,19 @@ impl SearchNode {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                panic!("the search node exited with {status}:\n{}", self.log());
+                panic!(
+                    "the {:?} node ({}) exited with {status}:\n{}",
+                    self.distribution,
+                    self.distribution.script(),
+                    self.log()
+                );
             }
             if start.elapsed() > START_TIMEOUT {
                 self.stop();
                 panic!(
-                    "the search node was not READY within {START_TIMEOUT:?}:\n{}",
+                    "the {:?} node ({}) was not READY within {START_TIMEOUT:?}:\n{}",
+                    self.distribution,
+                    self.distribution.script(),
                     self.log()
                 );
             }
@@ -106,6 +140,11 @@ impl SearchNode {
             "the search node's shards did not recover: {health}\n{}",
             self.log()
         );
+    }
+
+    /// Which server runs.
+    pub fn distribution(&self) -> Distribution {
+        self.distribution
     }
 
     /// The node's process id (the JVM: `run.sh` execs it), while it runs.

@@ -9,6 +9,10 @@
 //! checks is the exporter's side — that its `ca_file`, `username`/`password` and `api_key` options
 //! work, and how it behaves when refused — not Elasticsearch's security itself.
 //!
+//! It can also refuse what a user without a privilege would be refused: [`TlsProxy::forbid`]
+//! answers 403 `security_exception`, as Elasticsearch's security does, to the requests it names
+//! (template installation, say), and forwards the rest.
+//!
 //! The Prometheus tests put it in front of Prometheus' remote-write receiver the same way, to
 //! check the remote-write client's `tls` and `auth`.
 
@@ -66,7 +70,11 @@ pub struct TlsProxy {
 struct Shared {
     target: SocketAddr,
     accepted: Mutex<String>,
+    /// `(method, path part)`: requests whose method is that and whose path contains the part are
+    /// answered 403.
+    forbidden: Mutex<Vec<(String, String)>>,
     unauthorized: AtomicU64,
+    refused: AtomicU64,
     forwarded: AtomicU64,
 }
 
@@ -96,7 +104,9 @@ impl TlsProxy {
         let shared = Arc::new(Shared {
             target,
             accepted: Mutex::new(accept.header()),
+            forbidden: Mutex::new(Vec::new()),
             unauthorized: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -148,6 +158,22 @@ impl TlsProxy {
     /// From now on, accepts `credentials` (and refuses the ones accepted before).
     pub fn accept(&self, credentials: &Credentials) {
         *self.shared.accepted.lock().expect("proxy lock") = credentials.header();
+    }
+
+    /// From now on, answers `method` requests whose path contains `path_part` with 403, as
+    /// Elasticsearch answers an authenticated user who lacks the privilege (the template
+    /// actions are named in the error, as the node names them).
+    pub fn forbid(&self, method: &str, path_part: &str) {
+        self.shared
+            .forbidden
+            .lock()
+            .expect("proxy lock")
+            .push((method.to_owned(), path_part.to_owned()));
+    }
+
+    /// Requests answered 403 so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 
     /// Requests answered 401 so far.
@@ -202,6 +228,33 @@ async fn handle(
             .headers_mut()
             .append(WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
         return Ok(response);
+    }
+    let path = request.uri().path().to_owned();
+    let is_forbidden = shared
+        .forbidden
+        .lock()
+        .expect("proxy lock")
+        .iter()
+        .any(|(method, part)| request.method().as_str() == method && path.contains(part.as_str()));
+    if is_forbidden {
+        shared.refused.fetch_add(1, Ordering::SeqCst);
+        // As Elasticsearch answers a user whose roles do not grant the action.
+        let action = if path.contains("_component_template") {
+            "cluster:admin/component_template/put"
+        } else if path.contains("_index_template") {
+            "indices:admin/index_template/put"
+        } else {
+            "unknown"
+        };
+        let reason = format!(
+            "action [{action}] is unauthorized for user [periscope] with effective roles [periscope_writer], this action is granted by the cluster privileges [manage_index_templates,manage,all]"
+        );
+        let body = serde_json::json!({
+            "error": {"root_cause": [{"type": "security_exception", "reason": reason}],
+                      "type": "security_exception", "reason": reason},
+            "status": 403,
+        });
+        return Ok(text(StatusCode::FORBIDDEN, body.to_string()));
     }
     shared.forwarded.fetch_add(1, Ordering::SeqCst);
     Ok(match forward(shared.target, request).await {

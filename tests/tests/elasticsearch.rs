@@ -1,6 +1,6 @@
 //! The Elasticsearch exporter end to end: a real host process over offline manifests, a real
-//! Elasticsearch 8.19 node (`tests/search-node`), and the file exporter beside it as the witness
-//! of what was produced.
+//! Elasticsearch 8.19 node (`tests/search-node`) or OpenSearch 2.19 node (`tests/opensearch-node`),
+//! and the file exporter beside it as the witness of what was produced.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{demo_config, write_configmap};
 use periscope_tests::pki::Ca;
-use periscope_tests::search_node::SearchNode;
+use periscope_tests::search_node::{Distribution, SearchNode};
 use periscope_tests::tls_proxy::{Credentials, TlsProxy};
 use periscope_tests::{Host, plugin_dir, read_ndjson, wait_until};
 use serde_json::{Value, json};
@@ -126,12 +126,22 @@ fn indexed(docs: &[Value]) -> Vec<Key> {
 
 #[test]
 fn samples_reach_the_node_and_an_outage_loses_and_duplicates_nothing() {
-    outage_loses_and_duplicates_nothing(Mode::Index);
+    outage_loses_and_duplicates_nothing(Distribution::Elasticsearch, Mode::Index);
 }
 
 #[test]
 fn in_a_data_stream_samples_reach_the_node_and_an_outage_loses_and_duplicates_nothing() {
-    outage_loses_and_duplicates_nothing(Mode::DataStream);
+    outage_loses_and_duplicates_nothing(Distribution::Elasticsearch, Mode::DataStream);
+}
+
+#[test]
+fn on_opensearch_samples_reach_daily_indices_and_an_outage_loses_and_duplicates_nothing() {
+    outage_loses_and_duplicates_nothing(Distribution::OpenSearch, Mode::Index);
+}
+
+#[test]
+fn on_opensearch_samples_reach_a_data_stream_and_an_outage_loses_and_duplicates_nothing() {
+    outage_loses_and_duplicates_nothing(Distribution::OpenSearch, Mode::DataStream);
 }
 
 /// The mappings the templates gave, read from what `mode` wrote.
@@ -141,9 +151,36 @@ fn assert_mappings(node: &SearchNode, mode: Mode) {
     let properties = &index["mappings"]["properties"];
     assert_eq!(properties["value"]["type"], "double");
     assert_eq!(properties["metric"]["type"], "keyword");
-    match mode {
-        Mode::Index => assert_eq!(properties["labels"]["type"], "flattened"),
-        Mode::DataStream => {
+    match (node.distribution(), mode) {
+        (Distribution::Elasticsearch, Mode::Index) => {
+            assert_eq!(properties["labels"]["type"], "flattened")
+        }
+        (Distribution::OpenSearch, Mode::Index) => {
+            assert_eq!(properties["labels"]["type"], "flat_object")
+        }
+        (Distribution::OpenSearch, Mode::DataStream) => {
+            // A backing index of a plain data stream: no time series mode, labels one field.
+            assert!(
+                index_name.starts_with(".ds-metrics-periscope.kubevirt-default-"),
+                "{index_name}"
+            );
+            let (_, settings) = node.request("GET", &format!("/{index_name}/_settings"), None);
+            assert_eq!(
+                settings[index_name]["settings"]["index"].get("mode"),
+                None,
+                "{settings}"
+            );
+            assert_eq!(properties["labels"]["type"], "flat_object");
+            assert_eq!(properties["counter"]["type"], "double");
+            let (status, stream) =
+                node.request("GET", &format!("/_data_stream/{}", mode.target()), None);
+            assert_eq!(status, 200, "{stream}");
+            assert_eq!(
+                stream["data_streams"][0]["template"],
+                "periscope-metrics-periscope.kubevirt"
+            );
+        }
+        (Distribution::Elasticsearch, Mode::DataStream) => {
             // A backing index of the data stream, in time series mode.
             assert!(
                 index_name.starts_with(".ds-metrics-periscope.kubevirt-default-"),
@@ -170,9 +207,9 @@ fn assert_mappings(node: &SearchNode, mode: Mode) {
     }
 }
 
-fn outage_loses_and_duplicates_nothing(mode: Mode) {
+fn outage_loses_and_duplicates_nothing(distribution: Distribution, mode: Mode) {
     let target = mode.target();
-    let mut node = SearchNode::start();
+    let mut node = SearchNode::start_distribution(distribution);
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
     write_configmap(dir.path(), "a", 1.0);
@@ -269,17 +306,22 @@ fn outage_loses_and_duplicates_nothing(mode: Mode) {
 
 #[test]
 fn a_host_killed_while_the_node_is_down_replays_its_disk_queue_exactly_once() {
-    killed_host_replays_exactly_once(Mode::Index);
+    killed_host_replays_exactly_once(Distribution::Elasticsearch, Mode::Index);
 }
 
 #[test]
 fn a_host_killed_while_the_node_is_down_replays_its_disk_queue_into_a_data_stream_exactly_once() {
-    killed_host_replays_exactly_once(Mode::DataStream);
+    killed_host_replays_exactly_once(Distribution::Elasticsearch, Mode::DataStream);
 }
 
-fn killed_host_replays_exactly_once(mode: Mode) {
+#[test]
+fn on_opensearch_a_host_killed_while_the_node_is_down_replays_into_a_data_stream_exactly_once() {
+    killed_host_replays_exactly_once(Distribution::OpenSearch, Mode::DataStream);
+}
+
+fn killed_host_replays_exactly_once(distribution: Distribution, mode: Mode) {
     let target = mode.target();
-    let mut node = SearchNode::start();
+    let mut node = SearchNode::start_distribution(distribution);
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
     write_configmap(dir.path(), "a", 1.0);
@@ -392,7 +434,16 @@ fn killed_host_replays_exactly_once(mode: Mode) {
 
 #[test]
 fn a_sample_sent_twice_into_a_data_stream_is_stored_once_and_counted_as_sent() {
-    let node = SearchNode::start();
+    sent_twice_is_stored_once(Distribution::Elasticsearch);
+}
+
+#[test]
+fn on_opensearch_a_sample_sent_twice_into_a_data_stream_is_stored_once_and_counted_as_sent() {
+    sent_twice_is_stored_once(Distribution::OpenSearch);
+}
+
+fn sent_twice_is_stored_once(distribution: Distribution) {
+    let node = SearchNode::start_distribution(distribution);
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(&dir.path().join("plugins"), &["file", "elasticsearch"]);
     write_configmap(dir.path(), "a", 1.0);
@@ -534,7 +585,16 @@ fn in_a_data_stream_a_label_over_the_term_limit_dead_letters_only_its_sample() {
 
 #[test]
 fn a_mapping_conflict_dead_letters_only_the_conflicting_document() {
-    let node = SearchNode::start();
+    mapping_conflict_dead_letters_only_its_document(Distribution::Elasticsearch);
+}
+
+#[test]
+fn on_opensearch_a_mapping_conflict_dead_letters_only_the_conflicting_document() {
+    mapping_conflict_dead_letters_only_its_document(Distribution::OpenSearch);
+}
+
+fn mapping_conflict_dead_letters_only_its_document(distribution: Distribution) {
+    let node = SearchNode::start_distribution(distribution);
     // An index where the label `name` must be a number: ConfigMap "7" fits, "bad" does not.
     let (status, answer) = node.request(
         "PUT",
@@ -593,10 +653,14 @@ fn a_mapping_conflict_dead_letters_only_the_conflicting_document() {
     assert_eq!(bad["labels"]["name"], "bad");
     assert_eq!(bad["value"], 2.0);
     let reason = bad["reason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("rejected by Elasticsearch: HTTP 400: document_parsing_exception"),
-        "{reason}"
-    );
+    // Each names the error its own way.
+    let expected = match distribution {
+        Distribution::Elasticsearch => {
+            "rejected by Elasticsearch: HTTP 400: document_parsing_exception"
+        }
+        Distribution::OpenSearch => "rejected by OpenSearch: HTTP 400: mapper_parsing_exception",
+    };
+    assert!(reason.starts_with(expected), "{reason}");
     assert!(
         reason.contains("v1/ConfigMap/demo/bad demo_value"),
         "{reason}"
@@ -655,7 +719,16 @@ fn health(state: &str) -> String {
 
 #[test]
 fn documents_arrive_over_tls_with_basic_auth_and_with_an_api_key() {
-    let node = SearchNode::start();
+    documents_arrive_over_tls(Distribution::Elasticsearch);
+}
+
+#[test]
+fn on_opensearch_documents_arrive_over_tls_with_basic_auth_and_with_an_api_key() {
+    documents_arrive_over_tls(Distribution::OpenSearch);
+}
+
+fn documents_arrive_over_tls(distribution: Distribution) {
+    let node = SearchNode::start_distribution(distribution);
     let api_key = base64_of("periscope-key-id:periscope-key-secret");
     for (case, credentials) in [
         ("basic", basic("s3cret")),
@@ -685,9 +758,10 @@ fn documents_arrive_over_tls_with_basic_auth_and_with_an_api_key() {
         assert_eq!(status, 200, "{case}: no index template");
         assert_eq!(proxy.unauthorized(), 0, "{case}");
         assert!(proxy.forwarded() >= 2, "{case}: template and _bulk");
-        assert_eq!(
-            host.metric(&health("healthy")),
-            1.0,
+        // The node may have stored the document before the host has the exporter's answer.
+        assert!(
+            wait_until(Duration::from_secs(10), || host.metric(&health("healthy"))
+                == 1.0),
             "{case}: {}",
             host.metrics()
         );
@@ -873,4 +947,277 @@ fn an_unknown_ca_is_a_clear_error_and_the_documents_arrive_once_the_config_is_ri
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Starts a host whose exporter writes into a data stream with `keys` on `node`, and waits until
+/// its log holds `expected`: a lifecycle option the node cannot carry out.
+fn lifecycle_refused(node: &SearchNode, keys: &str, expected: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let config = demo_config(&search_exporter(&node.url(), keys));
+    let mut host = Host::start(dir.path(), &config);
+    assert!(
+        wait_until(Duration::from_secs(20), || expected
+            .iter()
+            .all(|e| host.log().contains(e))),
+        "{}",
+        host.log()
+    );
+    // Nothing was written: the data stream was not even created.
+    assert_eq!(node.count(Mode::DataStream.target(), None), 0);
+    host.stop();
+}
+
+#[test]
+fn an_ilm_policy_goes_into_the_template_and_a_node_without_ilm_says_so() {
+    // ILM is x-pack: the test node has none (tests/search-node/README.md), so the template that
+    // names the policy is refused, and the exporter says what that means.
+    let node = SearchNode::start();
+    lifecycle_refused(
+        &node,
+        r#", data_stream = { dataset = "periscope.kubevirt", policy = "metrics-90d" }"#,
+        &[
+            "`data_stream.policy` on Elasticsearch is an ILM policy (`index.lifecycle.name`), \
+             and the node has no ILM",
+            "unknown setting [index.lifecycle.name]",
+        ],
+    );
+    // The component template carrying it was refused; nothing half-installed is left.
+    let (status, _) = node.request(
+        "GET",
+        "/_component_template/periscope-metrics-periscope.kubevirt@mappings",
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn on_opensearch_a_retention_is_an_ism_policy_and_a_node_without_ism_says_so() {
+    let node = SearchNode::start_distribution(Distribution::OpenSearch);
+    lifecycle_refused(
+        &node,
+        r#", data_stream = { dataset = "periscope.kubevirt", retention = "30d" }"#,
+        &[
+            "`data_stream.retention` on OpenSearch is an ISM policy, and the node has no Index \
+             State Management plugin",
+            "no handler found for uri [/_plugins/_ism/policies/periscope-metrics-periscope.kubevirt] and method [PUT]",
+        ],
+    );
+    lifecycle_refused(
+        &node,
+        r#", data_stream = { dataset = "periscope.kubevirt", policy = "metrics-90d" }"#,
+        &[
+            "`data_stream.policy` on OpenSearch is an ISM policy",
+            "unknown setting [index.plugins.index_state_management.policy_id]",
+        ],
+    );
+}
+
+#[test]
+fn without_the_template_privilege_the_exporter_names_it_and_writes_once_the_templates_exist() {
+    let node = SearchNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = basic("s3cret");
+    let proxy = TlsProxy::start(node.addr(), &credentials, dir.path());
+    // The exporter's user may write, but not install templates.
+    proxy.forbid("PUT", "_template/");
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    write_configmap(dir.path(), "a", 1.0);
+    let keys = format!(
+        "{}{}",
+        Mode::DataStream.keys(),
+        tls_and_auth_keys(dir.path(), proxy.ca_file(), &credentials)
+    );
+    let config = demo_config(&search_exporter(&proxy.url(), &keys));
+
+    // No template yet: the exporter says which privilege it lacks, and the data waits.
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || host
+            .metric(&health("unhealthy"))
+            == 1.0),
+        "{}",
+        host.metrics()
+    );
+    let log = host.log();
+    assert!(
+        log.contains(
+            "cannot install _component_template/periscope-metrics-periscope.kubevirt@mappings: \
+             the credentials lack the cluster privilege `manage_index_templates`"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("action [cluster:admin/component_template/put] is unauthorized"),
+        "{log}"
+    );
+    assert_eq!(node.count(Mode::DataStream.target(), None), 0);
+    assert!(proxy.refused() >= 1);
+    assert!(host.stop().success());
+
+    // An administrator installs the templates (here: an exporter with the privilege, writing
+    // straight to the node into another namespace of the same dataset).
+    let admin_dir = tempfile::tempdir().unwrap();
+    plugin_dir(&admin_dir.path().join("plugins"), &["elasticsearch"]);
+    write_configmap(admin_dir.path(), "admin", 1.0);
+    let admin_keys = r#", data_stream = { dataset = "periscope.kubevirt", namespace = "admin" }"#;
+    let mut admin = Host::start(
+        admin_dir.path(),
+        &demo_config(&search_exporter(&node.url(), admin_keys)),
+    );
+    admin.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .count("metrics-periscope.kubevirt-admin", None)
+            == 1),
+        "{}",
+        admin.log()
+    );
+    assert!(admin.stop().success());
+
+    // Now the writer without the privilege checks the templates, finds them and writes.
+    let refused_before = proxy.refused();
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .count(Mode::DataStream.target(), None)
+            >= 1),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        proxy.refused(),
+        refused_before + 2,
+        "both PUTs were refused"
+    );
+    assert!(
+        host.log().contains("using the one already installed"),
+        "{}",
+        host.log()
+    );
+    // The node may have stored the documents before the host has the exporter's answer.
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(&health("healthy"))
+            == 1.0),
+        "{}",
+        host.metrics()
+    );
+    assert!(host.stop().success());
+}
+
+/// A query of `docs/search-queries/`, for the demo metric instead of KubeVirt's.
+fn documented_query(file: &str) -> Value {
+    let path = periscope_tests::repo_root()
+        .join("docs/search-queries")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text.replace("kubevirt_vmi_info", "demo_value"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_documented_queries_answer_on_elasticsearch() {
+    documented_queries_answer(Distribution::Elasticsearch);
+}
+
+#[test]
+fn the_documented_queries_answer_on_opensearch() {
+    documented_queries_answer(Distribution::OpenSearch);
+}
+
+/// Runs the queries of `docs/elasticsearch.md` against what the exporter wrote into a data stream:
+/// three objects in two phases, one of them removed.
+fn documented_queries_answer(distribution: Distribution) {
+    let node = SearchNode::start_distribution(distribution);
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["elasticsearch"]);
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let configmap = |name: &str, phase: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: demo\n  uid: uid-{name}\ndata:\n  value: \"1\"\n  phase: {phase}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("all.yaml"),
+        format!(
+            "{}---\n{}---\n{}",
+            configmap("a", "Running"),
+            configmap("b", "Running"),
+            configmap("c", "Pending")
+        ),
+    )
+    .unwrap();
+    std::fs::write(manifests.join("d.yaml"), configmap("d", "Failed")).unwrap();
+    let config = demo_config(&search_exporter(&node.url(), Mode::DataStream.keys())).replace(
+        r#"labels = { name = "metadata.name" }"#,
+        r#"labels = { name = "metadata.name", phase = "data.phase" }"#,
+    );
+    let mut host = Host::start(dir.path(), &config);
+    host.wait_ready(Duration::from_secs(20));
+    let target = Mode::DataStream.target();
+    assert!(
+        wait_until(Duration::from_secs(20), || node.count(target, None) >= 4),
+        "{}",
+        host.log()
+    );
+    std::fs::remove_file(manifests.join("d.yaml")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .count(target, Some(json!({"term": {"op": "remove"}})))
+            == 1),
+        "{}",
+        host.log()
+    );
+    let search = |file: &str| {
+        node.request(
+            "POST",
+            &format!("/{target}/_search"),
+            Some(&documented_query(file)),
+        )
+    };
+
+    // The phase count over time: objects per phase in each minute (the most seen in any).
+    let (status, answer) = search("phase-count-over-time.json");
+    assert_eq!(status, 200, "{answer}");
+    let mut most = std::collections::BTreeMap::<String, u64>::new();
+    for minute in answer["aggregations"]["over_time"]["buckets"]
+        .as_array()
+        .unwrap()
+    {
+        for phase in minute["phase"]["buckets"].as_array().unwrap() {
+            let n = phase["objects"]["value"].as_u64().unwrap();
+            let entry = most
+                .entry(phase["key"].as_str().unwrap().to_owned())
+                .or_default();
+            *entry = (*entry).max(n);
+        }
+    }
+    assert_eq!(most.get("Running"), Some(&2), "{answer}");
+    assert_eq!(most.get("Pending"), Some(&1), "{answer}");
+    assert_eq!(most.get("Failed"), Some(&1), "{answer}");
+
+    // The latest value of every series.
+    let (status, answer) = search("latest-value-per-series.json");
+    assert_eq!(status, 200, "{answer}");
+    let series = answer["aggregations"]["series"]["buckets"]
+        .as_array()
+        .unwrap();
+    assert_eq!(series.len(), 4, "{answer}");
+    for bucket in series {
+        let latest = &bucket["latest"]["hits"]["hits"][0]["_source"];
+        assert_eq!(latest["value"], 1.0, "{bucket}");
+        assert!(latest["labels"]["phase"].is_string(), "{bucket}");
+    }
+
+    // The removed sources.
+    let (status, answer) = search("removed-sources.json");
+    assert_eq!(status, 200, "{answer}");
+    let hits = answer["hits"]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{answer}");
+    assert_eq!(hits[0]["_source"]["source"]["name"], "d");
+    assert!(host.stop().success());
 }

@@ -1,12 +1,15 @@
 //! Batch → one `_bulk` request: in index mode an `index` operation with an explicit `_id` per
-//! document, in data-stream mode a `create` operation without one (the node derives it from the
-//! dimensions and the timestamp, and answers a second `create` of the same sample with a 409).
+//! document, in data-stream mode a `create` operation — on Elasticsearch without an `_id` (the
+//! node derives it from the dimensions and the timestamp), on OpenSearch, which has no time series
+//! mode, with the exporter's deterministic one. Either way the node answers a second `create` of
+//! the same sample with a 409.
 
 use elasticsearch::{BulkOperation, BulkOperations};
 use std::collections::HashMap;
 
 use periscope_plugin_api::{Batch, Source, Update};
 
+use crate::distribution::Distribution;
 use crate::document::{Document, Shape};
 use crate::target::Target;
 
@@ -23,7 +26,8 @@ pub struct Position {
 /// One operation of the request, for reading its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
-    /// The document id, in index mode (in data-stream mode the node derives it).
+    /// The document id, when the exporter sets it (not in an Elasticsearch data stream, where
+    /// the node derives it).
     pub id: Option<String>,
     /// Source id and metric, for error messages.
     pub what: String,
@@ -78,11 +82,12 @@ impl RemovalStamps {
     }
 }
 
-/// Builds the request for every sample and removal in `batch` into `target`; a removal is
-/// stamped by `stamps`, `now_ms` when it is new.
+/// Builds the request for every sample and removal in `batch` into `target` on `distribution`; a
+/// removal is stamped by `stamps`, `now_ms` when it is new.
 pub fn build(
     batch: &Batch,
     target: &Target,
+    distribution: Distribution,
     stamps: &mut RemovalStamps,
     now_ms: i64,
 ) -> BulkRequest {
@@ -130,16 +135,22 @@ pub fn build(
                         })
                         .map(|()| Some(id))
                 }
-                Target::DataStream(stream) => doc
-                    .body(Shape::TimeSeries)
-                    .map_err(|e| e.to_string())
-                    .and_then(|body| {
-                        request
-                            .body
-                            .push(BulkOperation::create(body).index(stream.name()))
-                            .map_err(|e| e.to_string())
-                    })
-                    .map(|()| None),
+                Target::DataStream(stream) => {
+                    let id = match distribution {
+                        Distribution::Elasticsearch => None,
+                        Distribution::OpenSearch => Some(doc.id()),
+                    };
+                    doc.body(Shape::TimeSeries)
+                        .map_err(|e| e.to_string())
+                        .and_then(|body| {
+                            let mut operation = BulkOperation::create(body).index(stream.name());
+                            if let Some(id) = &id {
+                                operation = operation.id(id.as_str());
+                            }
+                            request.body.push(operation).map_err(|e| e.to_string())
+                        })
+                        .map(|()| id)
+                }
             };
             match pushed {
                 Ok(id) => request.sent.push(Sent {
@@ -181,7 +192,13 @@ mod tests {
         b.remove(Source::new(SourceKind::Endpoint, "e2"));
         let batch = b.build();
         let index = Target::Index(crate::document::IndexPattern::new("p-%Y.%m.%d").unwrap());
-        let request = build(&batch, &index, &mut RemovalStamps::default(), 0);
+        let request = build(
+            &batch,
+            &index,
+            Distribution::Elasticsearch,
+            &mut RemovalStamps::default(),
+            0,
+        );
         assert_eq!(request.sent.len(), 3);
         assert_eq!(request.unsendable.len(), 1);
         assert!(
@@ -251,11 +268,12 @@ mod tests {
             dataset: "periscope.kubevirt".into(),
             namespace: "default".into(),
             retention: None,
+            policy: None,
         })
         .unwrap();
         let target = Target::DataStream(stream);
         let mut stamps = RemovalStamps::default();
-        let request = build(&batch, &target, &mut stamps, 7);
+        let request = build(&batch, &target, Distribution::Elasticsearch, &mut stamps, 7);
         assert_eq!(request.sent.len(), 2);
         assert!(request.sent.iter().all(|s| s.id.is_none()));
         let body = String::from_utf8(request.body.bytes().unwrap().to_vec()).unwrap();
@@ -273,7 +291,7 @@ mod tests {
         assert_eq!(lines[3]["@timestamp"], "1970-01-01T00:00:00.007Z");
         // A retry later keeps the removal's time; once the batch is done, a new one gets a new.
         let marker_time = |stamps: &mut RemovalStamps, now| {
-            let request = build(&batch, &target, stamps, now);
+            let request = build(&batch, &target, Distribution::Elasticsearch, stamps, now);
             let body = String::from_utf8(request.body.bytes().unwrap().to_vec()).unwrap();
             let last: serde_json::Value =
                 serde_json::from_str(body.lines().last().unwrap()).unwrap();
@@ -282,5 +300,63 @@ mod tests {
         assert_eq!(marker_time(&mut stamps, 9), "1970-01-01T00:00:00.007Z");
         stamps.clear();
         assert_eq!(marker_time(&mut stamps, 9), "1970-01-01T00:00:00.009Z");
+    }
+
+    #[test]
+    fn on_opensearch_a_data_stream_gets_create_operations_with_deterministic_ids() {
+        let mut b = BatchBuilder::new();
+        let f = b.family(Family {
+            name: "up",
+            help: "",
+            unit: "",
+            kind: FamilyKind::Gauge,
+        });
+        b.replace(Source::new(SourceKind::Endpoint, "e1")).sample(
+            f,
+            Suffix::None,
+            1.0,
+            1_764_115_199_999,
+        );
+        b.remove(Source::new(SourceKind::Endpoint, "e2"));
+        let batch = b.build();
+        let stream = crate::target::DataStream::new(&crate::target::DataStreamConfig {
+            dataset: "periscope".into(),
+            namespace: "default".into(),
+            retention: None,
+            policy: None,
+        })
+        .unwrap();
+        let target = Target::DataStream(stream);
+        let first = build(
+            &batch,
+            &target,
+            Distribution::OpenSearch,
+            &mut RemovalStamps::default(),
+            7,
+        );
+        // A removal replayed after a crash is stamped anew, yet keeps its id.
+        let again = build(
+            &batch,
+            &target,
+            Distribution::OpenSearch,
+            &mut RemovalStamps::default(),
+            9,
+        );
+        let ids: Vec<_> = first.sent.iter().map(|s| s.id.clone().unwrap()).collect();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            again
+                .sent
+                .iter()
+                .map(|s| s.id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ids
+        );
+        let body = String::from_utf8(first.body.bytes().unwrap().to_vec()).unwrap();
+        let action: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            action,
+            serde_json::json!({"create": {"_index": "metrics-periscope-default", "_id": ids[0]}})
+        );
     }
 }

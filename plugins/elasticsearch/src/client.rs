@@ -1,5 +1,8 @@
-//! The HTTP side: the official `elasticsearch` client, built from the options, and the two
-//! requests the exporter makes (put or look up a template, send a `_bulk`).
+//! The HTTP side: the official `elasticsearch` client, built from the options, and the requests
+//! the exporter makes (read the root endpoint, put or look up a template, send a `_bulk`).
+//!
+//! The client works against OpenSearch too: it sends plain `application/json` (no
+//! `compatible-with` media type) and never checks the `X-Elastic-Product` header.
 
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use elasticsearch::{BulkOperations, BulkParts, Elasticsearch};
 use periscope_plugin_api::auth::Credentials;
 
 use crate::config::{ConfigError, ElasticsearchConfig};
+use crate::distribution::NodeInfo;
 use crate::template::{Kind, Template};
 
 /// Why a request did not get an answer the exporter can use.
@@ -111,7 +115,30 @@ impl Client {
         })
     }
 
-    /// `PUT _component_template/<name>` or `PUT _index_template/<name>`.
+    /// `GET /`: which distribution and version the node is.
+    pub async fn root(&self) -> Result<NodeInfo, SendError> {
+        let request = self.es.send(
+            Method::Get,
+            "/",
+            HeaderMap::new(),
+            None::<&()>,
+            None::<JsonBody<serde_json::Value>>,
+            None,
+        );
+        let response = self.within_timeout("GET /", request).await?;
+        let status = response.status_code().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| SendError::Unavailable(format!("reading the answer to GET /: {e}")))?;
+        let what = format!("GET {}/", self.url.trim_end_matches('/'));
+        check_status(&what, status, &String::from_utf8_lossy(&bytes))?;
+        NodeInfo::from_root(&bytes).map_err(|e| SendError::Refused(format!("{what}: {e}")))
+    }
+
+    /// `PUT _component_template/<name>`, `PUT _index_template/<name>` or
+    /// `PUT _plugins/_ism/policies/<name>`; an ISM policy that exists already (409) is kept as
+    /// it is.
     pub async fn put_template(&self, template: &Template) -> Result<(), SendError> {
         let path = format!("/{}/{}", template.kind.endpoint(), template.name);
         let request = self.es.send(
@@ -125,6 +152,9 @@ impl Client {
         let what = format!("PUT {}", template.kind.endpoint());
         let response = self.within_timeout(&what, request).await?;
         let status = response.status_code().as_u16();
+        if status == 409 && template.kind == Kind::IsmPolicy {
+            return Ok(());
+        }
         let text = response.text().await.unwrap_or_default();
         check_status(&format!("PUT {}{path}", self.url), status, &text)
     }

@@ -33,8 +33,9 @@ pub struct ElasticsearchConfig {
     /// when `data_stream` is not set either.
     #[serde(default)]
     pub index: Option<String>,
-    /// Data-stream mode: a time series data stream `metrics-<dataset>-<namespace>` (see
-    /// [`crate::template`] for its mappings and [`crate::document`] for its documents).
+    /// Data-stream mode: a data stream `metrics-<dataset>-<namespace>`, in time series mode on
+    /// Elasticsearch, a plain one on OpenSearch (see [`crate::template`] for its mappings and
+    /// [`crate::document`] for its documents).
     #[serde(default)]
     pub data_stream: Option<DataStreamConfig>,
     /// Whether to install the templates: in index mode an index template for the indices `index`

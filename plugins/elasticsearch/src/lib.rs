@@ -1,17 +1,21 @@
 //! # periscope-exporter-elasticsearch
 //!
 //! A Periscope exporter plugin (`plugin = "elasticsearch"`) that indexes every sample, and every
-//! removal of a source, as one document into Elasticsearch with the `_bulk` API, so the index
-//! holds the history of every series.
+//! removal of a source, as one document into Elasticsearch or OpenSearch with the `_bulk` API, so
+//! the index holds the history of every series.
 //!
 //! Two modes ([`target::Target`]): a time series data stream `metrics-<dataset>-<namespace>`
 //! (`data_stream = {…}`), or date-math indices (`index = "periscope-%Y.%m.%d"`, also what a config
 //! with neither key gets).
 //!
+//! It works against Elasticsearch and OpenSearch: before installing anything it reads the root
+//! endpoint (`GET /`) and adapts to the distribution there ([`distribution`]).
+//!
 //! Start with [`ElasticsearchExporter`]; its options are in [`config::ElasticsearchConfig`].
 //!
 //! Modules:
 //! - [`config`]: the options (`url`, `data_stream` or `index`, `template`, auth, TLS, `timeout`);
+//! - [`distribution`]: Elasticsearch or OpenSearch, from `GET /`, and what differs;
 //! - [`target`]: the two modes and the data stream's name;
 //! - [`document`]: samples → documents, their deterministic ids, the index name's date math;
 //! - [`bulk`]: a batch → one `_bulk` request;
@@ -35,6 +39,7 @@
 pub mod bulk;
 pub mod client;
 pub mod config;
+pub mod distribution;
 pub mod document;
 pub mod response;
 pub mod target;
@@ -46,9 +51,10 @@ use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter, Health, R
 
 use crate::client::{Client, SendError};
 use crate::config::ElasticsearchConfig;
+use crate::distribution::{Distribution, NodeInfo};
 use crate::response::Outcome;
 use crate::target::Target;
-use crate::template::Template;
+use crate::template::{Kind, Template};
 
 /// The shortest wait before a retry the host is asked for.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -62,8 +68,15 @@ pub struct ElasticsearchExporter {
     runtime: Option<tokio::runtime::Runtime>,
     client: Client,
     target: Target,
-    /// The templates still to install, in order, when they could not be installed yet.
-    pending_templates: Vec<Template>,
+    /// What `GET /` said; `None` until the node answered.
+    node: Option<NodeInfo>,
+    /// Whether to install templates (the `template` option).
+    install: bool,
+    /// `number_of_replicas` for the templates.
+    number_of_replicas: Option<u32>,
+    /// The templates still to install, in order; `None` until the distribution is known (they
+    /// depend on it).
+    pending_templates: Option<Vec<Template>>,
     /// The times of the removals in the batch being retried.
     removal_stamps: bulk::RemovalStamps,
     /// The last failure, cleared by the next success; reported by `health`.
@@ -85,26 +98,19 @@ impl Exporter for ElasticsearchExporter {
             .build()
             .map_err(|e| format!("cannot start the exporter's tokio runtime: {e}"))?;
         let client = Client::new(&config)?;
-        let pending_templates = match (&target, config.template) {
-            (_, false) => Vec::new(),
-            (Target::Index(pattern), true) => pattern
-                .template_pattern()
-                .map(|p| template::for_indices(&p, config.number_of_replicas))
-                .unwrap_or_default(),
-            (Target::DataStream(stream), true) => {
-                template::for_data_stream(stream, config.number_of_replicas)
-            }
-        };
         let mut exporter = ElasticsearchExporter {
             runtime: Some(runtime),
             client,
             target,
-            pending_templates,
+            node: None,
+            install: config.template,
+            number_of_replicas: config.number_of_replicas,
+            pending_templates: None,
             removal_stamps: bulk::RemovalStamps::default(),
             last_error: None,
         };
-        match exporter.install_templates() {
-            Ok(()) => {}
+        match exporter.prepare() {
+            Ok(_) => {}
             // A node that is not up yet is no reason to fail: the first export tries again.
             Err(
                 SendError::Unavailable(reason)
@@ -115,7 +121,7 @@ impl Exporter for ElasticsearchExporter {
                 tracing::warn!(%reason, "templates not installed yet; will retry before the first export");
             }
             Err(SendError::Refused(reason)) => {
-                return Err(format!("a template was refused: {reason}").into());
+                return Err(reason.into());
             }
         }
         match &exporter.target {
@@ -181,11 +187,70 @@ impl ElasticsearchExporter {
             .ok_or_else(|| "the exporter was shut down".into())
     }
 
+    /// Reads which distribution the node is (once), then installs the templates still pending.
+    fn prepare(&mut self) -> Result<Distribution, SendError> {
+        let distribution = match &self.node {
+            Some(node) => node.distribution,
+            None => {
+                let Ok(runtime) = self.runtime() else {
+                    return Err(SendError::Unavailable("the exporter was shut down".into()));
+                };
+                let node = match runtime.block_on(self.client.root()) {
+                    Ok(node) => node,
+                    // Elasticsearch needs the cluster privilege `monitor` (`cluster:monitor/main`)
+                    // for `GET /`, which a writer's API key may lack.
+                    Err(SendError::Forbidden(reason)) => {
+                        tracing::warn!(
+                            %reason,
+                            "the credentials may not read `GET /` (the cluster privilege \
+                             `monitor`, action `cluster:monitor/main`): taking the node for \
+                             Elasticsearch"
+                        );
+                        NodeInfo {
+                            distribution: Distribution::Elasticsearch,
+                            version: String::new(),
+                        }
+                    }
+                    Err(other) => return Err(other),
+                };
+                tracing::info!(
+                    distribution = node.distribution.name(),
+                    version = %node.version,
+                    "connected to the node"
+                );
+                let distribution = node.distribution;
+                self.node = Some(node);
+                distribution
+            }
+        };
+        if self.pending_templates.is_none() {
+            self.pending_templates = Some(self.templates(distribution));
+        }
+        self.install_templates()?;
+        Ok(distribution)
+    }
+
+    /// The templates the options ask for on `distribution`.
+    fn templates(&self, distribution: Distribution) -> Vec<Template> {
+        if !self.install {
+            return Vec::new();
+        }
+        match &self.target {
+            Target::Index(pattern) => pattern
+                .template_pattern()
+                .map(|p| template::for_indices(&p, distribution, self.number_of_replicas))
+                .unwrap_or_default(),
+            Target::DataStream(stream) => {
+                template::for_data_stream(stream, distribution, self.number_of_replicas)
+            }
+        }
+    }
+
     /// Puts the pending templates, in order. A template the credentials may not put (403) is
     /// looked up instead: one that exists (an administrator installed it) is used as it is; a
     /// missing one is an error naming the privilege.
     fn install_templates(&mut self) -> Result<(), SendError> {
-        while let Some(template) = self.pending_templates.first() {
+        while let Some(template) = self.pending_templates.as_ref().and_then(|t| t.first()) {
             let Ok(runtime) = self.runtime() else {
                 return Err(SendError::Unavailable("the exporter was shut down".into()));
             };
@@ -194,46 +259,68 @@ impl ElasticsearchExporter {
             match runtime.block_on(self.client.put_template(template)) {
                 Ok(()) => tracing::info!(template = %name, kind, "template installed"),
                 Err(SendError::Forbidden(reason)) => {
+                    let privilege = template.kind.privilege();
                     let found = runtime.block_on(self.client.template_exists(template.kind, &name));
                     match found {
                         Ok(true) => tracing::warn!(
                             template = %name,
                             kind,
                             %reason,
-                            "the credentials lack the cluster privilege `manage_index_templates`; \
-                             using the template already installed"
+                            "the credentials lack {privilege}; using the one already installed"
                         ),
                         Ok(false) | Err(SendError::Forbidden(_)) => {
                             return Err(SendError::Forbidden(format!(
-                                "cannot install {kind}/{name}: the credentials lack the cluster \
-                                 privilege `manage_index_templates` ({reason}), and the template \
-                                 is not installed: grant the privilege, or have an administrator \
-                                 install it (`template = false` skips this step)"
+                                "cannot install {kind}/{name}: the credentials lack {privilege} \
+                                 ({reason}), and it is not installed: grant the privilege, or \
+                                 have an administrator install it (`template = false` skips this \
+                                 step)"
                             )));
                         }
                         Err(other) => return Err(other),
                     }
                 }
+                Err(SendError::Refused(reason)) => {
+                    return Err(SendError::Refused(refusal(template.kind, &name, &reason)));
+                }
                 Err(other) => return Err(other),
             }
-            self.pending_templates.remove(0);
+            if let Some(pending) = self.pending_templates.as_mut() {
+                pending.remove(0);
+            }
         }
         Ok(())
     }
 
     fn export_batch(&mut self, batch: &Batch) -> Result<Export, BoxError> {
-        let request = bulk::build(
-            batch,
-            &self.target,
-            &mut self.removal_stamps,
-            periscope_plugin_api::now_ms(),
-        );
+        // The request depends on the distribution (ids in an OpenSearch data stream); until the
+        // node has told it, build for Elasticsearch and build again once it is known.
+        let known = self.node.as_ref().map(|n| n.distribution);
+        let build = |exporter: &mut Self, distribution| {
+            bulk::build(
+                batch,
+                &exporter.target,
+                distribution,
+                &mut exporter.removal_stamps,
+                periscope_plugin_api::now_ms(),
+            )
+        };
+        let mut request = build(self, known.unwrap_or(Distribution::Elasticsearch));
         if request.sent.is_empty() && request.unsendable.is_empty() {
             return Ok(Export::Ok);
         }
-        match self.install_templates() {
-            Ok(()) => {}
-            Err(e) => return Ok(retry_or_reject(e, "installing the index template")),
+        if !request.sent.is_empty() {
+            match self.prepare() {
+                Ok(distribution) if Some(distribution) != known => {
+                    request = build(self, distribution);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Ok(retry_or_reject(
+                        e,
+                        "reading the node's root endpoint and installing the templates",
+                    ));
+                }
+            }
         }
         let mut rejected: Vec<RejectedItem> = request
             .unsendable
@@ -277,6 +364,10 @@ impl ElasticsearchExporter {
                     ));
                 }
                 Ok(Outcome::Rejected(items)) => {
+                    let product = self
+                        .node
+                        .as_ref()
+                        .map_or("Elasticsearch", |n| n.distribution.name());
                     for r in items {
                         // `classify` checked that the response has one item per operation.
                         let Some(s) = sent.get(r.position) else {
@@ -284,11 +375,11 @@ impl ElasticsearchExporter {
                         };
                         let reason = match &s.id {
                             Some(id) => format!(
-                                "rejected by Elasticsearch: HTTP {}: {} (document {id}, {})",
+                                "rejected by {product}: HTTP {}: {} (document {id}, {})",
                                 r.status, r.error, s.what
                             ),
                             None => format!(
-                                "rejected by Elasticsearch: HTTP {}: {} ({})",
+                                "rejected by {product}: HTTP {}: {} ({})",
                                 r.status, r.error, s.what
                             ),
                         };
@@ -301,6 +392,36 @@ impl ElasticsearchExporter {
             return Ok(Export::Ok);
         }
         Ok(Export::RejectItems { items: rejected })
+    }
+}
+
+/// The message of a template the node refused for good, with what to do when the refusal means
+/// the node lacks the feature the options ask for.
+fn refusal(kind: Kind, name: &str, reason: &str) -> String {
+    let hint = if kind == Kind::IsmPolicy && reason.contains("no handler found") {
+        Some(
+            "`data_stream.retention` on OpenSearch is an ISM policy, and the node has no Index \
+             State Management plugin (`opensearch-index-management`): install it, or drop \
+             `retention`",
+        )
+    } else if reason.contains("unknown setting [index.lifecycle.name]") {
+        Some(
+            "`data_stream.policy` on Elasticsearch is an ILM policy (`index.lifecycle.name`), and \
+             the node has no ILM (an x-pack feature of Elastic's distribution): use `retention` \
+             (data stream lifecycle) instead",
+        )
+    } else if reason.contains("unknown setting [index.plugins.index_state_management.policy_id]") {
+        Some(
+            "`data_stream.policy` on OpenSearch is an ISM policy, and the node has no Index State \
+             Management plugin (`opensearch-index-management`): install it, or drop `policy`",
+        )
+    } else {
+        None
+    };
+    let what = format!("{} {name} was refused: {reason}", kind.endpoint());
+    match hint {
+        Some(hint) => format!("{hint} ({what})"),
+        None => what,
     }
 }
 
@@ -393,7 +514,7 @@ mod tests {
         match exporter.export(&batch()).unwrap() {
             Export::Retry { after, reason } => {
                 assert_eq!(after, RETRY_AFTER);
-                assert!(reason.contains("index template"), "{reason}");
+                assert!(reason.contains("root endpoint"), "{reason}");
                 assert!(reason.contains(&port.to_string()), "{reason}");
             }
             other => panic!("{other:?}"),
@@ -453,12 +574,15 @@ mod tests {
         (port, seen)
     }
 
+    const ELASTICSEARCH_ROOT: &str = r#"{"version":{"number":"8.19.21"}}"#;
+
     const FORBIDDEN: &str = r#"{"error":{"type":"security_exception","reason":"action [cluster:admin/component_template/put] is unauthorized"},"status":403}"#;
 
     #[test]
     fn without_the_template_privilege_installed_templates_are_used() {
         // An administrator installed both templates; the exporter may not put them.
         let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("GET", "/") => (200, ELASTICSEARCH_ROOT),
             ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
             ("GET", p) if p.contains("_template/") => (200, "{}"),
             ("POST", "/_bulk") => (
@@ -476,6 +600,7 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             [
+                "GET /",
                 "PUT /_component_template/periscope-metrics-periscope@mappings",
                 "GET /_component_template/periscope-metrics-periscope@mappings",
                 "PUT /_index_template/periscope-metrics-periscope",
@@ -489,6 +614,7 @@ mod tests {
     #[test]
     fn without_the_template_privilege_a_missing_template_names_the_privilege() {
         let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("GET", "/") => (200, ELASTICSEARCH_ROOT),
             ("PUT", p) if p.contains("_template/") => (403, FORBIDDEN),
             ("GET", p) if p.contains("_component_template/") => (200, "{}"),
             ("GET", p) if p.contains("_index_template/") => (404, "{}"),
@@ -532,6 +658,66 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        exporter.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_refused_lifecycle_names_the_missing_feature() {
+        let ilm = refusal(
+            Kind::Component,
+            "c",
+            "HTTP 400: unknown setting [index.lifecycle.name] please check that any required \
+             plugins are installed",
+        );
+        assert!(
+            ilm.starts_with("`data_stream.policy` on Elasticsearch is an ILM policy"),
+            "{ilm}"
+        );
+        assert!(ilm.ends_with("(_component_template c was refused: HTTP 400: unknown setting [index.lifecycle.name] please check that any required plugins are installed)"), "{ilm}");
+        let ism = refusal(
+            Kind::IsmPolicy,
+            "p",
+            r#"HTTP 400: {"error":"no handler found for uri [/_plugins/_ism/policies/p] and method [PUT]"}"#,
+        );
+        assert!(ism.contains("no Index State Management plugin"), "{ism}");
+        assert_eq!(
+            refusal(Kind::Index, "i", "HTTP 400: other"),
+            "_index_template i was refused: HTTP 400: other"
+        );
+    }
+
+    #[test]
+    fn opensearch_gets_its_templates_and_ids_after_get_root() {
+        const OPENSEARCH_ROOT: &str =
+            r#"{"version":{"distribution":"opensearch","number":"2.19.6"}}"#;
+        let (port, seen) = canned_node(|method, path| match (method, path) {
+            ("GET", "/") => (200, OPENSEARCH_ROOT),
+            ("PUT", p) if p.contains("_template/") => (200, r#"{"acknowledged":true}"#),
+            ("POST", "/_bulk") => (
+                200,
+                r#"{"errors":false,"items":[{"create":{"_id":"x","status":201}}]}"#,
+            ),
+            _ => (400, "{}"),
+        });
+        let config = parse(&format!(
+            "url = \"http://127.0.0.1:{port}\"\ndata_stream = {{}}\ntimeout = \"5s\""
+        ))
+        .unwrap();
+        let mut exporter = ElasticsearchExporter::new(config, Context { exporter: "t" }).unwrap();
+        assert_eq!(exporter.export(&batch()).unwrap(), Export::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "GET /",
+                "PUT /_component_template/periscope-metrics-periscope@mappings",
+                "PUT /_index_template/periscope-metrics-periscope",
+                "POST /_bulk",
+            ]
+        );
+        assert_eq!(
+            exporter.node.as_ref().map(|n| n.distribution),
+            Some(Distribution::OpenSearch)
+        );
         exporter.shutdown().unwrap();
     }
 

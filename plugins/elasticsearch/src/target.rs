@@ -1,8 +1,8 @@
 //! Where documents go: daily (or any date-math) indices, or one data stream in time series mode.
 //!
 //! The two are the exporter's two modes. Everything that differs between them — the bulk action,
-//! the document's fields, the templates — asks the [`Target`]; a later distribution check
-//! (OpenSearch has data streams but no time series mode) picks the mode here as well.
+//! the document's fields, the templates — asks the [`Target`]; what differs between Elasticsearch
+//! and OpenSearch asks the [`crate::distribution::Distribution`] as well.
 
 use serde::Deserialize;
 
@@ -18,11 +18,18 @@ pub struct DataStreamConfig {
     /// Whose it is (`default`, `prod`): no `-`.
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// How long the data stream keeps data (`30d`, `12h`): its data stream lifecycle's
-    /// `data_retention`, set in the index template. Unset: no lifecycle from Periscope (the
-    /// cluster's defaults, or an ILM policy an administrator attaches).
+    /// How long the data stream keeps data (`30d`, `12h`). On Elasticsearch its data stream
+    /// lifecycle's `data_retention`, set in the index template; on OpenSearch an ISM policy
+    /// `periscope-metrics-<dataset>` the exporter installs (the node needs the Index State
+    /// Management plugin). Unset: no lifecycle from Periscope (the cluster's defaults, or a
+    /// policy an administrator attaches).
     #[serde(default)]
     pub retention: Option<String>,
+    /// A lifecycle policy the user manages, by name, instead of `retention`: an ILM policy on
+    /// Elasticsearch (`index.lifecycle.name` in the template), an ISM policy on OpenSearch
+    /// (`index.plugins.index_state_management.policy_id`). The exporter does not create it.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 fn default_dataset() -> String {
@@ -51,6 +58,7 @@ pub struct DataStream {
     dataset: String,
     namespace: String,
     retention: Option<String>,
+    policy: Option<String>,
 }
 
 impl DataStream {
@@ -62,10 +70,22 @@ impl DataStream {
         if let Some(retention) = &config.retention {
             check_retention(retention)?;
         }
+        if let Some(policy) = &config.policy {
+            if config.retention.is_some() {
+                return Err(DataStreamError {
+                    part: "policy",
+                    value: policy.clone(),
+                    rule: "excludes `retention`: set one (`retention` for a lifecycle the \
+                           exporter installs, `policy` for an ILM/ISM policy you manage)",
+                });
+            }
+            check_policy(policy)?;
+        }
         Ok(DataStream {
             dataset: config.dataset.clone(),
             namespace: config.namespace.clone(),
             retention: config.retention.clone(),
+            policy: config.policy.clone(),
         })
     }
 
@@ -82,6 +102,11 @@ impl DataStream {
     /// The lifecycle's `data_retention`, if set.
     pub fn retention(&self) -> Option<&str> {
         self.retention.as_deref()
+    }
+
+    /// The user's ILM/ISM policy name, if set.
+    pub fn policy(&self) -> Option<&str> {
+        self.policy.as_deref()
     }
 
     /// `metrics-<dataset>-*`: every namespace of the dataset, what the index template matches.
@@ -105,6 +130,22 @@ fn check_retention(retention: &str) -> Result<(), DataStreamError> {
         part: "retention",
         value: retention.to_owned(),
         rule: "must be a positive whole number and a unit: d, h, m, s or ms (\"30d\")",
+    })
+}
+
+/// Checks a policy name is one a template setting can carry: not empty, no space or control
+/// character, at most 255 bytes.
+fn check_policy(policy: &str) -> Result<(), DataStreamError> {
+    if !policy.is_empty()
+        && policy.len() <= 255
+        && !policy.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Ok(());
+    }
+    Err(DataStreamError {
+        part: "policy",
+        value: policy.to_owned(),
+        rule: "must be a policy name: 1 to 255 bytes, no space",
     })
 }
 
@@ -157,7 +198,25 @@ mod tests {
             dataset: dataset.into(),
             namespace: namespace.into(),
             retention: None,
+            policy: None,
         })
+    }
+
+    #[test]
+    fn a_policy_excludes_a_retention() {
+        let config = |retention: Option<&str>, policy: &str| DataStreamConfig {
+            dataset: "p".into(),
+            namespace: "d".into(),
+            retention: retention.map(Into::into),
+            policy: Some(policy.into()),
+        };
+        let s = DataStream::new(&config(None, "metrics-90d")).unwrap();
+        assert_eq!((s.policy(), s.retention()), (Some("metrics-90d"), None));
+        let err = DataStream::new(&config(Some("30d"), "p")).unwrap_err();
+        assert_eq!(err.part, "policy");
+        assert!(err.rule.contains("excludes `retention`"), "{err}");
+        assert!(DataStream::new(&config(None, "")).is_err());
+        assert!(DataStream::new(&config(None, "a b")).is_err());
     }
 
     #[test]
@@ -167,6 +226,7 @@ mod tests {
                 dataset: "p".into(),
                 namespace: "d".into(),
                 retention: Some(retention.into()),
+                policy: None,
             })
         };
         assert_eq!(with("30d").unwrap().retention(), Some("30d"));
