@@ -146,7 +146,9 @@ fn parse_page(text: &str) -> BTreeMap<String, Family> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            families.entry(name.to_owned()).or_default().help = Some(help.to_owned());
+            // An empty HELP is no HELP.
+            families.entry(name.to_owned()).or_default().help =
+                Some(help.to_owned()).filter(|h| !h.is_empty());
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
             let kind = match kind {
@@ -202,7 +204,15 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// What differs between the two pages, one line each.
+/// A difference docs/kube-state-metrics.md lists: with `nilIsZero`, kube-state-metrics writes
+/// one `0` series without the item's labels for an object that has no list at the gauge's
+/// `path` at all; Periscope writes none. In the corpus: `edge_value_nil_is_zero` of the Edges
+/// without `spec.values`.
+fn known_difference(family: &str, labels: &BTreeMap<String, String>) -> bool {
+    family == "edge_value_nil_is_zero" && !labels.contains_key("kind")
+}
+
+/// What differs between the two pages, one line each, but for [`known_difference`]s.
 fn differences(
     periscope: &BTreeMap<String, Family>,
     ksm: &BTreeMap<String, Family>,
@@ -241,7 +251,7 @@ fn differences(
             }
         }
         for (series, value) in &k.samples {
-            if !p.samples.contains_key(series) {
+            if !p.samples.contains_key(series) && !known_difference(name, &series.1) {
                 out.push(format!("only kube-state-metrics: {series:?} {value}"));
             }
         }
@@ -274,9 +284,10 @@ fn same_pages(
         }
         if Instant::now() > deadline {
             panic!(
-                "{moment}: the pages differ ({} families on kube-state-metrics' page, {} expected):\n{}",
+                "{moment}: the pages differ ({} families on kube-state-metrics' page, {} expected: {:?}):\n{}",
                 k.len(),
                 expected_families,
+                k.keys().collect::<Vec<_>>(),
                 diff.join("\n")
             );
         }
@@ -317,7 +328,8 @@ async fn imported_crs_configs_give_the_series_kube_state_metrics_gives() {
     let dir = tempfile::tempdir().unwrap();
     let config = joined_config(&cases);
     std::fs::write(dir.path().join("crs.yaml"), &config).unwrap();
-    let families: usize = cases
+    // Family names (several resources may write one family).
+    let families: BTreeSet<String> = cases
         .iter()
         .flat_map(|c| documents(&c.join("crs.yaml")))
         .flat_map(|d| {
@@ -326,8 +338,23 @@ async fn imported_crs_configs_give_the_series_kube_state_metrics_gives() {
                 .cloned()
                 .unwrap_or_default()
         })
-        .map(|r| r["metrics"].as_array().map_or(0, Vec::len))
-        .sum();
+        .flat_map(|r| {
+            let prefix = r["metricNamePrefix"]
+                .as_str()
+                .unwrap_or("kube_customresource")
+                .to_owned();
+            let metrics = r["metrics"].as_array().cloned().unwrap_or_default();
+            metrics.into_iter().map(move |m| {
+                let name = m["name"].as_str().unwrap().to_owned();
+                if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}_{name}")
+                }
+            })
+        })
+        .collect();
+    let families = families.len();
 
     let ksm_port = free_port();
     let ksm_log = std::fs::File::create(dir.path().join("kube-state-metrics.log")).unwrap();

@@ -173,7 +173,12 @@ fn resource_toml(text: &str, resource: &Resource, at: &KeyPath) -> Result<String
 
     for (j, generator) in resource.metrics.iter().enumerate() {
         let metric_at = at.key("metrics").index(j);
-        match metric_toml(text, generator, &metric_at, &resource_labels) {
+        let full_name = if prefix.is_empty() {
+            generator.name.clone()
+        } else {
+            format!("{prefix}_{}", generator.name)
+        };
+        match metric_toml(text, generator, &full_name, &metric_at, &resource_labels) {
             Ok(toml) => out.push_str(&toml),
             Err(mut more) => problems.append(&mut more),
         }
@@ -293,6 +298,7 @@ impl Shape {
 fn metric_toml(
     text: &str,
     generator: &Generator,
+    full_name: &str,
     at: &KeyPath,
     resource_labels: &BTreeMap<String, Source>,
 ) -> Result<String, Vec<Problem>> {
@@ -360,7 +366,7 @@ fn metric_toml(
             let Some(info) = &generator.each.info else {
                 return Err(vec![(each_at, "`type: Info` needs `each.info`".to_owned())]);
             };
-            match info_fields(generator, info, &info_at) {
+            match info_fields(full_name, info, &info_at) {
                 Ok((s, f)) => {
                     shape = s;
                     fields = f;
@@ -567,13 +573,9 @@ fn state_set_fields(set: &StateSet, at: &KeyPath) -> Result<(Shape, Fields), Pro
     ))
 }
 
-/// The fields of an info metric: `info` when the name ends in `_info` (Periscope adds the
+/// The fields of an info metric: `info` when the full name ends in `_info` (Periscope adds the
 /// suffix), a constant `1` gauge otherwise.
-fn info_fields(
-    generator: &Generator,
-    info: &Info,
-    at: &KeyPath,
-) -> Result<(Shape, Fields), Problem> {
+fn info_fields(full_name: &str, info: &Info, at: &KeyPath) -> Result<(Shape, Fields), Problem> {
     if !info.label_from_key.is_empty() {
         return Err((
             at.key("labelFromKey"),
@@ -591,7 +593,7 @@ fn info_fields(
     }
     let shape = Shape::of(&info.path, &at.key("path"), false)?;
     let mut fields = Vec::new();
-    if generator.name.ends_with("_info") {
+    if full_name.ends_with("_info") {
         fields.push(("type".to_owned(), string("info")));
     } else {
         fields.push(("type".to_owned(), string("gauge")));
