@@ -157,7 +157,7 @@ fn resource_toml(text: &str, resource: &Resource, at: &KeyPath) -> Result<String
     }
     if resource.error_log_v.is_some() || resource.metrics.iter().any(|m| m.error_log_v.is_some()) {
         out.push_str(
-            "# errorLogV: Periscope counts the values it cannot read instead of logging each one.\n",
+            "# errorLogV: Periscope counts the values it cannot read (periscope_input_errors_total{kind=\"value\"}) instead of logging each one.\n",
         );
     }
     let mut rendered = BTreeMap::new();
