@@ -344,6 +344,10 @@ pub struct MetricConfig {
     /// One sample per value this path reaches; `path` and `labels` are then relative to each item.
     #[serde(default)]
     pub each: Option<Spanned<String>>,
+    /// With an `each` ending in `[*]`: a label holding the key of each item when the `[*]` walks
+    /// a map (`each = "status.sub[*]"`, `each_key = "type"`); empty for the items of a list.
+    #[serde(default)]
+    pub each_key: Option<Spanned<String>>,
     /// Extra labels: label name to path (or expression).
     #[serde(default)]
     pub labels: BTreeMap<Spanned<String>, LabelConfig>,

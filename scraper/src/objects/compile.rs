@@ -265,6 +265,16 @@ impl Compiler {
         taken.extend(state_label.as_deref());
         let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken, scope);
         taken.extend(labels.iter().map(|l| l.name.as_str()));
+        let each_key = config.each_key.as_ref().map(|name| {
+            let label_key = format!("{key}.each_key");
+            self.check_label_name(&label_key, name, &taken);
+            if !each.as_ref().is_some_and(Path::ends_in_wildcard) {
+                let message = "needs an `each` ending in `[*]`, whose map keys it holds";
+                self.error(&label_key, Some(name), message);
+            }
+            name.get_ref().clone()
+        });
+        taken.extend(each_key.as_deref());
         let labels_from = config
             .labels_from
             .as_ref()
@@ -299,6 +309,7 @@ impl Compiler {
             family,
             suffix,
             each,
+            each_key,
             labels,
             labels_from,
             filter,

@@ -14,8 +14,9 @@
 //! - the `customresource_group`, `customresource_version` and `customresource_kind` labels
 //!   kube-state-metrics adds are constants on the entry.
 //!
-//! What has no equivalent with the same series is refused with its YAML path: `labelFromKey`,
-//! labels copied from a whole map (`"*"` keys), `version: "*"` / `kind: "*"`, a label given at
+//! A gauge's `labelFromKey` walks the map at its `path` with `each = "<path>[*]"` and
+//! `each_key`. What has no equivalent with the same series is refused with its YAML path: an
+//! info's `labelFromKey`, labels copied from a whole map (`"*"` keys), `version: "*"` / `kind: "*"`, a label given at
 //! two levels (kube-state-metrics falls back from one to the other when the first is missing),
 //! and paths Periscope's path language cannot say.
 
@@ -265,6 +266,8 @@ enum Shape {
     One(String),
     /// One item per element of the list at the path (`each = "<path>[*]"`).
     List(String),
+    /// One item per entry of the map at the path, as written (`each = "<path>[*]"`).
+    Keyed(String),
 }
 
 impl Shape {
@@ -290,6 +293,7 @@ impl Shape {
             Shape::Object => None,
             Shape::One(path) => Some(path.clone()),
             Shape::List(path) => Some(format!("{path}[*]")),
+            Shape::Keyed(each) => Some(each.clone()),
         }
     }
 }
@@ -467,12 +471,7 @@ fn metric_toml(
 /// missing one still gives `nilIsZero`'s `0`).
 fn gauge_fields(gauge: &Gauge, at: &KeyPath) -> Result<(Shape, Fields, bool), Problem> {
     if !gauge.label_from_key.is_empty() {
-        return Err((
-            at.key("labelFromKey"),
-            "`labelFromKey` (one sample per entry of a map, its key a label) has no Periscope \
-             equivalent yet"
-                .to_owned(),
-        ));
+        return label_from_key_fields(gauge, at);
     }
     if gauge.value_from.is_empty() && gauge.path.is_empty() {
         return Err((
@@ -504,21 +503,59 @@ fn gauge_fields(gauge: &Gauge, at: &KeyPath) -> Result<(Shape, Fields, bool), Pr
         ("type".to_owned(), string("gauge")),
         ("path".to_owned(), string(&value)),
     ];
-    // kube-state-metrics reads a condition's `Unknown` as 0 (`toFloat64`); `nilIsZero` makes a
-    // missing or null value 0.
-    if gauge.nil_is_zero {
-        fields.push(("default".to_owned(), "0".to_owned()));
-        fields.push((
-            "value_map".to_owned(),
-            "{ \"\" = 0, Unknown = 0, unknown = 0 }".to_owned(),
-        ));
-    } else {
-        fields.push((
-            "value_map".to_owned(),
-            "{ Unknown = 0, unknown = 0 }".to_owned(),
+    fields.extend(conversion(gauge.nil_is_zero));
+    Ok((shape, fields, flat))
+}
+
+/// The fields of a gauge with `labelFromKey`: one sample per entry of the map at `path`, its key
+/// the label (`each = "<path>[*]"`, `each_key`), the value at `valueFrom` in the entry.
+fn label_from_key_fields(gauge: &Gauge, at: &KeyPath) -> Result<(Shape, Fields, bool), Problem> {
+    let key = &gauge.label_from_key;
+    if gauge.labels_from_path.contains_key(key) {
+        return Err((
+            at.key("labelFromKey"),
+            format!(
+                "`labelFromKey: {key}` is also a label of `labelsFromPath`: kube-state-metrics \
+                 writes no series then"
+            ),
         ));
     }
-    Ok((shape, fields, flat))
+    let each = if gauge.path.is_empty() {
+        "[*]".to_owned()
+    } else {
+        format!("{}[*]", periscope_path(&gauge.path, &at.key("path"))?)
+    };
+    let value = if gauge.value_from.is_empty() {
+        ".".to_owned()
+    } else {
+        periscope_path(&gauge.value_from, &at.key("valueFrom"))?
+    };
+    let mut fields = vec![
+        ("each_key".to_owned(), string(key)),
+        ("type".to_owned(), string("gauge")),
+        ("path".to_owned(), string(&value)),
+    ];
+    fields.extend(conversion(gauge.nil_is_zero));
+    Ok((Shape::Keyed(each), fields, false))
+}
+
+/// How a gauge's value becomes a number, as kube-state-metrics' `toFloat64`: `Unknown` is `0`;
+/// with `nilIsZero` a missing or null value is `0` too.
+fn conversion(nil_is_zero: bool) -> Fields {
+    if nil_is_zero {
+        vec![
+            ("default".to_owned(), "0".to_owned()),
+            (
+                "value_map".to_owned(),
+                "{ \"\" = 0, Unknown = 0, unknown = 0 }".to_owned(),
+            ),
+        ]
+    } else {
+        vec![(
+            "value_map".to_owned(),
+            "{ Unknown = 0, unknown = 0 }".to_owned(),
+        )]
+    }
 }
 
 /// The fields of a state set.

@@ -133,11 +133,11 @@ spec:
       metrics:
         - name: sub
           each:
-            type: Gauge
-            gauge:
+            type: Info
+            info:
               path: [status, sub]
               labelFromKey: type
-              valueFrom: [ready]
+              labelsFromPath: { ready: [ready] }
 "#;
     let err = convert("crs.yaml", yaml).unwrap_err();
     let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
@@ -160,4 +160,31 @@ spec:
 fn a_malformed_file_names_its_line() {
     let err = convert("crs.yaml", "spec:\n  resources: [\n").unwrap_err();
     assert!(err.problems[0].line > 0, "{err}");
+}
+
+#[test]
+fn label_from_key_walks_the_map_with_each_key() {
+    let yaml = r#"
+spec:
+  resources:
+    - groupVersionKind: { group: g.io, version: v1, kind: A }
+      metrics:
+        - name: sub
+          each:
+            type: Gauge
+            gauge:
+              path: [status, sub]
+              labelFromKey: type
+              labelsFromPath: { active: [active] }
+              valueFrom: [ready]
+"#;
+    let toml = converted(yaml);
+    for line in [
+        "each = \"status.sub[*]\"",
+        "each_key = \"type\"",
+        "path = \"ready\"",
+        "labels = { active = \"active\" }",
+    ] {
+        assert!(toml.contains(line), "{line} missing from\n{toml}");
+    }
 }
