@@ -458,6 +458,19 @@ fn metric_toml(
         let _ = writeln!(out, "  each = {}", string(&each));
     }
     for (key, value) in fields {
+        let why = match (key.as_str(), kind.as_str()) {
+            ("where", "info") => {
+                Some("kube-state-metrics writes an item only when one of its labels is there")
+            }
+            ("where", "stateset") => {
+                Some("kube-state-metrics writes no state when the value is not a string")
+            }
+            ("value_map", _) => Some("kube-state-metrics reads a condition's Unknown as 0"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            let _ = writeln!(out, "  # {why}");
+        }
         let _ = writeln!(out, "  {key} = {value}");
     }
     if !labels.is_empty() {
