@@ -420,3 +420,75 @@ async fn imported_crs_configs_give_the_series_kube_state_metrics_gives() {
         count(&after)
     );
 }
+
+/// A CRS config for ConfigMaps: `<name>{customresource_…, name}` from `data.value`.
+fn configmap_crs(name: &str) -> String {
+    format!(
+        "kind: CustomResourceStateMetrics\nspec:\n  resources:\n    - groupVersionKind: {{ version: v1, kind: ConfigMap }}\n      \
+         metricNamePrefix: demo\n      labelsFromPath:\n        name: [metadata, name]\n      metrics:\n        \
+         - name: {name}\n          help: the value\n          each:\n            type: Gauge\n            \
+         gauge:\n              path: [data, value]\n"
+    )
+}
+
+#[test]
+fn an_imported_crs_config_is_read_again_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("a.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\n  uid: uid-a\ndata:\n  value: \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("crs.yaml"), configmap_crs("value")).unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["prometheus"]);
+    let port = free_port();
+    let mut host = Host::start(
+        dir.path(),
+        &format!(
+            "[host]\nlisten = \"{{listen}}\"\nplugin_dirs = [\"plugins\"]\nflush_interval = \"50ms\"\n\n\
+             [[sources.files]]\npath = \"manifests\"\ninterval = \"100ms\"\n\n\
+             [[imports]]\nkube_state_metrics_crs = \"crs.yaml\"\n\n\
+             [[exporters]]\nname = \"page\"\nplugin = \"prometheus\"\nconfig = {{ listen = \"127.0.0.1:{port}\" }}\n"
+        ),
+    );
+    host.wait_ready(Duration::from_secs(30));
+    let text = || {
+        http_get(&format!("http://127.0.0.1:{port}/metrics"))
+            .map(|(_, t)| t)
+            .unwrap_or_default()
+    };
+    let series = "{customresource_group=\"\",customresource_kind=\"ConfigMap\",customresource_version=\"v1\",name=\"a\"} 1";
+    let wait = |name: &str| {
+        let wanted = format!("demo_{name}{series}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !text().contains(&wanted) {
+            assert!(
+                Instant::now() < deadline,
+                "{wanted} missing:\n{}\n{}",
+                text(),
+                host.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("value");
+    // Written beside the config: the watcher sees it; the old family goes, the new one comes.
+    std::fs::write(dir.path().join("crs.yaml"), configmap_crs("renamed")).unwrap();
+    wait("renamed");
+    assert!(!text().contains("demo_value{"), "{}", text());
+    // A bad key is refused at its line, and the running config goes on.
+    std::fs::write(
+        dir.path().join("crs.yaml"),
+        configmap_crs("broken").replace("path:", "paht:"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !host.log().contains("unknown field `paht`") {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(host.log().contains("crs.yaml:14:"), "{}", host.log());
+    wait("renamed");
+}
