@@ -386,13 +386,31 @@ pub struct MetricConfig {
 pub struct LabelsFromConfig {
     /// The path of the map, from the object's root (from the item inside `each`).
     pub path: Spanned<String>,
-    /// Put before every sanitized key; it must start with a letter. `"label_"` by default.
+    /// Put before every sanitized key; empty, or starting with a letter. `"label_"` by
+    /// default. A key whose name would not start with a letter or `_` is left out and counted.
     #[serde(default)]
     pub prefix: Option<Spanned<String>>,
+    /// How a key becomes a name: `snake_case` (the default, as `kube_pod_labels`) or `sanitized`
+    /// (only the characters other than ASCII letters, digits and `_` become `_`, case kept, as
+    /// kube-state-metrics' CustomResourceState names the labels of a `"*"` key).
+    #[serde(default)]
+    pub names: Option<Spanned<LabelNames>>,
     /// Regular expressions, each matching a whole original key (`app\\.kubernetes\\.io/.*`):
     /// only the keys one of them matches become labels. Without `allow`, every key does.
     #[serde(default)]
     pub allow: Option<Vec<Spanned<String>>>,
+}
+
+/// How `labels_from` turns a key into a label name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelNames {
+    /// Sanitized, camelCase made snake_case, lower-cased (`app.kubernetes.io/managedBy` →
+    /// `app_kubernetes_io_managed_by`).
+    #[default]
+    SnakeCase,
+    /// Sanitized only, case kept (`app.kubernetes.io/managedBy` → `app_kubernetes_io_managedBy`).
+    Sanitized,
 }
 
 /// The type of a metric read from objects.

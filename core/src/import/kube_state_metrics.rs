@@ -105,11 +105,14 @@ pub fn convert(file: &str, text: &str) -> Result<String, ImportErrors> {
             problems: vec![problem(&path, at, message)],
         }
     })?;
-    mapping::render(file, text, &config, &base).map_err(|problems| ImportErrors {
-        problems: problems
+    mapping::render(file, text, &config, &base).map_err(|problems| {
+        let mut problems: Vec<ImportProblem> = problems
             .into_iter()
             .map(|(path, message)| problem(&path, locate::line_of(text, &path), message))
-            .collect(),
+            .collect();
+        problems.sort_by_key(|p| (p.line, p.column));
+        problems.dedup();
+        ImportErrors { problems }
     })
 }
 

@@ -592,9 +592,9 @@ impl Compiler {
             Some(prefix) => {
                 let text = prefix.get_ref();
                 let starts_with_letter = text.starts_with(|c: char| c.is_ascii_alphabetic());
-                if !starts_with_letter || !is_user_label_name(text) {
+                if !text.is_empty() && (!starts_with_letter || !is_user_label_name(text)) {
                     let message = format!(
-                        "{text:?} is not a valid prefix: it must start with a letter and hold only letters, digits and `_`"
+                        "{text:?} is not a valid prefix: it must be empty or start with a letter and hold only letters, digits and `_`"
                     );
                     self.error(&format!("{key}.prefix"), Some(prefix), &message);
                 }
@@ -621,6 +621,11 @@ impl Compiler {
         Some(LabelsFrom {
             path: path?,
             prefix,
+            names: config
+                .names
+                .as_ref()
+                .map(|n| *n.get_ref())
+                .unwrap_or_default(),
             allow,
             taken: taken.iter().map(|t| (*t).to_owned()).collect(),
         })

@@ -1237,3 +1237,31 @@ fn each_key_needs_an_each_ending_in_a_wildcard_and_a_free_label_name() {
         ]
     );
 }
+
+#[test]
+fn labels_from_with_sanitized_names_keeps_case_and_leaves_out_names_that_cannot_be() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "labels"
+type = "info"
+labels_from = { path = "metadata.labels", prefix = "", names = "sanitized" }
+"#,
+    );
+    let mut object = vmi();
+    object["metadata"]["labels"] = json!({"app.kubernetes.io/managedBy": "me", "9lives": "x"});
+    let (samples, problems) = apply(&pipeline, &object);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples,
+        [sample(
+            "kubevirt_vmi_labels_info",
+            &[
+                ("name", "vm1"),
+                ("node", "node-1"),
+                ("app_kubernetes_io_managedBy", "me")
+            ],
+            1.0
+        )]
+    );
+}

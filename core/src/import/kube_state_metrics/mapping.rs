@@ -16,7 +16,8 @@
 //!
 //! A gauge's `labelFromKey` walks the map at its `path` with `each = "<path>[*]"` and
 //! `each_key`. What has no equivalent with the same series is refused with its YAML path: an
-//! info's `labelFromKey`, labels copied from a whole map (`"*"` keys), `version: "*"` / `kind: "*"`, a label given at
+//! info's `labelFromKey`, more than one map copied into labels (`"*"` keys; one becomes
+//! `labels_from` with `names = "sanitized"`), `version: "*"` / `kind: "*"`, a label given at
 //! two levels (kube-state-metrics falls back from one to the other when the first is missing),
 //! and paths Periscope's path language cannot say.
 
@@ -121,10 +122,11 @@ fn resource_toml(text: &str, resource: &Resource, at: &KeyPath) -> Result<String
             Source::Constant(value.clone()),
         );
     }
+    let mut resource_stars = Vec::new();
     let paths = path_labels(
         &resource.labels_from_path,
         &at.key("labelsFromPath"),
-        &mut problems,
+        &mut resource_stars,
     );
     let resource_labels = merge_levels(common, paths, at, &mut problems);
 
@@ -179,7 +181,11 @@ fn resource_toml(text: &str, resource: &Resource, at: &KeyPath) -> Result<String
         } else {
             format!("{prefix}_{}", generator.name)
         };
-        match metric_toml(text, generator, &full_name, &metric_at, &resource_labels) {
+        let context = Context {
+            labels: &resource_labels,
+            stars: &resource_stars,
+        };
+        match metric_toml(text, generator, &full_name, &metric_at, &context) {
             Ok(toml) => out.push_str(&toml),
             Err(mut more) => problems.append(&mut more),
         }
@@ -191,25 +197,39 @@ fn resource_toml(text: &str, resource: &Resource, at: &KeyPath) -> Result<String
     }
 }
 
-/// `labelsFromPath` as label sources, names sanitized as kube-state-metrics does; a `*` key
-/// (a whole map copied into labels) is refused.
+/// A `labelsFromPath` key starting or ending with `*`: every key of the map at the path as a
+/// label, the part before the `*` in front.
+#[derive(Debug, Clone)]
+struct Star {
+    /// The key as written.
+    key: String,
+    /// What goes before each map key.
+    prefix: String,
+    path: Vec<String>,
+    at: KeyPath,
+}
+
+/// `labelsFromPath` as label sources, names sanitized as kube-state-metrics does; the `*` keys
+/// (whole maps copied into labels) go to `stars`.
 fn path_labels(
     paths: &BTreeMap<String, Vec<String>>,
     at: &KeyPath,
-    problems: &mut Vec<Problem>,
+    stars: &mut Vec<Star>,
 ) -> BTreeMap<String, Source> {
     let mut out = BTreeMap::new();
     for (name, path) in paths {
         let key_at = at.key(name);
         if name.starts_with('*') || name.ends_with('*') {
-            problems.push((
-                key_at,
-                format!(
-                    "`{name}` copies every key of a map into labels; Periscope's equivalent, \
-                     `labels_from`, names the labels differently (snake case), so it is not \
-                     converted: write a `labels_from` by hand"
-                ),
-            ));
+            let prefix = match name.strip_suffix('*') {
+                Some(prefix) => sanitize(prefix),
+                None => String::new(),
+            };
+            stars.push(Star {
+                key: name.clone(),
+                prefix,
+                path: path.clone(),
+                at: key_at,
+            });
             continue;
         }
         out.insert(sanitize(name), Source::Path(path.clone(), key_at));
@@ -298,15 +318,25 @@ impl Shape {
     }
 }
 
+/// What a resource gives each of its metrics.
+struct Context<'r> {
+    /// Its labels.
+    labels: &'r BTreeMap<String, Source>,
+    /// Its `*` labels.
+    stars: &'r [Star],
+}
+
 /// One `[[resources.metrics]]` entry.
 fn metric_toml(
     text: &str,
     generator: &Generator,
     full_name: &str,
     at: &KeyPath,
-    resource_labels: &BTreeMap<String, Source>,
+    context: &Context<'_>,
 ) -> Result<String, Vec<Problem>> {
+    let resource_labels = context.labels;
     let mut problems = Vec::new();
+    let mut item_stars = Vec::new();
     let each_at = at.key("each");
     let kind = generator.each.metric_type.to_ascii_lowercase();
     let fields: Fields;
@@ -341,7 +371,7 @@ fn metric_toml(
                     (name.clone(), parts)
                 })
                 .collect();
-            own_labels = path_labels(&relative, &gauge_at.key("labelsFromPath"), &mut problems);
+            own_labels = path_labels(&relative, &gauge_at.key("labelsFromPath"), &mut item_stars);
         }
         "stateset" => {
             let set_at = each_at.key("stateSet");
@@ -362,7 +392,7 @@ fn metric_toml(
             own_labels = path_labels(
                 &set.labels_from_path,
                 &set_at.key("labelsFromPath"),
-                &mut problems,
+                &mut item_stars,
             );
         }
         "info" => {
@@ -380,7 +410,7 @@ fn metric_toml(
             own_labels = path_labels(
                 &info.labels_from_path,
                 &info_at.key("labelsFromPath"),
-                &mut problems,
+                &mut item_stars,
             );
         }
         other => {
@@ -398,12 +428,47 @@ fn metric_toml(
         .iter()
         .map(|(k, v)| (k.clone(), Source::Constant(v.clone())))
         .collect();
+    let mut family_stars = Vec::new();
     let paths = path_labels(
         &generator.labels_from_path,
         &at.key("labelsFromPath"),
-        &mut problems,
+        &mut family_stars,
     );
     let family = merge_levels(common, paths, at, &mut problems);
+    // The family's `*` keys over the resource's of the same key, then the item's.
+    let mut stars: Vec<(Star, bool)> = context
+        .stars
+        .iter()
+        .filter(|star| !family_stars.iter().any(|f| f.key == star.key))
+        .chain(&family_stars)
+        .map(|star| (star.clone(), false))
+        .collect();
+    stars.extend(item_stars.iter().map(|star| (star.clone(), true)));
+    if kind == "info" && !item_stars.is_empty() {
+        problems.push((
+            item_stars[0].at.clone(),
+            "a `*` label of an Info's own `labelsFromPath` is not converted; put it on the metric"
+                .to_owned(),
+        ));
+    }
+    let labels_from = match stars.as_slice() {
+        [] => None,
+        [(star, relative)] => match labels_from_value(star, *relative, &shape) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+        [_, (second, _), ..] => {
+            problems.push((
+                second.at.clone(),
+                "a second `*` label for this metric: Periscope takes one map as labels per metric"
+                    .to_owned(),
+            ));
+            None
+        }
+    };
     for name in family.keys() {
         if resource_labels.contains_key(name) {
             problems.push((
@@ -475,6 +540,9 @@ fn metric_toml(
     }
     if !labels.is_empty() {
         let _ = writeln!(out, "  labels = {}", inline_table(&labels));
+    }
+    if let Some(labels_from) = labels_from {
+        let _ = writeln!(out, "  labels_from = {labels_from}");
     }
     Ok(out)
 }
@@ -664,6 +732,26 @@ fn info_fields(full_name: &str, info: &Info, at: &KeyPath) -> Result<(Shape, Fie
         fields.push(("where".to_owned(), string(&checks.join(" || "))));
     }
     Ok((shape, fields))
+}
+
+/// The `labels_from` table of a `*` label: read from the object (`$…` inside an `each`) unless
+/// `relative`, names sanitized with their case kept.
+fn labels_from_value(star: &Star, relative: bool, shape: &Shape) -> Result<String, Problem> {
+    if !star.prefix.is_empty() && !star.prefix.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err((
+            star.at.clone(),
+            format!(
+                "`{}`: the labels' prefix {:?} does not start with a letter",
+                star.key, star.prefix
+            ),
+        ));
+    }
+    let source = Source::Path(star.path.clone(), star.at.clone());
+    let path = label_value(&source, !relative && shape.each().is_some())?;
+    Ok(format!(
+        "{{ path = {path}, prefix = {}, names = \"sanitized\" }}",
+        string(&star.prefix)
+    ))
 }
 
 /// A label's TOML value: a path (anchored at the object with `$` inside an `each`) or a CEL

@@ -130,6 +130,7 @@ spec:
     - groupVersionKind: { group: g.io, version: "*", kind: A }
       labelsFromPath:
         "*": [metadata, labels]
+        "lorem_*": [metadata, annotations]
       metrics:
         - name: sub
           each:
@@ -138,6 +139,10 @@ spec:
               path: [status, sub]
               labelFromKey: type
               labelsFromPath: { ready: [ready] }
+        - name: plain
+          each:
+            type: Gauge
+            gauge: { path: [spec, x] }
 "#;
     let err = convert("crs.yaml", yaml).unwrap_err();
     let lines: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
@@ -147,11 +152,11 @@ spec:
         "{err}"
     );
     assert!(
-        lines[1].contains(":6:") && lines[1].contains("labelsFromPath.*"),
+        lines[1].contains(":7:") && lines[1].contains("labelsFromPath.lorem_*"),
         "{err}"
     );
     assert!(
-        lines[2].contains(":13:") && lines[2].contains("labelFromKey"),
+        lines[2].contains(":14:") && lines[2].contains("info.labelFromKey"),
         "{err}"
     );
 }
@@ -187,4 +192,27 @@ spec:
     ] {
         assert!(toml.contains(line), "{line} missing from\n{toml}");
     }
+}
+
+#[test]
+fn a_star_label_becomes_labels_from_with_sanitized_names() {
+    let yaml = r#"
+spec:
+  resources:
+    - groupVersionKind: { group: g.io, version: v1, kind: A }
+      labelsFromPath:
+        "*": [metadata, labels]
+      metrics:
+        - name: x
+          each:
+            type: Gauge
+            gauge: { path: [spec, items], valueFrom: [v] }
+"#;
+    let toml = converted(yaml);
+    assert!(
+        toml.contains(
+            r#"labels_from = { path = "$.metadata.labels", prefix = "", names = "sanitized" }"#
+        ),
+        "{toml}"
+    );
 }
