@@ -72,6 +72,24 @@ pub struct Config {
     /// Where the metrics go.
     #[serde(default)]
     pub exporters: Vec<ExporterConfig>,
+    /// Other tools' configs read in place; [`ConfigText::read`] adds what they convert to as
+    /// files of the config, so their entries join this file's.
+    #[serde(default)]
+    pub imports: Vec<ImportConfig>,
+}
+
+/// One `[[imports]]` entry: another tool's config taken as it is.
+///
+/// ```toml
+/// [[imports]]
+/// kube_state_metrics_crs = "crs.yaml"   # relative to this config file
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// A kube-state-metrics CustomResourceState config (see
+    /// [`crate::import::kube_state_metrics`]): its resources join the config's.
+    pub kube_state_metrics_crs: Spanned<String>,
 }
 
 /// `[host]`.

@@ -18,6 +18,7 @@ pub mod config;
 pub mod delivery;
 pub mod guards;
 pub mod host;
+pub mod import;
 pub mod logging;
 pub mod memory;
 pub mod metrics_config;

@@ -82,10 +82,26 @@ enum Command {
         #[arg(long, short, env = "PERISCOPE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Converts another tool's config into Periscope TOML, printed on stdout.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Plugin tools.
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// A kube-state-metrics CustomResourceState config (the file given to
+    /// `--custom-resource-state-config-file`, or Helm values with `customResourceState.config`):
+    /// `periscope import kube-state-metrics crs.yaml > periscope.toml`.
+    KubeStateMetrics {
+        /// The YAML file.
+        file: PathBuf,
     },
 }
 
@@ -180,9 +196,34 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import {
+            command: ImportCommand::KubeStateMetrics { file },
+        } => import_kube_state_metrics(&file),
         Command::Plugins {
             command: PluginsCommand::Inspect { file },
         } => inspect(&file),
+    }
+}
+
+/// Prints the TOML converted from a CustomResourceState config, or every problem in it.
+fn import_kube_state_metrics(file: &Path) -> ExitCode {
+    let name = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{name}: cannot read the CustomResourceState config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match periscope_core::import::kube_state_metrics::convert(&name, &text) {
+        Ok(toml) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
     }
 }
 

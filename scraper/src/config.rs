@@ -461,6 +461,11 @@ pub struct MetricConfig {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub each: Option<Spanned<String>>,
+    /// With an `each` ending in `[*]`: a label holding the key of each item when the `[*]` walks
+    /// a map (`each = "status.sub[*]"`, `each_key = "type"`); empty for the items of a list.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub each_key: Option<Spanned<String>>,
     /// Extra labels: label name to path (or expression).
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, LabelConfig>")]
@@ -507,15 +512,34 @@ pub struct LabelsFromConfig {
     /// The path of the map, from the object's root (from the item inside `each`).
     #[schemars(with = "String")]
     pub path: Spanned<String>,
-    /// Put before every sanitized key; it must start with a letter. `"label_"` by default.
+    /// Put before every sanitized key; empty, or starting with a letter. `"label_"` by
+    /// default. A key whose name would not start with a letter or `_` is left out and counted.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub prefix: Option<Spanned<String>>,
+    /// How a key becomes a name: `snake_case` (the default, as `kube_pod_labels`) or `sanitized`
+    /// (only the characters other than ASCII letters, digits and `_` become `_`, case kept, as
+    /// kube-state-metrics' CustomResourceState names the labels of a `"*"` key).
+    #[serde(default)]
+    #[schemars(with = "Option<LabelNames>")]
+    pub names: Option<Spanned<LabelNames>>,
     /// Regular expressions, each matching a whole original key (`app\\.kubernetes\\.io/.*`):
     /// only the keys one of them matches become labels. Without `allow`, every key does.
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Vec<Spanned<String>>>,
+}
+
+/// How `labels_from` turns a key into a label name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelNames {
+    /// Sanitized, camelCase made snake_case, lower-cased (`app.kubernetes.io/managedBy` →
+    /// `app_kubernetes_io_managed_by`).
+    #[default]
+    SnakeCase,
+    /// Sanitized only, case kept (`app.kubernetes.io/managedBy` → `app_kubernetes_io_managedBy`).
+    Sanitized,
 }
 
 /// The type of a metric read from objects.

@@ -477,6 +477,8 @@ struct Metric {
     family: FamilyDef,
     suffix: Suffix,
     each: Option<Path>,
+    /// The label holding the map key of each item of `each`.
+    each_key: Option<String>,
     labels: Vec<LabelSpec>,
     /// Labels from the keys of a map, after `labels`.
     labels_from: Option<labels_from::LabelsFrom>,

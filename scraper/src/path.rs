@@ -159,6 +159,40 @@ impl Path {
     }
 }
 
+impl Path {
+    /// Like [`visit`](Self::visit), with the map key of each value when the path's last step is
+    /// `[*]` walking a map (`None` for the items of a list and for any other last step).
+    ///
+    /// ```
+    /// use periscope_scraper::path::Path;
+    /// use serde_json::json;
+    ///
+    /// let object = json!({"sub": {"a": 1, "b": 2}});
+    /// let mut found = Vec::new();
+    /// Path::parse("sub[*]").unwrap().visit_keyed(&object, &mut |k, v| found.push((k, v.clone())));
+    /// assert_eq!(found, [(Some("a"), json!(1)), (Some("b"), json!(2))]);
+    /// ```
+    pub fn visit_keyed<'a>(
+        &self,
+        root: &'a Value,
+        found: &mut impl FnMut(Option<&'a str>, &'a Value),
+    ) {
+        match self.segments.split_last() {
+            Some((Segment::Wildcard, init)) => walk(init, root, &mut |value| match value {
+                Value::Object(map) => map.iter().for_each(|(k, v)| found(Some(k), v)),
+                Value::Array(items) => items.iter().for_each(|v| found(None, v)),
+                _ => {}
+            }),
+            _ => walk(&self.segments, root, &mut |value| found(None, value)),
+        }
+    }
+
+    /// Whether the path's last step is `[*]`.
+    pub fn ends_in_wildcard(&self) -> bool {
+        matches!(self.segments.last(), Some(Segment::Wildcard))
+    }
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)

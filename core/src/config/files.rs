@@ -105,7 +105,7 @@ impl ConfigText {
         let meta =
             std::fs::metadata(path).map_err(|e| whole(format!("cannot read the config: {e}")))?;
         if !meta.is_dir() {
-            return Ok(ConfigText::new(vec![read_file(path)?]));
+            return Ok(ConfigText::new(with_imports(vec![read_file(path)?])?));
         }
         let mut names = Vec::new();
         let entries = std::fs::read_dir(path)
@@ -134,7 +134,7 @@ impl ConfigText {
             }
         }
         if problems.is_empty() {
-            Ok(ConfigText::new(files))
+            Ok(ConfigText::new(with_imports(files)?))
         } else {
             Err(ConfigErrors { problems })
         }
@@ -232,6 +232,7 @@ impl ConfigText {
             resources: Vec::new(),
             endpoints: Vec::new(),
             exporters: Vec::new(),
+            imports: Vec::new(),
         };
         for (f, config) in parsed.into_iter().enumerate() {
             if self.tables[0].first() == Some(&f) {
@@ -386,6 +387,74 @@ fn lookup<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
     }
 }
 
+/// `files`, each followed by the TOML its `[[imports]]` convert to, as a file named after the
+/// imported one. Paths are relative to the importing file's directory.
+fn with_imports(files: Vec<ConfigFile>) -> Result<Vec<ConfigFile>, ConfigErrors> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        // A file that does not parse imports nothing; `parse` reports it.
+        let table = file.text.parse::<toml::Table>().ok();
+        let imports = table
+            .as_ref()
+            .and_then(|t| t.get("imports"))
+            .and_then(toml::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let dir = Path::new(&file.name)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let name = file.name.clone();
+        out.push(file);
+        for (i, import) in imports.iter().enumerate() {
+            let Some(crs) = import
+                .get("kube_state_metrics_crs")
+                .and_then(toml::Value::as_str)
+            else {
+                continue;
+            };
+            let path = dir.join(crs);
+            let shown = path.display().to_string();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    let key = format!("imports[{i}].kube_state_metrics_crs");
+                    let text = &out.last().map_or("", |f| f.text.as_str());
+                    let (line, column) =
+                        key_span(text, &key).map_or((0, 0), |span| line_column(text, span.start));
+                    problems.push(Problem {
+                        file: name.clone(),
+                        key,
+                        line,
+                        column,
+                        message: format!("cannot read {shown}: {e}"),
+                    });
+                    continue;
+                }
+            };
+            match crate::import::kube_state_metrics::convert(&shown, &text) {
+                Ok(toml) => out.push(ConfigFile {
+                    name: shown,
+                    text: toml,
+                }),
+                Err(errors) => problems.extend(errors.problems.into_iter().map(|p| Problem {
+                    file: p.file,
+                    key: p.path,
+                    line: p.line,
+                    column: p.column,
+                    message: p.message,
+                })),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors { problems })
+    }
+}
+
 /// Reads one config file, which must be UTF-8.
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigErrors> {
     let name = path.display().to_string();
@@ -524,6 +593,37 @@ mod tests {
         let dir = dir(&[("x.yaml", "")]);
         let err = ConfigText::read(dir.path()).unwrap_err();
         assert!(err.to_string().contains("holds no `*.toml` file"), "{err}");
+    }
+
+    #[test]
+    fn an_imported_crs_config_joins_the_resources_and_changes_the_hash() {
+        let crs = "spec:\n  resources:\n    - groupVersionKind: { group: g.io, version: v1, kind: A }\n      metrics:\n        - name: x\n          each:\n            type: Gauge\n            gauge: { path: [spec, x] }\n";
+        let dir = dir(&[
+            (
+                "a.toml",
+                &format!("{RESOURCE}[[imports]]\nkube_state_metrics_crs = \"crs.yaml\"\n"),
+            ),
+            ("crs.yaml", crs),
+        ]);
+        let text = ConfigText::read(&dir.path().join("a.toml")).unwrap();
+        let config = text.parse().unwrap();
+        assert_eq!(config.resources.len(), 2);
+        assert_eq!(config.resources[1].kind, "A");
+        let p = text.problem("resources[1].kind", None, "bad");
+        assert!(p.file.ends_with("crs.yaml"), "{p}");
+        let before = text.sha256();
+        std::fs::write(
+            dir.path().join("crs.yaml"),
+            crs.replace("[spec, x]", "[spec, y]"),
+        )
+        .unwrap();
+        let after = ConfigText::read(&dir.path().join("a.toml"))
+            .unwrap()
+            .sha256();
+        assert_ne!(before, after);
+        std::fs::write(dir.path().join("crs.yaml"), "spec:\n  resourcez: []\n").unwrap();
+        let err = ConfigText::read(&dir.path().join("a.toml")).unwrap_err();
+        assert!(err.to_string().contains("crs.yaml:2:"), "{err}");
     }
 
     #[test]

@@ -78,12 +78,15 @@ pub fn watch(
 }
 
 /// Whether a change of `path` may change the config: the config file itself (or, for a
-/// directory, any `*.toml` file), or kubelet's `..data` and timestamped directories.
+/// directory, any `*.toml` file), a YAML file beside it (a config it may import with
+/// `[[imports]]`; a reload that changes nothing is a no-op), or kubelet's `..data` and
+/// timestamped directories.
 fn concerns_config(path: &Path, file: Option<&std::ffi::OsStr>) -> bool {
     let Some(name) = path.file_name() else {
         return false;
     };
-    if name.to_string_lossy().starts_with("..") {
+    let text = name.to_string_lossy();
+    if text.starts_with("..") || text.ends_with(".yaml") || text.ends_with(".yml") {
         return true;
     }
     match file {

@@ -281,6 +281,16 @@ impl Compiler {
         taken.extend(state_label.as_deref());
         let labels = self.labels(&format!("{key}.labels"), &config.labels, &taken, scope);
         taken.extend(labels.iter().map(|l| l.name.as_str()));
+        let each_key = config.each_key.as_ref().map(|name| {
+            let label_key = format!("{key}.each_key");
+            self.check_label_name(&label_key, name, &taken);
+            if !each.as_ref().is_some_and(Path::ends_in_wildcard) {
+                let message = "needs an `each` ending in `[*]`, whose map keys it holds";
+                self.error(&label_key, Some(name), message);
+            }
+            name.get_ref().clone()
+        });
+        taken.extend(each_key.as_deref());
         let labels_from = config
             .labels_from
             .as_ref()
@@ -315,6 +325,7 @@ impl Compiler {
             family,
             suffix,
             each,
+            each_key,
             labels,
             labels_from,
             filter,
@@ -597,9 +608,9 @@ impl Compiler {
             Some(prefix) => {
                 let text = prefix.get_ref();
                 let starts_with_letter = text.starts_with(|c: char| c.is_ascii_alphabetic());
-                if !starts_with_letter || !is_user_label_name(text) {
+                if !text.is_empty() && (!starts_with_letter || !is_user_label_name(text)) {
                     let message = format!(
-                        "{text:?} is not a valid prefix: it must start with a letter and hold only letters, digits and `_`"
+                        "{text:?} is not a valid prefix: it must be empty or start with a letter and hold only letters, digits and `_`"
                     );
                     self.error(&format!("{key}.prefix"), Some(prefix), &message);
                 }
@@ -626,6 +637,11 @@ impl Compiler {
         Some(LabelsFrom {
             path: path?,
             prefix,
+            names: config
+                .names
+                .as_ref()
+                .map(|n| *n.get_ref())
+                .unwrap_or_default(),
             allow,
             taken: taken.iter().map(|t| (*t).to_owned()).collect(),
         })

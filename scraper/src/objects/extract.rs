@@ -97,8 +97,8 @@ impl Resource {
                 problems: &mut *problems,
             };
             match &metric.each {
-                Some(each) => each.visit(object, &mut |item| out.item(item)),
-                None => out.item(object),
+                Some(each) => each.visit_keyed(object, &mut |key, item| out.item(key, item)),
+                None => out.item(None, object),
             }
         }
     }
@@ -159,7 +159,8 @@ struct Out<'w, 'b, 'm, 'j> {
 }
 
 impl<'j> Out<'_, '_, '_, 'j> {
-    fn item(&mut self, item: &'j Value) {
+    /// Writes the samples for `item`; `key` is its map key, for the metric's `each_key`.
+    fn item(&mut self, key: Option<&str>, item: &'j Value) {
         if let Some(filter) = &self.metric.filter {
             let within = self.metric.each.is_some().then_some(item);
             match filter.keeps(self.input, within) {
@@ -203,6 +204,12 @@ impl<'j> Out<'_, '_, '_, 'j> {
                 .iter()
                 .chain(&own)
                 .map(|(name, value)| (*name, value.as_str()))
+                .chain(
+                    self.metric
+                        .each_key
+                        .as_deref()
+                        .map(|name| (name, key.unwrap_or_default())),
+                )
                 .chain(
                     from.iter()
                         .map(|(name, value)| (name.as_str(), value.as_str())),

@@ -8,9 +8,11 @@
 //! or `_` becomes one `_`; then an `_` is put between a lower-case letter or digit and an
 //! upper-case letter right after it (matches taken left to right, not overlapping, as Go's
 //! `ReplaceAllString` of `([a-z0-9])([A-Z])` does); then the whole is lower-cased. The prefix
-//! goes in front. kube-state-metrics always puts `label_` in front, so a key starting with a
-//! digit never makes an invalid name there; here the prefix must start with a letter for the
-//! same reason.
+//! goes in front. With `names = "sanitized"` only the first step is taken, case kept, as
+//! kube-state-metrics' CustomResourceState names the labels of a `"*"` key. kube-state-metrics
+//! puts `label_` in front of `kube_pod_labels`, so a key starting with a digit never makes an
+//! invalid name there; here the prefix is empty or starts with a letter, and a key whose name
+//! would still not start with a letter or `_` is left out and counted.
 //!
 //! # Collisions
 //!
@@ -31,6 +33,7 @@ use regex::RegexSet;
 use serde_json::Value;
 
 use super::extract::{Single, single};
+use crate::config::LabelNames;
 use crate::path::Path;
 use crate::value;
 
@@ -42,6 +45,8 @@ pub const DEFAULT_PREFIX: &str = "label_";
 pub(super) struct LabelsFrom {
     pub(super) path: Path,
     pub(super) prefix: String,
+    /// How keys become names.
+    pub(super) names: LabelNames,
     /// The anchored allow patterns; `None` takes every key.
     pub(super) allow: Option<RegexSet>,
     /// Label names the samples already carry: a key giving one of them is left out.
@@ -89,7 +94,21 @@ impl LabelsFrom {
         let mut names: Vec<(String, String)> = Vec::with_capacity(keys.len());
         for (key, value) in keys {
             let mut name = self.prefix.clone();
-            sanitize_into(key, &mut name);
+            match self.names {
+                LabelNames::SnakeCase => sanitize_into(key, &mut name),
+                LabelNames::Sanitized => name.extend(key.chars().map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })),
+            }
+            // Only an empty prefix lets a key give a name that is no label name.
+            if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                out.collisions += 1;
+                continue;
+            }
             names.push((name, value::label_text(value)));
         }
         // Stable: among equal names the first key (in byte order) stays first.
@@ -178,6 +197,7 @@ mod tests {
         LabelsFrom {
             path: Path::parse("metadata.labels").unwrap(),
             prefix: DEFAULT_PREFIX.to_owned(),
+            names: LabelNames::SnakeCase,
             allow: allow
                 .map(|patterns| RegexSet::new(patterns.iter().map(|p| anchored(p))).unwrap()),
             taken: taken.iter().map(|t| (*t).to_owned()).collect(),

@@ -1187,3 +1187,81 @@ fn caps_must_be_at_least_one() {
     );
     assert_eq!(&text[errors[0].span.clone().unwrap()], "0");
 }
+
+#[test]
+fn each_key_labels_each_item_of_a_map_with_its_key() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "sub_ready"
+type = "gauge"
+each = "status.sub[*]"
+each_key = "type"
+path = "ready"
+"#,
+    );
+    let mut object = vmi();
+    object["status"]["sub"] = json!({"type-b": {"ready": 4}, "type-a": {"ready": 2}});
+    let (samples, problems) = apply(&pipeline, &object);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples,
+        [
+            sample(
+                "kubevirt_vmi_sub_ready",
+                &[("name", "vm1"), ("node", "node-1"), ("type", "type-a")],
+                2.0
+            ),
+            sample(
+                "kubevirt_vmi_sub_ready",
+                &[("name", "vm1"), ("node", "node-1"), ("type", "type-b")],
+                4.0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn each_key_needs_an_each_ending_in_a_wildcard_and_a_free_label_name() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"gauge\"\neach = \"status.sub\"\n\
+         each_key = \"type\"\npath = \"ready\"\n\
+         [[resources.metrics]]\nname = \"y\"\ntype = \"gauge\"\neach = \"status.sub[*]\"\n\
+         each_key = \"node\"\npath = \"ready\"\n"
+    );
+    assert_eq!(
+        keys(&errors(&text)),
+        [
+            "resources[0].metrics[0].each_key",
+            "resources[0].metrics[1].each_key",
+        ]
+    );
+}
+
+#[test]
+fn labels_from_with_sanitized_names_keeps_case_and_leaves_out_names_that_cannot_be() {
+    let pipeline = vmi_with(
+        r#"
+[[resources.metrics]]
+name = "labels"
+type = "info"
+labels_from = { path = "metadata.labels", prefix = "", names = "sanitized" }
+"#,
+    );
+    let mut object = vmi();
+    object["metadata"]["labels"] = json!({"app.kubernetes.io/managedBy": "me", "9lives": "x"});
+    let (samples, problems) = apply(&pipeline, &object);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        samples,
+        [sample(
+            "kubevirt_vmi_labels_info",
+            &[
+                ("name", "vm1"),
+                ("node", "node-1"),
+                ("app_kubernetes_io_managedBy", "me")
+            ],
+            1.0
+        )]
+    );
+}
