@@ -1,6 +1,7 @@
 //! Config reloads in the real host process: triggered by a file change, a ConfigMap-style
 //! `..data` symlink swap, `SIGHUP` and `POST /-/reload`; a bad config changes nothing and says so;
-//! an unchanged exporter keeps its disk queue across reloads.
+//! an unchanged exporter keeps its disk queue across reloads; a real Prometheus server scraping
+//! the page through a run of reloads never sees a failed scrape or a stale series.
 
 mod common;
 
@@ -129,6 +130,48 @@ fn a_changed_metric_applies_live_and_a_bad_config_changes_nothing() {
     );
     let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
     assert_eq!((status, body.as_str()), (200, "config reloaded\n"));
+    assert!(host.stop().success());
+}
+
+#[test]
+fn a_prometheus_server_scraping_through_reloads_sees_every_change_and_no_failed_scrape() {
+    let (dir, mut host, page_addr, config) = start_with_page();
+    let prometheus = periscope_tests::prometheus::Prometheus::start(Some(page_addr), false);
+    let one =
+        |series: &[periscope_tests::prometheus::Series]| series.len() == 1 && series[0].1 == 1.0;
+    prometheus.wait_for("demo_value{name=\"a\"}", Duration::from_secs(30), one);
+    let renamed = config.replace("name = \"value\"", "name = \"renamed\"");
+    // Back and forth, each reload through POST /-/reload while Prometheus scrapes every second:
+    // each time the new name is scraped and the old one is marked stale (gone from an instant
+    // query at once, not after five minutes).
+    let reloads = 6;
+    for i in 0..reloads {
+        let (text, now, before) = if i % 2 == 0 {
+            (&renamed, "demo_renamed", "demo_value")
+        } else {
+            (&config, "demo_value", "demo_renamed")
+        };
+        write(dir.path(), "periscope.toml", text, host.addr);
+        let (status, body) = http_post(&format!("http://{}/-/reload", host.addr)).unwrap();
+        assert_eq!(status, 200, "{body}\n{}", host.log());
+        prometheus.wait_for(
+            &format!("{now}{{name=\"a\"}}"),
+            Duration::from_secs(20),
+            one,
+        );
+        prometheus.wait_for(
+            &format!("{before}{{name=\"a\"}}"),
+            Duration::from_secs(20),
+            |s| s.is_empty(),
+        );
+    }
+    assert_eq!(host.metric(SUCCESS), f64::from(reloads), "{}", host.log());
+    // Every scrape of the run succeeded, and there were many.
+    let window = "[10m]";
+    let scrapes = prometheus.query(&format!("count_over_time(up{{job=\"periscope\"}}{window})"));
+    let failed = prometheus.query(&format!("min_over_time(up{{job=\"periscope\"}}{window})"));
+    assert!(scrapes.first().is_some_and(|s| s.1 >= 5.0), "{scrapes:?}");
+    assert_eq!(failed.first().map(|s| s.1), Some(1.0), "{failed:?}");
     assert!(host.stop().success());
 }
 
