@@ -16,6 +16,7 @@ use periscope_plugin_api::batch::Samples;
 use periscope_plugin_api::{Batch, Family, FamilyKind, Sample as BatchSample, Update};
 
 use crate::block::{Block, LineOptions, Segment, group_of, write_line};
+use crate::gzip_pages::GzipPages;
 use crate::names;
 use crate::remote_write::{Label, Sample, TimeSeries};
 use crate::stats::StatsDelta;
@@ -38,6 +39,15 @@ pub struct FamilyInfo {
     pub series: u64,
     /// Live samples that break a rule of the OpenMetrics type (see [`Segment::om_violations`]).
     pub om_violations: u64,
+}
+
+/// The heap bytes of the blocks' contents, by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Sample lines.
+    pub text: usize,
+    /// Segment tables.
+    pub segments: usize,
 }
 
 /// Every source's block and the family table.
@@ -191,6 +201,14 @@ impl State {
     /// How many series are held.
     pub fn series_count(&self) -> u64 {
         self.series
+    }
+
+    /// The heap bytes of the blocks' contents (see `benches/page.rs`).
+    pub fn memory(&self) -> Memory {
+        self.blocks().fold(Memory::default(), |m, block| Memory {
+            text: m.text + block.text.len(),
+            segments: m.segments + std::mem::size_of_val::<[Segment]>(&block.segments),
+        })
     }
 
     fn register(&mut self, base: &str, family: Family<'_>) -> FamilyRef {
@@ -390,6 +408,7 @@ fn stale(key: &[u8], now_ms: i64, item: Item) -> Option<Pushed> {
 #[derive(Debug, Default)]
 pub struct Published {
     current: Mutex<Arc<State>>,
+    gzip: GzipPages,
 }
 
 impl Published {
@@ -401,12 +420,18 @@ impl Published {
             .clone()
     }
 
+    /// The gzipped series of the current state (forgotten at each [`Published::set`]).
+    pub fn gzip(&self) -> &GzipPages {
+        &self.gzip
+    }
+
     /// Makes `state` the one scrapes see.
     pub fn set(&self, state: Arc<State>) {
         let old = std::mem::replace(
             &mut *self.current.lock().unwrap_or_else(PoisonError::into_inner),
             state,
         );
+        self.gzip.forget();
         // The previous state may be the last reference to many blocks: free them unlocked.
         drop(old);
     }
