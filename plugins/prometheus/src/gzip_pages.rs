@@ -15,6 +15,7 @@
 //! Bounded: one body per format, of the current state only. [`crate::state::Published::set`]
 //! forgets every body when it publishes a new state, so a stale body never outlives its state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -29,6 +30,8 @@ pub struct GzipPages {
     members: Mutex<Vec<GzipPage>>,
     /// Held while a body is compressed, so concurrent scrapes of a new state compress it once.
     compressing: Mutex<()>,
+    /// Scrapes served from a kept body.
+    reused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -63,6 +66,7 @@ impl GzipPages {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(kept) = self.kept(state, format) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(kept);
         }
         let rendered = series();
@@ -98,6 +102,11 @@ impl GzipPages {
             .iter()
             .find(|page| page.format == format && page.state.as_ptr() == Arc::as_ptr(state))
             .map(|page| page.series.clone())
+    }
+
+    /// How many scrapes were served from a kept body.
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
     }
 
     /// How many bodies are kept.
@@ -188,6 +197,7 @@ mod tests {
         let first = pages.series(&state, Format::Text, render).unwrap();
         let second = pages.series(&state, Format::Text, render).unwrap();
         assert!(Arc::ptr_eq(&first, &second), "the kept body");
+        assert_eq!(pages.reused(), 1);
         pages
             .series(&state, Format::OpenMetrics { v0_0_1: false }, render)
             .unwrap();
