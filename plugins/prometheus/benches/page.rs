@@ -217,6 +217,27 @@ fn main() {
         mb(held.saturating_sub(layout.text + layout.segments))
     );
 
+    // The option of keeping block text LZ4-compressed: its size, and the cost of decompressing
+    // every block at each render.
+    let packed: Vec<(Vec<u8>, usize)> = state
+        .blocks()
+        .map(|block| (lz4_flex::compress(&block.text), block.text.len()))
+        .collect();
+    let lz4_bytes: usize = packed.iter().map(|(p, _)| p.len()).sum();
+    let unpack = median(11, || {
+        let mut out = vec![0u8; 4096];
+        for (p, len) in &packed {
+            out.resize(*len, 0);
+            lz4_flex::decompress_into(p, &mut out).expect("our own LZ4");
+            black_box(&out);
+        }
+    });
+    println!(
+        "  block text as LZ4 (per block): {}, decompressing every block: {}",
+        mb(lz4_bytes),
+        ms(unpack)
+    );
+
     let stats = Stats::default();
     let state = Arc::new(state);
     let scrape = |published: &Published, state: &Arc<State>, gzip: bool| {
