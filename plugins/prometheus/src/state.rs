@@ -255,11 +255,13 @@ impl State {
         for segment in block.segments.iter() {
             if let Some(info) = self.families.get_mut(segment.family as usize) {
                 if add {
-                    info.series += segment.series;
-                    info.om_violations += segment.om_violations;
+                    info.series += u64::from(segment.series);
+                    info.om_violations += u64::from(segment.om_violations);
                 } else {
-                    info.series = info.series.saturating_sub(segment.series);
-                    info.om_violations = info.om_violations.saturating_sub(segment.om_violations);
+                    info.series = info.series.saturating_sub(u64::from(segment.series));
+                    info.om_violations = info
+                        .om_violations
+                        .saturating_sub(u64::from(segment.om_violations));
                 }
             }
         }
@@ -325,20 +327,24 @@ impl State {
             }
             text = sorted;
         }
+        // A block's text is far below 4 GiB (it is one source's lines); should one not be, its
+        // segments end at 4 GiB rather than wrap.
+        let offset = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         let mut segments: Vec<Segment> = Vec::new();
         for line in &lines {
             match segments.last_mut() {
                 Some(s) if s.family == line.family && s.group == line.group => {
-                    s.range.end = line.range.end;
-                    s.series += 1;
-                    s.om_violations += u64::from(line.om_violation);
+                    s.end = offset(line.range.end);
+                    s.series = s.series.saturating_add(1);
+                    s.om_violations = s.om_violations.saturating_add(u32::from(line.om_violation));
                 }
                 _ => segments.push(Segment {
                     family: line.family,
-                    group: line.group,
-                    range: line.range.clone(),
+                    start: offset(line.range.start),
+                    end: offset(line.range.end),
                     series: 1,
-                    om_violations: u64::from(line.om_violation),
+                    om_violations: u32::from(line.om_violation),
+                    group: line.group,
                 }),
             }
         }
