@@ -93,6 +93,7 @@ fn fetch_all_formats(url: &str) -> (String, String) {
     let (_, headers, body) = get(url, &[("Accept", OPENMETRICS), ("Accept-Encoding", "gzip")]);
     assert_eq!(headers["content-encoding"], "gzip");
     let mut unzipped = String::new();
+    // A single-member reader: the page must be one gzip member, for every client.
     flate2::read::GzDecoder::new(&body[..])
         .read_to_string(&mut unzipped)
         .unwrap();
@@ -459,6 +460,90 @@ fn weird_names_and_values_survive_both_formats_and_gzip() {
     );
     assert!(text.contains("periscope_prometheus_exporter_invalid_names_total{kind=\"label\"} 2\n"));
     assert!(text.contains("periscope_prometheus_exporter_label_values_truncated_total 1\n"));
+    exporter.shutdown().unwrap();
+}
+
+/// A batch of `sources` sources with one `g_value` series each, valued `value`.
+fn gauges(sources: usize, value: f64) -> periscope_plugin_api::Batch {
+    let mut b = BatchBuilder::new();
+    let gauge = b.family(Family {
+        name: "value",
+        help: "A gauge.",
+        unit: "",
+        kind: FamilyKind::Gauge,
+    });
+    for i in 0..sources {
+        let id = format!("source-{i:05}");
+        b.replace(Source::new(SourceKind::Object, &id))
+            .sample(gauge, Suffix::None, value, 0)
+            .label("name", &id)
+            .label("pad", &"x".repeat(i % 97));
+    }
+    b.build()
+}
+
+/// Whether a query answered one value, `value`.
+fn count(value: f64) -> impl FnMut(&[Series]) -> bool {
+    move |r| r.len() == 1 && r[0].1 == value
+}
+
+#[test]
+fn prometheus_reads_gzip_pages_made_from_kept_series() {
+    let config = parse("listen = \"127.0.0.1:0\"\nmetric_prefix = \"g_\"").unwrap();
+    let mut exporter = PrometheusExporter::new(config, Context { exporter: "g" }).unwrap();
+    // Large enough for several deflate blocks in the kept part.
+    let sources = 3000;
+    assert_eq!(exporter.export(&gauges(sources, 1.0)).unwrap(), Export::Ok);
+    let prometheus = Prometheus::start(Some(exporter.local_addr()), false);
+    prometheus.wait_for(
+        "count(g_value == 1)",
+        Duration::from_secs(30),
+        count(sources as f64),
+    );
+    // Prometheus asks for gzip: its scrapes of an unchanged state are served from the kept
+    // series, each with a fresh end (the scrape counter Prometheus reads keeps rising).
+    let reused = exporter.gzip_pages().reused();
+    let scraped = prometheus.wait_for(
+        "periscope_prometheus_exporter_scrapes_total{format=\"openmetrics\"}",
+        Duration::from_secs(10),
+        |r| r.len() == 1 && r[0].1 >= 4.0,
+    )[0]
+    .1;
+    prometheus.wait_for(
+        "periscope_prometheus_exporter_scrapes_total{format=\"openmetrics\"}",
+        Duration::from_secs(10),
+        |r| r.len() == 1 && r[0].1 >= scraped + 2.0,
+    );
+    assert!(exporter.gzip_pages().reused() >= reused + 2);
+    assert_eq!(
+        exporter.gzip_pages().len(),
+        1,
+        "one body: the current state's"
+    );
+    prometheus.wait_for("up", Duration::from_secs(5), |r| {
+        r.len() == 1 && r[0].1 == 1.0
+    });
+    // Every series and the page's end, in every scrape: none failed (a bad CRC fails one).
+    prometheus.wait_for(
+        "min_over_time(scrape_samples_scraped[10s]) == max_over_time(scrape_samples_scraped[10s])",
+        Duration::from_secs(10),
+        |r| r.len() == 1 && r[0].1 > sources as f64,
+    );
+    prometheus.wait_for("min_over_time(up[10s])", Duration::from_secs(5), count(1.0));
+
+    // A new state: its body is made once and kept in turn.
+    assert_eq!(exporter.export(&gauges(sources, 2.0)).unwrap(), Export::Ok);
+    prometheus.wait_for(
+        "count(g_value == 2)",
+        Duration::from_secs(30),
+        count(sources as f64),
+    );
+    let reused = exporter.gzip_pages().reused();
+    wait_until(Duration::from_secs(10), || {
+        exporter.gzip_pages().reused() >= reused + 2
+    });
+    assert!(exporter.gzip_pages().reused() >= reused + 2);
+    prometheus.wait_for("min_over_time(up[10s])", Duration::from_secs(5), count(1.0));
     exporter.shutdown().unwrap();
 }
 

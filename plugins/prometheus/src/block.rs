@@ -48,21 +48,32 @@ pub fn group_of(kind: FamilyKind, suffix: Suffix) -> u8 {
     if main { 0 } else { 1 + suffix as u8 }
 }
 
-/// The lines of one family group inside a [`Block`].
+/// The lines of one family group inside a [`Block`]. 24 bytes (40 with `usize` ranges and `u64`
+/// counts): every block holds one per family group it has, so 10k sources of five families hold
+/// 50k of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     /// The family's id in [`crate::state::State`].
     pub family: u32,
-    /// See [`group_of`].
-    pub group: u8,
-    /// Where the lines are in [`Block::text`].
-    pub range: Range<usize>,
+    /// Where the lines start in [`Block::text`].
+    pub start: u32,
+    /// Where they end.
+    pub end: u32,
     /// How many lines (series).
-    pub series: u64,
+    pub series: u32,
     /// How many lines break a rule of the family's OpenMetrics type (an info whose value is not 1,
     /// a state set sample without the label named after the family or not 0/1); the family is then
     /// exposed as a gauge in OpenMetrics.
-    pub om_violations: u64,
+    pub om_violations: u32,
+    /// See [`group_of`].
+    pub group: u8,
+}
+
+impl Segment {
+    /// Where the lines are in [`Block::text`].
+    pub fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// Every series of one source, rendered.
@@ -88,7 +99,12 @@ impl Block {
 
     /// How many series the block holds.
     pub fn series_count(&self) -> u64 {
-        self.segments.iter().map(|s| s.series).sum()
+        self.segments.iter().map(|s| u64::from(s.series)).sum()
+    }
+
+    /// The lines of `segment`.
+    pub fn lines(&self, segment: &Segment) -> &[u8] {
+        self.text.get(segment.range()).unwrap_or_default()
     }
 }
 
@@ -177,5 +193,50 @@ pub fn write_line(
         FamilyKind::Info => value != 1.0,
         FamilyKind::StateSet => !has_state_label || !(value == 0.0 || value == 1.0),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_24_bytes_and_names_its_lines() {
+        assert_eq!(std::mem::size_of::<Segment>(), 24);
+        let block = Block {
+            text: b"a 1\nb{x=\"y\"} 2\nb{x=\"z\"} 3\n"
+                .to_vec()
+                .into_boxed_slice(),
+            segments: vec![
+                Segment {
+                    family: 0,
+                    start: 0,
+                    end: 4,
+                    series: 1,
+                    om_violations: 0,
+                    group: 0,
+                },
+                Segment {
+                    family: 1,
+                    start: 4,
+                    end: 26,
+                    series: 2,
+                    om_violations: 0,
+                    group: 0,
+                },
+            ]
+            .into_boxed_slice(),
+        };
+        assert_eq!(
+            block.lines(&block.segments[1]),
+            b"b{x=\"y\"} 2\nb{x=\"z\"} 3\n"
+        );
+        assert_eq!(block.series_count(), 3);
+        // An end past the text (a block over 4 GiB cut its offsets) reads as no lines.
+        let past = Segment {
+            end: 99,
+            ..block.segments[1].clone()
+        };
+        assert_eq!(block.lines(&past), b"");
     }
 }

@@ -27,6 +27,7 @@
 //! - [`render`]: a snapshot → a page (why by hand, and not with the `prometheus` crate, is there);
 //! - [`server`]: the HTTP(S) server on the page exporter's own tokio runtime;
 //! - [`shared_pages`]: one copy of a page for every response that holds it;
+//! - [`gzip_pages`]: the gzipped series of the current state, reused by gzip scrapes;
 //! - [`write_timeout`]: the server's bound on how long a client may take to read a response;
 //! - [`stats`]: the page exporter's own `periscope_prometheus_exporter_*` metrics;
 //! - [`push`]: the remote-write exporter: a batch → requests, and what the host hears;
@@ -45,6 +46,7 @@
 pub mod block;
 pub mod config;
 pub mod format;
+pub mod gzip_pages;
 pub mod names;
 pub mod page;
 pub mod push;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use periscope_plugin_api::{Batch, BoxError, Context, Export, Exporter};
 
 use crate::config::{self, PrometheusConfig};
+use crate::gzip_pages::GzipPages;
 use crate::server::{Server, ServerOptions};
 use crate::state::{Ingest, Options, Published, State};
 use crate::stats::Stats;
@@ -32,6 +33,11 @@ impl PrometheusExporter {
     /// The state scrapes currently see.
     pub fn published(&self) -> Arc<State> {
         self.published.get()
+    }
+
+    /// The gzipped series kept for gzip scrapes of the current state.
+    pub fn gzip_pages(&self) -> &GzipPages {
+        self.published.gzip()
     }
 
     /// The exporter's own counters.

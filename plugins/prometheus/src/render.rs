@@ -142,7 +142,7 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
     for block in state.blocks() {
         for segment in block.segments.iter() {
             starts[segment.family as usize * GROUPS + usize::from(segment.group) + 1] += 1;
-            bytes += segment.range.len();
+            bytes += segment.range().len();
         }
     }
     for k in 1..=buckets {
@@ -153,7 +153,7 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
     for block in state.blocks() {
         for segment in block.segments.iter() {
             let k = segment.family as usize * GROUPS + usize::from(segment.group);
-            slots[next[k]] = &block.text[segment.range.clone()];
+            slots[next[k]] = block.lines(segment);
             next[k] += 1;
         }
     }

@@ -7,7 +7,6 @@
 //! connections, and ingestion never waits for a scrape.
 
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use periscope_plugin_api::tls::{TlsConfig, TlsError};
 
 use crate::config::authorization;
 use crate::format::{Format, accepts_gzip, negotiate};
+use crate::gzip_pages;
 use crate::render::render_tail;
 use crate::shared_pages::SharedPages;
 use crate::state::{Published, State};
@@ -35,7 +35,7 @@ use crate::stats::Stats;
 use crate::write_timeout::{Deadline, WriteTimeout};
 
 /// A response body: a page's series and its end, or one piece and nothing.
-type Body = Chain<Bytes, Bytes>;
+pub type Body = Chain<Bytes, Bytes>;
 
 /// What the server needs to know.
 #[derive(Debug, Clone)]
@@ -368,7 +368,14 @@ async fn handle(
     let state = context.published.get();
     let shared = context.clone();
     let body = tokio::task::spawn_blocking(move || {
-        page(&shared.pages, &state, format, gzip, &shared.stats)
+        page_body(
+            &shared.pages,
+            &shared.published,
+            &state,
+            format,
+            gzip,
+            &shared.stats,
+        )
     })
     .await;
     let Ok(Some(body)) = body else {
@@ -399,28 +406,28 @@ async fn handle(
 }
 
 /// The page body, gzipped when asked; `None` only if compression failed. Uncompressed, the
-/// series are shared with the other responses of the same state ([`SharedPages`]).
-fn page(
+/// series are shared with the other responses of the same state ([`SharedPages`]); gzipped, they
+/// are deflated once and kept while the state is current, and only the page's end is deflated
+/// per scrape ([`crate::gzip_pages`]).
+pub fn page_body(
     pages: &SharedPages,
+    published: &Published,
     state: &Arc<State>,
     format: Format,
     gzip: bool,
     stats: &Stats,
 ) -> Option<Body> {
     stats.scrape(format);
-    let series = pages.series(state, format, stats);
     let mut tail = Vec::new();
     render_tail(format, stats, &mut tail);
     if !gzip {
+        let series = pages.series(state, format, stats);
         return Some(series.chain(Bytes::from(tail)));
     }
-    // The fastest level: pages are large and compress well even so; a scrape should not cost
-    // seconds of CPU.
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(series.len() / 8),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(&series).ok()?;
-    encoder.write_all(&tail).ok()?;
-    Some(Bytes::from(encoder.finish().ok()?).chain(Bytes::new()))
+    let series = published
+        .gzip()
+        .series(state, format, || pages.series(state, format, stats))
+        .ok()?;
+    let end = gzip_pages::finish(&series, &tail).ok()?;
+    Some(series.bytes.clone().chain(end))
 }

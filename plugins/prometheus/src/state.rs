@@ -16,6 +16,7 @@ use periscope_plugin_api::batch::Samples;
 use periscope_plugin_api::{Batch, Family, FamilyKind, Sample as BatchSample, Update};
 
 use crate::block::{Block, LineOptions, Segment, group_of, write_line};
+use crate::gzip_pages::GzipPages;
 use crate::names;
 use crate::remote_write::{Label, Sample, TimeSeries};
 use crate::stats::StatsDelta;
@@ -38,6 +39,15 @@ pub struct FamilyInfo {
     pub series: u64,
     /// Live samples that break a rule of the OpenMetrics type (see [`Segment::om_violations`]).
     pub om_violations: u64,
+}
+
+/// The heap bytes of the blocks' contents, by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Sample lines.
+    pub text: usize,
+    /// Segment tables.
+    pub segments: usize,
 }
 
 /// Every source's block and the family table.
@@ -193,6 +203,14 @@ impl State {
         self.series
     }
 
+    /// The heap bytes of the blocks' contents (see `benches/page.rs`).
+    pub fn memory(&self) -> Memory {
+        self.blocks().fold(Memory::default(), |m, block| Memory {
+            text: m.text + block.text.len(),
+            segments: m.segments + std::mem::size_of_val::<[Segment]>(&block.segments),
+        })
+    }
+
     fn register(&mut self, base: &str, family: Family<'_>) -> FamilyRef {
         if let Some(&id) = self.family_index.get(base)
             && let Some(info) = self.families.get_mut(id as usize)
@@ -237,11 +255,13 @@ impl State {
         for segment in block.segments.iter() {
             if let Some(info) = self.families.get_mut(segment.family as usize) {
                 if add {
-                    info.series += segment.series;
-                    info.om_violations += segment.om_violations;
+                    info.series += u64::from(segment.series);
+                    info.om_violations += u64::from(segment.om_violations);
                 } else {
-                    info.series = info.series.saturating_sub(segment.series);
-                    info.om_violations = info.om_violations.saturating_sub(segment.om_violations);
+                    info.series = info.series.saturating_sub(u64::from(segment.series));
+                    info.om_violations = info
+                        .om_violations
+                        .saturating_sub(u64::from(segment.om_violations));
                 }
             }
         }
@@ -307,20 +327,24 @@ impl State {
             }
             text = sorted;
         }
+        // A block's text is far below 4 GiB (it is one source's lines); should one not be, its
+        // segments end at 4 GiB rather than wrap.
+        let offset = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         let mut segments: Vec<Segment> = Vec::new();
         for line in &lines {
             match segments.last_mut() {
                 Some(s) if s.family == line.family && s.group == line.group => {
-                    s.range.end = line.range.end;
-                    s.series += 1;
-                    s.om_violations += u64::from(line.om_violation);
+                    s.end = offset(line.range.end);
+                    s.series = s.series.saturating_add(1);
+                    s.om_violations = s.om_violations.saturating_add(u32::from(line.om_violation));
                 }
                 _ => segments.push(Segment {
                     family: line.family,
-                    group: line.group,
-                    range: line.range.clone(),
+                    start: offset(line.range.start),
+                    end: offset(line.range.end),
                     series: 1,
-                    om_violations: u64::from(line.om_violation),
+                    om_violations: u32::from(line.om_violation),
+                    group: line.group,
                 }),
             }
         }
@@ -390,6 +414,7 @@ fn stale(key: &[u8], now_ms: i64, item: Item) -> Option<Pushed> {
 #[derive(Debug, Default)]
 pub struct Published {
     current: Mutex<Arc<State>>,
+    gzip: GzipPages,
 }
 
 impl Published {
@@ -401,12 +426,18 @@ impl Published {
             .clone()
     }
 
+    /// The gzipped series of the current state (forgotten at each [`Published::set`]).
+    pub fn gzip(&self) -> &GzipPages {
+        &self.gzip
+    }
+
     /// Makes `state` the one scrapes see.
     pub fn set(&self, state: Arc<State>) {
         let old = std::mem::replace(
             &mut *self.current.lock().unwrap_or_else(PoisonError::into_inner),
             state,
         );
+        self.gzip.forget();
         // The previous state may be the last reference to many blocks: free them unlocked.
         drop(old);
     }
