@@ -358,7 +358,7 @@ fn family(metrics: &Metrics, name: &str) -> BTreeMap<String, f64> {
 
 /// Unix seconds of an RFC 3339 time.
 fn at(time: &str) -> f64 {
-    parse_timestamp(time).unwrap()
+    parse_timestamp(time).expect("an RFC 3339 time")
 }
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -380,6 +380,21 @@ const VMIS: [(&str, &str, &str); 14] = [
     ("dev", "lab-1", "node-1"),
     ("dev", "lab-2", "node-2"),
 ];
+
+/// A VMI's `kubevirt_vmi_info` labels: name, phase, os/workload/flavor, instance_type,
+/// preference, guest OS (kernel release, machine type, arch, name, version), evictable, outdated,
+/// vmi_pod.
+type VmiInfoRow = (
+    &'static str,
+    &'static str,
+    [&'static str; 3],
+    &'static str,
+    &'static str,
+    [&'static str; 5],
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 #[tokio::test]
 async fn vmi_info_joins_instance_types_preferences_and_launcher_pods() {
@@ -410,7 +425,7 @@ async fn vmi_info_joins_instance_types_preferences_and_launcher_pods() {
     // name, phase, os, workload, flavor, instance_type, preference, guest OS (kernel release,
     // machine type, arch, name, version), evictable, outdated, vmi_pod.
     #[rustfmt::skip]
-    let rows: [(&str, &str, [&str; 3], &str, &str, [&str; 5], &str, &str, &str); 14] = [
+    let rows: [VmiInfoRow; 14] = [
         // A vendor label kubevirt.io or redhat.com shows the name; example.com, none, or a
         // missing object shows `<other>`. Only Running launcher Pods on the VMI's node count.
         ("web-1", "running", ["fedora", "server", "small"], "u1.medium", "fedora", fedora, "true", "false", "virt-launcher-web-1-x2f9k"),
@@ -1097,7 +1112,7 @@ async fn vm_resources_disks_and_vnics() {
                 20.0 * GIB
             ),
             disk("web-1", "data", "web-1-data", "Block", 50.0 * GIB),
-            disk("db-1", "os", "db-1-os", "", 60.0 * GIB),
+            disk("db-1", "os", "db-1-os", "Filesystem", 60.0 * GIB),
             disk("db-1", "logs", "db-1-logs", "Filesystem", 10.0 * GIB),
         ])
     );
