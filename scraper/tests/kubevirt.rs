@@ -1178,4 +1178,16 @@ async fn the_example_writes_the_controllers_families_and_its_own() {
         family(&metrics, "kubevirt_vmi_number_of_outdated"),
         BTreeMap::from([(String::new(), 2.0)])
     );
+    // Only the succeeded snapshot, at its creation time.
+    assert_eq!(
+        family(&metrics, "kubevirt_vmsnapshot_succeeded_timestamp_seconds"),
+        BTreeMap::from([(
+            labels(&[
+                ("name", "web-1"),
+                ("snapshot_name", "web-1-nightly"),
+                ("namespace", "prod"),
+            ]),
+            at("2026-11-20T12:00:05Z")
+        )])
+    );
 }

@@ -45,12 +45,13 @@ fn documents(path: &Path) -> Vec<serde_json::Value> {
 
 /// The order objects are created in: what others refer to by uid (migrations by VMIs, VMIs by
 /// their launcher Pods) first, so the uids the cluster gives can replace the manifests' ones.
-const CREATION_ORDER: [&str; 6] = [
+const CREATION_ORDER: [&str; 7] = [
     "instancetypes.yaml",
     "persistentvolumeclaims.yaml",
     "virtualmachineinstancemigrations.yaml",
     "virtualmachineinstances.yaml",
     "virtualmachines.yaml",
+    "virtualmachinesnapshots.yaml",
     "pods.yaml",
 ];
 
