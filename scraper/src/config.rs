@@ -216,8 +216,11 @@ impl ResourceConfig {
             out.optional(&key, "each", &metric.each);
             out.object_labels(&format!("{key}.labels"), &metric.labels);
             if let Some(from) = &metric.labels_from {
-                out.0
-                    .push((format!("{key}.labels_from.path"), &from.get_ref().path));
+                let from = from.get_ref();
+                out.0.push((format!("{key}.labels_from.path"), &from.path));
+                for (n, path) in from.merge.iter().flatten().enumerate() {
+                    out.0.push((format!("{key}.labels_from.merge[{n}]"), path));
+                }
             }
         }
         for (j, aggregate) in self.aggregates.iter().enumerate() {
@@ -512,6 +515,11 @@ pub struct LabelsFromConfig {
     /// The path of the map, from the object's root (from the item inside `each`).
     #[schemars(with = "String")]
     pub path: Spanned<String>,
+    /// Paths of further maps merged over the first, in order: a key in a later map wins (a
+    /// VirtualMachine's labels with its template's, `merge = ["spec.template.metadata.labels"]`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub merge: Option<Vec<Spanned<String>>>,
     /// Put before every sanitized key; empty, or starting with a letter. `"label_"` by
     /// default. A key whose name would not start with a letter or `_` is left out and counted.
     #[serde(default)]

@@ -1,7 +1,9 @@
-//! The KubeVirt example against a real kube-apiserver: its CRDs and objects are created in the
-//! cluster, `examples/kubevirt/periscope.toml` watches them, and the output holds every metric the
-//! example's README says is reproduced — with the same series and values as reading the same
-//! objects from disk, and a Prometheus page that `promtool check metrics` accepts.
+//! The KubeVirt example against a real kube-apiserver: its CRDs and objects (with instance types,
+//! claims and launcher Pods) are created in the cluster, `examples/kubevirt/periscope.toml` watches
+//! them, and the output holds every metric the example's README lists — with the same series and
+//! values as reading the same objects from disk, and a Prometheus page that `promtool check
+//! metrics` accepts. Then join targets change after the fact (a claim resized, an instance type
+//! deleted, a launcher Pod moved) and the series that read them follow.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -9,10 +11,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use periscope_tests::controlplane::{ControlPlane, kube_client};
 use periscope_tests::{
     Host, StateSample, free_port, http_get, ndjson_state, plugin_dir, read_ndjson, repo_root,
@@ -38,10 +43,40 @@ fn documents(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The order objects are created in: what others refer to by uid (migrations by VMIs, VMIs by
+/// their launcher Pods) first, so the uids the cluster gives can replace the manifests' ones.
+const CREATION_ORDER: [&str; 7] = [
+    "instancetypes.yaml",
+    "persistentvolumeclaims.yaml",
+    "virtualmachineinstancemigrations.yaml",
+    "virtualmachineinstances.yaml",
+    "virtualmachines.yaml",
+    "virtualmachinesnapshots.yaml",
+    "pods.yaml",
+];
+
+/// The API of an object's kind, in its namespace or cluster-wide.
+fn api_of(client: &kube::Client, object: &DynamicObject) -> Api<DynamicObject> {
+    let types = object.types.clone().expect("apiVersion and kind");
+    let (group, version) = types
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &types.api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+    match &object.metadata.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
 /// Creates the example's CRDs and objects; statuses behind a status subresource go through it.
+/// A uid the manifests refer to (a launcher Pod's `kubevirt.io/created-by`, a VMI's
+/// `migrationUid`) becomes the uid the cluster gave the object.
 async fn create_example(client: &kube::Client) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let mut with_status_subresource = BTreeSet::new();
+    // Pods and claims have a status subresource too.
+    let mut with_status_subresource =
+        BTreeSet::from(["Pod".to_owned(), "PersistentVolumeClaim".to_owned()]);
     for entry in std::fs::read_dir(repo_root().join("examples/kubevirt/crds")).unwrap() {
         for doc in documents(&entry.unwrap().path()) {
             let crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
@@ -77,16 +112,34 @@ async fn create_example(client: &kube::Client) {
             .await
             .expect("create namespace");
     }
-    for entry in std::fs::read_dir(repo_root().join("examples/kubevirt/objects")).unwrap() {
-        for doc in documents(&entry.unwrap().path()) {
-            let mut object: DynamicObject = serde_json::from_value(doc).unwrap();
-            let types = object.types.clone().expect("apiVersion and kind");
-            let (group, version) = types.api_version.split_once('/').unwrap();
-            let resource =
-                ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
-            let ns = object.metadata.namespace.clone().expect("namespaced");
-            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource);
-            object.metadata.uid = None;
+    // The claims' class allows resizing them.
+    let class: StorageClass = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "expandable"},
+        "provisioner": "example.com/none",
+        "allowVolumeExpansion": true,
+    }))
+    .unwrap();
+    Api::<StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .expect("create storage class");
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("examples/kubevirt/objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort_by_key(|f| CREATION_ORDER.iter().position(|o| o == f));
+    assert_eq!(files, CREATION_ORDER, "every manifest file is created");
+    let mut uids: Vec<(String, String)> = Vec::new();
+    for file in files {
+        for doc in documents(&repo_root().join("examples/kubevirt/objects").join(file)) {
+            let mut text = doc.to_string();
+            for (old, new) in &uids {
+                text = text.replace(old.as_str(), new);
+            }
+            let mut object: DynamicObject = serde_json::from_str(&text).unwrap();
+            let kind = object.types.clone().expect("a kind").kind;
+            let api = api_of(client, &object);
+            let old_uid = object.metadata.uid.take();
             object.metadata.creation_timestamp = None;
             let status = object.data.get("status").cloned();
             let name = object.metadata.name.clone().expect("name");
@@ -101,12 +154,18 @@ async fn create_example(client: &kube::Client) {
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
-            let mut created = created.unwrap_or_else(|| panic!("create {} {name}", types.kind));
-            if let Some(status) = status.filter(|_| with_status_subresource.contains(&types.kind)) {
-                created.data["status"] = status;
-                api.replace_status(&name, &PostParams::default(), &created)
-                    .await
-                    .unwrap_or_else(|e| panic!("status of {} {name}: {e}", types.kind));
+            let created = created.unwrap_or_else(|| panic!("create {kind} {name}"));
+            if let (Some(old), Some(new)) = (old_uid, created.metadata.uid.clone()) {
+                uids.push((old, new));
+            }
+            if let Some(status) = status.filter(|_| with_status_subresource.contains(&kind)) {
+                api.patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({ "status": status })),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("status of {kind} {name}: {e}"));
             }
         }
     }
@@ -165,13 +224,13 @@ fn by_family(dir: &Path) -> BTreeMap<String, BTreeSet<StateSample>> {
     out
 }
 
-/// The families the example's README lists as reproduced.
-fn documented_families() -> BTreeSet<String> {
+/// The metrics the example's README lists in one section's table (`## {heading}`).
+fn documented(heading: &str) -> BTreeSet<String> {
     let readme = std::fs::read_to_string(repo_root().join("examples/kubevirt/README.md")).unwrap();
     let section = readme
-        .split("## Reproduced")
+        .split(&format!("## {heading}"))
         .nth(1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no section {heading}"))
         .split("\n## ")
         .next()
         .unwrap();
@@ -180,6 +239,35 @@ fn documented_families() -> BTreeSet<String> {
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
         .map(str::to_owned)
         .collect()
+}
+
+/// The families the example's README lists: the controller's, then the example's own.
+fn documented_families() -> BTreeSet<String> {
+    let controller = documented("Parity with kubevirt-observability-controller");
+    assert_eq!(controller.len(), 26, "{controller:?}");
+    let own = documented("Beyond the controller");
+    controller.into_iter().chain(own).collect()
+}
+
+/// Whether the cluster run's current samples of `metric` for the object `id` include one with
+/// the label `name` set to `value`.
+fn has_label(dir: &Path, id: &str, metric: &str, name: &str, value: &str) -> bool {
+    let state = ndjson_state(&read_ndjson(&dir.join("out/metrics.ndjson")));
+    let pair = format!("{name:?}:{value:?}");
+    state.get(id).is_some_and(|samples| {
+        samples
+            .iter()
+            .any(|(m, labels, _)| m == metric && labels.contains(&pair))
+    })
+}
+
+/// The current value of `metric` for the object `id` whose labels include `name` = `value`.
+fn value_of(dir: &Path, id: &str, metric: &str, name: &str, value: &str) -> Option<f64> {
+    let state = ndjson_state(&read_ndjson(&dir.join("out/metrics.ndjson")));
+    let pair = format!("{name:?}:{value:?}");
+    state.get(id)?.iter().find_map(|(m, labels, v)| {
+        (m == metric && labels.contains(&pair)).then(|| v.parse().ok())?
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +288,7 @@ async fn the_kubevirt_example_produces_its_documented_metrics_from_the_cluster()
     let (disk_dir, disk_host, _) = start(None);
 
     let documented = documented_families();
-    assert!(documented.len() >= 12, "{documented:?}");
+    assert!(documented.len() >= 30, "{documented:?}");
     assert!(documented.contains("kubevirt_vmi_phase_count"));
     // Names as Prometheus shows them: family names, and sample names (`kubevirt_vmi_info` is the
     // `_info` sample of the info family `kubevirt_vmi`).
@@ -241,7 +329,7 @@ async fn the_kubevirt_example_produces_its_documented_metrics_from_the_cluster()
         .iter()
         .map(|(_, _, v)| v.parse::<f64>().unwrap())
         .sum();
-    assert_eq!(phase_count, 12.0);
+    assert_eq!(phase_count, 14.0);
     for family in CREATION_DEPENDENT {
         assert!(
             by_family(cluster_dir.path()).contains_key(family),
@@ -337,13 +425,137 @@ async fn the_kubevirt_example_produces_its_documented_metrics_from_the_cluster()
             .unwrap_or(0.0);
         let second_failed = state.get(&second_id).is_some_and(|samples| {
             samples.iter().any(|(m, labels, _)| {
-                m == "kubevirt_vmi_info" && labels.contains("\"phase\":\"Failed\"")
+                m == "kubevirt_vmi_info" && labels.contains("\"phase\":\"failed\"")
             })
         });
-        !state.contains_key(&first_id) && second_failed && count == 11.0
+        !state.contains_key(&first_id) && second_failed && count == 13.0
     };
     assert!(
         wait_until(Duration::from_secs(20), followed),
+        "{}",
+        cluster_host.log()
+    );
+
+    // Join targets change after the fact, and the series that read them follow.
+    let dir = cluster_dir.path();
+    let vmi_id =
+        |ns: &str, name: &str| format!("kubevirt.io/v1/VirtualMachineInstance/{ns}/{name}");
+    let vm_id = |ns: &str, name: &str| format!("kubevirt.io/v1/VirtualMachine/{ns}/{name}");
+    // A claim is resized: the disk's size is the new request.
+    let gib = 1024.0 * 1024.0 * 1024.0;
+    let disk = "kubevirt_vm_disk_allocated_size_bytes";
+    assert_eq!(
+        value_of(dir, &vm_id("prod", "web-1"), disk, "device", "data"),
+        Some(50.0 * gib)
+    );
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), "prod")
+        .patch(
+            "web-1-data",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"resources": {"requests": {"storage": "60Gi"}}}
+            })),
+        )
+        .await
+        .expect("resize the claim");
+    assert!(
+        wait_until(Duration::from_secs(20), || value_of(
+            dir,
+            &vm_id("prod", "web-1"),
+            disk,
+            "device",
+            "data"
+        ) == Some(60.0 * gib)),
+        "{}",
+        cluster_host.log()
+    );
+    // An instance type is deleted: the VMs and VMIs naming it show `<other>`.
+    let cluster_instancetype = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "instancetype.kubevirt.io",
+        "v1beta1",
+        "VirtualMachineClusterInstancetype",
+    ));
+    assert!(has_label(
+        dir,
+        &vm_id("prod", "db-1"),
+        "kubevirt_vm_info",
+        "instance_type",
+        "u1.2xlarge"
+    ));
+    Api::<DynamicObject>::all_with(client.clone(), &cluster_instancetype)
+        .delete("u1.2xlarge", &Default::default())
+        .await
+        .expect("delete an instance type");
+    let other = || {
+        has_label(
+            dir,
+            &vm_id("prod", "db-1"),
+            "kubevirt_vm_info",
+            "instance_type",
+            "<other>",
+        ) && has_label(
+            dir,
+            &vm_id("prod", "db-2"),
+            "kubevirt_vm_info",
+            "instance_type",
+            "<other>",
+        ) && has_label(
+            dir,
+            &vmi_id("prod", "db-1"),
+            "kubevirt_vmi_info",
+            "instance_type",
+            "<other>",
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), other),
+        "{}",
+        cluster_host.log()
+    );
+    // web-3's launcher Pod on its new node starts running and the one on the old node goes:
+    // `vmi_pod` moves to it.
+    assert!(has_label(
+        dir,
+        &vmi_id("prod", "web-3"),
+        "kubevirt_vmi_info",
+        "vmi_pod",
+        ""
+    ));
+    let pods = Api::<Pod>::namespaced(client.clone(), "prod");
+    pods.patch_status(
+        "virt-launcher-web-3-bbbbb",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("run the new launcher Pod");
+    let now = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods.delete("virt-launcher-web-3-aaaaa", &now)
+        .await
+        .expect("delete the old launcher Pod");
+    pods.delete("virt-launcher-web-1-x2f9k", &now)
+        .await
+        .expect("delete web-1's launcher Pod");
+    let moved = || {
+        has_label(
+            dir,
+            &vmi_id("prod", "web-3"),
+            "kubevirt_vmi_info",
+            "vmi_pod",
+            "virt-launcher-web-3-bbbbb",
+        ) && has_label(
+            dir,
+            &vmi_id("prod", "web-1"),
+            "kubevirt_vmi_info",
+            "vmi_pod",
+            "",
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), moved),
         "{}",
         cluster_host.log()
     );

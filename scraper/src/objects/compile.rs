@@ -604,6 +604,13 @@ impl Compiler {
     ) -> Option<LabelsFrom> {
         let config = config.get_ref();
         let path = self.path(&format!("{key}.path"), &config.path);
+        let merge: Vec<Option<Path>> = config
+            .merge
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(n, text)| self.path(&format!("{key}.merge[{n}]"), text))
+            .collect();
         let prefix = match &config.prefix {
             Some(prefix) => {
                 let text = prefix.get_ref();
@@ -634,8 +641,12 @@ impl Compiler {
             }
             None => None,
         };
+        let mut paths = vec![path?];
+        for path in merge {
+            paths.push(path?);
+        }
         Some(LabelsFrom {
-            path: path?,
+            paths,
             prefix,
             names: config
                 .names

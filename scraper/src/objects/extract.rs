@@ -192,8 +192,8 @@ impl<'j> Out<'_, '_, '_, 'j> {
                     }
                     read.labels
                 }
-                Err(error) => {
-                    self.problems.push(&self.metric.name, &from.path, &error);
+                Err((path, error)) => {
+                    self.problems.push(&self.metric.name, path, &error);
                     return;
                 }
             },

@@ -24,10 +24,18 @@
 //! colliding key `…_conflictN`; a name that moves when a new key appears breaks queries, so here
 //! a name stays with the key that had it first in order.
 //!
+//! # Merged maps
+//!
+//! `merge` names further maps, read like the first and laid over it in order: a key in a later
+//! map takes the value there (a VirtualMachine's labels and its template's, the template winning,
+//! as KubeVirt's `kubevirt_vm_labels`). A path reaching nothing adds nothing.
+//!
 //! # Allow list
 //!
 //! Each pattern of `allow` must match a whole original key (it is anchored, as
 //! kube-state-metrics' allow lists are); without `allow` every key is taken.
+
+use std::collections::BTreeMap;
 
 use regex::RegexSet;
 use serde_json::Value;
@@ -43,7 +51,8 @@ pub const DEFAULT_PREFIX: &str = "label_";
 /// A compiled `labels_from`.
 #[derive(Debug)]
 pub(super) struct LabelsFrom {
-    pub(super) path: Path,
+    /// The map's path, then the paths of the maps merged over it (a later key wins).
+    pub(super) paths: Vec<Path>,
     pub(super) prefix: String,
     /// How keys become names.
     pub(super) names: LabelNames,
@@ -74,22 +83,29 @@ pub(super) enum MapError {
 }
 
 impl LabelsFrom {
-    /// The labels of the map at the path from `item` of `object`: none when the path reaches
-    /// nothing.
-    pub(super) fn read(&self, object: &Value, item: &Value) -> Result<MapLabels, MapError> {
-        let map = match single(&self.path, object, item) {
-            Single::None => return Ok(MapLabels::default()),
-            Single::One(Value::Object(map)) => map,
-            Single::One(other) => return Err(MapError::NotAMap(other.to_string())),
-            Single::Many(count) => return Err(MapError::TooMany(count)),
-        };
-        let mut keys: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(key, _)| self.allow.as_ref().is_none_or(|allow| allow.is_match(key)))
-            .collect();
-        // A map from JSON may keep its keys in document order: sort, so the first key to
-        // claim a name is always the same one.
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    /// The labels of the maps at the paths from `item` of `object`, merged: none when no path
+    /// reaches anything. An error names the path that reached something other than one map.
+    pub(super) fn read(
+        &self,
+        object: &Value,
+        item: &Value,
+    ) -> Result<MapLabels, (&Path, MapError)> {
+        // Sorted by key, so the first key to claim a name is always the same one (a map from
+        // JSON may keep its keys in document order); a later map's value replaces an earlier's.
+        let mut merged: BTreeMap<&String, &Value> = BTreeMap::new();
+        for path in &self.paths {
+            let map = match single(path, object, item) {
+                Single::None => continue,
+                Single::One(Value::Object(map)) => map,
+                Single::One(other) => return Err((path, MapError::NotAMap(other.to_string()))),
+                Single::Many(count) => return Err((path, MapError::TooMany(count))),
+            };
+            merged.extend(
+                map.iter()
+                    .filter(|(key, _)| self.allow.as_ref().is_none_or(|a| a.is_match(key))),
+            );
+        }
+        let keys = merged;
         let mut out = MapLabels::default();
         let mut names: Vec<(String, String)> = Vec::with_capacity(keys.len());
         for (key, value) in keys {
@@ -195,7 +211,7 @@ mod tests {
 
     fn labels_from(allow: Option<&[&str]>, taken: &[&str]) -> LabelsFrom {
         LabelsFrom {
-            path: Path::parse("metadata.labels").unwrap(),
+            paths: vec![Path::parse("metadata.labels").unwrap()],
             prefix: DEFAULT_PREFIX.to_owned(),
             names: LabelNames::SnakeCase,
             allow: allow
@@ -259,7 +275,39 @@ mod tests {
         let object = json!({"metadata": {"labels": "x"}});
         assert_eq!(
             from.read(&object, &object),
-            Err(MapError::NotAMap("\"x\"".to_owned()))
+            Err((&from.paths[0], MapError::NotAMap("\"x\"".to_owned())))
+        );
+    }
+
+    #[test]
+    fn merged_maps_are_laid_over_the_first_and_a_later_key_wins() {
+        let mut from = labels_from(None, &[]);
+        from.paths
+            .push(Path::parse("spec.template.metadata.labels").unwrap());
+        from.paths.push(Path::parse("spec.missing").unwrap());
+        let object = json!({
+            "metadata": {"labels": {"app": "web", "tier": "front"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "web-frontend", "vm": "web-1"}}}},
+        });
+        let read = from.read(&object, &object).unwrap();
+        assert_eq!(
+            read.labels,
+            [
+                ("label_app".to_owned(), "web-frontend".to_owned()),
+                ("label_tier".to_owned(), "front".to_owned()),
+                ("label_vm".to_owned(), "web-1".to_owned()),
+            ]
+        );
+        assert_eq!(read.collisions, 0);
+        // Only the template's map: its keys alone.
+        let object = json!({"spec": {"template": {"metadata": {"labels": {"vm": "x"}}}}});
+        let read = from.read(&object, &object).unwrap();
+        assert_eq!(read.labels, [("label_vm".to_owned(), "x".to_owned())]);
+        // A merged path reaching a scalar is an error naming that path.
+        let object = json!({"metadata": {"labels": {}}, "spec": {"missing": 1}});
+        assert_eq!(
+            from.read(&object, &object),
+            Err((&from.paths[2], MapError::NotAMap("1".to_owned())))
         );
     }
 

@@ -1035,6 +1035,21 @@ fn labels_from_with_a_bad_pattern_or_prefix_is_an_error_at_its_place() {
 }
 
 #[test]
+fn labels_from_merge_paths_are_checked_at_their_place() {
+    let text = format!(
+        "{VMI}[[resources.metrics]]\nname = \"x\"\ntype = \"info\"\n\
+         labels_from = {{ path = \"metadata.labels\", merge = [\"spec.template.metadata.labels\", \"@nowhere.metadata.labels\"] }}\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        keys(&errors),
+        ["resources[0].metrics[0].labels_from.merge[1]"]
+    );
+    let span = errors[0].span.clone().unwrap();
+    assert_eq!(&text[span], "\"@nowhere.metadata.labels\"");
+}
+
+#[test]
 fn a_stateset_takes_its_state_from_an_expression() {
     let pipeline = vmi_with(
         r#"
