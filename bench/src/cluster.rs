@@ -21,7 +21,7 @@ use crate::fleet::{Fleet, NAMESPACES};
 pub const IN_FLIGHT: usize = 48;
 
 /// The VMI kind as the API serves it.
-fn vmi_resource() -> ApiResource {
+pub fn vmi_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachineInstance");
     ApiResource::from_gvk_with_plural(&gvk, "virtualmachineinstances")
 }

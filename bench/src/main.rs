@@ -8,16 +8,20 @@
 //! 1. start etcd and kube-apiserver (the test harness, [`periscope_tests::controlplane`]), install
 //!    the VMI CRD from `examples/kubevirt/crds/`, create the namespaces and N VMIs ([`fleet`],
 //!    [`cluster`]);
-//! 2. start one tool, poll its page until every VMI's series are there, and note its wall time,
-//!    CPU time and peak RSS ([`procfs`]); then the same for the other tool;
-//! 3. check that both pages hold the same series with the same values ([`series`]), and stop if
+//! 2. list the VMIs with a bare kube-rs client, with each list semantic ([`bare`]): the physical
+//!    limit of a start;
+//! 3. start one tool (Periscope with kube-state-metrics' own config, imported), poll its page
+//!    until every VMI's series are there, and note its wall time, CPU time and peak RSS
+//!    ([`procfs`]); then the same for the other tool;
+//! 4. check that both pages hold the same series with the same values ([`series`]), and stop if
 //!    not;
-//! 4. scrape each page repeatedly: latency, CPU per scrape, size;
-//! 5. run a stream of status updates against the VMIs with both tools running and scraped every
+//! 5. scrape each page repeatedly: latency, CPU per scrape, size;
+//! 6. run a stream of status updates against the VMIs with both tools running and scraped every
 //!    few seconds: CPU time and RSS; then how long each takes to show the last phases, and the
 //!    same-series check again;
-//! 6. print the table ([`report`]) and write it to `bench/results/<date>-<N>.md`.
+//! 7. print the tables ([`report`]) and write them to `bench/results/<date>-<N>.md`.
 
+mod bare;
 mod cluster;
 mod fleet;
 mod languages;
@@ -88,6 +92,13 @@ struct Args {
     /// Periscopes side by side; kube-state-metrics is not started).
     #[arg(long)]
     languages: bool,
+    /// Internal: run as the bare list + watch client with this list semantic, print its CPU
+    /// seconds and peak RSS, and exit (the benchmark starts itself so).
+    #[arg(long, value_enum, hide = true, requires = "bare_kubeconfig")]
+    bare_list: Option<bare::Semantic>,
+    /// Internal: the kubeconfig of `--bare-list`.
+    #[arg(long, hide = true)]
+    bare_kubeconfig: Option<PathBuf>,
 }
 
 /// Which tool starts first.
@@ -115,7 +126,11 @@ fn parse_count(text: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let result = match (args.bare_list, &args.bare_kubeconfig) {
+        (Some(semantic), Some(kubeconfig)) => bare::child(kubeconfig, args.objects, semantic),
+        _ => run(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("periscope-bench: {e}");
@@ -236,6 +251,9 @@ fn run(args: &Args) -> Result<(), String> {
         return Ok(());
     }
 
+    // The physical limit: a bare list of the same objects, with each list semantic, alternating.
+    let bare = bare_lists(cp.kubeconfig_path(), args.objects, t0)?;
+
     // Start: one tool at a time, each until its page is complete.
     let start_ksm = || {
         tools::start_ksm(
@@ -248,7 +266,7 @@ fn run(args: &Args) -> Result<(), String> {
     let start_periscope = || {
         tools::start_periscope(
             &periscope_dir,
-            &root.join("bench/config/periscope.toml"),
+            &root.join("bench/config/periscope-imported.toml"),
             cp.kubeconfig_path(),
             work.path(),
         )
@@ -371,14 +389,50 @@ fn run(args: &Args) -> Result<(), String> {
         },
         scrapes: args.scrapes,
         periscope_state_bytes,
+        bare,
     };
     println!("{}", report::table(&figures_p, &figures_k, &info));
+    println!("{}", report::limit_table(&figures_p, &figures_k, &info));
     if !args.no_write {
         let text = report::markdown(&figures_p, &figures_k, &info);
         let path = write_results(args, &root, &count_name(args.objects), &text)?;
         say(t0, &format!("results written to {}", path.display()));
     }
     Ok(())
+}
+
+/// How many times the bare client lists with each semantic; the table shows the median.
+pub(crate) const BARE_ROUNDS: usize = 3;
+
+/// Runs the bare list + watch client [`BARE_ROUNDS`] times with each list semantic, alternating,
+/// and returns the run with the median wall time of each semantic.
+fn bare_lists(
+    kubeconfig: &Path,
+    objects: usize,
+    t0: Instant,
+) -> Result<Vec<bare::BareFigures>, String> {
+    let semantics = [bare::Semantic::Consistent, bare::Semantic::Cached];
+    let mut runs: Vec<Vec<bare::BareFigures>> = vec![Vec::new(); semantics.len()];
+    for _ in 0..BARE_ROUNDS {
+        for (semantic, runs) in semantics.iter().zip(&mut runs) {
+            let figures = bare::measure(kubeconfig, objects, *semantic)?;
+            say(
+                t0,
+                &format!(
+                    "bare list + watch, {:?}: {:.3} s, {:.3} CPU s",
+                    semantic, figures.wall, figures.cpu
+                ),
+            );
+            runs.push(figures);
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+            runs[runs.len() / 2]
+        })
+        .collect())
 }
 
 /// Writes `text` to `bench/results/<date>-<name>.md` (or `-2`, `-3`, …: an earlier run's file,

@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::bare::BareFigures;
+
 /// Sequential scrapes of the full page while nothing changes.
 #[derive(Debug, Default, Clone)]
 pub struct ScrapeFigures {
@@ -81,6 +83,8 @@ pub struct RunInfo {
     pub scrapes: usize,
     /// Periscope's `periscope_source_state_bytes` at the end: what the host keeps for resyncs.
     pub periscope_state_bytes: Option<f64>,
+    /// The bare list + watch client, one run per list semantic (the median of its rounds).
+    pub bare: Vec<BareFigures>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -227,6 +231,41 @@ pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
     out
 }
 
+/// The physical limit: the bare client's list + watch with each semantic, and each tool's start
+/// as a multiple of it (Markdown).
+pub fn limit_table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| Bare kube-rs list + watch to all {} objects, pages of {} | wall (s) | CPU (s) | peak RSS (MiB) | Periscope start wall / this | KSM start wall / this | Periscope start CPU / this | KSM start CPU / this |",
+        info.objects,
+        crate::bare::PAGE_SIZE
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for bare in &info.bare {
+        let ratio = |tool: f64, limit: f64| {
+            if limit > 0.0 {
+                format!("{:.2}", tool / limit)
+            } else {
+                "–".to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {:.3} | {:.1} | {} | {} | {} | {} |",
+            bare.semantic.label(),
+            bare.wall,
+            bare.cpu,
+            bare.peak_rss as f64 / MIB,
+            ratio(periscope.start_wall, bare.wall),
+            ratio(ksm.start_wall, bare.wall),
+            ratio(periscope.start_cpu, bare.cpu),
+            ratio(ksm.start_cpu, bare.cpu),
+        );
+    }
+    out
+}
+
 /// The whole results file: what ran where, the table, and how to read it.
 pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
     let mut out = String::new();
@@ -274,6 +313,8 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
         info.first
     );
     out.push_str(&table(periscope, ksm, info));
+    out.push('\n');
+    out.push_str(&limit_table(periscope, ksm, info));
     let _ = writeln!(
         out,
         "\nHow to read it: *Start* runs from the process start to the first scrape that holds \
@@ -288,6 +329,17 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          batch.max_wait = 0s). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
          heap and stacks). kube-state-metrics runs with its defaults (no GOMEMLIMIT, GOGC=100).",
         info.scrapes
+    );
+    let _ = writeln!(
+        out,
+        "\nThe second table is the physical limit of a start: a minimal kube-rs client (this \
+         benchmark's binary with `--bare-list`, a process of its own, one thread) lists the VMIs \
+         with kube-rs' watcher and does nothing with them; its wall time runs from starting the \
+         process to the end of the list (every object seen, the point where the watch begins), \
+         the median of {} runs per semantic, run alternating before either tool starts. The tools' \
+         start times include polling their page every `--poll-ms`, so at small sizes their wall \
+         time is rounded up to the poll interval.",
+        crate::BARE_ROUNDS
     );
     out
 }

@@ -90,7 +90,8 @@ pub fn start_ksm(
     Ok(Tool::new(Which::Ksm, child, port, log))
 }
 
-/// Starts `periscope run` with `bench/config/periscope.toml`, its placeholders filled in.
+/// Starts `periscope run` with `template` (a config of `bench/config/`), its placeholders filled
+/// in: `${CONFIG_DIR}` is the template's directory, where an `[[imports]]` file is.
 pub fn start_periscope(
     bin_dir: &Path,
     template: &Path,
@@ -99,6 +100,7 @@ pub fn start_periscope(
 ) -> Result<Tool, String> {
     let port = free_port()?;
     let host_port = free_port()?;
+    let config_dir = template.parent().unwrap_or(Path::new("."));
     let text = std::fs::read_to_string(template)
         .map_err(|e| format!("read {}: {e}", template.display()))?;
     let config = text
@@ -106,7 +108,8 @@ pub fn start_periscope(
         .replace("${METRICS_LISTEN}", &format!("127.0.0.1:{port}"))
         .replace("${PLUGIN_DIR}", &bin_dir.display().to_string())
         .replace("${WORK_DIR}", &work_dir.display().to_string())
-        .replace("${KUBECONFIG}", &kubeconfig.display().to_string());
+        .replace("${KUBECONFIG}", &kubeconfig.display().to_string())
+        .replace("${CONFIG_DIR}", &config_dir.display().to_string());
     let config_path = work_dir.join("periscope.toml");
     std::fs::write(&config_path, config)
         .map_err(|e| format!("write {}: {e}", config_path.display()))?;
