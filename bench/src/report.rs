@@ -327,7 +327,7 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          update each page still showed an old phase (polled, so ± the poll interval; Periscope \
          gathers changes for its 200 ms flush interval, and its exporter runs with \
          batch.max_wait = 0s). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
-         heap and stacks). kube-state-metrics runs with its defaults (no GOMEMLIMIT, GOGC=100).",
+         heap and stacks). kube-state-metrics runs with its defaults (no GOMEMLIMIT, GOGC=100) and `--enable-gzip-encoding`, without which it never compresses.",
         info.scrapes
     );
     let _ = writeln!(

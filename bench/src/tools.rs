@@ -81,6 +81,9 @@ pub fn start_ksm(
             .arg("--telemetry-host=127.0.0.1")
             .arg(format!("--telemetry-port={telemetry_port}"))
             .arg("--custom-resource-state-only")
+            // Off by default in kube-state-metrics: without it a scrape asking for gzip (as every
+            // Prometheus does) is answered uncompressed, and the gzip rows would compare nothing.
+            .arg("--enable-gzip-encoding")
             .arg(format!(
                 "--custom-resource-state-config-file={}",
                 crs_config.display()
