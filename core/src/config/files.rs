@@ -438,13 +438,7 @@ fn with_imports(files: Vec<ConfigFile>) -> Result<Vec<ConfigFile>, ConfigErrors>
                     name: shown,
                     text: toml,
                 }),
-                Err(errors) => problems.extend(errors.problems.into_iter().map(|p| Problem {
-                    file: p.file,
-                    key: p.path,
-                    line: p.line,
-                    column: p.column,
-                    message: p.message,
-                })),
+                Err(errors) => problems.extend(errors.problems),
             }
         }
     }

@@ -12,61 +12,15 @@ mod crs;
 mod locate;
 mod mapping;
 
-use std::fmt;
+use crate::config::{ConfigErrors, Problem};
 
 use locate::KeyPath;
 
-/// One problem in a CustomResourceState config, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportProblem {
-    /// The file, as the user gave it.
-    pub file: String,
-    /// 1-based line, 0 when unknown.
-    pub line: usize,
-    /// 1-based column, 0 when unknown.
-    pub column: usize,
-    /// The YAML key path (`spec.resources[0].metrics[2].each.gauge.labelFromKey`), empty when the
-    /// problem is about the whole file.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ImportProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": `{}`", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every problem found in a CustomResourceState config, one per line when displayed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ImportErrors {
-    /// The problems, in the order of the file.
-    pub problems: Vec<ImportProblem>,
-}
-
-impl fmt::Display for ImportErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Converts the CustomResourceState config `text` (named `file` in errors and comments) into
 /// Periscope TOML: one `[[resources]]` entry per resource of the config, one
-/// `[[resources.metrics]]` per metric, each with a comment naming the YAML it comes from.
+/// `[[resources.metrics]]` per metric, each with a comment naming the YAML it comes from. A
+/// problem's key is the YAML key path (`spec.resources[0].metrics[2].each.gauge.labelFromKey`),
+/// empty when it is about the whole file.
 ///
 /// ```
 /// use periscope_core::import::kube_state_metrics::convert;
@@ -87,32 +41,32 @@ impl fmt::Display for ImportErrors {
 /// let toml = convert("crs.yaml", yaml).unwrap();
 /// assert!(toml.contains("path = \"status.uptime\""));
 /// ```
-pub fn convert(file: &str, text: &str) -> Result<String, ImportErrors> {
+pub fn convert(file: &str, text: &str) -> Result<String, ConfigErrors> {
     let problem = |path: &KeyPath, line: Option<(usize, usize)>, message: String| {
         let (line, column) = line.unwrap_or((0, 0));
-        ImportProblem {
+        Problem {
             file: file.to_owned(),
+            key: path.to_string(),
             line,
             column,
-            path: path.to_string(),
             message,
         }
     };
     let (config, base) = parse(text).map_err(|(path, e)| {
         let at = e.location().map(|l| (l.line(), l.column()));
         let message = strip_location(&e.to_string());
-        ImportErrors {
+        ConfigErrors {
             problems: vec![problem(&path, at, message)],
         }
     })?;
     mapping::render(file, text, &config, &base).map_err(|problems| {
-        let mut problems: Vec<ImportProblem> = problems
+        let mut problems: Vec<Problem> = problems
             .into_iter()
             .map(|(path, message)| problem(&path, locate::line_of(text, &path), message))
             .collect();
         problems.sort_by_key(|p| (p.line, p.column));
         problems.dedup();
-        ImportErrors { problems }
+        ConfigErrors { problems }
     })
 }
 
