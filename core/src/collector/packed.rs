@@ -1,5 +1,6 @@
 //! A source's last update as the collector keeps it for resyncs: its binary form
-//! ([`Batch::encode`]) compressed with LZ4, one allocation of the compressed size.
+//! ([`Batch::encode`]) compressed with LZ4 ([`periscope_scraper::lz4`]), one allocation of the
+//! compressed size.
 //!
 //! The collector needs a source's last update for two things only: to skip an update that
 //! changes nothing (compared once per update) and to send every source again on a resync (rare).
@@ -9,6 +10,7 @@
 
 use periscope_plugin_api::Batch;
 use periscope_plugin_api::codec::DecodeError;
+use periscope_scraper::lz4::{Compressor, DecompressError, decompress};
 
 /// A packed update.
 #[derive(Debug)]
@@ -19,7 +21,7 @@ pub(super) struct Packed(Box<[u8]>);
 pub(super) enum UnpackError {
     /// The LZ4 block is damaged.
     #[error("decompressing: {0}")]
-    Decompress(#[from] lz4_flex::block::DecompressError),
+    Decompress(#[from] DecompressError),
     /// The binary form is not a batch.
     #[error(transparent)]
     Decode(#[from] DecodeError),
@@ -33,7 +35,7 @@ impl Packed {
 
     /// The batch again.
     pub(super) fn unpack(&self) -> Result<Batch, UnpackError> {
-        let encoded = lz4_flex::decompress_size_prepended(&self.0)?;
+        let encoded = decompress(&self.0)?;
         Ok(Batch::decode(&encoded)?)
     }
 }
@@ -42,7 +44,7 @@ impl Packed {
 #[derive(Debug, Default)]
 pub(super) struct Packer {
     encoded: Vec<u8>,
-    compressed: Vec<u8>,
+    compressor: Compressor,
 }
 
 impl Packer {
@@ -50,15 +52,7 @@ impl Packer {
     pub(super) fn pack(&mut self, batch: &Batch) -> Packed {
         self.encoded.clear();
         batch.encode(&mut self.encoded);
-        let bound = lz4_flex::block::get_maximum_output_size(self.encoded.len());
-        self.compressed.resize(4 + bound, 0);
-        // A batch is far below 4 GiB: the queue limits stop it long before.
-        let length = u32::try_from(self.encoded.len()).unwrap_or(u32::MAX);
-        self.compressed[..4].copy_from_slice(&length.to_le_bytes());
-        // Within the maximum output size compressing cannot fail.
-        let written = lz4_flex::block::compress_into(&self.encoded, &mut self.compressed[4..])
-            .unwrap_or_default();
-        Packed(Box::from(&self.compressed[..4 + written]))
+        Packed(self.compressor.compress(&self.encoded))
     }
 }
 

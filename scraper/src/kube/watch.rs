@@ -223,7 +223,7 @@ struct Held {
 
 impl Held {
     fn object(&self) -> Option<serde_json::Value> {
-        let json = lz4_flex::decompress_size_prepended(&self.object).ok()?;
+        let json = crate::lz4::decompress(&self.object).ok()?;
         serde_json::from_slice(&json).ok()
     }
 }
@@ -233,27 +233,18 @@ impl Held {
 #[derive(Default)]
 struct Scratch {
     json: Vec<u8>,
-    compressed: Vec<u8>,
+    compressor: crate::lz4::Compressor,
 }
 
 impl Scratch {
-    /// What to hold of `object`: LZ4 with its length in front, as `decompress_size_prepended`
-    /// reads it.
+    /// What to hold of `object`: its JSON, compressed.
     fn hold(&mut self, source: bool, object: &serde_json::Value) -> Held {
         self.json.clear();
         // Writing a `Value` into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.json, object);
-        let bound = lz4_flex::block::get_maximum_output_size(self.json.len());
-        self.compressed.resize(4 + bound, 0);
-        let length = u32::try_from(self.json.len()).unwrap_or(u32::MAX);
-        self.compressed[..4].copy_from_slice(&length.to_le_bytes());
-        // Within the maximum output size, compressing cannot fail; an empty object would only
-        // be skipped on a reload.
-        let written = lz4_flex::block::compress_into(&self.json, &mut self.compressed[4..])
-            .unwrap_or_default();
         Held {
             source,
-            object: Box::from(&self.compressed[..4 + written]),
+            object: self.compressor.compress(&self.json),
         }
     }
 }
