@@ -210,33 +210,21 @@ fn main() {
     let layout = state.memory();
     println!("== {SOURCES} sources, {} series", state.series_count());
     println!("state heap (counted):   {}", mb(held));
-    println!("  block text:           {}", mb(layout.text));
+    println!("  block text (LZ4):     {}", mb(layout.text));
     println!("  segment tables:       {}", mb(layout.segments));
     println!(
         "  the rest (blocks' headers, keys, imbl nodes, family table): {}",
         mb(held.saturating_sub(layout.text + layout.segments))
     );
 
-    // The option of keeping block text LZ4-compressed: its size, and the cost of decompressing
-    // every block at each render.
-    let packed: Vec<(Vec<u8>, usize)> = state
-        .blocks()
-        .map(|block| (lz4_flex::compress(&block.text), block.text.len()))
-        .collect();
-    let lz4_bytes: usize = packed.iter().map(|(p, _)| p.len()).sum();
+    let mut text = Vec::new();
     let unpack = median(11, || {
-        let mut out = vec![0u8; 4096];
-        for (p, len) in &packed {
-            out.resize(*len, 0);
-            lz4_flex::decompress_into(p, &mut out).expect("our own LZ4");
-            black_box(&out);
+        for block in state.blocks() {
+            block.text_into(&mut text);
+            black_box(&text);
         }
     });
-    println!(
-        "  block text as LZ4 (per block): {}, decompressing every block: {}",
-        mb(lz4_bytes),
-        ms(unpack)
-    );
+    println!("  decompressing every block: {}", ms(unpack));
 
     let stats = Stats::default();
     let state = Arc::new(state);

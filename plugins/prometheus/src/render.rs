@@ -3,9 +3,9 @@
 //!
 //! Why by hand and not with the `prometheus` crate: its registry re-encodes every sample (names,
 //! escaping, number formatting) on every scrape and holds each series as a boxed metric (2.9–4.9 s
-//! and 766 MB for 1M series when measured for this exporter's design). Here a scrape only buckets block segments by
-//! family (a counting sort, linear in the number of segments) and copies bytes; see
-//! `benches/render.rs` for the figures. The crate's types are not needed for anything else.
+//! and 766 MB for 1M series when measured for this exporter's design). Here a scrape only lays
+//! the page out from the block segments' sizes, decompresses each block once and copies bytes; see
+//! `benches/render.rs` and `benches/page.rs` for the figures. The crate's types are not needed for anything else.
 
 use std::collections::HashSet;
 
@@ -132,47 +132,38 @@ pub fn render(state: &State, format: Format, stats: &Stats, out: &mut Vec<u8>) -
 
 /// Appends every family of `state` in `format` to `out`: the page but for its end
 /// ([`render_tail`]), the same for every scrape of one state.
+///
+/// Two passes over the blocks. The first adds up the bytes of each family group from the segment
+/// tables alone, which lays the page out: headers written, each group's room reserved. The
+/// second decompresses each block once and copies each of its segments to the next free place of
+/// its group, so the lines of a group follow the blocks' order (source id).
 pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
     let families = state.families();
     let buckets = families.len() * GROUPS;
-    // Counting sort of every block segment by (family, group): `starts[k]..starts[k + 1]` are
-    // bucket k's slots.
-    let mut starts = vec![0usize; buckets + 1];
-    let mut bytes = 0;
+    let bucket = |family: u32, group: u8| family as usize * GROUPS + usize::from(group);
+    let mut sizes = vec![0usize; buckets];
     for block in state.blocks() {
         for segment in block.segments.iter() {
-            starts[segment.family as usize * GROUPS + usize::from(segment.group) + 1] += 1;
-            bytes += segment.range().len();
-        }
-    }
-    for k in 1..=buckets {
-        starts[k] += starts[k - 1];
-    }
-    let mut next = starts.clone();
-    let mut slots: Vec<&[u8]> = vec![&[]; starts[buckets]];
-    for block in state.blocks() {
-        for segment in block.segments.iter() {
-            let k = segment.family as usize * GROUPS + usize::from(segment.group);
-            slots[next[k]] = block.lines(segment);
-            next[k] += 1;
+            if let Some(size) = sizes.get_mut(bucket(segment.family, segment.group)) {
+                *size += segment.range().len();
+            }
         }
     }
 
-    out.reserve(bytes + families.len() * 256 + 4096);
     let mut order: Vec<usize> = (0..families.len())
         .filter(|&id| families[id].series > 0)
         .collect();
     order.sort_by(|a, b| families[*a].base.cmp(&families[*b].base));
     let mut taken: HashSet<String> = Stats::reserved_names().collect();
     let mut rendered = Rendered::default();
+    // Where the next lines of each group go in `out`; `None` for a group left off the page.
+    let mut next: Vec<Option<usize>> = vec![None; buckets];
+    out.reserve(sizes.iter().sum::<usize>() + order.len() * 256 + 4096);
     for id in order {
         let info = &families[id];
         let om_ok = info.om_violations == 0;
         let groups: Vec<(u8, Header)> = (0..GROUPS as u8)
-            .filter(|g| {
-                let k = id * GROUPS + usize::from(*g);
-                starts[k] < starts[k + 1]
-            })
+            .filter(|g| sizes[id * GROUPS + usize::from(*g)] > 0)
             .map(|g| (g, header(info.kind, om_ok, g, format)))
             .collect();
         let mut names: Vec<String> = groups
@@ -193,8 +184,22 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
                 last = Some(h);
             }
             let k = id * GROUPS + usize::from(group);
-            for slice in &slots[starts[k]..starts[k + 1]] {
-                out.extend_from_slice(slice);
+            next[k] = Some(out.len());
+            out.resize(out.len() + sizes[k], 0);
+        }
+    }
+
+    let mut text = Vec::new();
+    for block in state.blocks() {
+        block.text_into(&mut text);
+        for segment in block.segments.iter() {
+            let k = bucket(segment.family, segment.group);
+            let (Some(Some(at)), Some(lines)) = (next.get_mut(k), text.get(segment.range())) else {
+                continue;
+            };
+            if let Some(place) = out.get_mut(*at..*at + lines.len()) {
+                place.copy_from_slice(lines);
+                *at += lines.len();
             }
         }
     }

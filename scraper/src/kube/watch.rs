@@ -223,7 +223,7 @@ struct Held {
 
 impl Held {
     fn object(&self) -> Option<serde_json::Value> {
-        let json = crate::lz4::decompress(&self.object).ok()?;
+        let json = periscope_plugin_api::lz4::decompress(&self.object).ok()?;
         serde_json::from_slice(&json).ok()
     }
 }
@@ -233,7 +233,7 @@ impl Held {
 #[derive(Default)]
 struct Scratch {
     json: Vec<u8>,
-    compressor: crate::lz4::Compressor,
+    compressor: periscope_plugin_api::lz4::Compressor,
 }
 
 impl Scratch {
