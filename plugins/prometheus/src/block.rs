@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use periscope_plugin_api::{FamilyKind, Sample, Suffix, lz4};
 
@@ -85,7 +86,13 @@ pub struct Block {
     packed: Box<[u8]>,
     /// Sorted by `(family, group)`.
     pub segments: Box<[Segment]>,
+    /// Unique to this block within the process: what the gzip pages know a block by
+    /// ([`crate::gzip_pages`]), since a block never changes once made.
+    serial: u64,
 }
+
+/// The serial of the next block made.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 impl Block {
     /// The block of `text` cut into `segments`, compressed with `compressor`.
@@ -93,7 +100,13 @@ impl Block {
         Block {
             packed: compressor.compress(text),
             segments: segments.into_boxed_slice(),
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// A number no other block of this process has.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// Writes the block's lines over `out`. A block this exporter made always decompresses; were

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use periscope_plugin_api::{FamilyKind, Suffix};
 
-use crate::block::{GROUPS, SUFFIXES};
+use crate::block::{GROUPS, SUFFIXES, Segment};
 use crate::format::Format;
 use crate::names::push_help;
 use crate::state::{FamilyInfo, State};
@@ -130,35 +130,54 @@ pub fn render(state: &State, format: Format, stats: &Stats, out: &mut Vec<u8>) -
     rendered
 }
 
-/// Appends every family of `state` in `format` to `out`: the page but for its end
-/// ([`render_tail`]), the same for every scrape of one state.
-///
-/// Two passes over the blocks. The first adds up the bytes of each family group from the segment
-/// tables alone, which lays the page out: headers written, each group's room reserved. The
-/// second decompresses each block once and copies each of its segments to the next free place of
-/// its group, so the lines of a group follow the blocks' order (source id).
-pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
+/// What a page holds, in order: header lines, and the lines of family groups.
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// The parts of the page, in order.
+    pub parts: Vec<Part>,
+    /// What the layout left out.
+    pub rendered: Rendered,
+}
+
+/// One part of a [`Layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// `# HELP`/`# TYPE` (and `# UNIT`) lines.
+    Header(Vec<u8>),
+    /// Every block's lines of one family group, in block order: group `bucket % GROUPS` of
+    /// family `bucket / GROUPS` (see [`bucket`]), `bytes` long.
+    Lines {
+        /// The family group.
+        bucket: usize,
+        /// How long its lines are, over all blocks.
+        bytes: usize,
+    },
+}
+
+/// The number of a family group: `family * GROUPS + group`.
+pub fn bucket(segment: &Segment) -> usize {
+    segment.family as usize * GROUPS + usize::from(segment.group)
+}
+
+/// Lays out the page of `state` in `format`, but for its end ([`render_tail`]): which families
+/// are shown, in name order, their headers and the size of each group's lines, taken from the
+/// block segments alone (no block is decompressed).
+pub fn layout(state: &State, format: Format) -> Layout {
     let families = state.families();
-    let buckets = families.len() * GROUPS;
-    let bucket = |family: u32, group: u8| family as usize * GROUPS + usize::from(group);
-    let mut sizes = vec![0usize; buckets];
+    let mut sizes = vec![0usize; families.len() * GROUPS];
     for block in state.blocks() {
         for segment in block.segments.iter() {
-            if let Some(size) = sizes.get_mut(bucket(segment.family, segment.group)) {
+            if let Some(size) = sizes.get_mut(bucket(segment)) {
                 *size += segment.range().len();
             }
         }
     }
-
     let mut order: Vec<usize> = (0..families.len())
         .filter(|&id| families[id].series > 0)
         .collect();
     order.sort_by(|a, b| families[*a].base.cmp(&families[*b].base));
     let mut taken: HashSet<String> = Stats::reserved_names().collect();
-    let mut rendered = Rendered::default();
-    // Where the next lines of each group go in `out`; `None` for a group left off the page.
-    let mut next: Vec<Option<usize>> = vec![None; buckets];
-    out.reserve(sizes.iter().sum::<usize>() + order.len() * 256 + 4096);
+    let mut layout = Layout::default();
     for id in order {
         let info = &families[id];
         let om_ok = info.om_violations == 0;
@@ -173,28 +192,63 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
         names.sort();
         names.dedup();
         if names.iter().any(|n| taken.contains(n)) {
-            rendered.conflicts += 1;
+            layout.rendered.conflicts += 1;
             continue;
         }
         taken.extend(names);
         let mut last: Option<Header> = None;
         for (group, h) in groups {
             if last != Some(h) {
-                write_header(out, info, h, format);
+                let mut lines = Vec::new();
+                write_header(&mut lines, info, h, format);
+                layout.parts.push(Part::Header(lines));
                 last = Some(h);
             }
-            let k = id * GROUPS + usize::from(group);
-            next[k] = Some(out.len());
-            out.resize(out.len() + sizes[k], 0);
+            let bucket = id * GROUPS + usize::from(group);
+            layout.parts.push(Part::Lines {
+                bucket,
+                bytes: sizes[bucket],
+            });
         }
     }
+    layout
+}
 
+/// Appends every family of `state` in `format` to `out`: the page but for its end
+/// ([`render_tail`]), the same for every scrape of one state.
+///
+/// The [`layout`] gives each group its room in `out`; then each block is decompressed once and
+/// each of its segments copied to the next free place of its group, so the lines of a group
+/// follow the blocks' order (source id).
+pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
+    let layout = layout(state, format);
+    let total: usize = layout
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Header(lines) => lines.len(),
+            Part::Lines { bytes, .. } => *bytes,
+        })
+        .sum();
+    out.reserve(total);
+    // Where the next lines of each group go in `out`; `None` for a group left off the page.
+    let mut next: Vec<Option<usize>> = vec![None; state.families().len() * GROUPS];
+    for part in &layout.parts {
+        match part {
+            Part::Header(lines) => out.extend_from_slice(lines),
+            Part::Lines { bucket, bytes } => {
+                next[*bucket] = Some(out.len());
+                out.resize(out.len() + bytes, 0);
+            }
+        }
+    }
     let mut text = Vec::new();
     for block in state.blocks() {
         block.text_into(&mut text);
         for segment in block.segments.iter() {
-            let k = bucket(segment.family, segment.group);
-            let (Some(Some(at)), Some(lines)) = (next.get_mut(k), text.get(segment.range())) else {
+            let (Some(Some(at)), Some(lines)) =
+                (next.get_mut(bucket(segment)), text.get(segment.range()))
+            else {
                 continue;
             };
             if let Some(place) = out.get_mut(*at..*at + lines.len()) {
@@ -203,7 +257,7 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
             }
         }
     }
-    rendered
+    layout.rendered
 }
 
 /// Appends the end of a page: the exporter's own metrics (current at each scrape), and `# EOF` in

@@ -190,6 +190,11 @@ impl State {
         self.sources.values()
     }
 
+    /// Every source's id and block, in source id order.
+    pub fn sources(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Block>)> {
+        self.sources.iter()
+    }
+
     /// The block of source `id`.
     pub fn block(&self, id: &str) -> Option<&Arc<Block>> {
         self.sources.get(id)
