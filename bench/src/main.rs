@@ -679,7 +679,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Runs the update stream while a second thread samples both tools' RSS every 250 ms and
-/// scrapes both pages every `scrape_interval`; notes CPU time, max RSS and the slowest scrape.
+/// scrapes both pages with gzip every `scrape_interval`; notes CPU time, max RSS and the slowest
+/// scrape.
 #[allow(clippy::too_many_arguments)]
 fn under_updates(
     runtime: &tokio::runtime::Runtime,
@@ -713,8 +714,9 @@ fn under_updates(
                 }
                 if Instant::now() >= next_scrape {
                     next_scrape += interval;
+                    // With gzip, as Prometheus asks: each tool compresses what changed.
                     for (i, tool) in tools.iter().enumerate() {
-                        match tool.scrape() {
+                        match tool.scrape_gzip() {
                             Ok(scrape) => slowest[i] = slowest[i].max(scrape.latency.as_secs_f64()),
                             Err(e) => errors.push(e),
                         }

@@ -321,9 +321,10 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          every VMI's series (the page is polled; each poll is a full scrape and its cost is \
          included). *Scrape* is {} sequential fetches of the whole page per tool while nothing \
          changes, plain text without compression; *Scrape with gzip* as many again with \
-         `Accept-Encoding: gzip`, as every Prometheus server asks (the periodic scrapes during \
-         the updates stay plain, as in earlier runs). *Updates* covers the update stream, with both \
-         tools running and scraped every few seconds; *catch-up* is how long after the last \
+         `Accept-Encoding: gzip`, as every Prometheus server asks. *Updates* covers the update \
+         stream, with both tools running and scraped with gzip every `--scrape-interval` seconds \
+         (before 2026-11-30 these scrapes were plain), so its CPU includes compressing what \
+         changed; *catch-up* is how long after the last \
          update each page still showed an old phase (polled, so ± the poll interval; Periscope \
          gathers changes for its 200 ms flush interval, and its exporter runs with \
          batch.max_wait = 0s). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \
