@@ -66,13 +66,20 @@ pub fn reads_bulk(entry: &ResourceConfig) -> bool {
             let Ok(expr) = Expr::compile(text.get_ref(), Scope::Item) else {
                 return true;
             };
-            expr.field_reads(OBJECT).iter().any(|(fields, _)| {
+            expr.field_reads(OBJECT).iter().any(|(fields, presence)| {
                 let fields: Vec<&str> = fields
                     .iter()
                     .map(String::as_str)
                     .take_while(|f| *f != ANY_FIELD)
                     .collect();
-                overlaps(&fields)
+                // Whether a field is there, or what type it is (`has`, `in`, `type`), changes
+                // only for a bulky part itself or what is inside one: a key named after one
+                // is in the expression's text.
+                if *presence {
+                    BULK.iter().any(|bulk| fields.starts_with(bulk))
+                } else {
+                    overlaps(&fields)
+                }
             })
         })
 }
@@ -123,6 +130,12 @@ mod tests {
              path = \".\"\nconvert = \"bool\"\nlabels = { type = \"type\" }",
         );
         assert!(!reads_bulk(&plain));
+        // Presence and type tests of what holds a bulky part do not need the part.
+        let tests = entry(
+            "where = 'type(object) == map && \"metadata\" in object && type(object[\"metadata\"]) == map && \"annotations\" in object.metadata && has(object.metadata.labels)'\n\
+             [[metrics]]\nname = \"up\"\ntype = \"gauge\"\npath = \"status.phase\"\nvalue_map = { Running = 1 }",
+        );
+        assert!(!reads_bulk(&tests));
         for reading in [
             "[[metrics]]\nname = \"m\"\ntype = \"gauge\"\npath = \"metadata.managedFields[0].time\"\nconvert = \"timestamp\"",
             "[[metrics]]\nname = \"a\"\ntype = \"info\"\nlabels_from = { path = \"metadata.annotations\" }",
