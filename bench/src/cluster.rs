@@ -1,5 +1,5 @@
-//! What the benchmark does to the API server: install the VMI CRD, create the fleet quickly
-//! (many requests in flight), and send a steady stream of status updates.
+//! What the benchmark does to the API server: install CRDs, create objects quickly (many
+//! requests in flight), and send a steady stream of status updates.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,21 +26,31 @@ pub fn vmi_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, "virtualmachineinstances")
 }
 
-/// Creates the CRD in `crd_file` and waits until it is established.
+/// Creates every CRD in `crd_file` (one or more YAML documents) and waits until each is
+/// established.
 pub async fn install_crd(client: &Client, crd_file: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(crd_file)
         .map_err(|e| format!("read {}: {e}", crd_file.display()))?;
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("parse {}: {e}", crd_file.display()))?;
-    let name = crd.name_any();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.create(&PostParams::default(), &crd)
-        .await
-        .map_err(|e| format!("create CRD {name}: {e}"))?;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let crd: Option<CustomResourceDefinition> = serde::Deserialize::deserialize(document)
+            .map_err(|e| format!("parse {}: {e}", crd_file.display()))?;
+        let Some(crd) = crd else { continue };
+        let name = crd.name_any();
+        api.create(&PostParams::default(), &crd)
+            .await
+            .map_err(|e| format!("create CRD {name}: {e}"))?;
+        wait_established(&api, &name).await?;
+    }
+    Ok(())
+}
+
+/// Waits up to 30 s until CRD `name` is established.
+async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let current = api
-            .get(&name)
+            .get(name)
             .await
             .map_err(|e| format!("get CRD {name}: {e}"))?;
         let established = current
@@ -57,47 +67,93 @@ pub async fn install_crd(client: &Client, crd_file: &Path) -> Result<(), String>
     Err(format!("CRD {name} not established after 30 s"))
 }
 
-/// Creates the namespaces and every VMI of `fleet`, `IN_FLIGHT` requests at a time.
-pub async fn create_fleet(client: &Client, fleet: &Fleet) -> Result<(), String> {
+/// Creates namespaces `names`.
+pub async fn create_namespaces(
+    client: &Client,
+    names: impl Iterator<Item = String>,
+) -> Result<(), String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for n in 0..NAMESPACES {
-        let ns: Namespace = serde_json::from_value(
-            serde_json::json!({ "metadata": { "name": Fleet::namespace(n) } }),
-        )
-        .map_err(|e| format!("namespace object: {e}"))?;
+    for name in names {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))
+                .map_err(|e| format!("namespace object: {e}"))?;
         namespaces
             .create(&PostParams::default(), &ns)
             .await
-            .map_err(|e| format!("create namespace {}: {e}", Fleet::namespace(n)))?;
+            .map_err(|e| format!("create namespace {name}: {e}"))?;
     }
-    let resource = vmi_resource();
-    let results: Vec<Result<(), String>> = futures::stream::iter(0..fleet.len())
+    Ok(())
+}
+
+/// Creates `count` objects of `resource`, `object(i)` the i-th (namespaced, with its namespace
+/// in its metadata), `IN_FLIGHT` requests at a time; when `status_subresource`, each object's
+/// `status` is then set through the status subresource (the create drops it). Returns the uid
+/// the API server gave each object, in index order.
+pub async fn create_objects(
+    client: &Client,
+    resource: &ApiResource,
+    count: usize,
+    status_subresource: bool,
+    object: impl Fn(usize) -> serde_json::Value,
+) -> Result<Vec<String>, String> {
+    let results: Vec<Result<(usize, String), String>> = futures::stream::iter(0..count)
         .map(|i| {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &Fleet::namespace(i), &resource);
-            let object = fleet.object(i);
+            let value = object(i);
             async move {
-                let object: DynamicObject = serde_json::from_value(object)
-                    .map_err(|e| format!("VMI {i} as an object: {e}"))?;
-                // A busy API server may refuse a request now and then (429): try again.
-                let mut tries = 0;
-                loop {
-                    match api.create(&PostParams::default(), &object).await {
-                        Ok(_) => return Ok(()),
-                        Err(e) if tries < 5 => {
-                            tries += 1;
-                            eprintln!("create {}: {e}; retrying", Fleet::name(i));
-                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                        }
-                        Err(e) => return Err(format!("create {}: {e}", Fleet::name(i))),
-                    }
+                let object: DynamicObject = serde_json::from_value(value)
+                    .map_err(|e| format!("{} {i} as an object: {e}", resource.kind))?;
+                let name = object.name_any();
+                let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), &namespace, resource);
+                let params = PostParams::default();
+                let created = with_retries(&name, || api.create(&params, &object)).await?;
+                if let Some(status) = object.data.get("status").filter(|_| status_subresource) {
+                    let patch = serde_json::json!({ "status": status });
+                    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+                    with_retries(&name, || api.patch_status(&name, &params, &patch)).await?;
                 }
+                Ok((i, created.uid().unwrap_or_default()))
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut uids = vec![String::new(); count];
+    for result in results {
+        let (i, uid) = result?;
+        uids[i] = uid;
+    }
+    Ok(uids)
+}
+
+/// Sends a request until it succeeds: a busy API server may refuse one now and then (429).
+async fn with_retries<T, F>(name: &str, mut send: impl FnMut() -> F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match send().await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if tries < 5 => {
+                tries += 1;
+                eprintln!("{name}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+}
+
+/// Creates the namespaces and every VMI of `fleet`, `IN_FLIGHT` requests at a time.
+pub async fn create_fleet(client: &Client, fleet: &Fleet) -> Result<(), String> {
+    create_namespaces(client, (0..NAMESPACES).map(Fleet::namespace)).await?;
+    create_objects(client, &vmi_resource(), fleet.len(), false, |i| {
+        fleet.object(i)
+    })
+    .await?;
+    Ok(())
 }
 
 /// What an update stream achieved.
@@ -113,15 +169,45 @@ pub struct StreamStats {
     pub elapsed: Duration,
 }
 
-/// Sends `rate` merge patches a second to the fleet's VMIs for `duration`, then waits for the
-/// ones in flight.
-pub async fn update_stream(
+/// Objects an update stream patches: where, how, and what to remember once a patch went through.
+pub trait Updated: Send + Sync + 'static {
+    /// The kind the patches go to.
+    fn resource(&self) -> ApiResource;
+    /// Whether the patches go through the status subresource.
+    fn status_subresource(&self) -> bool;
+    /// How many objects there are; the stream patches them round robin, so no two updates of one
+    /// object are ever in flight together while fewer than that are.
+    fn len(&self) -> usize;
+    /// The `k`-th update.
+    fn update(&self, k: usize) -> Update;
+    /// Records that object `i` is now in `state` (its update went through).
+    fn applied(&self, i: usize, state: u8);
+}
+
+/// One update of an object.
+pub struct Update {
+    /// The object's index.
+    pub index: usize,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The state it moves to, as the objects number them.
+    pub state: u8,
+    /// The JSON merge patch.
+    pub patch: serde_json::Value,
+}
+
+/// Sends `rate` merge patches a second to `objects` for `duration`, then waits for the ones in
+/// flight.
+pub async fn update_stream<U: Updated>(
     client: &Client,
-    fleet: Arc<Fleet>,
+    objects: Arc<U>,
     rate: u32,
     duration: Duration,
 ) -> StreamStats {
-    let resource = vmi_resource();
+    let resource = objects.resource();
+    let status_subresource = objects.status_subresource();
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let applied = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -139,27 +225,27 @@ pub async fn update_stream(
                 skipped += due - sent - skipped;
                 break;
             };
-            let (i, phase, patch) = fleet.update(sent);
+            let update = objects.update(sent);
             sent += 1;
             let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &Fleet::namespace(i), &resource);
-            let (fleet, applied, failed) = (fleet.clone(), applied.clone(), failed.clone());
+                Api::namespaced_with(client.clone(), &update.namespace, &resource);
+            let (objects, applied, failed) = (objects.clone(), applied.clone(), failed.clone());
             tasks.spawn(async move {
-                let result = api
-                    .patch(
-                        &Fleet::name(i),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await;
+                let patch = Patch::Merge(&update.patch);
+                let params = PatchParams::default();
+                let result = if status_subresource {
+                    api.patch_status(&update.name, &params, &patch).await
+                } else {
+                    api.patch(&update.name, &params, &patch).await
+                };
                 match result {
                     Ok(_) => {
-                        fleet.applied(i, phase);
+                        objects.applied(update.index, update.state);
                         applied.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                            eprintln!("patch {}: {e}", Fleet::name(i));
+                            eprintln!("patch {}: {e}", update.name);
                         }
                     }
                 }

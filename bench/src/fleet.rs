@@ -9,7 +9,10 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use kube::api::ApiResource;
 use serde_json::{Value, json};
+
+use crate::cluster::{Update, Updated};
 
 /// The phases of a VMI, in the order of the `status_phase` state set.
 pub const PHASES: [&str; 7] = [
@@ -61,11 +64,6 @@ impl Fleet {
     pub fn new(count: usize) -> Fleet {
         let phases = (0..count).map(|i| AtomicU8::new(first_phase(i))).collect();
         Fleet { phases }
-    }
-
-    /// How many VMIs there are.
-    pub fn len(&self) -> usize {
-        self.phases.len()
     }
 
     /// The namespace of VMI `i`.
@@ -209,11 +207,24 @@ impl Fleet {
             "status": status,
         })
     }
+}
 
-    /// The `k`-th status update: which VMI it changes (round robin, so no two updates of one VMI
-    /// are ever in flight together while fewer than `len()` are) and the merge patch. The
-    /// fleet's record of that VMI's phase changes once [`Fleet::applied`] is called.
-    pub fn update(&self, k: usize) -> (usize, u8, Value) {
+impl Updated for Fleet {
+    fn resource(&self) -> ApiResource {
+        crate::cluster::vmi_resource()
+    }
+
+    /// The VMI CRD has no status subresource (as in KubeVirt): the object itself is patched.
+    fn status_subresource(&self) -> bool {
+        false
+    }
+
+    fn len(&self) -> usize {
+        self.phases.len()
+    }
+
+    /// Moves VMI `k mod len` to another phase and rewrites its conditions.
+    fn update(&self, k: usize) -> Update {
         let i = k % self.len();
         let current = self.phases[i].load(Ordering::Relaxed);
         // Any other phase, running half of the time (as a busy cluster mostly is).
@@ -230,11 +241,16 @@ impl Fleet {
                 "conditions": conditions(next, &now),
             }
         });
-        (i, next, patch)
+        Update {
+            index: i,
+            namespace: Fleet::namespace(i),
+            name: Fleet::name(i),
+            state: next,
+            patch,
+        }
     }
 
-    /// Records that VMI `i` is now in `phase` (its update went through).
-    pub fn applied(&self, i: usize, phase: u8) {
+    fn applied(&self, i: usize, phase: u8) {
         self.phases[i].store(phase, Ordering::Relaxed);
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cluster::Updated as _;
 use crate::fleet::Fleet;
 use crate::series::{self, Page};
 use crate::tools::{self, Tool};

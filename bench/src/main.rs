@@ -24,6 +24,7 @@
 mod bare;
 mod cluster;
 mod fleet;
+mod kubevirt;
 mod languages;
 mod procfs;
 mod report;
@@ -52,9 +53,14 @@ const PREFIX: &str = "kubevirt_vmi_";
 #[derive(Debug, Parser)]
 #[command(name = "periscope-bench")]
 struct Args {
-    /// How many VirtualMachineInstances: a number, or with a k suffix (1k, 10k, 100k).
-    #[arg(long, default_value = "1k", value_parser = parse_count)]
-    objects: usize,
+    /// How many VirtualMachineInstances: a number, or with a k suffix (1k, 10k, 100k). With
+    /// `--scenario kubevirt`, how many VMs (and VMIs, launcher Pods; twice as many claims, five
+    /// times as many other Pods). Default: 1k, and 10k with `--scenario kubevirt`.
+    #[arg(long, value_parser = parse_count)]
+    objects: Option<usize>,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "vmi")]
+    scenario: Scenario,
     /// Status updates per second while both tools run.
     #[arg(long, default_value_t = 500)]
     update_rate: u32,
@@ -101,6 +107,26 @@ struct Args {
     bare_kubeconfig: Option<PathBuf>,
 }
 
+impl Args {
+    /// `--objects`, or the scenario's default.
+    fn objects(&self) -> usize {
+        self.objects.unwrap_or(match self.scenario {
+            Scenario::Vmi => 1000,
+            Scenario::Kubevirt => 10_000,
+        })
+    }
+}
+
+/// What the benchmark measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Periscope and kube-state-metrics side by side on N VMIs (or `--languages`).
+    Vmi,
+    /// Periscope alone with `examples/kubevirt/periscope.toml` on N VMs, N VMIs, N virt-launcher
+    /// Pods, 2N claims and 5N other Pods ([`kubevirt`]).
+    Kubevirt,
+}
+
 /// Which tool starts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum First {
@@ -127,7 +153,7 @@ fn parse_count(text: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match (args.bare_list, &args.bare_kubeconfig) {
-        (Some(semantic), Some(kubeconfig)) => bare::child(kubeconfig, args.objects, semantic),
+        (Some(semantic), Some(kubeconfig)) => bare::child(kubeconfig, args.objects(), semantic),
         _ => run(&args),
     };
     match result {
@@ -156,8 +182,8 @@ fn run(args: &Args) -> Result<(), String> {
     let periscope_rev = git_revision(&root);
     let ksm_bin = match &args.ksm_bin {
         Some(path) => path.clone(),
-        // Not started with `--languages`.
-        None if args.languages => PathBuf::new(),
+        // Not started with `--languages` or the KubeVirt scenario.
+        None if args.languages || args.scenario == Scenario::Kubevirt => PathBuf::new(),
         None => default_ksm_bin(&root)?,
     };
     let periscope_dir = match &args.periscope_dir {
@@ -168,7 +194,8 @@ fn run(args: &Args) -> Result<(), String> {
             .ok_or("this binary has no directory")?
             .to_owned(),
     };
-    let ksm_needed = (!args.languages).then(|| (ksm_bin.clone(), "bash bench/build-ksm.sh"));
+    let ksm_needed = (!args.languages && args.scenario == Scenario::Vmi)
+        .then(|| (ksm_bin.clone(), "bash bench/build-ksm.sh"));
     for (path, how) in ksm_needed.into_iter().chain([(
         periscope_dir.join("periscope"),
         "cargo build --release --workspace",
@@ -187,7 +214,7 @@ fn run(args: &Args) -> Result<(), String> {
             plugin.display()
         ));
     }
-    let ksm_version = if args.languages {
+    let ksm_version = if args.languages || args.scenario == Scenario::Kubevirt {
         String::new()
     } else {
         command_line_output(&ksm_bin, &["version"])
@@ -211,14 +238,34 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|_| "the control plane did not start (see above)".to_owned())?;
     let client = runtime.block_on(controlplane::kube_client(cp.kubeconfig_path()));
     let apiserver_version = runtime.block_on(cluster::apiserver_version(&client));
+    if args.scenario == Scenario::Kubevirt {
+        let run = kubevirt::Run {
+            args,
+            runtime: &runtime,
+            client: &client,
+            periscope_dir: &periscope_dir,
+            kubeconfig: cp.kubeconfig_path(),
+            work: work.path(),
+            t0,
+        };
+        let text = run.measure(&load_start, &periscope_rev, &apiserver_version)?;
+        drop(cp);
+        println!("{text}");
+        if !args.no_write {
+            let name = format!("kubevirt-{}", count_name(args.objects()));
+            let path = write_results(args, &root, &name, &text)?;
+            say(t0, &format!("results written to {}", path.display()));
+        }
+        return Ok(());
+    }
     runtime.block_on(cluster::install_crd(
         &client,
         &root.join("examples/kubevirt/crds/virtualmachineinstances.yaml"),
     ))?;
 
-    let fleet = Arc::new(Fleet::new(args.objects));
+    let fleet = Arc::new(Fleet::new(args.objects()));
     let expected = fleet.expected_series();
-    say(t0, &format!("creating {} VMIs", args.objects));
+    say(t0, &format!("creating {} VMIs", args.objects()));
     let created = Instant::now();
     runtime.block_on(cluster::create_fleet(&client, &fleet))?;
     let create_time = created.elapsed();
@@ -226,9 +273,9 @@ fn run(args: &Args) -> Result<(), String> {
         t0,
         &format!(
             "created {} VMIs in {:.1} s ({:.0}/s); each tool should serve {expected} series",
-            args.objects,
+            args.objects(),
             create_time.as_secs_f64(),
-            args.objects as f64 / create_time.as_secs_f64()
+            args.objects() as f64 / create_time.as_secs_f64()
         ),
     );
 
@@ -244,7 +291,7 @@ fn run(args: &Args) -> Result<(), String> {
         )?;
         println!("{text}");
         if !args.no_write {
-            let name = format!("{}-cel", count_name(args.objects));
+            let name = format!("{}-cel", count_name(args.objects()));
             let path = write_results(args, &root, &name, &text)?;
             say(t0, &format!("results written to {}", path.display()));
         }
@@ -252,7 +299,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     // The physical limit: a bare list of the same objects, with each list semantic, alternating.
-    let bare = bare_lists(cp.kubeconfig_path(), args.objects, t0)?;
+    let bare = bare_lists(cp.kubeconfig_path(), args.objects(), t0)?;
 
     // Start: one tool at a time, each until its page is complete.
     let start_ksm = || {
@@ -299,7 +346,11 @@ fn run(args: &Args) -> Result<(), String> {
 
     // Scrape latency, one tool at a time, alternating.
     say(t0, &format!("{} scrapes of each page", args.scrapes));
-    scrape_figures(periscope, ksm, args.scrapes, &mut figures_p, &mut figures_k)?;
+    scrape_figures(
+        &[periscope, ksm],
+        &mut [&mut figures_p, &mut figures_k],
+        args.scrapes,
+    )?;
 
     // Updates with both tools running.
     say(
@@ -314,10 +365,8 @@ fn run(args: &Args) -> Result<(), String> {
         &client,
         &fleet,
         args,
-        periscope,
-        ksm,
-        &mut figures_p,
-        &mut figures_k,
+        &[periscope, ksm],
+        &mut [&mut figures_p, &mut figures_k],
     )?;
     say(
         t0,
@@ -368,7 +417,7 @@ fn run(args: &Args) -> Result<(), String> {
             .strftime("%Y-%m-%d %H:%M UTC")
             .to_string(),
         command: command_line(),
-        objects: args.objects,
+        objects: args.objects(),
         series: expected,
         machine: procfs::machine(),
         load_start,
@@ -403,7 +452,7 @@ fn run(args: &Args) -> Result<(), String> {
     println!("{}", report::limit_table(&figures_p, &figures_k, &info));
     if !args.no_write {
         let text = report::markdown(&figures_p, &figures_k, &info);
-        let path = write_results(args, &root, &count_name(args.objects), &text)?;
+        let path = write_results(args, &root, &count_name(args.objects()), &text)?;
         say(t0, &format!("results written to {}", path.display()));
     }
     Ok(())
@@ -622,21 +671,18 @@ fn same_series(periscope: &Tool, ksm: &Tool) -> Result<(), String> {
     }
 }
 
-/// `scrapes` fetches of each page, alternating, plain and then with gzip: latency percentiles,
-/// CPU per scrape, size (on the wire for gzip). The gzip page must hold what the plain one does.
+/// `scrapes` fetches of each tool's page, alternating, plain and then with gzip: latency
+/// percentiles, CPU per scrape, size (on the wire for gzip), into the figures of the same index.
+/// The gzip page must hold what the plain one does.
 fn scrape_figures(
-    periscope: &Tool,
-    ksm: &Tool,
+    tools: &[&Tool],
+    figures: &mut [&mut Figures],
     scrapes: usize,
-    figures_p: &mut Figures,
-    figures_k: &mut Figures,
 ) -> Result<(), String> {
-    let tools = [periscope, ksm];
-    let mut figures = [figures_p, figures_k];
     for gzip in [false, true] {
-        let mut latencies = [Vec::new(), Vec::new()];
-        let mut cpu = [0.0, 0.0];
-        let mut bytes = [0, 0];
+        let mut latencies = vec![Vec::new(); tools.len()];
+        let mut cpu = vec![0.0; tools.len()];
+        let mut bytes = vec![0; tools.len()];
         for _ in 0..scrapes {
             for (i, tool) in tools.iter().enumerate() {
                 let before = procfs::cpu_seconds(tool.pid())?;
@@ -686,30 +732,26 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Runs the update stream while a second thread samples both tools' RSS every 250 ms and
-/// scrapes both pages with gzip every `scrape_interval`; notes CPU time, max RSS and the slowest
-/// scrape.
-#[allow(clippy::too_many_arguments)]
-fn under_updates(
+/// Runs the update stream over `objects` while a second thread samples each tool's RSS every
+/// 250 ms and scrapes each page with gzip every `scrape_interval`; notes CPU time, max RSS and
+/// the slowest scrape into the figures of the same index.
+fn under_updates<U: cluster::Updated>(
     runtime: &tokio::runtime::Runtime,
     client: &kube::Client,
-    fleet: &Arc<Fleet>,
+    objects: &Arc<U>,
     args: &Args,
-    periscope: &Tool,
-    ksm: &Tool,
-    figures_p: &mut Figures,
-    figures_k: &mut Figures,
+    tools: &[&Tool],
+    figures: &mut [&mut Figures],
 ) -> Result<cluster::StreamStats, String> {
-    let cpu_before = [
-        procfs::cpu_seconds(periscope.pid())?,
-        procfs::cpu_seconds(ksm.pid())?,
-    ];
+    let cpu_before = tools
+        .iter()
+        .map(|tool| procfs::cpu_seconds(tool.pid()))
+        .collect::<Result<Vec<f64>, String>>()?;
     let done = AtomicBool::new(false);
-    let tools = [periscope, ksm];
     let (stats, sampled) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
-            let mut max_rss = [0u64; 2];
-            let mut slowest = [0f64; 2];
+            let mut max_rss = vec![0u64; tools.len()];
+            let mut slowest = vec![0f64; tools.len()];
             let mut errors = Vec::new();
             let interval = Duration::from_secs(args.scrape_interval.max(1));
             let mut next_scrape = Instant::now() + interval;
@@ -736,7 +778,7 @@ fn under_updates(
         });
         let stats = runtime.block_on(cluster::update_stream(
             client,
-            fleet.clone(),
+            objects.clone(),
             args.update_rate,
             Duration::from_secs(args.update_seconds),
         ));
@@ -747,12 +789,8 @@ fn under_updates(
     if let Some(e) = errors.first() {
         return Err(format!("while the updates ran: {e}"));
     }
-    let cpu_after = [
-        procfs::cpu_seconds(periscope.pid())?,
-        procfs::cpu_seconds(ksm.pid())?,
-    ];
-    for (i, figures) in [figures_p, figures_k].into_iter().enumerate() {
-        figures.update_cpu = cpu_after[i] - cpu_before[i];
+    for (i, figures) in figures.iter_mut().enumerate() {
+        figures.update_cpu = procfs::cpu_seconds(tools[i].pid())? - cpu_before[i];
         figures.update_max_rss = max_rss[i];
         figures.update_scrape_max = slowest[i];
     }

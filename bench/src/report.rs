@@ -89,127 +89,62 @@ pub struct RunInfo {
     pub bare: Vec<BareFigures>,
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
+/// Bytes in a MiB.
+pub const MIB: f64 = 1024.0 * 1024.0;
 
-/// The side-by-side table (Markdown).
-pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
-    let update_secs = info.update_elapsed.max(0.001);
-    let rows: Vec<(&str, f64, f64, usize)> = vec![
-        (
-            "Start: wall time to a complete page (s)",
-            periscope.start_wall,
-            ksm.start_wall,
-            2,
-        ),
-        (
-            "Start: CPU time to a complete page (s)",
-            periscope.start_cpu,
-            ksm.start_cpu,
-            2,
-        ),
+/// The rows of the tables for one tool: name, value, decimals. `update_secs` is how long the
+/// update stream ran.
+pub fn rows(f: &Figures, update_secs: f64) -> Vec<(&'static str, f64, usize)> {
+    let update_secs = update_secs.max(0.001);
+    vec![
+        ("Start: wall time to a complete page (s)", f.start_wall, 2),
+        ("Start: CPU time to a complete page (s)", f.start_cpu, 2),
         (
             "Start: peak RSS to a complete page (MiB)",
-            periscope.start_peak_rss as f64 / MIB,
-            ksm.start_peak_rss as f64 / MIB,
+            f.start_peak_rss as f64 / MIB,
             1,
         ),
-        (
-            "Scrape: latency, median (ms)",
-            periscope.plain.median * 1e3,
-            ksm.plain.median * 1e3,
-            1,
-        ),
-        (
-            "Scrape: latency, p99 (ms)",
-            periscope.plain.p99 * 1e3,
-            ksm.plain.p99 * 1e3,
-            1,
-        ),
-        (
-            "Scrape: CPU per scrape (ms)",
-            periscope.plain.cpu * 1e3,
-            ksm.plain.cpu * 1e3,
-            1,
-        ),
-        (
-            "Scrape: response size (MB)",
-            periscope.plain.bytes as f64 / 1e6,
-            ksm.plain.bytes as f64 / 1e6,
-            2,
-        ),
+        ("Scrape: latency, median (ms)", f.plain.median * 1e3, 1),
+        ("Scrape: latency, p99 (ms)", f.plain.p99 * 1e3, 1),
+        ("Scrape: CPU per scrape (ms)", f.plain.cpu * 1e3, 1),
+        ("Scrape: response size (MB)", f.plain.bytes as f64 / 1e6, 2),
         (
             "Scrape with gzip: latency, median (ms)",
-            periscope.gzip.median * 1e3,
-            ksm.gzip.median * 1e3,
+            f.gzip.median * 1e3,
             1,
         ),
-        (
-            "Scrape with gzip: latency, p99 (ms)",
-            periscope.gzip.p99 * 1e3,
-            ksm.gzip.p99 * 1e3,
-            1,
-        ),
-        (
-            "Scrape with gzip: CPU per scrape (ms)",
-            periscope.gzip.cpu * 1e3,
-            ksm.gzip.cpu * 1e3,
-            1,
-        ),
+        ("Scrape with gzip: latency, p99 (ms)", f.gzip.p99 * 1e3, 1),
+        ("Scrape with gzip: CPU per scrape (ms)", f.gzip.cpu * 1e3, 1),
         (
             "Scrape with gzip: bytes on the wire (MB)",
-            periscope.gzip.bytes as f64 / 1e6,
-            ksm.gzip.bytes as f64 / 1e6,
+            f.gzip.bytes as f64 / 1e6,
             2,
         ),
-        (
-            "Updates: CPU time (s)",
-            periscope.update_cpu,
-            ksm.update_cpu,
-            2,
-        ),
+        ("Updates: CPU time (s)", f.update_cpu, 2),
         (
             "Updates: CPU, % of one core",
-            periscope.update_cpu / update_secs * 100.0,
-            ksm.update_cpu / update_secs * 100.0,
+            f.update_cpu / update_secs * 100.0,
             1,
         ),
-        (
-            "Updates: max RSS (MiB)",
-            periscope.update_max_rss as f64 / MIB,
-            ksm.update_max_rss as f64 / MIB,
-            1,
-        ),
-        (
-            "Updates: slowest scrape (ms)",
-            periscope.update_scrape_max * 1e3,
-            ksm.update_scrape_max * 1e3,
-            1,
-        ),
-        (
-            "Updates: catch-up after the last one (s)",
-            periscope.catch_up,
-            ksm.catch_up,
-            2,
-        ),
-        (
-            "End: RSS (MiB)",
-            periscope.end_rss as f64 / MIB,
-            ksm.end_rss as f64 / MIB,
-            1,
-        ),
+        ("Updates: max RSS (MiB)", f.update_max_rss as f64 / MIB, 1),
+        ("Updates: slowest scrape (ms)", f.update_scrape_max * 1e3, 1),
+        ("Updates: catch-up after the last one (s)", f.catch_up, 2),
+        ("End: RSS (MiB)", f.end_rss as f64 / MIB, 1),
         (
             "End: of that RSS, mapped files: binary, libraries (MiB)",
-            periscope.end_file_rss as f64 / MIB,
-            ksm.end_file_rss as f64 / MIB,
+            f.end_file_rss as f64 / MIB,
             1,
         ),
         (
             "End: peak RSS over the run (MiB)",
-            periscope.end_peak_rss as f64 / MIB,
-            ksm.end_peak_rss as f64 / MIB,
+            f.end_peak_rss as f64 / MIB,
             1,
         ),
-    ];
+    ]
+}
+
+/// The side-by-side table (Markdown).
+pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -217,7 +152,11 @@ pub fn table(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
         info.objects, info.series
     );
     let _ = writeln!(out, "|---|---:|---:|---:|");
-    for (name, p, k, digits) in rows {
+    let ksm_rows = rows(ksm, info.update_elapsed);
+    for ((name, p, digits), (_, k, _)) in rows(periscope, info.update_elapsed)
+        .into_iter()
+        .zip(ksm_rows)
+    {
         let ratio = if k > 0.0 {
             format!("{:.2}", p / k)
         } else {

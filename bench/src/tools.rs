@@ -207,7 +207,8 @@ impl Tool {
         self.fetch(&self.metrics_url, true)
     }
 
-    /// The value of an unlabelled metric of Periscope's own `/metrics` (the host's self-metrics);
+    /// The value of a series of Periscope's own `/metrics` (the host's self-metrics), named as
+    /// the page writes it (`name`, or `name{label="value"}` for a series with one label);
     /// `None` for kube-state-metrics or if the page does not have it.
     pub fn self_metric(&self, name: &str) -> Result<Option<f64>, String> {
         let Some(url) = &self.self_metrics_url else {

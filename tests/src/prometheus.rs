@@ -2,9 +2,10 @@
 //! exposition formats.
 //!
 //! [`Prometheus::start`] runs Debian's `prometheus` binary on a free loopback port with a generated
-//! config (1 s scrape interval, one job for the given target, optionally the remote-write
-//! receiver), storage in a temp dir; it waits for `/-/ready` and is killed when dropped. Install it
-//! with `bash tests/prometheus/install.sh`.
+//! config (1 s scrape and rule evaluation interval, one job for the given target, optionally the
+//! remote-write receiver), storage in a temp dir; it waits for `/-/ready` and is killed when
+//! dropped. [`Prometheus::start_with_rules`] loads rule files too. Install it with
+//! `bash tests/prometheus/install.sh`.
 //!
 //! [`parse_exposition`] reads a metrics page in the text format 0.0.4 or OpenMetrics 1.0 and fails
 //! on anything either spec forbids that an exporter could get wrong: a repeated or late HELP/TYPE,
@@ -51,6 +52,20 @@ impl Prometheus {
     /// Starts Prometheus scraping `target` (host:port, path `/metrics`) every second, with the
     /// remote-write receiver on when `remote_write_receiver`.
     pub fn start(target: Option<SocketAddr>, remote_write_receiver: bool) -> Prometheus {
+        Prometheus::launch(target, remote_write_receiver, &[])
+    }
+
+    /// Starts Prometheus scraping `target` every second and evaluating the rules of `rule_files`
+    /// (plain rule files, `groups:` at the top) every second.
+    pub fn start_with_rules(target: SocketAddr, rule_files: &[&Path]) -> Prometheus {
+        Prometheus::launch(Some(target), false, rule_files)
+    }
+
+    fn launch(
+        target: Option<SocketAddr>,
+        remote_write_receiver: bool,
+        rule_files: &[&Path],
+    ) -> Prometheus {
         let binary = binary("prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -59,7 +74,17 @@ impl Prometheus {
                 "scrape_configs:\n  - job_name: periscope\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [\"{target}\"]\n"
             )
         });
-        let config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{scrape}");
+        let rules = if rule_files.is_empty() {
+            String::new()
+        } else {
+            let files: Vec<String> = rule_files
+                .iter()
+                .map(|f| format!("  - {:?}\n", f.display().to_string()))
+                .collect();
+            format!("rule_files:\n{}", files.concat())
+        };
+        let config =
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rules}{scrape}");
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");

@@ -4,6 +4,11 @@
 //! values as reading the same objects from disk, and a Prometheus page that `promtool check
 //! metrics` accepts. Then join targets change after the fact (a claim resized, an instance type
 //! deleted, a launcher Pod moved) and the series that read them follow.
+//!
+//! A real Prometheus also scrapes the example (read from disk) with
+//! `examples/kubevirt/prometheus-rules.yaml` loaded: every rule evaluates without an error, the
+//! recording rule counts the example's VMs by namespace, and the alerts the objects call for are
+//! pending while the others stay inactive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -19,6 +24,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use periscope_tests::controlplane::{ControlPlane, kube_client};
+use periscope_tests::prometheus::Prometheus;
 use periscope_tests::{
     Host, StateSample, free_port, http_get, ndjson_state, plugin_dir, read_ndjson, repo_root,
     wait_until,
@@ -560,4 +566,128 @@ async fn the_kubevirt_example_produces_its_documented_metrics_from_the_cluster()
         cluster_host.log()
     );
     drop((disk_host, cluster_host));
+}
+
+/// Each rule's `group/name`, health and last error, as `/api/v1/rules` reports them.
+type RuleHealth = Vec<(String, String, String)>;
+
+/// The state of each of Prometheus' alerting rules (`inactive`, `pending` or `firing`) and, for
+/// every rule, its group, health and last error, from `/api/v1/rules`.
+fn rules_of(prometheus: &Prometheus) -> (BTreeMap<String, String>, RuleHealth) {
+    let url = format!("http://{}/api/v1/rules", prometheus.addr);
+    let (status, body) = http_get(&url).expect("GET /api/v1/rules");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("rules JSON");
+    let mut alerts = BTreeMap::new();
+    let mut health = Vec::new();
+    for group in json["data"]["groups"].as_array().into_iter().flatten() {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            let name = rule["name"].as_str().unwrap_or_default().to_owned();
+            if rule["type"] == "alerting" {
+                alerts.insert(
+                    name.clone(),
+                    rule["state"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+            health.push((
+                format!("{}/{name}", group["name"].as_str().unwrap_or_default()),
+                rule["health"].as_str().unwrap_or_default().to_owned(),
+                rule["lastError"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    (alerts, health)
+}
+
+#[test]
+fn a_real_prometheus_loads_the_rules_and_evaluates_them_over_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file", "prometheus"]);
+    let port = free_port();
+    let mut host = Host::start(dir.path(), &example_config(None, port));
+    host.wait_ready(Duration::from_secs(30));
+    let rules = repo_root().join("examples/kubevirt/prometheus-rules.yaml");
+    let prometheus = Prometheus::start_with_rules(([127, 0, 0, 1], port).into(), &[&rules]);
+
+    // Every rule of both groups is evaluated without an error.
+    let mut last = Vec::new();
+    let healthy = wait_until(Duration::from_secs(30), || {
+        last = rules_of(&prometheus).1;
+        last.len() == 6
+            && last
+                .iter()
+                .all(|(_, health, error)| health == "ok" && error.is_empty())
+    });
+    assert!(healthy, "rules: {last:?}\n{}", prometheus.log());
+    let groups: BTreeSet<&str> = last
+        .iter()
+        .filter_map(|(rule, _, _)| rule.split('/').next())
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeSet::from(["kubevirt.alerts", "kubevirt.rules"])
+    );
+
+    // The recording rule counts the example's VMs by namespace.
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for vm in documents(&repo_root().join("examples/kubevirt/objects/virtualmachines.yaml")) {
+        let namespace = vm["metadata"]["namespace"].as_str().unwrap().to_owned();
+        *want.entry(namespace).or_default() += 1.0;
+    }
+    assert_eq!(want.len(), 3, "{want:?}");
+    let by_namespace = |series: &[periscope_tests::prometheus::Series]| -> BTreeMap<String, f64> {
+        series
+            .iter()
+            .map(|(labels, value)| (labels["namespace"].clone(), *value))
+            .collect()
+    };
+    prometheus.wait_for(
+        "kubevirt_number_of_vms",
+        Duration::from_secs(30),
+        |series| by_namespace(series) == want,
+    );
+
+    // What the objects call for, as Prometheus sees it at once: lab-1 runs with LiveMigrate and
+    // is not migratable (VMCannotBeEvicted, `for: 1m`), web-2 and lab-1 run outdated launchers
+    // (OutdatedVirtualMachineInstanceWorkloads, `for: 24h`), batch-1 is starting on node-2
+    // (VirtualMachineStuckOnNode, `for: 5m`). No VMI migrated 12 times, and every VM in an
+    // unhealthy status has a VMI, so the two other alerts stay inactive.
+    let mut alerts = BTreeMap::new();
+    let want_active = [
+        ("VMCannotBeEvicted", Some("lab-1")),
+        ("OutdatedVirtualMachineInstanceWorkloads", None),
+        ("VirtualMachineStuckOnNode", Some("batch-1")),
+    ];
+    let evaluated = wait_until(Duration::from_secs(30), || {
+        alerts = rules_of(&prometheus).0;
+        want_active.iter().all(|(alert, _)| {
+            matches!(
+                alerts.get(*alert).map(String::as_str),
+                Some("pending" | "firing")
+            )
+        })
+    });
+    assert!(evaluated, "alerts: {alerts:?}");
+    assert_eq!(
+        alerts["OutdatedVirtualMachineInstanceWorkloads"], "pending",
+        "{alerts:?}"
+    );
+    for alert in [
+        "KubeVirtVMIExcessiveMigrations",
+        "VirtualMachineStuckInUnhealthyState",
+    ] {
+        assert_eq!(alerts[alert], "inactive", "{alert}: {alerts:?}");
+    }
+    for (alert, vm) in want_active {
+        let series = prometheus.query(&format!("ALERTS{{alertname=\"{alert}\"}}"));
+        assert_eq!(series.len(), 1, "{alert}: {series:?}");
+        if let Some(vm) = vm {
+            assert_eq!(
+                series[0].0.get("name").map(String::as_str),
+                Some(vm),
+                "{alert}: {series:?}"
+            );
+        }
+    }
+    drop(host);
 }
