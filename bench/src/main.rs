@@ -88,6 +88,10 @@ struct Args {
     /// Where `periscope` and the Prometheus exporter plugin are (default: this binary's dir).
     #[arg(long)]
     periscope_dir: Option<PathBuf>,
+    /// Periscope's config (default: bench/config/periscope-imported.toml, kube-state-metrics'
+    /// own CRS file imported; bench/config/periscope.toml is the same metrics written by hand).
+    #[arg(long)]
+    periscope_config: Option<PathBuf>,
     /// Where the results file goes.
     #[arg(long)]
     results_dir: Option<PathBuf>,
@@ -310,10 +314,14 @@ fn run(args: &Args) -> Result<(), String> {
             work.path(),
         )
     };
+    let periscope_config = args
+        .periscope_config
+        .clone()
+        .unwrap_or_else(|| root.join("bench/config/periscope-imported.toml"));
     let start_periscope = || {
         tools::start_periscope(
             &periscope_dir,
-            &root.join("bench/config/periscope-imported.toml"),
+            &periscope_config,
             cp.kubeconfig_path(),
             work.path(),
         )

@@ -33,6 +33,13 @@
 //! nothing), as a path into that join reaches nothing. A join's own `where` sees the candidate
 //! as `joined`. Any other variable is a compile error ([`Scope`]).
 //!
+//! The JSON object becomes CEL values only as far as an expression reads it: one that reads
+//! only `item` converts nothing of the object; one that reads the object only by field names
+//! (`object.status.phase`, `has(object.spec.x)`, `object.?metadata.?labels[?"app"]`) converts
+//! those fields alone; one that reads it whole (`type(object)`, `object.map(…)`, an index
+//! computed at run time) or reads `joins` converts it once, for every such expression of the
+//! object. An expression without variables (`"kubevirt.io"`) is computed once at compile time.
+//!
 //! # Cost bound
 //!
 //! CEL has no loops, but a comprehension (`all`, `exists`, `filter`, `map`, `exists_one`)
@@ -64,6 +71,8 @@ use cel::common::value::Val;
 use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, IdedExpr, Program};
 use serde_json::Value as Json;
+
+use crate::objects::joins::Keep;
 
 /// The most elements the comprehensions of one evaluation may walk: the largest list or map
 /// bound, to the power of how deeply the expression's comprehensions nest.
@@ -109,6 +118,25 @@ pub struct Expr {
     depth: u32,
     /// The joins it reads by name (`joins.name`).
     joins: Vec<String>,
+    /// Its result when it reads no variable (`"kubevirt.io"`, `60 * 60`): computed once, here,
+    /// so that a constant costs nothing per object.
+    constant: Option<Json>,
+    /// How it sees the object: not at all, only the fields it selects, or whole.
+    binding: Binding,
+}
+
+/// How much of the object an expression binds.
+#[derive(Debug)]
+enum Binding {
+    /// It reads neither `object` nor `joins` (only `item` or `joined`): nothing is converted.
+    Nothing,
+    /// It reads only these fields of `object`, by name (`object.status.phase`,
+    /// `object.?metadata.?labels["app"]`): they alone are converted, at each evaluation.
+    Fields(Keep),
+    /// It reads `object` whole (`type(object)`, `object.map(…)`, an index computed at run
+    /// time) or `joins`: the object is converted once per [`Input`], shared by every such
+    /// expression.
+    Whole,
 }
 
 /// An expression that does not compile.
@@ -159,9 +187,36 @@ impl Expr {
                 ),
             }
         })?;
-        let mut unknown = Vec::new();
-        free_variables(program.expression(), &mut Vec::new(), &mut unknown);
-        if let Some((id, name)) = unknown.into_iter().find(|(_, name)| !scope.binds(name)) {
+        let mut free = Vec::new();
+        free_variables(program.expression(), &mut Vec::new(), &mut free);
+        let binding = if free.iter().any(|(_, name)| name == JOINS) {
+            Binding::Whole
+        } else if free.iter().any(|(_, name)| name == OBJECT) {
+            let mut keep = Keep::default();
+            let mut reads = Vec::new();
+            field_reads(program.expression(), OBJECT, &mut reads);
+            for (fields, _) in reads {
+                keep.add(&fields);
+            }
+            if keep.is_whole() {
+                Binding::Whole
+            } else {
+                Binding::Fields(keep)
+            }
+        } else {
+            Binding::Nothing
+        };
+        // Without variables the result is the same for every object. One that fails is left to
+        // fail at each evaluation, as any other, so that its problem is reported where it is.
+        let constant = if free.is_empty() {
+            program
+                .execute(&Context::with_env(Arc::clone(&ENV)))
+                .ok()
+                .and_then(|value| to_json(&value).ok())
+        } else {
+            None
+        };
+        if let Some((id, name)) = free.into_iter().find(|(_, name)| !scope.binds(name)) {
             let offset = program
                 .source_info()
                 .offset_for(id)
@@ -191,6 +246,8 @@ impl Expr {
             program,
             depth,
             joins,
+            constant,
+            binding,
         })
     }
 
@@ -234,11 +291,26 @@ impl Expr {
         input: &Input<'j>,
         extra: Option<(&str, &'j Json)>,
     ) -> Result<Json, ExprError> {
-        let (root, object_largest) = input.bound();
-        let mut largest = *object_largest;
+        if let Some(constant) = &self.constant {
+            return Ok(constant.clone());
+        }
+        let mut largest = 0;
         let extra = extra.map(|(name, value)| (name, to_cel(value, &mut largest)));
+        let mut context = match &self.binding {
+            Binding::Whole => {
+                let (root, object_largest) = input.bound();
+                largest = largest.max(*object_largest);
+                root.new_inner_scope()
+            }
+            Binding::Fields(keep) => {
+                let mut context = Context::with_env(Arc::clone(&ENV));
+                let object = to_cel_kept(input.object(), keep, &mut largest);
+                context.add_variable_as_val(OBJECT, object);
+                context
+            }
+            Binding::Nothing => Context::with_env(Arc::clone(&ENV)),
+        };
         self.check_cost(largest)?;
-        let mut context = root.new_inner_scope();
         if let Some((name, value)) = extra {
             context.add_variable_as_val(name, value);
         }
@@ -420,7 +492,8 @@ fn selected_fields(expr: &IdedExpr, name: &str) -> Option<Vec<String>> {
             if call.target.is_none()
                 && call.args.len() == 2
                 && (call.func_name == cel::common::ast::operators::OPT_SELECT
-                    || call.func_name == cel::common::ast::operators::INDEX) =>
+                    || call.func_name == cel::common::ast::operators::INDEX
+                    || call.func_name == cel::common::ast::operators::OPT_INDEX) =>
         {
             let field = match &call.args[1].expr {
                 Ast::Literal(cel::common::ast::LiteralValue::String(field)) => {
@@ -607,6 +680,30 @@ fn to_cel<'j>(json: &'j Json, largest: &mut usize) -> Box<dyn Val + 'j> {
                 .collect();
             Box::new(CelMap::from(fields))
         }
+    }
+}
+
+/// The CEL value of the fields `keep` names of a JSON value (all of it where `keep` keeps it
+/// whole, or where it is no map: selecting a field of it then fails as it would on the whole).
+/// The joined objects the pipeline put in the object are never a field of it.
+fn to_cel_kept<'j>(json: &'j Json, keep: &Keep, largest: &mut usize) -> Box<dyn Val + 'j> {
+    match json {
+        Json::Object(fields) if !keep.is_whole() => {
+            let kept: HashMap<CelMapKey<'j>, Box<dyn Val + 'j>> = keep
+                .fields()
+                .filter(|(name, _)| *name != crate::path::JOINS)
+                .filter_map(|(name, keep)| {
+                    let (name, value) = fields.get_key_value(name)?;
+                    Some((
+                        CelMapKey::from(name.as_str()),
+                        to_cel_kept(value, keep, largest),
+                    ))
+                })
+                .collect();
+            *largest = (*largest).max(kept.len());
+            Box::new(CelMap::from(kept))
+        }
+        _ => to_cel(json, largest),
     }
 }
 

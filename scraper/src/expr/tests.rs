@@ -138,3 +138,108 @@ fn unknown_variables_are_compile_errors_at_their_position() {
         assert!(Expr::compile(source, Scope::Item).is_ok(), "{source}");
     }
 }
+
+#[test]
+fn an_expression_without_variables_is_computed_once_at_compile_time() {
+    let expr = Expr::compile(r#""kubevirt.io""#, Scope::Object).unwrap();
+    assert_eq!(expr.constant, Some(json!("kubevirt.io")));
+    let object = json!({"big": [1, 2, 3]});
+    let input = Input::new(&object);
+    assert_eq!(expr.eval(&input, None), Ok(json!("kubevirt.io")));
+    // The object was never converted for it.
+    assert!(input.bound.get().is_none());
+    let expr = Expr::compile("60 * 60", Scope::Object).unwrap();
+    assert_eq!(expr.constant, Some(json!(3600)));
+    // One that fails still fails at each evaluation, with its own error.
+    let expr = Expr::compile("1 / 0", Scope::Object).unwrap();
+    assert_eq!(expr.constant, None);
+    assert!(matches!(expr.eval(&input, None), Err(ExprError::Failed(_))));
+    // One that reads a variable is not constant.
+    let expr = Expr::compile(r#"has(object.big) ? "a" : "a""#, Scope::Object).unwrap();
+    assert_eq!(expr.constant, None);
+}
+
+#[test]
+fn an_expression_of_the_item_alone_leaves_the_object_unconverted() {
+    let object = json!({"spec": {"list": [1, 2, 3, 4, 5]}});
+    let item = json!({"port": 80});
+    let input = Input::new(&object);
+    let expr = Expr::compile("item.port + 1", Scope::Item).unwrap();
+    assert_eq!(expr.eval(&input, Some(&item)), Ok(json!(81)));
+    assert!(input.bound.get().is_none());
+    let expr = Expr::compile("item.port + size(object.spec.list)", Scope::Item).unwrap();
+    assert_eq!(expr.eval(&input, Some(&item)), Ok(json!(85)));
+    assert!(input.bound.get().is_none());
+    let expr = Expr::compile("item.port + size(object)", Scope::Item).unwrap();
+    assert_eq!(expr.eval(&input, Some(&item)), Ok(json!(81)));
+    assert!(input.bound.get().is_some());
+}
+
+#[test]
+fn an_expression_reading_fields_by_name_converts_those_fields_alone() {
+    let object = json!({
+        "metadata": {"labels": {"kubevirt.io/vm": "vm1", "app": "web"}},
+        "status": {"phase": "Running", "nodeName": "n1", "conditions": [1, 2]},
+        "spec": {"big": [1, 2, 3]},
+    });
+    let input = Input::new(&object);
+    let cases = [
+        ("object.status.phase", json!("Running")),
+        ("has(object.status.phase)", json!(true)),
+        ("has(object.status.missing)", json!(false)),
+        ("size(object.status)", json!(3)),
+        ("size(object.status.conditions)", json!(2)),
+        (
+            r#"object.?status.?phase.orValue(null) != null"#,
+            json!(true),
+        ),
+        (
+            r#"object.?status.?gone.?deeper.orValue(null) != null"#,
+            json!(false),
+        ),
+        // Selecting in a value that is no map: none, as on the whole object.
+        (
+            r#"object.?status.?phase.?x.orValue(null) != null"#,
+            json!(false),
+        ),
+        (
+            r#"object.?metadata.?labels[?"kubevirt.io/vm"].orValue("")"#,
+            json!("vm1"),
+        ),
+        (
+            r#"type(object.?status.?phase.orValue(null)) == string"#,
+            json!(true),
+        ),
+        (r#""phase" in object.status"#, json!(true)),
+        (
+            r#"object.status.nodeName + "/" + object.metadata.labels.app"#,
+            json!("n1/web"),
+        ),
+    ];
+    for (source, expected) in cases {
+        let expr = Expr::compile(source, Scope::Object).unwrap();
+        assert!(
+            matches!(expr.binding, Binding::Fields(_)),
+            "{source}: {:?}",
+            expr.binding
+        );
+        assert_eq!(expr.eval(&input, None), Ok(expected), "{source}");
+    }
+    assert!(
+        input.bound.get().is_none(),
+        "the whole object was converted"
+    );
+    // Failing as on the whole object: a field of a string.
+    let expr = Expr::compile("object.status.phase.x", Scope::Object).unwrap();
+    assert!(matches!(expr.eval(&input, None), Err(ExprError::Failed(_))));
+    for whole in [
+        "type(object) == map",
+        "size(object) > 0",
+        r#""status" in object"#,
+        "object.exists(k, k == 'spec')",
+        "object[object.spec.key]",
+    ] {
+        let expr = Expr::compile(whole, Scope::Object).unwrap();
+        assert!(matches!(expr.binding, Binding::Whole), "{whole}");
+    }
+}

@@ -723,12 +723,16 @@ fn info_fields(full_name: &str, info: &Info, at: &KeyPath) -> Result<(Shape, Fie
     } else {
         "object"
     };
+    // Not needed when one of them is on every object.
+    let surely = subject == "object" && info.labels_from_path.values().any(|p| always_there(p));
     let checks: Option<Vec<String>> = info
         .labels_from_path
         .values()
         .map(|path| cel_has(subject, path))
         .collect();
-    if let Some(checks) = checks {
+    if let Some(checks) = checks
+        && !surely
+    {
         fields.push(("where".to_owned(), string(&checks.join(" || "))));
     }
     Ok((shape, fields))
@@ -819,30 +823,72 @@ fn is_plain(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-/// A CEL expression for the value at `parts` from `subject`, when the parts are field names.
+/// A CEL expression for the value at `parts` from `subject`, `null` when a step is missing or
+/// no map (as kube-state-metrics' paths give `nil`), when the parts are field names:
+/// `object.?status.?phase.orValue(null)`. Optional selection names each field it reads, so the
+/// expression converts only those fields of the object (`scraper/src/expr.rs`).
 fn cel_path(subject: &str, parts: &[String]) -> Option<String> {
+    if parts.is_empty() {
+        return Some(subject.to_owned());
+    }
     let mut out = subject.to_owned();
     for part in parts {
         if part.starts_with('[') || part.parse::<i64>().is_ok() || part.contains('=') {
             return None;
         }
-        let _ = write!(out, "[{}]", cel_string(part));
+        if is_cel_identifier(part) {
+            let _ = write!(out, ".?{part}");
+        } else {
+            let _ = write!(out, "[?{}]", cel_string(part));
+        }
     }
+    out.push_str(".orValue(null)");
     Some(out)
+}
+
+/// Whether `name` can follow `.?` in CEL: an identifier that is no reserved word.
+fn is_cel_identifier(name: &str) -> bool {
+    const RESERVED: [&str; 21] = [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    ];
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !RESERVED.contains(&name)
 }
 
 /// A CEL test that the value at `parts` from `subject` is there and not null.
 fn cel_has(subject: &str, parts: &[String]) -> Option<String> {
-    let value = cel_path(subject, parts)?;
-    // Each step must be a map holding the next key.
-    let mut guards = Vec::new();
-    let mut at = subject.to_owned();
-    for part in parts {
-        guards.push(format!("type({at}) == map && {} in {at}", cel_string(part)));
-        let _ = write!(at, "[{}]", cel_string(part));
-    }
-    guards.push(format!("{value} != null"));
-    Some(format!("({})", guards.join(" && ")))
+    Some(format!("{} != null", cel_path(subject, parts)?))
+}
+
+/// Whether the value at `parts` of an object is there for every object the API server serves
+/// (it sets them all on create).
+fn always_there(parts: &[String]) -> bool {
+    matches!(
+        parts,
+        [metadata, field] if metadata == "metadata"
+            && matches!(field.as_str(), "name" | "uid" | "creationTimestamp")
+    )
 }
 
 /// A CEL string literal.

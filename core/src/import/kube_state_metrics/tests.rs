@@ -216,3 +216,60 @@ spec:
         "{toml}"
     );
 }
+
+#[test]
+fn wheres_read_only_the_fields_they_test_and_only_where_kube_state_metrics_needs_them() {
+    let yaml = r#"
+kind: CustomResourceStateMetrics
+spec:
+  resources:
+    - groupVersionKind: { group: kubevirt.io, version: v1, kind: VirtualMachineInstance }
+      metrics:
+        - name: info
+          help: what it is
+          each:
+            type: Info
+            info:
+              labelsFromPath:
+                phase: [status, phase]
+                vm: [metadata, labels, kubevirt.io/vm]
+        - name: named_info
+          help: one label is on every object
+          each:
+            type: Info
+            info:
+              labelsFromPath:
+                vm_name: [metadata, name]
+                os: [metadata, annotations, os]
+        - name: vnic_info
+          help: per interface
+          each:
+            type: Info
+            info:
+              path: [status, interfaces]
+              labelsFromPath:
+                interface: [name]
+        - name: status_phase
+          help: the phase
+          each:
+            type: StateSet
+            stateSet:
+              labelName: phase
+              path: [status, phase]
+              list: [Pending, Running]
+"#;
+    let toml = converted(yaml);
+    for line in [
+        r#"where = 'object.?status.?phase.orValue(null) != null || object.?metadata.?labels[?"kubevirt.io/vm"].orValue(null) != null'"#,
+        r#"where = "item.?name.orValue(null) != null""#,
+        r#"where = "type(item) == string""#,
+    ] {
+        assert!(toml.contains(line), "{line} missing from\n{toml}");
+    }
+    // `metadata.name` is on every object: the family needs no `where`.
+    let named = toml
+        .split("[[resources.metrics]]")
+        .find(|metric| metric.contains("name = \"named_info\""))
+        .expect("named_info is converted");
+    assert!(!named.contains("where"), "{named}");
+}

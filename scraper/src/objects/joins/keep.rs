@@ -46,6 +46,11 @@ impl Keep {
         self.whole
     }
 
+    /// The fields kept, each with what is kept of it (none when everything is).
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Keep)> {
+        self.fields.iter().map(|(name, keep)| (name.as_str(), keep))
+    }
+
     /// `value` with only the kept fields.
     pub fn prune(&self, value: &Value) -> Value {
         if self.whole {
