@@ -17,7 +17,7 @@ use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
 use crate::objects::joins::Keep;
-use crate::objects::{Generation, ObjectKey, ObjectPipeline, SharedPipeline};
+use crate::objects::{Change, Generation, ObjectKey, ObjectPipeline, SharedPipeline};
 use crate::shard::Shard;
 
 /// One running watch.
@@ -39,7 +39,8 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl KubeWatch {
     /// A watch of `target` through `client`, keeping only the objects of `shard`. When
-    /// `pipeline` changes, the watch applies every object it holds again, without a new list.
+    /// `pipeline` changes, the watch applies every object it holds again, without a new list;
+    /// when the host asks for a resend, it sends every source it holds again.
     pub fn new(
         client: Client,
         target: WatchTarget,
@@ -88,9 +89,8 @@ impl KubeWatch {
         loop {
             let resolved = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                generation = self.pipeline.changed() => {
-                    state.reapply(generation).await;
-                    recompute = subscribe(&state.pipeline);
+                change = self.pipeline.next() => {
+                    state.follow(change, &mut recompute).await;
                     continue;
                 }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
@@ -115,9 +115,8 @@ impl KubeWatch {
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        generation = self.pipeline.changed() => {
-                            state.reapply(generation).await;
-                            recompute = subscribe(&state.pipeline);
+                        change = self.pipeline.next() => {
+                            state.follow(change, &mut recompute).await;
                             continue;
                         }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
@@ -140,9 +139,8 @@ impl KubeWatch {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    generation = self.pipeline.changed() => {
-                        state.reapply(generation).await;
-                        recompute = subscribe(&state.pipeline);
+                    change = self.pipeline.next() => {
+                        state.follow(change, &mut recompute).await;
                         continue;
                     }
                     () = signalled(&mut recompute) => {
@@ -346,7 +344,12 @@ impl WatchState {
                     let input = self.input.clone();
                     self.send_event(Event::Expression { input, failure }).await;
                 }
-                self.send_event(Event::Update(update)).await;
+                let event = if self.pipeline.can_resend(key) {
+                    Event::Resendable(update)
+                } else {
+                    Event::Update(update)
+                };
+                self.send_event(event).await;
                 true
             }
             None => {
@@ -357,6 +360,47 @@ impl WatchState {
                 false
             }
         }
+    }
+
+    /// Does what the pipeline's publisher asks: apply every object again with a new pipeline
+    /// (then listen to its recompute signal), or send every source again.
+    async fn follow(
+        &mut self,
+        change: Change,
+        recompute: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    ) {
+        match change {
+            Change::Pipeline(generation) => {
+                self.reapply(generation).await;
+                *recompute = subscribe(&self.pipeline);
+            }
+            Change::Resend(round) => self.resend(round).await,
+        }
+    }
+
+    /// Sends the update of every source held again, built from the object as it was last
+    /// applied ([`ObjectPipeline::resend`]: nothing counted again), then says it is done. Sent in
+    /// order with the watch's other updates, so each is the source's state at that point.
+    async fn resend(&mut self, round: u64) {
+        let now_ms = periscope_plugin_api::now_ms();
+        for key in self.known.keys() {
+            // A source the host keeps a copy of is not asked for.
+            if !self.pipeline.can_resend(&key) {
+                continue;
+            }
+            let Some(value) = self
+                .known
+                .get(&key)
+                .filter(|held| held.source)
+                .and_then(Held::object)
+            else {
+                continue;
+            };
+            if let Some(update) = self.pipeline.resend(&key, &value, now_ms) {
+                self.send_event(Event::Resent(update)).await;
+            }
+        }
+        self.send_event(Event::ResendDone { round }).await;
     }
 
     /// Applies every held object again with the pipeline of `generation` (a config reload), then
