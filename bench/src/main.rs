@@ -352,6 +352,13 @@ fn run(args: &Args) -> Result<(), String> {
         figures.end_peak_rss = peak;
     }
     let periscope_state_bytes = periscope.self_metric("periscope_source_state_bytes")?;
+    let mut periscope_allocator = Vec::new();
+    for kind in ["allocated", "active", "resident", "metadata", "dirty"] {
+        let metric = format!("periscope_allocator_bytes{{kind=\"{kind}\"}}");
+        if let Some(bytes) = periscope.self_metric(&metric)? {
+            periscope_allocator.push((kind, bytes));
+        }
+    }
     periscope.stop();
     ksm.stop();
     drop(cp);
@@ -389,6 +396,7 @@ fn run(args: &Args) -> Result<(), String> {
         },
         scrapes: args.scrapes,
         periscope_state_bytes,
+        periscope_allocator,
         bare,
     };
     println!("{}", report::table(&figures_p, &figures_k, &info));
@@ -592,11 +600,11 @@ fn wait_complete(
     }
 }
 
-/// Scrapes both pages and fails, showing the difference, unless they hold the same series with
-/// the same values.
+/// Scrapes both pages (with gzip, as Prometheus does) and fails, showing the difference, unless
+/// they hold the same series with the same values.
 fn same_series(periscope: &Tool, ksm: &Tool) -> Result<(), String> {
     let page_of = |tool: &Tool| -> Result<Page, String> {
-        let scrape = tool.scrape()?;
+        let scrape = tool.scrape_gzip()?;
         let text = String::from_utf8(scrape.body)
             .map_err(|e| format!("{} page is not UTF-8: {e}", tool.which.label()))?;
         Page::parse(&text, PREFIX).map_err(|e| format!("{} page: {e}", tool.which.label()))
@@ -679,7 +687,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Runs the update stream while a second thread samples both tools' RSS every 250 ms and
-/// scrapes both pages every `scrape_interval`; notes CPU time, max RSS and the slowest scrape.
+/// scrapes both pages with gzip every `scrape_interval`; notes CPU time, max RSS and the slowest
+/// scrape.
 #[allow(clippy::too_many_arguments)]
 fn under_updates(
     runtime: &tokio::runtime::Runtime,
@@ -713,8 +722,9 @@ fn under_updates(
                 }
                 if Instant::now() >= next_scrape {
                     next_scrape += interval;
+                    // With gzip, as Prometheus asks: each tool compresses what changed.
                     for (i, tool) in tools.iter().enumerate() {
-                        match tool.scrape() {
+                        match tool.scrape_gzip() {
                             Ok(scrape) => slowest[i] = slowest[i].max(scrape.latency.as_secs_f64()),
                             Err(e) => errors.push(e),
                         }
@@ -770,7 +780,7 @@ fn catch_up(
     while !pending.is_empty() {
         let mut still = Vec::new();
         for (tool, figures) in pending {
-            let scrape = tool.scrape()?;
+            let scrape = tool.scrape_gzip()?;
             let elapsed = stream_end.elapsed().as_secs_f64();
             let text = String::from_utf8_lossy(&scrape.body);
             let shown: BTreeSet<(String, String, String)> =

@@ -83,6 +83,8 @@ pub struct RunInfo {
     pub scrapes: usize,
     /// Periscope's `periscope_source_state_bytes` at the end: what the host keeps for resyncs.
     pub periscope_state_bytes: Option<f64>,
+    /// Periscope's `periscope_allocator_bytes` at the end, by kind.
+    pub periscope_allocator: Vec<(&'static str, f64)>,
     /// The bare list + watch client, one run per list semantic (the median of its rounds).
     pub bare: Vec<BareFigures>,
 }
@@ -307,6 +309,19 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
             bytes / info.objects.max(1) as f64
         );
     }
+    if !info.periscope_allocator.is_empty() {
+        let kinds: Vec<String> = info
+            .periscope_allocator
+            .iter()
+            .map(|(kind, bytes)| format!("{kind} {:.1} MiB", bytes / MIB))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- Periscope's allocator at the end (`periscope_allocator_bytes`; the host's heap, not \
+             its exporter plugin's): {}",
+            kinds.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "- {} started first; the other one was started once it had a complete page.\n",
@@ -321,9 +336,11 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
          every VMI's series (the page is polled; each poll is a full scrape and its cost is \
          included). *Scrape* is {} sequential fetches of the whole page per tool while nothing \
          changes, plain text without compression; *Scrape with gzip* as many again with \
-         `Accept-Encoding: gzip`, as every Prometheus server asks (the periodic scrapes during \
-         the updates stay plain, as in earlier runs). *Updates* covers the update stream, with both \
-         tools running and scraped every few seconds; *catch-up* is how long after the last \
+         `Accept-Encoding: gzip`, as every Prometheus server asks. *Updates* covers the update \
+         stream, with both tools running and scraped with gzip every `--scrape-interval` seconds \
+         (before 2026-11-30 these scrapes were plain), so its CPU includes compressing what \
+         changed; the checks after it (catch-up, same series) ask for gzip too, so the *End* \
+         figures follow scrapes as Prometheus makes them; *catch-up* is how long after the last \
          update each page still showed an old phase (polled, so ± the poll interval; Periscope \
          gathers changes for its 200 ms flush interval, and its exporter runs with \
          batch.max_wait = 0s). RSS is VmRSS/VmHWM from /proc, mapped files RssFile (the rest is \

@@ -180,7 +180,16 @@ impl Collector {
         let mut tick = tokio::time::interval(self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Resync requests first: they are rare, and one that arrives while a resync is being
+            // gathered joins it instead of waiting behind the answers. Then the flush tick, which
+            // a steady stream of updates must not starve.
             tokio::select! {
+                biased;
+                Some(request) = resyncs.recv() => self.resync(request.reply),
+                _ = tick.tick() => {
+                    self.flush();
+                    self.give_up_waiting();
+                }
                 intake = updates.recv() => match intake {
                     Some(Intake::Update(input, update)) => self.apply(input, update, false),
                     Some(Intake::Resendable(input, update)) => self.apply(input, update, true),
@@ -189,11 +198,6 @@ impl Collector {
                     Some(Intake::Retire(input)) => self.retire(input),
                     None => break,
                 },
-                Some(request) = resyncs.recv() => self.resync(request.reply),
-                _ = tick.tick() => {
-                    self.flush();
-                    self.give_up_waiting();
-                }
             }
         }
         self.flush();

@@ -33,6 +33,7 @@ pub mod hash;
 pub mod host;
 pub mod json;
 pub mod log;
+pub mod lz4;
 pub mod names;
 pub mod small_file;
 pub mod tls;

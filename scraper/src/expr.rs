@@ -349,6 +349,16 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
         out.push((fields, false));
         return;
     }
+    // `type(v.a)`: the kind of value `v.a` is, which needs nothing inside it.
+    if let Ast::Call(call) = &expr.expr
+        && call.func_name == "type"
+        && call.target.is_none()
+        && let [value] = call.args.as_slice()
+        && let Some(fields) = selected_fields(value, name)
+    {
+        out.push((fields, true));
+        return;
+    }
     // `k in v.a`: whether `v.a` has the key `k`, which needs no more of what it maps to.
     if let Ast::Call(call) = &expr.expr
         && call.func_name == cel::common::ast::operators::IN

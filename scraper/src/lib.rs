@@ -28,7 +28,6 @@ pub mod exposition;
 pub mod expr;
 pub mod files;
 pub mod kube;
-pub mod lz4;
 pub mod objects;
 pub mod path;
 pub mod selector;

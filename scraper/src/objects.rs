@@ -14,6 +14,7 @@
 
 mod age;
 mod aggregate;
+pub mod bulk;
 pub(crate) mod compile;
 mod durations;
 mod extract;
@@ -136,6 +137,9 @@ pub struct ObjectPipeline {
     stats: std::sync::Arc<PipelineStats>,
     /// Closed by the host above its memory limit: watches take in no object they do not know.
     admission: crate::admission::Admission,
+    /// `(apiVersion, kind)` of the kinds some entry might read the bulky parts of
+    /// ([`bulk::reads_bulk`]).
+    bulk_readers: Vec<(String, String)>,
 }
 
 impl ObjectPipeline {
@@ -146,7 +150,20 @@ impl ObjectPipeline {
         secrets: Secrets,
     ) -> Result<ObjectPipeline, Vec<CompileError>> {
         let kinds = joins::joined_kinds(resources);
+        let bulk_readers = resources
+            .iter()
+            .filter(|entry| bulk::reads_bulk(entry))
+            .map(|entry| {
+                let api_version = if entry.group.is_empty() {
+                    entry.version.clone()
+                } else {
+                    format!("{}/{}", entry.group, entry.version)
+                };
+                (api_version, entry.kind.clone())
+            })
+            .collect();
         compile::compile(resources, &kinds, secrets).map(|resources| ObjectPipeline {
+            bulk_readers,
             tracker: Mutex::new(Tracker::new(&resources)),
             joins: joins::Joins::new(&kinds, &resources),
             resources,
@@ -168,6 +185,15 @@ impl ObjectPipeline {
     /// memory went down. Endpoint inputs share it.
     pub fn admission(&self) -> &crate::admission::Admission {
         &self.admission
+    }
+
+    /// Whether objects of `kind` in `api_version` may lose their bulky parts as they arrive: no
+    /// entry might read them ([`bulk`]).
+    pub fn drops_bulk(&self, api_version: &str, kind: &str) -> bool {
+        !self
+            .bulk_readers
+            .iter()
+            .any(|(v, k)| v == api_version && k == kind)
     }
 
     /// What the pipeline and its inputs held back, for the host's self-metrics.

@@ -121,6 +121,18 @@ impl Path {
         Some((name, fields))
     }
 
+    /// The fields the path walks from where it starts up to its first list index, wildcard or
+    /// selector: the part of the object (or item) it may read from.
+    pub fn leading_fields(&self) -> Vec<&str> {
+        self.segments
+            .iter()
+            .map_while(|segment| match segment {
+                Segment::Field(field) => Some(field.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every value the path reaches from `root`, in document order; empty when nothing matches.
     pub fn eval<'a>(&self, root: &'a Value) -> Vec<&'a Value> {
         let mut out = Vec::new();

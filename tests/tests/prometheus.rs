@@ -465,6 +465,11 @@ fn weird_names_and_values_survive_both_formats_and_gzip() {
 
 /// A batch of `sources` sources with one `g_value` series each, valued `value`.
 fn gauges(sources: usize, value: f64) -> periscope_plugin_api::Batch {
+    gauges_of(0..sources, value)
+}
+
+/// A batch of the sources numbered `range` with one `g_value` series each, valued `value`.
+fn gauges_of(range: std::ops::Range<usize>, value: f64) -> periscope_plugin_api::Batch {
     let mut b = BatchBuilder::new();
     let gauge = b.family(Family {
         name: "value",
@@ -472,7 +477,7 @@ fn gauges(sources: usize, value: f64) -> periscope_plugin_api::Batch {
         unit: "",
         kind: FamilyKind::Gauge,
     });
-    for i in 0..sources {
+    for i in range {
         let id = format!("source-{i:05}");
         b.replace(Source::new(SourceKind::Object, &id))
             .sample(gauge, Suffix::None, value, 0)
@@ -488,7 +493,7 @@ fn count(value: f64) -> impl FnMut(&[Series]) -> bool {
 }
 
 #[test]
-fn prometheus_reads_gzip_pages_made_from_kept_series() {
+fn prometheus_reads_gzip_pages_made_from_kept_series_and_pieces() {
     let config = parse("listen = \"127.0.0.1:0\"\nmetric_prefix = \"g_\"").unwrap();
     let mut exporter = PrometheusExporter::new(config, Context { exporter: "g" }).unwrap();
     // Large enough for several deflate blocks in the kept part.
@@ -543,6 +548,22 @@ fn prometheus_reads_gzip_pages_made_from_kept_series() {
         exporter.gzip_pages().reused() >= reused + 2
     });
     assert!(exporter.gzip_pages().reused() >= reused + 2);
+    prometheus.wait_for("min_over_time(up[10s])", Duration::from_secs(5), count(1.0));
+
+    // One source changes: the body is made again from the kept pieces but the one that holds
+    // that source (its header's and the other chunks' are reused), and Prometheus reads it whole.
+    let compressed = exporter.gzip_pages().compressed();
+    assert_eq!(
+        exporter.export(&gauges_of(1234..1235, 3.0)).unwrap(),
+        Export::Ok
+    );
+    prometheus.wait_for("count(g_value == 3)", Duration::from_secs(30), count(1.0));
+    prometheus.wait_for(
+        "count(g_value == 2)",
+        Duration::from_secs(5),
+        count(sources as f64 - 1.0),
+    );
+    assert_eq!(exporter.gzip_pages().compressed(), compressed + 1);
     prometheus.wait_for("min_over_time(up[10s])", Duration::from_secs(5), count(1.0));
     exporter.shutdown().unwrap();
 }

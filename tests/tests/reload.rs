@@ -347,7 +347,8 @@ async fn configmap_lists(client: &kube::Client) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_metric_on_a_watched_kind_applies_without_a_new_list() {
+async fn a_changed_metric_on_a_watched_kind_applies_without_a_new_list_unless_it_reads_what_was_dropped()
+ {
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
     use kube::api::{Api, PostParams};
     use periscope_tests::controlplane::{ControlPlane, kube_client};
@@ -486,6 +487,39 @@ config = {{ listen = "{page_addr}" }}
         configmap_lists(&client).await,
         lists_before,
         "no new list for a changed metric:\n{}",
+        host.log()
+    );
+
+    // A metric that reads `metadata.managedFields`, which the watch dropped from the objects it
+    // holds (no entry read it): this reload lists the objects again, once.
+    let text = std::fs::read_to_string(dir.path().join("periscope.toml")).unwrap();
+    let managed = text.replace(
+        "  [[resources.aggregates]]",
+        "  [[resources.metrics]]\n  name = \"manager\"\n  type = \"info\"\n  \
+         labels = { manager = \"metadata.managedFields[0].manager\" }\n\n  [[resources.aggregates]]",
+    );
+    std::fs::write(dir.path().join("periscope.toml"), managed).unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_post(&format!("http://{addr}/-/reload")).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}\n{}", host.log());
+    let managers = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("demo_manager_info{") && !l.contains("manager=\"\""))
+            .filter(|l| l.contains("manager=\""))
+            .count()
+    };
+    assert!(
+        wait_until(patience, || managers(&page(page_addr)) == n),
+        "{}\n{}",
+        page(page_addr),
+        host.log()
+    );
+    assert_eq!(
+        configmap_lists(&client).await,
+        lists_before + 1.0,
+        "one new list for what the held objects lack:\n{}",
         host.log()
     );
     assert!(host.stop().success());

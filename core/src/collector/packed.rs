@@ -9,8 +9,8 @@
 
 use periscope_plugin_api::Batch;
 use periscope_plugin_api::codec::DecodeError;
+use periscope_plugin_api::lz4::{Compressor, DecompressError, decompress};
 use periscope_scraper::SourceUpdate;
-use periscope_scraper::lz4::{Compressor, DecompressError, decompress};
 
 /// A packed update.
 #[derive(Debug)]

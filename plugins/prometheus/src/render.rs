@@ -3,15 +3,15 @@
 //!
 //! Why by hand and not with the `prometheus` crate: its registry re-encodes every sample (names,
 //! escaping, number formatting) on every scrape and holds each series as a boxed metric (2.9–4.9 s
-//! and 766 MB for 1M series when measured for this exporter's design). Here a scrape only buckets block segments by
-//! family (a counting sort, linear in the number of segments) and copies bytes; see
-//! `benches/render.rs` for the figures. The crate's types are not needed for anything else.
+//! and 766 MB for 1M series when measured for this exporter's design). Here a scrape only lays
+//! the page out from the block segments' sizes, decompresses each block once and copies bytes; see
+//! `benches/render.rs` and `benches/page.rs` for the figures. The crate's types are not needed for anything else.
 
 use std::collections::HashSet;
 
 use periscope_plugin_api::{FamilyKind, Suffix};
 
-use crate::block::{GROUPS, SUFFIXES};
+use crate::block::{GROUPS, SUFFIXES, Segment};
 use crate::format::Format;
 use crate::names::push_help;
 use crate::state::{FamilyInfo, State};
@@ -130,49 +130,59 @@ pub fn render(state: &State, format: Format, stats: &Stats, out: &mut Vec<u8>) -
     rendered
 }
 
-/// Appends every family of `state` in `format` to `out`: the page but for its end
-/// ([`render_tail`]), the same for every scrape of one state.
-pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
-    let families = state.families();
-    let buckets = families.len() * GROUPS;
-    // Counting sort of every block segment by (family, group): `starts[k]..starts[k + 1]` are
-    // bucket k's slots.
-    let mut starts = vec![0usize; buckets + 1];
-    let mut bytes = 0;
-    for block in state.blocks() {
-        for segment in block.segments.iter() {
-            starts[segment.family as usize * GROUPS + usize::from(segment.group) + 1] += 1;
-            bytes += segment.range().len();
-        }
-    }
-    for k in 1..=buckets {
-        starts[k] += starts[k - 1];
-    }
-    let mut next = starts.clone();
-    let mut slots: Vec<&[u8]> = vec![&[]; starts[buckets]];
-    for block in state.blocks() {
-        for segment in block.segments.iter() {
-            let k = segment.family as usize * GROUPS + usize::from(segment.group);
-            slots[next[k]] = block.lines(segment);
-            next[k] += 1;
-        }
-    }
+/// What a page holds, in order: header lines, and the lines of family groups.
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// The parts of the page, in order.
+    pub parts: Vec<Part>,
+    /// What the layout left out.
+    pub rendered: Rendered,
+}
 
-    out.reserve(bytes + families.len() * 256 + 4096);
+/// One part of a [`Layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// `# HELP`/`# TYPE` (and `# UNIT`) lines.
+    Header(Vec<u8>),
+    /// Every block's lines of one family group, in block order: group `bucket % GROUPS` of
+    /// family `bucket / GROUPS` (see [`bucket`]), `bytes` long.
+    Lines {
+        /// The family group.
+        bucket: usize,
+        /// How long its lines are, over all blocks.
+        bytes: usize,
+    },
+}
+
+/// The number of a family group: `family * GROUPS + group`.
+pub fn bucket(segment: &Segment) -> usize {
+    segment.family as usize * GROUPS + usize::from(segment.group)
+}
+
+/// Lays out the page of `state` in `format`, but for its end ([`render_tail`]): which families
+/// are shown, in name order, their headers and the size of each group's lines, taken from the
+/// block segments alone (no block is decompressed).
+pub fn layout(state: &State, format: Format) -> Layout {
+    let families = state.families();
+    let mut sizes = vec![0usize; families.len() * GROUPS];
+    for block in state.blocks() {
+        for segment in block.segments.iter() {
+            if let Some(size) = sizes.get_mut(bucket(segment)) {
+                *size += segment.range().len();
+            }
+        }
+    }
     let mut order: Vec<usize> = (0..families.len())
         .filter(|&id| families[id].series > 0)
         .collect();
     order.sort_by(|a, b| families[*a].base.cmp(&families[*b].base));
     let mut taken: HashSet<String> = Stats::reserved_names().collect();
-    let mut rendered = Rendered::default();
+    let mut layout = Layout::default();
     for id in order {
         let info = &families[id];
         let om_ok = info.om_violations == 0;
         let groups: Vec<(u8, Header)> = (0..GROUPS as u8)
-            .filter(|g| {
-                let k = id * GROUPS + usize::from(*g);
-                starts[k] < starts[k + 1]
-            })
+            .filter(|g| sizes[id * GROUPS + usize::from(*g)] > 0)
             .map(|g| (g, header(info.kind, om_ok, g, format)))
             .collect();
         let mut names: Vec<String> = groups
@@ -182,23 +192,72 @@ pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Render
         names.sort();
         names.dedup();
         if names.iter().any(|n| taken.contains(n)) {
-            rendered.conflicts += 1;
+            layout.rendered.conflicts += 1;
             continue;
         }
         taken.extend(names);
         let mut last: Option<Header> = None;
         for (group, h) in groups {
             if last != Some(h) {
-                write_header(out, info, h, format);
+                let mut lines = Vec::new();
+                write_header(&mut lines, info, h, format);
+                layout.parts.push(Part::Header(lines));
                 last = Some(h);
             }
-            let k = id * GROUPS + usize::from(group);
-            for slice in &slots[starts[k]..starts[k + 1]] {
-                out.extend_from_slice(slice);
+            let bucket = id * GROUPS + usize::from(group);
+            layout.parts.push(Part::Lines {
+                bucket,
+                bytes: sizes[bucket],
+            });
+        }
+    }
+    layout
+}
+
+/// Appends every family of `state` in `format` to `out`: the page but for its end
+/// ([`render_tail`]), the same for every scrape of one state.
+///
+/// The [`layout`] gives each group its room in `out`; then each block is decompressed once and
+/// each of its segments copied to the next free place of its group, so the lines of a group
+/// follow the blocks' order (source id).
+pub fn render_series(state: &State, format: Format, out: &mut Vec<u8>) -> Rendered {
+    let layout = layout(state, format);
+    let total: usize = layout
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Header(lines) => lines.len(),
+            Part::Lines { bytes, .. } => *bytes,
+        })
+        .sum();
+    out.reserve(total);
+    // Where the next lines of each group go in `out`; `None` for a group left off the page.
+    let mut next: Vec<Option<usize>> = vec![None; state.families().len() * GROUPS];
+    for part in &layout.parts {
+        match part {
+            Part::Header(lines) => out.extend_from_slice(lines),
+            Part::Lines { bucket, bytes } => {
+                next[*bucket] = Some(out.len());
+                out.resize(out.len() + bytes, 0);
             }
         }
     }
-    rendered
+    let mut text = Vec::new();
+    for block in state.blocks() {
+        block.text_into(&mut text);
+        for segment in block.segments.iter() {
+            let (Some(Some(at)), Some(lines)) =
+                (next.get_mut(bucket(segment)), text.get(segment.range()))
+            else {
+                continue;
+            };
+            if let Some(place) = out.get_mut(*at..*at + lines.len()) {
+                place.copy_from_slice(lines);
+                *at += lines.len();
+            }
+        }
+    }
+    layout.rendered
 }
 
 /// Appends the end of a page: the exporter's own metrics (current at each scrape), and `# EOF` in

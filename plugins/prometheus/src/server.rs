@@ -407,8 +407,9 @@ async fn handle(
 
 /// The page body, gzipped when asked; `None` only if compression failed. Uncompressed, the
 /// series are shared with the other responses of the same state ([`SharedPages`]); gzipped, they
-/// are deflated once and kept while the state is current, and only the page's end is deflated
-/// per scrape ([`crate::gzip_pages`]).
+/// are assembled from deflated pieces (only what changed since the last body is compressed) and
+/// kept while the state is current, and only the page's end is deflated per scrape
+/// ([`crate::gzip_pages`]).
 pub fn page_body(
     pages: &SharedPages,
     published: &Published,
@@ -424,10 +425,7 @@ pub fn page_body(
         let series = pages.series(state, format, stats);
         return Some(series.chain(Bytes::from(tail)));
     }
-    let series = published
-        .gzip()
-        .series(state, format, || pages.series(state, format, stats))
-        .ok()?;
+    let series = published.gzip().series(state, format, stats).ok()?;
     let end = gzip_pages::finish(&series, &tail).ok()?;
     Some(series.bytes.clone().chain(end))
 }

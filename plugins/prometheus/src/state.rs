@@ -13,9 +13,9 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use periscope_plugin_api::batch::Samples;
-use periscope_plugin_api::{Batch, Family, FamilyKind, Sample as BatchSample, Update};
+use periscope_plugin_api::{Batch, Family, FamilyKind, Sample as BatchSample, Update, lz4};
 
-use crate::block::{Block, LineOptions, Segment, group_of, write_line};
+use crate::block::{Block, LineOptions, Segment, group_of, series_of, write_line};
 use crate::gzip_pages::GzipPages;
 use crate::names;
 use crate::remote_write::{Label, Sample, TimeSeries};
@@ -44,7 +44,7 @@ pub struct FamilyInfo {
 /// The heap bytes of the blocks' contents, by part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
-    /// Sample lines.
+    /// Sample lines, compressed.
     pub text: usize,
     /// Segment tables.
     pub segments: usize,
@@ -107,6 +107,7 @@ pub struct Ingest<'o> {
     delta: StatsDelta,
     push: Option<Vec<Pushed>>,
     now_ms: i64,
+    compressor: lz4::Compressor,
 }
 
 #[derive(Clone)]
@@ -125,6 +126,7 @@ impl<'o> Ingest<'o> {
             delta: StatsDelta::default(),
             push: push.then(Vec::new),
             now_ms,
+            compressor: lz4::Compressor::default(),
         }
     }
 
@@ -188,6 +190,11 @@ impl State {
         self.sources.values()
     }
 
+    /// Every source's id and block, in source id order.
+    pub fn sources(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Block>)> {
+        self.sources.iter()
+    }
+
     /// The block of source `id`.
     pub fn block(&self, id: &str) -> Option<&Arc<Block>> {
         self.sources.get(id)
@@ -206,7 +213,7 @@ impl State {
     /// The heap bytes of the blocks' contents (see `benches/page.rs`).
     pub fn memory(&self) -> Memory {
         self.blocks().fold(Memory::default(), |m, block| Memory {
-            text: m.text + block.text.len(),
+            text: m.text + block.packed_len(),
             segments: m.segments + std::mem::size_of_val::<[Segment]>(&block.segments),
         })
     }
@@ -348,13 +355,10 @@ impl State {
                 }),
             }
         }
-        let block = Arc::new(Block {
-            text: text.into_boxed_slice(),
-            segments: segments.into_boxed_slice(),
-        });
+        let block = Arc::new(Block::new(&text, segments, &mut ingest.compressor));
         if let Some(push) = &mut ingest.push {
             for line in &lines {
-                let rendered = &block.text[line.range.clone()];
+                let rendered = &text[line.range.clone()];
                 let key = rendered
                     .iter()
                     .rposition(|b| *b == b' ')
@@ -370,8 +374,9 @@ impl State {
                 }
             }
             if let Some(old) = &old {
-                let current: std::collections::HashSet<&[u8]> = block.series().collect();
-                let gone = old.series().filter(|s| !current.contains(s));
+                let current: std::collections::HashSet<&[u8]> = series_of(&text).collect();
+                let old = old.text();
+                let gone = series_of(&old).filter(|s| !current.contains(s));
                 push.extend(gone.filter_map(|s| stale(s, ingest.now_ms, Item::Vanished)));
             }
         }
@@ -386,7 +391,8 @@ impl State {
         self.count(&old, false);
         if let Some(push) = &mut ingest.push {
             let item = Item::Removal { update };
-            push.extend(old.series().filter_map(|s| stale(s, ingest.now_ms, item)));
+            let old = old.text();
+            push.extend(series_of(&old).filter_map(|s| stale(s, ingest.now_ms, item)));
         }
     }
 }

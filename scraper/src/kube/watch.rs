@@ -17,7 +17,7 @@ use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
 use crate::objects::joins::Keep;
-use crate::objects::{Change, Generation, ObjectKey, ObjectPipeline, SharedPipeline};
+use crate::objects::{Change, Generation, ObjectKey, ObjectPipeline, SharedPipeline, bulk};
 use crate::shard::Shard;
 
 /// One running watch.
@@ -39,8 +39,9 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl KubeWatch {
     /// A watch of `target` through `client`, keeping only the objects of `shard`. When
-    /// `pipeline` changes, the watch applies every object it holds again, without a new list;
-    /// when the host asks for a resend, it sends every source it holds again.
+    /// `pipeline` changes, the watch applies every object it holds again, without a new list
+    /// unless the new pipeline reads the bulky parts the held objects were stripped of
+    /// ([`bulk`]); when the host asks for a resend, it sends every source it holds again.
     pub fn new(
         client: Client,
         target: WatchTarget,
@@ -80,8 +81,10 @@ impl KubeWatch {
             max_objects: self.target.max_objects,
             ignoring: None,
             keep: self.target.keep.clone(),
+            drop_bulk: false,
             namespace: self.target.namespace.clone(),
         };
+        state.drop_bulk = state.drops_bulk();
         let mut recompute = subscribe(&state.pipeline);
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
@@ -140,7 +143,10 @@ impl KubeWatch {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     change = self.pipeline.next() => {
-                        state.follow(change, &mut recompute).await;
+                        if state.follow(change, &mut recompute).await {
+                            // The held objects lack what the new pipeline reads: list again.
+                            break;
+                        }
                         continue;
                     }
                     () = signalled(&mut recompute) => {
@@ -221,7 +227,7 @@ struct Held {
 
 impl Held {
     fn object(&self) -> Option<serde_json::Value> {
-        let json = crate::lz4::decompress(&self.object).ok()?;
+        let json = periscope_plugin_api::lz4::decompress(&self.object).ok()?;
         serde_json::from_slice(&json).ok()
     }
 }
@@ -231,7 +237,7 @@ impl Held {
 #[derive(Default)]
 struct Scratch {
     json: Vec<u8>,
-    compressor: crate::lz4::Compressor,
+    compressor: periscope_plugin_api::lz4::Compressor,
 }
 
 impl Scratch {
@@ -264,6 +270,8 @@ struct WatchState {
     ignoring: Option<&'static str>,
     /// What of each object to hold and apply when only joins read the kind.
     keep: Option<Keep>,
+    /// Whether objects lose their bulky parts as they arrive (see [`bulk`]).
+    drop_bulk: bool,
     /// The namespace watched, if only one.
     namespace: Option<String>,
 }
@@ -301,13 +309,16 @@ impl WatchState {
     /// Sends the object's update (or the `Remove` of a source it no longer is); returns its key
     /// and what to hold of it, unless it is not this shard's or has no key.
     async fn apply(&mut self, object: DynamicObject) -> Option<(ObjectKey, Held)> {
-        let value = match self.watched.json(object) {
+        let mut value = match self.watched.json(object) {
             Ok(value) => value,
             Err(e) => {
                 self.error(ErrorKind::Parse, e.to_string()).await;
                 return None;
             }
         };
+        if self.drop_bulk {
+            bulk::drop_bulk(&mut value);
+        }
         // Only joins read this kind: what they do not read is dropped at once.
         let value = match &self.keep {
             Some(keep) => keep.prune(&value),
@@ -363,18 +374,23 @@ impl WatchState {
     }
 
     /// Does what the pipeline's publisher asks: apply every object again with a new pipeline
-    /// (then listen to its recompute signal), or send every source again.
+    /// (then listen to its recompute signal), or send every source again. Returns whether the
+    /// objects must be listed again (see [`WatchState::reapply`]).
     async fn follow(
         &mut self,
         change: Change,
         recompute: &mut Option<tokio::sync::watch::Receiver<u64>>,
-    ) {
+    ) -> bool {
         match change {
             Change::Pipeline(generation) => {
-                self.reapply(generation).await;
+                let relist = self.reapply(generation).await;
                 *recompute = subscribe(&self.pipeline);
+                relist
             }
-            Change::Resend(round) => self.resend(round).await,
+            Change::Resend(round) => {
+                self.resend(round).await;
+                false
+            }
         }
     }
 
@@ -403,10 +419,24 @@ impl WatchState {
         self.send_event(Event::ResendDone { round }).await;
     }
 
+    /// Whether objects may lose their bulky parts under the current pipeline: the kind is not
+    /// one only joins read (those keep exactly what joins read), and no entry reads them.
+    fn drops_bulk(&self) -> bool {
+        self.keep.is_none()
+            && self
+                .pipeline
+                .drops_bulk(&self.watched.api_version, &self.watched.kind)
+    }
+
     /// Applies every held object again with the pipeline of `generation` (a config reload), then
-    /// tells the generation so.
-    async fn reapply(&mut self, generation: Arc<Generation>) {
+    /// tells the generation so. Returns whether the objects must be listed again: the new
+    /// pipeline reads the bulky parts the held objects were stripped of (until the list, what
+    /// reads them finds nothing).
+    async fn reapply(&mut self, generation: Arc<Generation>) -> bool {
         self.pipeline = generation.pipeline().clone();
+        let drop_bulk = self.drops_bulk();
+        let relist = self.drop_bulk && !drop_bulk;
+        self.drop_bulk = drop_bulk;
         for key in self.known.keys() {
             let Some((was_source, value)) = self
                 .known
@@ -421,6 +451,7 @@ impl WatchState {
             }
         }
         generation.reapplied();
+        relist
     }
 
     /// Applies again the objects whose joins found something else since they were applied.

@@ -348,7 +348,9 @@ fn a_served_claim_is_held_in_a_fraction_of_its_size() {
     let pruned = kinds[0].keep.prune(&served);
     let whole = serde_json::to_vec(&served).unwrap().len();
     let held = serde_json::to_vec(&pruned).unwrap().len();
-    let compressed = lz4_flex::compress_prepend_size(&serde_json::to_vec(&pruned).unwrap()).len();
+    let compressed = periscope_plugin_api::lz4::Compressor::default()
+        .compress(&serde_json::to_vec(&pruned).unwrap())
+        .len();
     println!("claim: {whole} bytes of JSON, {held} pruned, {compressed} pruned and compressed");
     assert!(held * 5 < whole, "{held} of {whole}");
     let pipeline = pipeline(BY_NAME);

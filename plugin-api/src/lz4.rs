@@ -1,8 +1,9 @@
-//! LZ4 blocks with their length in front, as [`decompress`] reads them, for state the host keeps
-//! compressed: a watch's objects (`kube/watch.rs`) and the collector's last update of each source
-//! (`core/src/collector/packed.rs`). [`Compressor`] compresses through one buffer reused for every
-//! call, so a kept block costs a single allocation of exactly its compressed size (LZ4's own
-//! `compress_prepend_size` allocates the worst case and keeps it as capacity).
+//! LZ4 blocks with their length in front, as [`decompress`] reads them, for state kept
+//! compressed in memory: in the host, a watch's objects and the collector's last update of each
+//! source; in the Prometheus exporter, every source's rendered lines. [`Compressor`] compresses
+//! through one buffer reused for every call, so a kept block costs a single allocation of exactly
+//! its compressed size (LZ4's own `compress_prepend_size` allocates the worst case and keeps it as
+//! capacity).
 
 pub use lz4_flex::block::DecompressError;
 
@@ -32,6 +33,19 @@ pub fn decompress(block: &[u8]) -> Result<Vec<u8>, DecompressError> {
     lz4_flex::decompress_size_prepended(block)
 }
 
+/// The bytes of a block [`Compressor::compress`] made, written over `out` (reused, so that
+/// reading many blocks allocates once).
+pub fn decompress_into(block: &[u8], out: &mut Vec<u8>) -> Result<(), DecompressError> {
+    let (length, compressed) = block
+        .split_first_chunk::<4>()
+        .ok_or(DecompressError::ExpectedAnotherByte)?;
+    out.clear();
+    out.resize(u32::from_le_bytes(*length) as usize, 0);
+    let written = lz4_flex::block::decompress_into(compressed, out)?;
+    out.truncate(written);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +60,9 @@ mod tests {
         // The buffer is reused: a smaller input after a bigger one is exact too.
         let block = compressor.compress(b"small");
         assert_eq!(decompress(&block).unwrap(), b"small");
+        let mut out = b"left over from before".to_vec();
+        decompress_into(&block, &mut out).unwrap();
+        assert_eq!(out, b"small");
+        assert!(decompress_into(&[1, 0], &mut out).is_err(), "no length");
     }
 }
