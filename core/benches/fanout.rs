@@ -20,6 +20,7 @@ use periscope_plugin_api::{
     Batch, BoxError, Context, Export, Exporter, Family, FamilyKind, Source, SourceKind, Suffix,
 };
 use periscope_scraper::SourceUpdate;
+use periscope_scraper::objects::{ObjectPipeline, PipelinePublisher, Secrets};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -94,7 +95,9 @@ fn build_updates() -> Vec<SourceUpdate> {
 async fn fan_out(updates: Vec<SourceUpdate>, exporters: usize) -> Duration {
     RECEIVED.store(0, Ordering::Relaxed);
     let telemetry = Telemetry::new();
-    let collector = Collector::new(Duration::from_millis(5), 1024, telemetry.clone());
+    let pipeline = ObjectPipeline::compile(&[], Secrets::Refused).expect("compiles");
+    let inputs = Arc::new(PipelinePublisher::new(Arc::new(pipeline)));
+    let collector = Collector::new(Duration::from_millis(5), 1024, telemetry.clone(), inputs);
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
     let dead_letters = std::env::temp_dir().join("periscope-bench-dead-letter");
     let supervisor = Supervisor::new(Readiness::default(), telemetry.clone());

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use periscope_scraper::kube::KubernetesConfig;
-use periscope_scraper::objects::Secrets;
+use periscope_scraper::objects::{PipelinePublisher, Secrets};
 use periscope_scraper::shard::Shard;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -190,10 +190,12 @@ pub async fn run(
         .kubernetes
         .as_ref()
         .is_some_and(|k| k.metrics_configs);
+    let pipelines = Arc::new(PipelinePublisher::new(plan.pipeline.clone()));
     let collector = Collector::new(
         host.flush_interval.0,
         host.fanout_capacity,
         telemetry.clone(),
+        pipelines.clone(),
     );
     let (intake_tx, intake_rx) = mpsc::channel::<Intake>(4096);
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
@@ -230,7 +232,7 @@ pub async fn run(
         resources: plan.config.resources.clone(),
         secrets: secrets(plan.config.kubernetes.as_ref()),
         pipeline: plan.pipeline.clone(),
-        inputs: Inputs::new(plan.pipeline.clone()),
+        inputs: Inputs::new(pipelines),
         exporters: Exporters::default(),
         tenants: MetricsConfigs::default(),
     };

@@ -22,7 +22,8 @@ pub struct Telemetry {
     input: InputVecs,
     /// Sources currently known to the collector.
     pub sources: IntGauge,
-    /// Bytes the collector keeps for the last update of every source (what a resync sends).
+    /// Bytes the collector keeps of the sources: the packed last update of those no input sends
+    /// again for a resync, the packed `Remove` of the others.
     pub source_state_bytes: IntGauge,
     /// Batches fanned out to the exporters.
     pub batches: IntCounter,
@@ -404,7 +405,7 @@ impl Telemetry {
             &registry,
             IntGauge::new(
                 "periscope_source_state_bytes",
-                "Bytes kept for the last update of every source (its binary form, LZ4-compressed), which resyncs send and unchanged updates are compared with.",
+                "Bytes the collector keeps of the sources, LZ4-compressed: the last update of those no input can send again for a resync, only the source of the others (a watch sends them again).",
             )
             .expect("valid gauge"),
         );

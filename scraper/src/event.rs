@@ -8,8 +8,19 @@ use crate::objects::ExpressionFailure;
 /// the host's collector.
 #[derive(Debug)]
 pub enum Event {
-    /// The new state of one source.
+    /// The new state of one source; the host keeps a copy of it for resyncs.
     Update(SourceUpdate),
+    /// The new state of one source the input can send again when asked ([`Event::Resent`]): a
+    /// watch holds the object it comes from, so the host keeps no copy of it.
+    Resendable(SourceUpdate),
+    /// A source sent again at the host's request ([`crate::objects::Change::Resend`]): its
+    /// current state, for the resync that asked, not a change.
+    Resent(SourceUpdate),
+    /// Every source of the input was sent again for resync `round`.
+    ResendDone {
+        /// The round asked.
+        round: u64,
+    },
     /// The input finished its first complete read; the host is ready once every input has.
     Synced {
         /// The input's name, as in self-metrics (`files:examples/quickstart/manifests`).
@@ -78,8 +89,8 @@ impl ErrorKind {
 
 /// A batch holding exactly one update: `Replace` of one source with all its samples, or `Remove`.
 ///
-/// The host keeps the latest `SourceUpdate` of every source: to skip updates that change nothing and
-/// to build full snapshots (resyncs) for exporters that need them.
+/// The host keeps a fingerprint of the latest `SourceUpdate` of every source, to skip updates that
+/// change nothing, and a copy of those no input can send again, for full snapshots (resyncs).
 #[derive(Debug, Clone)]
 pub struct SourceUpdate {
     batch: Batch,

@@ -50,7 +50,7 @@ pub use limits::Caps;
 use reader::Reader;
 pub use series_cap::SeriesCap;
 pub(crate) use series_cap::keep_first;
-pub use shared::{Generation, PipelinePublisher, SharedPipeline};
+pub use shared::{Change, Generation, PipelinePublisher, SharedPipeline};
 pub use stats::{PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 
@@ -271,6 +271,49 @@ impl ObjectPipeline {
         });
         self.stats.collisions(&problems.collisions);
         Some((update, problems))
+    }
+
+    /// Whether an input holding the object can build its update again with
+    /// [`resend`](Self::resend): always, unless an entry of its kind has caps (`max_series`,
+    /// `max_values`), whose admission depends on what came before.
+    pub fn can_resend(&self, key: &ObjectKey) -> bool {
+        !self
+            .resources
+            .iter()
+            .any(|resource| resource.budget.is_some() && resource.is_kind_of(key))
+    }
+
+    /// The update of an object [`apply`](Self::apply) was last given, built again for a resync:
+    /// the same samples, and nothing recorded or counted (its contributions, problems and label
+    /// collisions were when it was applied). `None` if no entry selects it. Only for objects
+    /// [`can_resend`](Self::can_resend) allows.
+    pub fn resend(&self, key: &ObjectKey, object: &Value, now_ms: i64) -> Option<SourceUpdate> {
+        let mut problems = Problems::default();
+        let joined;
+        let object = match self
+            .joins
+            .as_ref()
+            .and_then(|joins| joins.attach(key, object, &self.resources, &mut problems))
+        {
+            Some(with_joins) => {
+                joined = with_joins;
+                &joined
+            }
+            None => object,
+        };
+        let matching: Vec<&Resource> = self
+            .resources
+            .iter()
+            .filter(|resource| resource.is_kind_of(key) && resource.selects(key, object))
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        Some(SourceUpdate::replace(Source::from(key), |writer| {
+            for resource in matching {
+                resource.write(object, now_ms, writer, &mut problems);
+            }
+        }))
     }
 
     /// The `Remove` of an object that is gone, or `None` if no entry is about the object's

@@ -115,6 +115,7 @@ async fn read(pipeline: Arc<ObjectPipeline>, objects: &Path) -> Metrics {
             Event::Error { message, .. } => metrics.errors.push(message),
             Event::Expression { failure, .. } => metrics.errors.push(failure.message),
             Event::Update(update) => metrics.add(&update),
+            other => panic!("the files input sends no {other:?}"),
         }
     }
     shutdown.cancel();

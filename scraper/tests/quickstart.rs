@@ -171,6 +171,7 @@ async fn read(config_text: &str) -> Read {
                         .insert(sample.family().name.to_owned(), sample.family().kind);
                 }
             }
+            other => panic!("the files input sends no {other:?}"),
         }
     }
     shutdown.cancel();

@@ -17,6 +17,10 @@ use periscope_tests::{
     Host, StateSample, http_get, ndjson_state, periscope, plugin_dir, read_ndjson, wait_until,
 };
 
+mod common;
+
+use common::recorded_values;
+
 const NS: &str = "demo";
 
 fn meta(name: &str) -> ObjectMeta {
@@ -542,4 +546,163 @@ async fn three_shards_together_produce_exactly_the_series_of_one_instance() {
         body.contains("periscope_sources 31"),
         "30 ConfigMaps and the count: {body}"
     );
+}
+
+const CHAOS: &str = r#"[[exporters]]
+name = "chaos"
+plugin = "chaos"
+batch = { max_wait = "10ms" }
+retry = { initial = "20ms", max = "200ms" }
+"#;
+
+/// Per ConfigMap name, the values of `demo_value` the file exporter wrote, in order.
+fn written_values(dir: &Path) -> BTreeMap<String, Vec<f64>> {
+    let mut written: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for record in read_ndjson(&dir.join("out/metrics.ndjson")) {
+        if record["op"] == "replace"
+            && record["metric"] == "demo_value"
+            && let (Some(name), Some(value)) =
+                (record["labels"]["name"].as_str(), record["value"].as_f64())
+        {
+            written.entry(name.to_owned()).or_default().push(value);
+        }
+    }
+    written
+}
+
+/// The chaos exporter's record, and the last `demo_value` of every ConfigMap in it.
+fn recorded(dir: &Path) -> (Vec<serde_json::Value>, BTreeMap<String, f64>) {
+    let lines = read_ndjson(&dir.join("record.ndjson"));
+    let last = (0..20)
+        .filter_map(|i| {
+            let name = format!("cm{i}");
+            let value = *recorded_values(&lines, &name).last()?;
+            Some((name, value))
+        })
+        .collect();
+    (lines, last)
+}
+
+/// A host watching ConfigMaps `cm0`..`cm19` (all at `value`), exporting to the file exporter
+/// and to the chaos exporter configured with `chaos`.
+async fn twenty_configmaps_and_two_exporters(
+    client: &kube::Client,
+    kubeconfig: &Path,
+    chaos: &str,
+    value: &str,
+) -> (tempfile::TempDir, Host) {
+    namespace(client, NS).await;
+    for i in 0..20 {
+        put_configmap(client, &format!("cm{i}"), value).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(&dir.path().join("plugins"), &["file", "chaos"]);
+    let more = format!("{CHAOS}config = {{ record = \"record.ndjson\", {chaos} }}\n");
+    let mut host = Host::start(dir.path(), &config(kubeconfig, &more));
+    host.wait_ready(Duration::from_secs(30));
+    (dir, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_exporter_gets_every_watched_source_back_and_no_other_exporter_sees_it_twice() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    // The second export call panics: the instance started again asks for the whole state.
+    let (dir, mut host) = twenty_configmaps_and_two_exporters(
+        &client,
+        cp.kubeconfig_path(),
+        "panic_on_calls = [2]",
+        "1",
+    )
+    .await;
+    let all_ones: BTreeMap<String, f64> = (0..20).map(|i| (format!("cm{i}"), 1.0)).collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded(dir.path()).1
+            == all_ones),
+        "{:?}\n{}",
+        recorded(dir.path()).1,
+        host.log()
+    );
+    put_configmap(&client, "cm0", "2").await;
+    let restarts = "periscope_exporter_restarts_total{exporter=\"chaos\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || host.metric(restarts) == 1.0),
+        "{}",
+        host.metrics()
+    );
+    // After the panic, every source came again with its current value: the watch sent them all
+    // again for the new instance.
+    let mut expected = all_ones.clone();
+    expected.insert("cm0".to_owned(), 2.0);
+    let after_panic = || {
+        let lines: Vec<_> = recorded(dir.path())
+            .0
+            .into_iter()
+            .filter(|l| l["call"].as_u64() > Some(2))
+            .collect();
+        (0..20)
+            .filter_map(|i| {
+                let name = format!("cm{i}");
+                Some((name.clone(), *recorded_values(&lines, &name).last()?))
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || after_panic() == expected),
+        "{:?}\n{}",
+        after_panic(),
+        host.log()
+    );
+    assert!(host.metric("periscope_exporter_resyncs_total{exporter=\"chaos\"}") >= 1.0);
+    // The other exporter saw each value once: nothing sent again reached it.
+    let mut once: BTreeMap<String, Vec<f64>> =
+        (0..20).map(|i| (format!("cm{i}"), vec![1.0])).collect();
+    once.insert("cm0".to_owned(), vec![1.0, 2.0]);
+    assert_eq!(written_values(dir.path()), once);
+    assert_eq!(
+        host.metric("periscope_exporter_resyncs_total{exporter=\"files\"}"),
+        0.0
+    );
+    assert_eq!(host.metric("periscope_unchanged_updates_total"), 0.0);
+    assert_eq!(host.metric("periscope_sources"), 20.0);
+    assert!(host.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_changing_while_an_exporter_restarts_again_and_again_end_with_their_last_values() {
+    let cp = ControlPlane::start();
+    let client = kube_client(cp.kubeconfig_path()).await;
+    // Slow calls, several of them panicking: resyncs are gathered while the objects change.
+    let chaos = "panic_on_calls = [3, 6, 9, 12], export_delay_ms = 40";
+    let (dir, mut host) =
+        twenty_configmaps_and_two_exporters(&client, cp.kubeconfig_path(), chaos, "0").await;
+    for round in 1..=5 {
+        for i in 0..20 {
+            put_configmap(&client, &format!("cm{i}"), &round.to_string()).await;
+        }
+    }
+    let all_fives: BTreeMap<String, f64> = (0..20).map(|i| (format!("cm{i}"), 5.0)).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || recorded(dir.path()).1
+            == all_fives),
+        "{:?}\n{}",
+        recorded(dir.path()).1,
+        host.log()
+    );
+    assert!(
+        host.metric("periscope_exporter_restarts_total{exporter=\"chaos\"}") >= 2.0,
+        "{}",
+        host.metrics()
+    );
+    // The file exporter saw every value of every object once, in order.
+    let every: BTreeMap<String, Vec<f64>> = (0..20)
+        .map(|i| (format!("cm{i}"), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || written_values(dir.path())
+            == every),
+        "{:?}",
+        written_values(dir.path())
+    );
+    assert!(host.stop().success());
 }

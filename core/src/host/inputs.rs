@@ -16,7 +16,7 @@ use periscope_scraper::config::{EndpointConfig, FilesConfig};
 use periscope_scraper::endpoints::EndpointInput;
 use periscope_scraper::files::FilesSource;
 use periscope_scraper::kube::{KubeWatch, KubernetesConfig, WatchTarget, watch_targets};
-use periscope_scraper::objects::{ObjectPipeline, PipelinePublisher, SharedPipeline};
+use periscope_scraper::objects::{PipelinePublisher, SharedPipeline};
 use periscope_scraper::{ErrorKind, Event, SourceUpdate};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -72,17 +72,18 @@ struct Running {
 pub(super) struct Inputs {
     next_id: InputId,
     running: Vec<Running>,
-    pipeline: PipelinePublisher,
+    /// Shared with the collector, which asks the inputs through it to send their sources again.
+    pipeline: Arc<PipelinePublisher>,
     cluster: Option<(KubernetesConfig, kube::Client)>,
 }
 
 impl Inputs {
-    /// No input yet; objects will go through `pipeline`.
-    pub(super) fn new(pipeline: Arc<ObjectPipeline>) -> Inputs {
+    /// No input yet; objects will go through the pipelines `pipeline` publishes.
+    pub(super) fn new(pipeline: Arc<PipelinePublisher>) -> Inputs {
         Inputs {
             next_id: 0,
             running: Vec::new(),
-            pipeline: PipelinePublisher::new(pipeline),
+            pipeline,
             cluster: None,
         }
     }
@@ -463,6 +464,23 @@ async fn forward(forward: Forward) {
             Event::Update(update) => {
                 metrics.updates.inc();
                 if intake.send(Intake::Update(id, update)).await.is_err() {
+                    return;
+                }
+            }
+            Event::Resendable(update) => {
+                metrics.updates.inc();
+                if intake.send(Intake::Resendable(id, update)).await.is_err() {
+                    return;
+                }
+            }
+            // Not an update: the source's state again, for a resync.
+            Event::Resent(update) => {
+                if intake.send(Intake::Resent(id, update)).await.is_err() {
+                    return;
+                }
+            }
+            Event::ResendDone { round } => {
+                if intake.send(Intake::ResendDone(id, round)).await.is_err() {
                     return;
                 }
             }

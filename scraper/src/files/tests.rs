@@ -112,6 +112,7 @@ fn describe(event: &Event) -> String {
         Event::Expression { failure, .. } => {
             format!("expression {} {}", failure.resource, failure.metric)
         }
+        other => format!("{other:?}"),
     }
 }
 

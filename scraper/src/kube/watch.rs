@@ -17,7 +17,7 @@ use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
 use crate::objects::joins::Keep;
-use crate::objects::{Generation, ObjectKey, ObjectPipeline, SharedPipeline, bulk};
+use crate::objects::{Change, Generation, ObjectKey, ObjectPipeline, SharedPipeline, bulk};
 use crate::shard::Shard;
 
 /// One running watch.
@@ -41,7 +41,7 @@ impl KubeWatch {
     /// A watch of `target` through `client`, keeping only the objects of `shard`. When
     /// `pipeline` changes, the watch applies every object it holds again, without a new list
     /// unless the new pipeline reads the bulky parts the held objects were stripped of
-    /// ([`bulk`]).
+    /// ([`bulk`]); when the host asks for a resend, it sends every source it holds again.
     pub fn new(
         client: Client,
         target: WatchTarget,
@@ -92,9 +92,8 @@ impl KubeWatch {
         loop {
             let resolved = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                generation = self.pipeline.changed() => {
-                    state.reapply(generation).await;
-                    recompute = subscribe(&state.pipeline);
+                change = self.pipeline.next() => {
+                    state.follow(change, &mut recompute).await;
                     continue;
                 }
                 resolved = discovery::pinned_kind(&self.client, &gvk) => resolved,
@@ -119,9 +118,8 @@ impl KubeWatch {
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        generation = self.pipeline.changed() => {
-                            state.reapply(generation).await;
-                            recompute = subscribe(&state.pipeline);
+                        change = self.pipeline.next() => {
+                            state.follow(change, &mut recompute).await;
                             continue;
                         }
                         _ = tokio::time::sleep(DISCOVERY_RETRY) => continue,
@@ -144,10 +142,8 @@ impl KubeWatch {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    generation = self.pipeline.changed() => {
-                        let relist = state.reapply(generation).await;
-                        recompute = subscribe(&state.pipeline);
-                        if relist {
+                    change = self.pipeline.next() => {
+                        if state.follow(change, &mut recompute).await {
                             // The held objects lack what the new pipeline reads: list again.
                             break;
                         }
@@ -359,7 +355,12 @@ impl WatchState {
                     let input = self.input.clone();
                     self.send_event(Event::Expression { input, failure }).await;
                 }
-                self.send_event(Event::Update(update)).await;
+                let event = if self.pipeline.can_resend(key) {
+                    Event::Resendable(update)
+                } else {
+                    Event::Update(update)
+                };
+                self.send_event(event).await;
                 true
             }
             None => {
@@ -370,6 +371,52 @@ impl WatchState {
                 false
             }
         }
+    }
+
+    /// Does what the pipeline's publisher asks: apply every object again with a new pipeline
+    /// (then listen to its recompute signal), or send every source again. Returns whether the
+    /// objects must be listed again (see [`WatchState::reapply`]).
+    async fn follow(
+        &mut self,
+        change: Change,
+        recompute: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> bool {
+        match change {
+            Change::Pipeline(generation) => {
+                let relist = self.reapply(generation).await;
+                *recompute = subscribe(&self.pipeline);
+                relist
+            }
+            Change::Resend(round) => {
+                self.resend(round).await;
+                false
+            }
+        }
+    }
+
+    /// Sends the update of every source held again, built from the object as it was last
+    /// applied ([`ObjectPipeline::resend`]: nothing counted again), then says it is done. Sent in
+    /// order with the watch's other updates, so each is the source's state at that point.
+    async fn resend(&mut self, round: u64) {
+        let now_ms = periscope_plugin_api::now_ms();
+        for key in self.known.keys() {
+            // A source the host keeps a copy of is not asked for.
+            if !self.pipeline.can_resend(&key) {
+                continue;
+            }
+            let Some(value) = self
+                .known
+                .get(&key)
+                .filter(|held| held.source)
+                .and_then(Held::object)
+            else {
+                continue;
+            };
+            if let Some(update) = self.pipeline.resend(&key, &value, now_ms) {
+                self.send_event(Event::Resent(update)).await;
+            }
+        }
+        self.send_event(Event::ResendDone { round }).await;
     }
 
     /// Whether objects may lose their bulky parts under the current pipeline: the kind is not
