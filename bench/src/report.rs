@@ -242,8 +242,9 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
     if let Some(bytes) = info.periscope_state_bytes {
         let _ = writeln!(
             out,
-            "- Periscope's own `periscope_source_state_bytes` at the end (the last batch of every \
-             source, kept for resyncs): {:.1} MiB, {:.0} bytes per object",
+            "- Periscope's own `periscope_source_state_bytes` at the end (what the host keeps for \
+             resyncs: a copy of the sources no input can send again, and for the watched ones \
+             only what removes them): {:.1} MiB, {:.0} bytes per object",
             bytes / MIB,
             bytes / info.objects.max(1) as f64
         );
