@@ -528,8 +528,9 @@ impl Run<'_> {
         if let Some(bytes) = state_bytes {
             let _ = writeln!(
                 out,
-                "- `periscope_source_state_bytes` at the end (the last batch of every source, kept \
-                 for resyncs): {:.1} MiB",
+                "- `periscope_source_state_bytes` at the end (what the host keeps for resyncs: a copy \
+                 of the sources no input can send again, and for the watched ones only what \
+                 removes them): {:.1} MiB",
                 bytes / MIB
             );
         }
