@@ -153,14 +153,7 @@ impl ObjectPipeline {
         let bulk_readers = resources
             .iter()
             .filter(|entry| bulk::reads_bulk(entry))
-            .map(|entry| {
-                let api_version = if entry.group.is_empty() {
-                    entry.version.clone()
-                } else {
-                    format!("{}/{}", entry.group, entry.version)
-                };
-                (api_version, entry.kind.clone())
-            })
+            .map(|entry| (entry.api_version(), entry.kind.clone()))
             .collect();
         compile::compile(resources, &kinds, secrets).map(|resources| ObjectPipeline {
             bulk_readers,
