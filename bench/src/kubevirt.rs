@@ -513,17 +513,9 @@ impl Run<'_> {
         );
         let _ = writeln!(
             out,
-            "- Update stream: {} merge patches/s of VM `status` (printableStatus and the Ready \
-             condition, through the status subresource) asked for {} s ({} in flight at most); {} \
-             applied in {:.1} s ({:.0}/s), {} failed, {} not sent in time",
-            args.update_rate,
-            args.update_seconds,
-            cluster::IN_FLIGHT,
-            stats.applied,
-            stats.elapsed.as_secs_f64(),
-            stats.applied as f64 / stats.elapsed.as_secs_f64(),
-            stats.failed,
-            stats.skipped
+            "- Update stream: {}; each a merge patch of VM `status` (printableStatus and the Ready \
+             condition, through the status subresource)",
+            stats.summary(args.update_rate, args.update_seconds)
         );
         if let Some(bytes) = state_bytes {
             let _ = writeln!(

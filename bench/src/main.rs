@@ -435,16 +435,8 @@ fn run(args: &Args) -> Result<(), String> {
         apiserver_version,
         create_time,
         update_summary: format!(
-            "{} merge patches/s asked for {} s ({} in flight at most); {} applied in {:.1} s \
-             ({:.0}/s), {} failed, {} not sent in time; each sets a new phase and the conditions",
-            args.update_rate,
-            args.update_seconds,
-            cluster::IN_FLIGHT,
-            stats.applied,
-            stats.elapsed.as_secs_f64(),
-            stats.applied as f64 / stats.elapsed.as_secs_f64(),
-            stats.failed,
-            stats.skipped
+            "{}; each sets a new phase and the conditions",
+            stats.summary(args.update_rate, args.update_seconds)
         ),
         update_elapsed: stats.elapsed.as_secs_f64(),
         first: match args.first {
