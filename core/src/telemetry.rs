@@ -635,6 +635,8 @@ struct GuardsCollector {
     series_limited: IntCounterVec,
     series: IntGaugeVec,
     objects_ignored: IntCounterVec,
+    watch_objects: IntGaugeVec,
+    watch_held_bytes: IntGaugeVec,
 }
 
 impl GuardsCollector {
@@ -673,6 +675,22 @@ impl GuardsCollector {
                 &["watch", "reason"],
             )
             .expect("valid counter"),
+            watch_objects: IntGaugeVec::new(
+                Opts::new(
+                    "periscope_watch_objects",
+                    "Objects a watch holds now: those its selectors and shard let in, and for a kind only joins read, those joins may find.",
+                ),
+                &["watch"],
+            )
+            .expect("valid gauge"),
+            watch_held_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "periscope_watch_held_bytes",
+                    "Bytes of the objects a watch holds, as held: pruned to what the config reads, as LZ4-compressed JSON.",
+                ),
+                &["watch"],
+            )
+            .expect("valid gauge"),
         }
     }
 
@@ -691,6 +709,8 @@ impl prometheus::core::Collector for GuardsCollector {
             self.series_limited.desc(),
             self.series.desc(),
             self.objects_ignored.desc(),
+            self.watch_objects.desc(),
+            self.watch_held_bytes.desc(),
         ]
         .concat()
     }
@@ -704,6 +724,8 @@ impl prometheus::core::Collector for GuardsCollector {
         self.series_limited.reset();
         self.series.reset();
         self.objects_ignored.reset();
+        self.watch_objects.reset();
+        self.watch_held_bytes.reset();
         for now in &all {
             for ((resource, metric), count) in &now.label_collisions {
                 self.label_collisions
@@ -725,12 +747,23 @@ impl prometheus::core::Collector for GuardsCollector {
                     .with_label_values(&[watch, reason])
                     .inc_by(*count);
             }
+            for (watch, held) in &now.held {
+                let gauge = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+                self.watch_objects
+                    .with_label_values(&[watch])
+                    .set(gauge(held.held.objects));
+                self.watch_held_bytes
+                    .with_label_values(&[watch])
+                    .set(gauge(held.held.bytes));
+            }
         }
         [
             self.label_collisions.collect(),
             self.series_limited.collect(),
             self.series.collect(),
             self.objects_ignored.collect(),
+            self.watch_objects.collect(),
+            self.watch_held_bytes.collect(),
         ]
         .concat()
     }
@@ -762,16 +795,32 @@ mod tests {
         stats.series_limited("resources[0]", "kube_pod_info", "max_series", 3);
         stats.set_series("resources[0]", 10);
         stats.object_ignored("kube:v1/ConfigMap", "max_objects");
+        let held = periscope_scraper::objects::HeldObjects {
+            objects: 7,
+            bytes: 900,
+        };
+        stats.set_held("kube:v1/Pod", 1, held);
         let text = t.render();
         for line in [
             "periscope_series_limited_total{entry=\"resources[0]\",metric=\"kube_pod_info\",reason=\"max_series\"} 3",
             "periscope_entry_series{entry=\"resources[0]\"} 10",
             "periscope_watch_objects_ignored_total{reason=\"max_objects\",watch=\"kube:v1/ConfigMap\"} 1",
+            "periscope_watch_objects{watch=\"kube:v1/Pod\"} 7",
+            "periscope_watch_held_bytes{watch=\"kube:v1/Pod\"} 900",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
         stats.series_limited("resources[0]", "kube_pod_info", "max_series", 2);
         assert!(t.render().contains("reason=\"max_series\"} 5"));
+        // A watch started again under the same name keeps its figure when the old one stops.
+        stats.set_held("kube:v1/Pod", 2, held);
+        stats.forget_held("kube:v1/Pod", 1);
+        assert!(
+            t.render()
+                .contains("periscope_watch_objects{watch=\"kube:v1/Pod\"} 7")
+        );
+        stats.forget_held("kube:v1/Pod", 2);
+        assert!(!t.render().contains("periscope_watch_objects{"));
     }
 
     #[test]

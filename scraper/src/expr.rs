@@ -72,7 +72,7 @@ use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, IdedExpr, Program};
 use serde_json::Value as Json;
 
-use crate::objects::joins::Keep;
+use crate::objects::keep::Keep;
 
 /// The most elements the comprehensions of one evaluation may walk: the largest list or map
 /// bound, to the power of how deeply the expression's comprehensions nest.
@@ -195,9 +195,7 @@ impl Expr {
             let mut keep = Keep::default();
             let mut reads = Vec::new();
             field_reads(program.expression(), OBJECT, &mut reads);
-            for (fields, _) in reads {
-                keep.add(&fields);
-            }
+            keep.add_reads(reads);
             if keep.is_whole() {
                 Binding::Whole
             } else {
@@ -413,11 +411,13 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
         && select.test
         && let Some(mut fields) = selected_fields(&select.operand, name)
     {
+        index_reads(&select.operand, name, out);
         fields.push(select.field.clone());
         out.push((fields, true));
         return;
     }
     if let Some(fields) = selected_fields(expr, name) {
+        index_reads(expr, name, out);
         out.push((fields, false));
         return;
     }
@@ -428,6 +428,7 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
         && let [value] = call.args.as_slice()
         && let Some(fields) = selected_fields(value, name)
     {
+        index_reads(value, name, out);
         out.push((fields, true));
         return;
     }
@@ -438,6 +439,7 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
         && let Some(mut fields) = selected_fields(map, name)
     {
         field_reads(key, name, out);
+        index_reads(map, name, out);
         fields.push(ANY_FIELD.to_owned());
         out.push((fields, true));
         return;
@@ -483,18 +485,35 @@ fn field_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) 
     }
 }
 
+/// What the indexes computed at run time along a chain of selections (`v.a[object.spec.key]`)
+/// read of `name`.
+fn index_reads(expr: &IdedExpr, name: &str, out: &mut Vec<(Vec<String>, bool)>) {
+    match &expr.expr {
+        Ast::Select(select) => index_reads(&select.operand, name, out),
+        Ast::Call(call) if call.target.is_none() && call.args.len() == 2 && is_selection(call) => {
+            index_reads(&call.args[0], name, out);
+            field_reads(&call.args[1], name, out);
+        }
+        _ => {}
+    }
+}
+
+/// Whether a call selects a field or an index: `a.?b`, `a[b]`, `a[?b]`.
+fn is_selection(call: &cel::common::ast::CallExpr) -> bool {
+    [
+        cel::common::ast::operators::OPT_SELECT,
+        cel::common::ast::operators::INDEX,
+        cel::common::ast::operators::OPT_INDEX,
+    ]
+    .contains(&call.func_name.as_str())
+}
+
 /// When `expr` is the variable `name` followed by field selections only, those fields.
 fn selected_fields(expr: &IdedExpr, name: &str) -> Option<Vec<String>> {
     let (operand, field) = match &expr.expr {
         Ast::Ident(ident) => return (ident == name).then(Vec::new),
         Ast::Select(select) => (&*select.operand, select.field.clone()),
-        Ast::Call(call)
-            if call.target.is_none()
-                && call.args.len() == 2
-                && (call.func_name == cel::common::ast::operators::OPT_SELECT
-                    || call.func_name == cel::common::ast::operators::INDEX
-                    || call.func_name == cel::common::ast::operators::OPT_INDEX) =>
-        {
+        Ast::Call(call) if call.target.is_none() && call.args.len() == 2 && is_selection(call) => {
             let field = match &call.args[1].expr {
                 Ast::Literal(cel::common::ast::LiteralValue::String(field)) => {
                     let text: &str = field.as_ref();

@@ -14,11 +14,11 @@
 
 mod age;
 mod aggregate;
-pub mod bulk;
 pub(crate) mod compile;
 mod durations;
 mod extract;
 pub mod joins;
+pub mod keep;
 mod key;
 mod label_values;
 mod labels_from;
@@ -51,7 +51,7 @@ use reader::Reader;
 pub use series_cap::SeriesCap;
 pub(crate) use series_cap::keep_first;
 pub use shared::{Change, Generation, PipelinePublisher, SharedPipeline};
-pub use stats::{PipelineStats, StatsSnapshot};
+pub use stats::{HeldObjects, HeldWatch, PipelineStats, StatsSnapshot};
 use tracked::{Observation, Tracked, Tracker};
 
 /// A problem in the `[[resources]]` config, found while compiling it.
@@ -137,9 +137,9 @@ pub struct ObjectPipeline {
     stats: std::sync::Arc<PipelineStats>,
     /// Closed by the host above its memory limit: watches take in no object they do not know.
     admission: crate::admission::Admission,
-    /// `(apiVersion, kind)` of the kinds some entry might read the bulky parts of
-    /// ([`bulk::reads_bulk`]).
-    bulk_readers: Vec<(String, String)>,
+    /// What of its objects the pipeline reads, by `(apiVersion, kind)`: what its entries and the
+    /// joins of it read ([`keep`]).
+    reads: Vec<((String, String), keep::Keep)>,
 }
 
 impl ObjectPipeline {
@@ -150,13 +150,9 @@ impl ObjectPipeline {
         secrets: Secrets,
     ) -> Result<ObjectPipeline, Vec<CompileError>> {
         let kinds = joins::joined_kinds(resources);
-        let bulk_readers = resources
-            .iter()
-            .filter(|entry| bulk::reads_bulk(entry))
-            .map(|entry| (entry.api_version(), entry.kind.clone()))
-            .collect();
+        let reads = reads_by_kind(resources, &kinds);
         compile::compile(resources, &kinds, secrets).map(|resources| ObjectPipeline {
-            bulk_readers,
+            reads,
             tracker: Mutex::new(Tracker::new(&resources)),
             joins: joins::Joins::new(&kinds, &resources),
             resources,
@@ -180,13 +176,15 @@ impl ObjectPipeline {
         &self.admission
     }
 
-    /// Whether objects of `kind` in `api_version` may lose their bulky parts as they arrive: no
-    /// entry might read them ([`bulk`]).
-    pub fn drops_bulk(&self, api_version: &str, kind: &str) -> bool {
-        !self
-            .bulk_readers
+    /// What the pipeline might read of objects of `kind` in `api_version` ([`keep`]): every
+    /// input prunes its objects to it before applying them, so that an object yields the same
+    /// samples wherever it was read, and a watch holds them so. `None` for a kind the config does
+    /// not name.
+    pub fn reads(&self, api_version: &str, kind: &str) -> Option<&keep::Keep> {
+        self.reads
             .iter()
-            .any(|(v, k)| v == api_version && k == kind)
+            .find(|((v, k), _)| v == api_version && k == kind)
+            .map(|(_, keep)| keep)
     }
 
     /// What the pipeline and its inputs held back, for the host's self-metrics.
@@ -459,6 +457,29 @@ impl ObjectPipeline {
         // A panic while the state was locked leaves it as consistent as any single record.
         self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What the pipeline reads of each kind: the union of what its entries read and what joins read
+/// of it.
+fn reads_by_kind(
+    resources: &[ResourceConfig],
+    joined: &[joins::JoinedKind],
+) -> Vec<((String, String), keep::Keep)> {
+    let mut reads: Vec<((String, String), keep::Keep)> = Vec::new();
+    let mut add = |api_version: String, kind: &str, read: &keep::Keep| match reads
+        .iter_mut()
+        .find(|((v, k), _)| *v == api_version && k == kind)
+    {
+        Some((_, keep)) => keep.merge(read),
+        None => reads.push(((api_version, kind.to_owned()), read.clone())),
+    };
+    for entry in resources {
+        add(entry.api_version(), &entry.kind, &keep::entry_reads(entry));
+    }
+    for kind in joined {
+        add(kind.api_version(), &kind.kind, &kind.keep);
+    }
+    reads
 }
 
 /// Locks a budget; a panic while it was locked leaves it as consistent as any single admission.

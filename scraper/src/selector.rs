@@ -85,6 +85,11 @@ impl LabelSelector {
         Ok(LabelSelector { requirements })
     }
 
+    /// The label keys the selector tests.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.requirements.iter().map(|r| r.key.as_str())
+    }
+
     /// Whether an object whose labels are `labels` (the `metadata.labels` map, or nothing) is
     /// selected.
     pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {

@@ -451,6 +451,22 @@ config = {{ listen = "{page_addr}" }}
     );
     let lists_before = configmap_lists(&client).await;
     assert!(lists_before >= 1.0, "the watch listed once");
+    // The watch holds every object, pruned: a served ConfigMap with its managed fields is about
+    // 450 bytes of JSON; its key and `data.value` are about 150, which LZ4 hardly shrinks.
+    let watch = "watch=\"kubernetes:v1/ConfigMap@reload\"";
+    let held = |metric: &str| metric_value(&page(host.addr), &format!("{metric}{{{watch}}}"));
+    assert!(
+        wait_until(patience, || held("periscope_watch_objects")
+            == Some(n as f64)),
+        "{}",
+        page(host.addr)
+    );
+    let bytes = held("periscope_watch_held_bytes").unwrap_or_default();
+    eprintln!("{n} objects held in {bytes} bytes");
+    assert!(
+        bytes > 0.0 && bytes < 200.0 * n as f64,
+        "{bytes} bytes held for {n} objects"
+    );
 
     // Rename the metric and count only some of the objects: a new pipeline, the same watch.
     let text = std::fs::read_to_string(dir.path().join("periscope.toml")).unwrap();
@@ -490,7 +506,7 @@ config = {{ listen = "{page_addr}" }}
         host.log()
     );
 
-    // A metric that reads `metadata.managedFields`, which the watch dropped from the objects it
+    // A metric that reads `metadata.managedFields`, which the watch pruned from the objects it
     // holds (no entry read it): this reload lists the objects again, once.
     let text = std::fs::read_to_string(dir.path().join("periscope.toml")).unwrap();
     let managed = text.replace(

@@ -228,6 +228,12 @@ impl Scanner {
                 events.push(self.error(ErrorKind::Parse, message));
                 continue;
             };
+            // Pruned as a watch prunes it, so that it yields the same samples.
+            let pruned = self
+                .pipeline
+                .reads(key.api_version(), key.kind())
+                .map(|keep| keep.pruned(object));
+            let object = pruned.as_ref().unwrap_or(object);
             let Some((update, problems)) = self.pipeline.apply(&key, object, now_ms) else {
                 if self.pipeline.has_joins() {
                     others.push(key);

@@ -84,13 +84,17 @@ impl<V> Known<V> {
         objects.contains_key(key.source_id()) || objects.len() < max
     }
 
+    /// How many objects are known (before a relist in progress).
+    pub(crate) fn len(&self) -> usize {
+        self.objects.len()
+    }
+
     /// Whether the object is known (listed again, during a relist).
     pub(crate) fn knows(&self, key: &ObjectKey) -> bool {
         let objects = self.relisted.as_ref().unwrap_or(&self.objects);
         objects.contains_key(key.source_id())
     }
 
-    /// What is kept of every known object.
     /// What is known of `key`: from the relist in progress, else from before it.
     pub(crate) fn get(&self, key: &ObjectKey) -> Option<&V> {
         let id = key.source_id();
@@ -123,6 +127,7 @@ impl<V> Known<V> {
         keys
     }
 
+    /// What is kept of every known object (before a relist in progress).
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.objects.values()
     }

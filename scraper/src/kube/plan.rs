@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::ResourceConfig;
-use crate::objects::joins::{Keep, joined_kinds};
+use crate::objects::joins::joined_kinds;
 
 /// What one watch covers: a kind, optionally one namespace, and server-side selectors.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,9 +22,9 @@ pub struct WatchTarget {
     pub field_selector: Option<String>,
     /// The most objects the watch takes in: the smallest `max_objects` of the kind's entries.
     pub max_objects: Option<usize>,
-    /// What of each object to hold when only joins read the kind: the fields they read. `None`
-    /// when an entry watches the kind, which holds objects whole.
-    pub keep: Option<Keep>,
+    /// Whether only joins read the kind (no entry watches it): every shard holds its objects,
+    /// since any of them may hold an object that joins one.
+    pub joins_only: bool,
 }
 
 impl WatchTarget {
@@ -54,8 +54,8 @@ struct Want {
     label_selector: Option<String>,
     field_selector: Option<String>,
     max_objects: Option<usize>,
-    /// For joins: the fields they read.
-    keep: Option<Keep>,
+    /// Whether it is the joins'.
+    joins: bool,
 }
 
 /// The watches needed for `resources`: one per kind, split per namespace when every entry of that
@@ -64,8 +64,9 @@ struct Want {
 ///
 /// A kind that joins read (`[[resources.joins]]`) is watched in every namespace; when all its
 /// joins match on one label, only the objects carrying it (`label` as the selector). With no
-/// entry of its own, its watch holds only the fields joins read ([`WatchTarget::keep`]); with
-/// one, it shares that entry's watch, whose selectors then apply only if they are the same.
+/// entry of its own, every shard watches it ([`WatchTarget::joins_only`]); with one, it shares
+/// that entry's watch, whose selectors then apply only if they are the same. What a watch holds
+/// of each object is the pipeline's to say ([`crate::objects::ObjectPipeline::reads`]).
 pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
     let mut by_kind: BTreeMap<(String, String, String), Vec<Want>> = BTreeMap::new();
     for r in resources {
@@ -80,7 +81,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
                     .max_objects
                     .as_ref()
                     .map(|max| usize::try_from(*max.get_ref()).unwrap_or(usize::MAX)),
-                keep: None,
+                joins: false,
             });
     }
     for joined in joined_kinds(resources) {
@@ -92,7 +93,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
                 label_selector: joined.label,
                 field_selector: None,
                 max_objects: None,
-                keep: Some(joined.keep),
+                joins: true,
             });
     }
     let mut targets = Vec::new();
@@ -105,10 +106,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
             (None, None)
         };
         let max_objects = wants.iter().filter_map(|w| w.max_objects).min();
-        let keep = match wants.as_slice() {
-            [only] => only.keep.clone(),
-            _ => None,
-        };
+        let joins_only = wants.iter().all(|w| w.joins);
         let namespaces: Vec<Option<String>> = if wants.iter().all(|w| !w.namespaces.is_empty()) {
             let mut all: Vec<String> = wants.iter().flat_map(|w| w.namespaces.clone()).collect();
             all.sort();
@@ -126,7 +124,7 @@ pub fn watch_targets(resources: &[ResourceConfig]) -> Vec<WatchTarget> {
                 label_selector: label_selector.clone(),
                 field_selector: field_selector.clone(),
                 max_objects,
-                keep: keep.clone(),
+                joins_only,
             });
         }
     }
@@ -177,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kind_only_joins_read_is_watched_everywhere_by_its_label_holding_what_joins_read() {
+    fn a_kind_only_joins_read_is_watched_everywhere_by_its_label() {
         let config = resources(
             "[[resources]]\nversion = \"v1\"\nkind = \"ConfigMap\"\nnamespaces = [\"a\"]\n\
              [[resources.joins]]\nname = \"owner\"\nversion = \"v1\"\nkind = \"Pod\"\n\
@@ -187,28 +185,13 @@ mod tests {
         let targets = watch_targets(&config);
         let names: Vec<_> = targets.iter().map(WatchTarget::input_name).collect();
         assert_eq!(names, ["kubernetes:v1/ConfigMap@a", "kubernetes:v1/Pod"]);
-        assert_eq!(targets[0].keep, None);
+        assert!(!targets[0].joins_only);
+        assert!(targets[1].joins_only);
         assert_eq!(targets[1].label_selector.as_deref(), Some("app"));
-        let keep = targets[1].keep.as_ref().unwrap();
-        let pod = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "p", "namespace": "a", "uid": "u", "labels": {"app": "x", "b": "c"}},
-            "spec": {"nodeName": "n1", "containers": []},
-        });
-        assert_eq!(
-            keep.prune(&pod),
-            serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "a", "uid": "u", "labels": {"app": "x"}},
-                "spec": {"nodeName": "n1"},
-            })
-        );
     }
 
     #[test]
-    fn a_joined_kind_that_an_entry_watches_shares_its_watch_and_holds_it_whole() {
+    fn a_joined_kind_that_an_entry_watches_shares_its_watch() {
         let config = resources(
             "[[resources]]\nversion = \"v1\"\nkind = \"Pod\"\n\
              [[resources.joins]]\nname = \"owner\"\nversion = \"v1\"\nkind = \"Pod\"\n\
@@ -218,6 +201,6 @@ mod tests {
         let targets = watch_targets(&config);
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].label_selector, None);
-        assert_eq!(targets[0].keep, None);
+        assert!(!targets[0].joins_only);
     }
 }

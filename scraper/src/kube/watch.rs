@@ -2,7 +2,8 @@
 //! host's events.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, DynamicObject, GroupVersionKind};
 use ::kube::runtime::WatchStreamExt as _;
@@ -16,8 +17,8 @@ use super::WatchTarget;
 use super::known::Known;
 use super::object::WatchedKind;
 use crate::event::{ErrorKind, Event};
-use crate::objects::joins::Keep;
-use crate::objects::{Change, Generation, ObjectKey, ObjectPipeline, SharedPipeline, bulk};
+use crate::objects::keep::Keep;
+use crate::objects::{Change, Generation, HeldObjects, ObjectKey, ObjectPipeline, SharedPipeline};
 use crate::shard::Shard;
 
 /// One running watch.
@@ -34,14 +35,21 @@ const MAX_OBJECTS: &str = "max_objects";
 /// Why a new object was ignored: the `reason` label.
 const MEMORY_LIMIT: &str = "memory_limit";
 
+/// The number of the next watch started.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+/// How often at most a watch sets what it holds in the self-metrics.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// How long to wait before looking for a kind that does not exist (yet) again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 impl KubeWatch {
-    /// A watch of `target` through `client`, keeping only the objects of `shard`. When
-    /// `pipeline` changes, the watch applies every object it holds again, without a new list
-    /// unless the new pipeline reads the bulky parts the held objects were stripped of
-    /// ([`bulk`]); when the host asks for a resend, it sends every source it holds again.
+    /// A watch of `target` through `client`, keeping only the objects of `shard`, each pruned to
+    /// what the pipeline reads of it ([`ObjectPipeline::reads`]). When `pipeline` changes, the
+    /// watch applies every object it holds again, without a new list unless the new pipeline
+    /// reads what the held objects were pruned of; when the host asks for a resend, it sends
+    /// every source it holds again.
     pub fn new(
         client: Client,
         target: WatchTarget,
@@ -66,13 +74,16 @@ impl KubeWatch {
     /// Watches until `shutdown`, sending updates, `Synced` after the first complete list, and
     /// errors. A kind that does not exist is looked for again every few seconds.
     pub async fn run(mut self, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+        let pipeline = self.pipeline.current().pipeline().clone();
+        let api_version = self.target.api_version();
         let mut state = WatchState {
             input: self.input_name(),
+            reads: reads_of(&pipeline, &api_version, &self.target.kind),
             watched: WatchedKind {
-                api_version: self.target.api_version(),
+                api_version,
                 kind: self.target.kind.clone(),
             },
-            pipeline: self.pipeline.current().pipeline().clone(),
+            pipeline,
             shard: self.shard,
             events,
             known: Known::default(),
@@ -80,11 +91,12 @@ impl KubeWatch {
             synced: false,
             max_objects: self.target.max_objects,
             ignoring: None,
-            keep: self.target.keep.clone(),
-            drop_bulk: false,
+            joins_only: self.target.joins_only,
+            relisting_for: None,
+            reported: None,
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             namespace: self.target.namespace.clone(),
         };
-        state.drop_bulk = state.drops_bulk();
         let mut recompute = subscribe(&state.pipeline);
         let gvk =
             GroupVersionKind::gvk(&self.target.group, &self.target.version, &self.target.kind);
@@ -206,6 +218,14 @@ async fn signalled(recompute: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     }
 }
 
+/// What a watch keeps of its objects under `pipeline`: what the pipeline reads of the kind.
+fn reads_of(pipeline: &ObjectPipeline, api_version: &str, kind: &str) -> Keep {
+    pipeline
+        .reads(api_version, kind)
+        .cloned()
+        .unwrap_or_else(Keep::everything)
+}
+
 fn is_not_found(error: &watcher::Error) -> bool {
     match error {
         watcher::Error::InitialListFailed(::kube::Error::Api(status))
@@ -217,9 +237,10 @@ fn is_not_found(error: &watcher::Error) -> bool {
 }
 
 /// What a watch remembers of each object it was sent: whether it is a source now, and the object
-/// itself, to apply again when the pipeline changes (a config reload) without asking the
-/// apiserver for it. The object is kept as LZ4-compressed JSON: as a `serde_json::Value` it was a
-/// sixth of the host's heap at 10k objects (`bench/`); compressed it is about a fifth of its JSON.
+/// itself, pruned to what the pipeline reads, to apply again when the pipeline changes (a config
+/// reload) or a join finds something else, without asking the apiserver for it. The object is
+/// kept as LZ4-compressed JSON: as a `serde_json::Value` it was a sixth of the host's heap at 10k
+/// objects (`bench/`); compressed it is about a fifth of its JSON.
 struct Held {
     source: bool,
     object: Box<[u8]>,
@@ -268,10 +289,18 @@ struct WatchState {
     max_objects: Option<usize>,
     /// Why objects are being ignored now, if they are (for the log, once per change).
     ignoring: Option<&'static str>,
-    /// What of each object to hold and apply when only joins read the kind.
-    keep: Option<Keep>,
-    /// Whether objects lose their bulky parts as they arrive (see [`bulk`]).
-    drop_bulk: bool,
+    /// What the pipeline reads of the kind: each object is pruned to it as it arrives, and held
+    /// so.
+    reads: Keep,
+    /// Whether only joins read the kind: every shard holds its objects.
+    joins_only: bool,
+    /// The generation a relist is applying the objects with, because the held ones lacked what
+    /// it reads: it is told the objects are applied when the relist is complete.
+    relisting_for: Option<Arc<Generation>>,
+    /// When what the watch holds was last set in the self-metrics.
+    reported: Option<Instant>,
+    /// This watch's number, apart from any other watch of its name.
+    instance: u64,
     /// The namespace watched, if only one.
     namespace: Option<String>,
 }
@@ -289,7 +318,11 @@ impl WatchState {
                 for (key, held) in self.known.finish_relist() {
                     self.gone(&key, held.source).await;
                 }
+                if let Some(generation) = self.relisting_for.take() {
+                    generation.reapplied();
+                }
                 self.synced().await;
+                self.report(true);
             }
             watcher::Event::Apply(object) => {
                 if let Some((key, held)) = self.apply(object).await {
@@ -304,6 +337,23 @@ impl WatchState {
                 }
             }
         }
+        self.report(false);
+    }
+
+    /// Sets what the watch holds in the self-metrics (`periscope_watch_objects`,
+    /// `periscope_watch_held_bytes`): at once when `now`, else at most once a second.
+    fn report(&mut self, now: bool) {
+        if !now && self.reported.is_some_and(|at| at.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.reported = Some(Instant::now());
+        let held = HeldObjects {
+            objects: self.known.len() as u64,
+            bytes: self.known.values().map(|h| h.object.len() as u64).sum(),
+        };
+        self.pipeline
+            .stats()
+            .set_held(&self.input, self.instance, held);
     }
 
     /// Sends the object's update (or the `Remove` of a source it no longer is); returns its key
@@ -316,18 +366,11 @@ impl WatchState {
                 return None;
             }
         };
-        if self.drop_bulk {
-            bulk::drop_bulk(&mut value);
-        }
-        // Only joins read this kind: what they do not read is dropped at once.
-        let value = match &self.keep {
-            Some(keep) => keep.prune(&value),
-            None => value,
-        };
+        self.reads.prune(&mut value);
         let key = ObjectKey::of(&value)?;
         // Objects only joins read are needed by every shard: whichever holds the object that
         // joins them.
-        if self.keep.is_none() && !self.shard.keeps(key.uid()) {
+        if !self.joins_only && !self.shard.keeps(key.uid()) {
             return None;
         }
         if !self.admits(&key) {
@@ -419,39 +462,53 @@ impl WatchState {
         self.send_event(Event::ResendDone { round }).await;
     }
 
-    /// Whether objects may lose their bulky parts under the current pipeline: the kind is not
-    /// one only joins read (those keep exactly what joins read), and no entry reads them.
-    fn drops_bulk(&self) -> bool {
-        self.keep.is_none()
-            && self
-                .pipeline
-                .drops_bulk(&self.watched.api_version, &self.watched.kind)
-    }
-
     /// Applies every held object again with the pipeline of `generation` (a config reload), then
-    /// tells the generation so. Returns whether the objects must be listed again: the new
-    /// pipeline reads the bulky parts the held objects were stripped of (until the list, what
-    /// reads them finds nothing).
+    /// tells the generation so. Returns whether the objects must be listed again instead: the
+    /// new pipeline reads what the held objects were pruned of. Then nothing is applied now (the
+    /// sources keep their series until the list brings each object), and the generation is told
+    /// when the list is complete.
     async fn reapply(&mut self, generation: Arc<Generation>) -> bool {
         self.pipeline = generation.pipeline().clone();
-        let drop_bulk = self.drops_bulk();
-        let relist = self.drop_bulk && !drop_bulk;
-        self.drop_bulk = drop_bulk;
+        // A generation still waiting for a list is replaced by this one.
+        if let Some(replaced) = self.relisting_for.take() {
+            replaced.reapplied();
+        }
+        let reads = reads_of(
+            &self.pipeline,
+            &self.watched.api_version,
+            &self.watched.kind,
+        );
+        let narrower = reads != self.reads;
+        if !self.reads.covers(&reads) && self.known.len() > 0 {
+            self.reads = reads;
+            self.relisting_for = Some(generation);
+            return true;
+        }
+        self.reads = reads;
         for key in self.known.keys() {
-            let Some((was_source, value)) = self
+            let Some((was_source, mut value)) = self
                 .known
                 .get(&key)
                 .and_then(|held| Some((held.source, held.object()?)))
             else {
                 continue;
             };
+            // The pipeline sees what a new watch would: the object pruned to what it reads.
+            if narrower {
+                self.reads.prune(&mut value);
+            }
             let source = self.send(&key, &value, was_source).await;
             if let Some(held) = self.known.get_mut(&key) {
-                held.source = source;
+                if narrower {
+                    *held = self.scratch.hold(source, &value);
+                } else {
+                    held.source = source;
+                }
             }
         }
         generation.reapplied();
-        relist
+        self.report(true);
+        false
     }
 
     /// Applies again the objects whose joins found something else since they were applied.
@@ -538,6 +595,11 @@ impl WatchState {
         for (key, held) in self.known.take_all() {
             self.gone(&key, held.source).await;
         }
+        // Nothing is left to list again for it.
+        if let Some(generation) = self.relisting_for.take() {
+            generation.reapplied();
+        }
+        self.report(true);
     }
 
     async fn synced(&mut self) {
@@ -561,6 +623,19 @@ impl WatchState {
     async fn send_event(&self, event: Event) {
         // The host stopped listening only at shutdown.
         let _ = self.events.send(event).await;
+    }
+}
+
+impl Drop for WatchState {
+    /// A watch stopped: what it held is gone, and a generation waiting for its list waits no
+    /// more.
+    fn drop(&mut self) {
+        self.pipeline
+            .stats()
+            .forget_held(&self.input, self.instance);
+        if let Some(generation) = self.relisting_for.take() {
+            generation.reapplied();
+        }
     }
 }
 

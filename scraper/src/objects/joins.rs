@@ -27,8 +27,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-pub use keep::{JoinedKind, Keep, joined_kinds};
+pub use keep::{JoinedKind, joined_kinds};
 
+use super::keep::Keep;
 use super::reader::Reader;
 use super::{ObjectKey, Problems, Resource};
 use crate::expr::{Expr, Input};
@@ -232,7 +233,7 @@ impl Joins {
                         .iter()
                         .any(|label| label_of(object, label).is_some())
             })
-            .map(|object| kind.keep.prune(object));
+            .map(|object| kind.keep.pruned(object));
         // Held as compact JSON: a pruned claim is a few hundred bytes so, several times that
         // as a `Value`.
         let json = kept.as_ref().and_then(|kept| serde_json::to_vec(kept).ok());

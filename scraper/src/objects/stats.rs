@@ -26,6 +26,26 @@ pub struct StatsSnapshot {
     pub series: BTreeMap<String, u64>,
     /// Objects a watch did not take in, by (watch, reason).
     pub objects_ignored: BTreeMap<(String, String), u64>,
+    /// What each running watch holds now, by watch.
+    pub held: BTreeMap<String, HeldWatch>,
+}
+
+/// What a running watch holds, and which instance of the watch of that name said so.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldWatch {
+    /// The watch's instance number.
+    pub instance: u64,
+    /// What it holds.
+    pub held: HeldObjects,
+}
+
+/// What one watch holds: its objects, pruned to what the config reads, compressed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldObjects {
+    /// How many objects.
+    pub objects: u64,
+    /// Their size as held, in bytes.
+    pub bytes: u64,
 }
 
 impl PipelineStats {
@@ -66,6 +86,26 @@ impl PipelineStats {
     pub fn object_ignored(&self, watch: &str, reason: &str) {
         let key = (watch.to_owned(), reason.to_owned());
         *self.lock().objects_ignored.entry(key).or_default() += 1;
+    }
+
+    /// Sets what a watch holds now. `instance` tells the watch apart from another of the same
+    /// name (a watch started again with new selectors) while both run.
+    pub fn set_held(&self, watch: &str, instance: u64, held: HeldObjects) {
+        self.lock()
+            .held
+            .insert(watch.to_owned(), HeldWatch { instance, held });
+    }
+
+    /// Forgets what a stopped watch held, unless another of its name has set it since.
+    pub fn forget_held(&self, watch: &str, instance: u64) {
+        let mut inner = self.lock();
+        if inner
+            .held
+            .get(watch)
+            .is_some_and(|h| h.instance == instance)
+        {
+            inner.held.remove(watch);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, StatsSnapshot> {

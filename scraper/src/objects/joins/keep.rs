@@ -1,73 +1,11 @@
-//! What of a joined object is kept: the fields joins read, found from the config text, and the
-//! pruning of an object down to them.
+//! What of a joined object is kept: the fields joins read, found from the config text.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use crate::config::{JoinConfig, ResourceConfig};
 use crate::expr::{ANY_FIELD, Expr, JOINED, JOINS, Scope};
+use crate::objects::keep::Keep;
 use crate::path::Path;
-
-/// The fields of an object to keep: a tree of field names, where a field kept `whole` keeps
-/// everything below it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Keep {
-    whole: bool,
-    fields: BTreeMap<String, Keep>,
-}
-
-impl Keep {
-    /// Keeps the field at `path` (and all below it); an empty path keeps everything, and so
-    /// does a field [`ANY_FIELD`] (known only at run time) at its level.
-    pub fn add<S: AsRef<str>>(&mut self, path: &[S]) {
-        if self.whole {
-            return;
-        }
-        match path.split_first() {
-            Some((first, _)) if first.as_ref() == ANY_FIELD => {
-                self.whole = true;
-                self.fields.clear();
-            }
-            None => {
-                self.whole = true;
-                self.fields.clear();
-            }
-            Some((first, rest)) => self
-                .fields
-                .entry(first.as_ref().to_owned())
-                .or_default()
-                .add(rest),
-        }
-    }
-
-    /// Whether everything is kept.
-    pub fn is_whole(&self) -> bool {
-        self.whole
-    }
-
-    /// The fields kept, each with what is kept of it (none when everything is).
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &Keep)> {
-        self.fields.iter().map(|(name, keep)| (name.as_str(), keep))
-    }
-
-    /// `value` with only the kept fields.
-    pub fn prune(&self, value: &Value) -> Value {
-        if self.whole {
-            return value.clone();
-        }
-        match value {
-            Value::Object(map) => Value::Object(
-                self.fields
-                    .iter()
-                    .filter_map(|(field, keep)| Some((field.clone(), keep.prune(map.get(field)?))))
-                    .collect(),
-            ),
-            // A path walks fields of maps only: whatever else stands here, no kept path goes on.
-            _ => Value::Null,
-        }
-    }
-}
 
 /// A kind some join reads, and what its watch needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,9 +87,7 @@ pub fn joined_kinds(resources: &[ResourceConfig]) -> Vec<JoinedKind> {
             if let Some(filter) = &join.filter
                 && let Ok(expr) = Expr::compile(filter.get_ref(), Scope::Joined)
             {
-                for (fields, _) in expr.field_reads(JOINED) {
-                    kind.keep.add(&fields);
-                }
+                kind.keep.add_reads(expr.field_reads(JOINED));
             }
         }
         if of_entry.is_empty() {
@@ -212,30 +148,8 @@ fn label_only(join: &JoinConfig) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::config::test_resources as resources;
-
-    #[test]
-    fn pruning_keeps_only_the_fields_read() {
-        let mut keep = Keep::default();
-        keep.add(&["metadata", "name"]);
-        keep.add(&["spec", "resources"]);
-        let object = json!({
-            "metadata": {"name": "a", "annotations": {"big": "x".repeat(100)}},
-            "spec": {"resources": {"requests": {"storage": "1Gi"}}, "other": 1},
-            "status": {"phase": "Bound"},
-        });
-        assert_eq!(
-            keep.prune(&object),
-            json!({"metadata": {"name": "a"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}})
-        );
-        keep.add::<&str>(&["spec"]);
-        keep.add::<&str>(&[]);
-        assert!(keep.is_whole());
-        assert_eq!(keep.prune(&object), object);
-    }
 
     #[test]
     fn the_fields_joins_read_come_from_paths_expressions_and_filters() {

@@ -345,7 +345,7 @@ fn served_claim() -> Value {
 fn a_served_claim_is_held_in_a_fraction_of_its_size() {
     let kinds = super::joined_kinds(&resources(BY_NAME));
     let served = served_claim();
-    let pruned = kinds[0].keep.prune(&served);
+    let pruned = kinds[0].keep.pruned(&served);
     let whole = serde_json::to_vec(&served).unwrap().len();
     let held = serde_json::to_vec(&pruned).unwrap().len();
     let compressed = periscope_plugin_api::lz4::Compressor::default()
@@ -403,7 +403,7 @@ labels = { device = "name", mode = { expr = "joins.claims[item.persistentVolumeC
     // Pruned all the same: the dynamic index is the key, what follows it is kept.
     let kinds = super::joined_kinds(&resources(config));
     assert!(!kinds[0].keep.is_whole());
-    let pruned = kinds[0].keep.prune(&claim("c1", "a", "1Ki"));
+    let pruned = kinds[0].keep.pruned(&claim("c1", "a", "1Ki"));
     assert_eq!(pruned["spec"]["resources"]["requests"]["storage"], "1Ki");
     assert_eq!(pruned["spec"]["volumeMode"], "Filesystem");
 }
