@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt as _;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -17,8 +17,9 @@ use super::{Discovery, Endpoint};
 use crate::config::{DiscoveryRole, PortRef};
 use crate::event::{ErrorKind, Event};
 use crate::kube::known::Known;
-use crate::kube::object::WatchedKind;
+use crate::kube::object::{RawObject, WatchedKind};
 use crate::objects::ObjectKey;
+use crate::objects::keep::Keep;
 use crate::shard::Shard;
 
 /// The discovery of one entry.
@@ -70,7 +71,7 @@ impl Watch {
             config = config.labels(selector);
         }
         let streams = namespaces.iter().enumerate().map(|(i, namespace)| {
-            let api: Api<DynamicObject> = match namespace {
+            let api: Api<RawObject> = match namespace {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
                 None => Api::all_with(self.client.clone(), &resource),
             };
@@ -130,7 +131,7 @@ impl Watch {
         discovery: &Discovery,
         watched: &WatchedKind,
         state: &mut StreamState,
-        event: watcher::Event<DynamicObject>,
+        event: watcher::Event<RawObject>,
     ) -> bool {
         match event {
             watcher::Event::Init => {
@@ -138,7 +139,7 @@ impl Watch {
                 false
             }
             watcher::Event::InitApply(object) => {
-                if let Some((key, targets)) = self.targets_of(discovery, watched, object) {
+                if let Some((key, targets)) = self.targets_of(discovery, watched, &object) {
                     state.known.relisted(key, targets);
                 }
                 false
@@ -150,7 +151,7 @@ impl Watch {
                 true
             }
             watcher::Event::Apply(object) => {
-                if let Some((key, targets)) = self.targets_of(discovery, watched, object) {
+                if let Some((key, targets)) = self.targets_of(discovery, watched, &object) {
                     state.known.insert(key, targets);
                 }
                 true
@@ -169,9 +170,9 @@ impl Watch {
         &self,
         discovery: &Discovery,
         watched: &WatchedKind,
-        object: DynamicObject,
+        object: &RawObject,
     ) -> Option<(ObjectKey, Targets)> {
-        let json = watched.json(object).ok()?;
+        let json = watched.json(object, &Keep::everything()).ok()?;
         let key = ObjectKey::of(&json)?;
         let found = match discovery.role {
             DiscoveryRole::Pod => pod_targets(discovery, &key, &json),

@@ -1,9 +1,96 @@
-//! A watched object as the watch loops read it: its JSON, and its key.
+//! A watched object as the watch loops read it: its JSON, pruned to what the pipeline reads, and
+//! its key.
 
-use ::kube::api::DynamicObject;
+use std::borrow::Cow;
+
+use ::kube::api::{ApiResource, ObjectMeta};
+use ::kube::core::{DynamicResourceScope, Resource};
+use serde::de::{DeserializeSeed as _, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::objects::ObjectKey;
+use crate::objects::keep::{Keep, Pruning};
+
+/// An object as kube-runtime's watcher hands it over: its JSON text, read only once the watch
+/// knows what to keep of it ([`WatchedKind::json`]), and the few fields of its metadata the
+/// watcher (`resourceVersion`) and a deletion (name, namespace, uid) need.
+///
+/// kube's `DynamicObject` reads every object whole, twice over (its flattened fields are
+/// buffered, then read again as a `Value` and a typed `ObjectMeta`), which the watch then turned
+/// into one more `Value` and pruned: a third of Periscope's CPU at a start (`bench/`). Keeping
+/// the text costs one copy of it; the fields no entry reads are then only scanned.
+#[derive(Debug, Clone)]
+pub(crate) struct RawObject {
+    metadata: ObjectMeta,
+    json: Box<RawValue>,
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// What is read of the metadata at once; the rest of the text is only scanned.
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            metadata: Meta,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            name: Option<String>,
+            namespace: Option<String>,
+            uid: Option<String>,
+            resource_version: Option<String>,
+        }
+        let json = Box::<RawValue>::deserialize(deserializer)?;
+        let Head { metadata } = serde_json::from_str(json.get()).map_err(D::Error::custom)?;
+        Ok(RawObject {
+            metadata: ObjectMeta {
+                name: metadata.name,
+                namespace: metadata.namespace,
+                uid: metadata.uid,
+                resource_version: metadata.resource_version,
+                ..ObjectMeta::default()
+            },
+            json,
+        })
+    }
+}
+
+/// As kube's `DynamicObject`: the kind is known at run time, from the [`ApiResource`].
+impl Resource for RawObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(resource: &ApiResource) -> Cow<'_, str> {
+        resource.group.as_str().into()
+    }
+
+    fn version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.version.as_str().into()
+    }
+
+    fn kind(resource: &ApiResource) -> Cow<'_, str> {
+        resource.kind.as_str().into()
+    }
+
+    fn api_version(resource: &ApiResource) -> Cow<'_, str> {
+        resource.api_version.as_str().into()
+    }
+
+    fn plural(resource: &ApiResource) -> Cow<'_, str> {
+        resource.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// The apiVersion and kind a watch asked for: its objects come in that version.
 #[derive(Debug, Clone)]
@@ -17,59 +104,40 @@ pub(crate) struct WatchedKind {
 /// Why a watched object cannot be read as JSON.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ObjectJsonError {
-    /// Its fields are not a JSON object.
+    /// It is not a JSON object.
     #[error("an object that is not a JSON object: {0}")]
     NotAnObject(Value),
-    /// Its metadata does not serialize.
-    #[error("cannot read an object's metadata as JSON: {0}")]
-    Metadata(serde_json::Error),
+    /// Its text is not JSON (the watcher checked it was when it took it in).
+    #[error("cannot read an object as JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl WatchedKind {
-    /// The object as JSON, with `apiVersion` and `kind` filled in (list items may lack them), and
-    /// without the `data` and `stringData` of a Secret, whatever the config says.
-    ///
-    /// The object is taken apart rather than serialized whole: everything but its metadata is
-    /// JSON already, and copying it once more was a sixth of Periscope's CPU time under a stream
-    /// of updates (`bench/`). The result is the same as `serde_json::to_value(object)`.
-    pub(crate) fn json(&self, object: DynamicObject) -> Result<Value, ObjectJsonError> {
-        let DynamicObject {
-            types,
-            metadata,
-            data,
-        } = object;
-        let mut fields = match data {
-            Value::Object(fields) => fields,
-            Value::Null => serde_json::Map::new(),
-            other => return Err(ObjectJsonError::NotAnObject(other)),
+    /// The object as JSON with only what `keep` keeps, `apiVersion` and `kind` filled in (list
+    /// items may lack them), and without the `data` and `stringData` of a Secret, whatever the
+    /// config says.
+    pub(crate) fn json(&self, object: &RawObject, keep: &Keep) -> Result<Value, ObjectJsonError> {
+        let mut value = Pruning(keep)
+            .deserialize(&mut serde_json::Deserializer::from_str(object.json.get()))?;
+        let Value::Object(fields) = &mut value else {
+            return Err(ObjectJsonError::NotAnObject(value));
         };
-        let metadata = serde_json::to_value(metadata).map_err(ObjectJsonError::Metadata)?;
-        // Serializing the object writes the type fields, then the metadata, then the other
-        // fields, a later key replacing an earlier one: so the other fields win here too.
-        fields.entry("metadata").or_insert(metadata);
-        if let Some(types) = types {
-            fields
-                .entry("apiVersion")
-                .or_insert(types.api_version.into());
-            fields.entry("kind").or_insert(types.kind.into());
-        }
         if self.kind == "Secret" && self.api_version == "v1" {
             fields.remove("data");
             fields.remove("stringData");
         }
-        let mut value = Value::Object(fields);
-        if value["apiVersion"].is_null() {
-            value["apiVersion"] = self.api_version.clone().into();
-        }
-        if value["kind"].is_null() {
-            value["kind"] = self.kind.clone().into();
+        for (field, watched) in [("apiVersion", &self.api_version), ("kind", &self.kind)] {
+            let missing = fields.get(field).is_none_or(Value::is_null);
+            if missing {
+                fields.insert(field.to_owned(), watched.clone().into());
+            }
         }
         Ok(value)
     }
 
     /// The key of a deleted object, from its metadata and the watch's apiVersion and kind; `None`
     /// if it has no name.
-    pub(crate) fn key_of_deleted(&self, object: &DynamicObject) -> Option<ObjectKey> {
+    pub(crate) fn key_of_deleted(&self, object: &RawObject) -> Option<ObjectKey> {
         let metadata = &object.metadata;
         ObjectKey::new(
             &self.api_version,
@@ -83,7 +151,6 @@ impl WatchedKind {
 
 #[cfg(test)]
 mod tests {
-    use ::kube::api::{ApiResource, GroupVersionKind};
     use serde_json::json;
 
     use super::*;
@@ -95,35 +162,49 @@ mod tests {
         }
     }
 
+    fn raw(text: &str) -> RawObject {
+        serde_json::from_str(text).expect("an object")
+    }
+
     #[test]
     fn an_object_without_type_fields_gets_the_watched_ones_and_a_secret_loses_its_data() {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret"));
-        let mut secret = DynamicObject::new("s", &resource).within("apps");
-        secret.types = None;
-        secret.metadata.uid = Some("u1".to_owned());
-        secret.data = json!({"type": "Opaque", "data": {"pw": "eA=="}, "stringData": {"x": "y"}});
+        let secret = raw(
+            r#"{"metadata": {"name": "s", "namespace": "apps", "uid": "u1",
+            "resourceVersion": "7", "labels": {"a": "b"}},
+            "type": "Opaque", "data": {"pw": "eA=="}, "stringData": {"x": "y"}}"#,
+        );
+        assert_eq!(secret.meta().resource_version.as_deref(), Some("7"));
         let key = secrets().key_of_deleted(&secret);
-        let json = secrets().json(secret).unwrap();
+        let json = secrets().json(&secret, &Keep::everything()).unwrap();
         assert_eq!(
             json,
             json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "s", "namespace": "apps", "uid": "u1"},
+                "metadata": {"name": "s", "namespace": "apps", "uid": "u1", "resourceVersion": "7", "labels": {"a": "b"}},
                 "type": "Opaque",
             })
         );
         assert_eq!(ObjectKey::of(&json), key);
+        // Pruned: what the keep names, and the type fields the watch knows.
+        let mut keep = Keep::default();
+        keep.add(&["metadata", "name"]);
+        assert_eq!(
+            secrets().json(&secret, &keep).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})
+        );
     }
 
     #[test]
     fn an_object_that_is_not_a_json_object_is_an_error() {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Secret"));
-        let mut secret = DynamicObject::new("s", &resource);
-        secret.data = json!([1]);
+        // Its metadata read as a struct's first field from a list.
+        let list = raw("[{}]");
         assert!(matches!(
-            secrets().json(secret),
+            secrets().json(&list, &Keep::everything()),
             Err(ObjectJsonError::NotAnObject(_))
         ));
+        for text in ["[1]", "3", "null", "{\"metadata\": 3}"] {
+            assert!(serde_json::from_str::<RawObject>(text).is_err(), "{text}");
+        }
     }
 }

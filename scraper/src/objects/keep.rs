@@ -9,9 +9,13 @@
 //! stored. [`entry_reads`] errs on keeping: a path or expression it cannot read keeps the whole
 //! object.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use crate::config::ResourceConfig;
 use crate::expr::{ANY_FIELD, Expr, OBJECT, Scope};
@@ -147,6 +151,121 @@ impl Keep {
     }
 }
 
+/// Reads JSON text as [`Keep::pruned`] would leave it, without building what is not kept: the
+/// fields it drops are only scanned. `keep` whole reads the value whole.
+pub struct Pruning<'k>(pub &'k Keep);
+
+impl<'de> DeserializeSeed<'de> for Pruning<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.0.whole {
+            Value::deserialize(deserializer)
+        } else {
+            deserializer.deserialize_any(self)
+        }
+    }
+}
+
+/// A map is read field by field, the others whole: pruning walks maps only.
+impl<'de> Visitor<'de> for Pruning<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(FieldName(name)) = map.next_key()? {
+            match self.0.fields.get(name.as_ref()) {
+                Some(keep) => {
+                    let value = map.next_value_seed(Pruning(keep))?;
+                    fields.insert(name.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// A field name, borrowed from the text when it has no escapes: a field dropped costs no
+/// allocation.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> Visitor<'de> for Name {
+            type Value = FieldName<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
 /// What every entry reads of its objects: the object's key.
 const KEY_FIELDS: [&[&str]; 5] = [
     &["apiVersion"],
@@ -262,6 +381,39 @@ mod tests {
         keep.add::<&str>(&[]);
         assert!(keep.is_whole());
         assert_eq!(keep.pruned(&object), object);
+    }
+
+    #[test]
+    fn reading_pruned_gives_what_pruning_leaves() {
+        let mut keep = keep_of(&[
+            &["metadata", "name"],
+            &["metadata", "labels"],
+            &["spec", "ports", "x"],
+            &["status", "phase"],
+        ]);
+        keep.add_presence(&["status", "conditions"]);
+        keep.add_presence(&["spec", "replicas"]);
+        let text = r#"{
+            "metadata": {"name": "a\u00e9", "labels": {"app": "web", "n": 3}, "managedFields": [{"a": {"b": [1, 2.5, null]}}]},
+            "spec": {"ports": [{"x": 1}, 2, "three"], "replicas": 3, "big": {"deep": [true, false]}},
+            "status": {"phase": null, "conditions": {"Ready": {"status": "True"}}, "p\u0068ase": "escaped key"},
+            "kind": "Pod"
+        }"#;
+        let whole: Value = serde_json::from_str(text).expect("JSON");
+        let read =
+            |keep: &Keep| Pruning(keep).deserialize(&mut serde_json::Deserializer::from_str(text));
+        assert_eq!(read(&keep).expect("JSON"), keep.pruned(&whole));
+        assert_eq!(read(&Keep::everything()).expect("JSON"), whole);
+        assert_eq!(read(&Keep::default()).expect("JSON"), serde_json::json!({}));
+        // Not an object at the top: read as it is, as pruning leaves it.
+        let list =
+            Pruning(&keep).deserialize(&mut serde_json::Deserializer::from_str("[1, {\"a\": 2}]"));
+        assert_eq!(list.expect("JSON"), serde_json::json!([1, {"a": 2}]));
+        // What is dropped must still be JSON.
+        let broken = Pruning(&keep).deserialize(&mut serde_json::Deserializer::from_str(
+            r#"{"metadata": {"name": "a"}, "spec": {"big": [1, }}"#,
+        ));
+        assert!(broken.is_err());
     }
 
     #[test]
