@@ -430,15 +430,6 @@ impl Run<'_> {
         };
         let mut figures = Figures::default();
         self.wait_complete(&mut periscope, &expected, &mut figures)?;
-        // The watches of VMs and VMIs are inputs of their own; those of the joined kinds are not
-        // counted in the host's /metrics.
-        let mut held = Vec::new();
-        for (kind, exist) in [("VirtualMachine", n), ("VirtualMachineInstance", n)] {
-            let series = format!(
-                "periscope_input_updates_total{{input=\"kubernetes:kubevirt.io/v1/{kind}\"}}"
-            );
-            held.push((kind, exist, periscope.self_metric(&series)?));
-        }
         let page_bytes = periscope.scrape()?.body.len();
         let series = periscope
             .scrape()?
@@ -472,6 +463,7 @@ impl Run<'_> {
         figures.end_peak_rss = peak;
         figures.end_file_rss = procfs::file_rss_bytes(periscope.pid())?;
         let state_bytes = periscope.self_metric("periscope_source_state_bytes")?;
+        let held = Held::read(&periscope)?;
         periscope.stop();
 
         let mut out = String::new();
@@ -535,20 +527,25 @@ impl Run<'_> {
             "| Start: scrapes while waiting (1 per poll) | {} |",
             figures.start_polls
         );
+        let in_cluster = |watch: &str| match watch.rsplit('/').next() {
+            Some("VirtualMachine" | "VirtualMachineInstance") => Some(n),
+            Some("Pod") => Some(n + OTHER_PODS_PER_VM * n),
+            Some("PersistentVolumeClaim") => Some(2 * n),
+            _ => None,
+        };
         let _ = writeln!(
             out,
-            "\n| kind | in the cluster | listed by Periscope's watch by the complete page |\n|---|---:|---:|"
+            "\n| watch (at the end) | objects in the cluster | objects held | held bytes (MiB) | bytes per object |\n|---|---:|---:|---:|---:|"
         );
-        for (kind, exist, received) in &held {
-            let received = received.map_or_else(|| "–".to_owned(), |r| format!("{r:.0}"));
-            let _ = writeln!(out, "| {kind} | {exist} | {received} |");
+        for (watch, objects, bytes) in &held.0 {
+            let exist = in_cluster(watch).map_or_else(|| "–".to_owned(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "| `{watch}` | {exist} | {objects:.0} | {:.2} | {:.0} |",
+                bytes / MIB,
+                bytes / objects.max(1.0)
+            );
         }
-        let _ = writeln!(
-            out,
-            "| Pod | {} ({n} launchers) | not counted by the host |\n| PersistentVolumeClaim | {} | not counted by the host |",
-            n + OTHER_PODS_PER_VM * n,
-            2 * n
-        );
         let _ = writeln!(
             out,
             "\nHow to read it: *Start* runs from the process start to the first scrape that holds \
@@ -559,14 +556,11 @@ impl Run<'_> {
              page, plain and then with gzip. *Updates* is the VM status stream with the page \
              scraped every `--scrape-interval`; *catch-up* is how long after the last patch the \
              page still showed an old status. RSS is VmRSS/VmHWM from /proc, mapped files \
-             RssFile. The second table is `periscope_input_updates_total` of the VM and VMI \
-             watches at the complete page: every object they listed (nothing changed before \
-             then). The watches of the joined kinds (Pods, claims, instance types) are not inputs \
-             of their own and the host's /metrics has no count of what they hold, so this run \
-             cannot show it; by the config (`scraper/src/kube/plan.rs`), the Pod watch asks the \
-             apiserver only for Pods with the `kubevirt.io/created-by` label, so the {} other \
-             Pods are never sent to Periscope, and of Pods and claims it keeps only the fields the \
-             joins read.\n\n\
+             RssFile. The second table is what each of Periscope's watches holds at the end \
+             (`periscope_watch_objects`, `periscope_watch_held_bytes`): every object pruned to the \
+             fields the config reads of its kind, LZ4-compressed. The Pod watch asks the apiserver \
+             only for Pods with the `kubevirt.io/created-by` label (`scraper/src/kube/plan.rs`), \
+             so the {} other Pods are never sent to Periscope.\n\n\
              Against kubevirt-observability-controller: its design target (VEP 143) is about \
              200 MiB for a large cluster, and it caches every Pod and every PVC of the cluster in \
              informers (whole objects) besides the VMs, VMIs, migrations, instance types and \
@@ -726,4 +720,30 @@ fn config_template(root: &Path) -> Result<String, String> {
         config = config.replacen(from, to, 1);
     }
     Ok(config)
+}
+
+/// What each of Periscope's watches holds: `(watch, objects, bytes)`, from its self-metrics.
+struct Held(Vec<(String, f64, f64)>);
+
+impl Held {
+    fn read(periscope: &Tool) -> Result<Held, String> {
+        let bytes = periscope.self_metrics("periscope_watch_held_bytes{")?;
+        let watch_of = |series: &str| {
+            let start = series.find("watch=\"")? + "watch=\"".len();
+            let end = start + series[start..].find('"')?;
+            Some(series[start..end].to_owned())
+        };
+        let mut held = Vec::new();
+        for (series, objects) in periscope.self_metrics("periscope_watch_objects{")? {
+            let Some(watch) = watch_of(&series) else {
+                continue;
+            };
+            let size = bytes
+                .iter()
+                .find(|(s, _)| watch_of(s).as_deref() == Some(watch.as_str()))
+                .map_or(0.0, |(_, b)| *b);
+            held.push((watch.trim_start_matches("kubernetes:").to_owned(), objects, size));
+        }
+        Ok(Held(held))
+    }
 }

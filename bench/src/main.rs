@@ -140,6 +140,9 @@ enum First {
     Periscope,
 }
 
+/// The name of Periscope's watch of the VMIs in its self-metrics.
+const VMI_WATCH: &str = "kubernetes:kubevirt.io/v1/VirtualMachineInstance";
+
 fn parse_count(text: &str) -> Result<usize, String> {
     let (digits, factor) = match text.strip_suffix(['k', 'K']) {
         Some(digits) => (digits, 1000),
@@ -416,6 +419,10 @@ fn run(args: &Args) -> Result<(), String> {
             periscope_allocator.push((kind, bytes));
         }
     }
+    let periscope_held = (
+        periscope.self_metric(&format!("periscope_watch_objects{{watch=\"{VMI_WATCH}\"}}"))?,
+        periscope.self_metric(&format!("periscope_watch_held_bytes{{watch=\"{VMI_WATCH}\"}}"))?,
+    );
     periscope.stop();
     ksm.stop();
     drop(cp);
@@ -446,6 +453,10 @@ fn run(args: &Args) -> Result<(), String> {
         scrapes: args.scrapes,
         periscope_state_bytes,
         periscope_allocator,
+        periscope_held: match periscope_held {
+            (Some(objects), Some(bytes)) => Some((objects, bytes)),
+            _ => None,
+        },
         bare,
     };
     println!("{}", report::table(&figures_p, &figures_k, &info));

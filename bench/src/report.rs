@@ -85,6 +85,8 @@ pub struct RunInfo {
     pub periscope_state_bytes: Option<f64>,
     /// Periscope's `periscope_allocator_bytes` at the end, by kind.
     pub periscope_allocator: Vec<(&'static str, f64)>,
+    /// What Periscope's VMI watch holds at the end: objects and bytes.
+    pub periscope_held: Option<(f64, f64)>,
     /// The bare list + watch client, one run per list semantic (the median of its rounds).
     pub bare: Vec<BareFigures>,
 }
@@ -247,6 +249,16 @@ pub fn markdown(periscope: &Figures, ksm: &Figures, info: &RunInfo) -> String {
              only what removes them): {:.1} MiB, {:.0} bytes per object",
             bytes / MIB,
             bytes / info.objects.max(1) as f64
+        );
+    }
+    if let Some((objects, bytes)) = info.periscope_held {
+        let _ = writeln!(
+            out,
+            "- Periscope's VMI watch at the end (`periscope_watch_objects`, \
+             `periscope_watch_held_bytes`): {objects:.0} objects held in {:.2} MiB, {:.0} bytes \
+             each (pruned to the fields the config reads, LZ4-compressed JSON)",
+            bytes / MIB,
+            bytes / objects.max(1.0)
         );
     }
     if !info.periscope_allocator.is_empty() {

@@ -211,16 +211,27 @@ impl Tool {
     /// the page writes it (`name`, or `name{label="value"}` for a series with one label);
     /// `None` for kube-state-metrics or if the page does not have it.
     pub fn self_metric(&self, name: &str) -> Result<Option<f64>, String> {
+        Ok(self
+            .self_metrics(name)?
+            .into_iter()
+            .find_map(|(series, value)| (series == name).then_some(value)))
+    }
+
+    /// Every series of Periscope's own `/metrics` whose text starts with `prefix`, with its value;
+    /// empty for kube-state-metrics.
+    pub fn self_metrics(&self, prefix: &str) -> Result<Vec<(String, f64)>, String> {
         let Some(url) = &self.self_metrics_url else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let page = self.fetch(url, false)?;
         Ok(String::from_utf8_lossy(&page.body)
             .lines()
-            .find_map(|line| {
-                let (metric, value) = line.split_once(' ')?;
-                (metric == name).then(|| value.trim().parse().ok())?
-            }))
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
     }
 
     fn fetch(&self, url: &str, gzip: bool) -> Result<Scrape, String> {
