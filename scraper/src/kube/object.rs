@@ -2,6 +2,7 @@
 //! its key.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use ::kube::api::{ApiResource, ObjectMeta};
 use ::kube::core::{DynamicResourceScope, Resource};
@@ -15,7 +16,8 @@ use crate::objects::keep::{Keep, Pruning};
 
 /// An object as kube-runtime's watcher hands it over: its JSON text, read only once the watch
 /// knows what to keep of it ([`WatchedKind::json`]), and the few fields of its metadata the
-/// watcher (`resourceVersion`) and a deletion (name, namespace, uid) need.
+/// watcher (`resourceVersion` of a watch event) and a deletion (name, namespace, uid) need, read
+/// from the text the first time they are asked for: the items of a list never are.
 ///
 /// kube's `DynamicObject` reads every object whole, twice over (its flattened fields are
 /// buffered, then read again as a `Value` and a typed `ObjectMeta`), which the watch then turned
@@ -23,13 +25,28 @@ use crate::objects::keep::{Keep, Pruning};
 /// the text costs one copy of it; the fields no entry reads are then only scanned.
 #[derive(Debug, Clone)]
 pub(crate) struct RawObject {
-    metadata: ObjectMeta,
+    metadata: OnceLock<ObjectMeta>,
     json: Box<RawValue>,
 }
 
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// What is read of the metadata at once; the rest of the text is only scanned.
+        let json = Box::<RawValue>::deserialize(deserializer)?;
+        if !json.get().starts_with('{') {
+            return Err(D::Error::custom("an object that is not a JSON object"));
+        }
+        Ok(RawObject {
+            metadata: OnceLock::new(),
+            json,
+        })
+    }
+}
+
+impl RawObject {
+    /// The metadata the watcher and deletions read; what the text does not hold (or holds wrong)
+    /// is left unset.
+    fn read_metadata(&self) -> ObjectMeta {
+        /// What is read of the metadata; the rest of the text is only scanned.
         #[derive(Deserialize)]
         struct Head {
             #[serde(default)]
@@ -43,18 +60,16 @@ impl<'de> Deserialize<'de> for RawObject {
             uid: Option<String>,
             resource_version: Option<String>,
         }
-        let json = Box::<RawValue>::deserialize(deserializer)?;
-        let Head { metadata } = serde_json::from_str(json.get()).map_err(D::Error::custom)?;
-        Ok(RawObject {
-            metadata: ObjectMeta {
-                name: metadata.name,
-                namespace: metadata.namespace,
-                uid: metadata.uid,
-                resource_version: metadata.resource_version,
-                ..ObjectMeta::default()
-            },
-            json,
-        })
+        let metadata = serde_json::from_str::<Head>(self.json.get())
+            .map(|head| head.metadata)
+            .unwrap_or_default();
+        ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            resource_version: metadata.resource_version,
+            ..ObjectMeta::default()
+        }
     }
 }
 
@@ -84,11 +99,17 @@ impl Resource for RawObject {
     }
 
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        self.metadata.get_or_init(|| self.read_metadata())
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        if self.metadata.get().is_none() {
+            self.metadata = OnceLock::from(self.read_metadata());
+        }
+        match self.metadata.get_mut() {
+            Some(metadata) => metadata,
+            None => unreachable!("the metadata was set just above"),
+        }
     }
 }
 
@@ -138,7 +159,7 @@ impl WatchedKind {
     /// The key of a deleted object, from its metadata and the watch's apiVersion and kind; `None`
     /// if it has no name.
     pub(crate) fn key_of_deleted(&self, object: &RawObject) -> Option<ObjectKey> {
-        let metadata = &object.metadata;
+        let metadata = object.meta();
         ObjectKey::new(
             &self.api_version,
             &self.kind,
@@ -197,14 +218,12 @@ mod tests {
 
     #[test]
     fn an_object_that_is_not_a_json_object_is_an_error() {
-        // Its metadata read as a struct's first field from a list.
-        let list = raw("[{}]");
-        assert!(matches!(
-            secrets().json(&list, &Keep::everything()),
-            Err(ObjectJsonError::NotAnObject(_))
-        ));
-        for text in ["[1]", "3", "null", "{\"metadata\": 3}"] {
+        for text in ["[1]", "3", "null", "\"x\""] {
             assert!(serde_json::from_str::<RawObject>(text).is_err(), "{text}");
         }
+        // Metadata that is not a map reads as none: the object has no key.
+        let odd = raw(r#"{"metadata": 3, "kind": "Secret"}"#);
+        assert_eq!(odd.meta().name, None);
+        assert_eq!(secrets().key_of_deleted(&odd), None);
     }
 }
