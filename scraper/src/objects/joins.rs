@@ -19,6 +19,7 @@
 //!
 //! Entries without joins pay nothing: a pipeline without joins has no [`Joins`] at all.
 
+mod depends;
 mod keep;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,6 +29,8 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 pub use keep::{JoinedKind, joined_kinds};
+
+use depends::Dependencies;
 
 use super::keep::Keep;
 use super::reader::Reader;
@@ -109,10 +112,8 @@ pub(super) struct Joins {
 struct State {
     /// One store per joined kind.
     stores: Vec<Store>,
-    /// The keys each object looked up at its last apply.
-    looked_up: HashMap<ObjectKey, Vec<JoinKey>>,
-    /// The objects that looked up each key.
-    dependents: HashMap<JoinKey, HashSet<ObjectKey>>,
+    /// The keys each object looked up at its last apply, and who looked up each key.
+    dependencies: Dependencies,
     /// Objects to apply again.
     pending: HashSet<ObjectKey>,
 }
@@ -259,12 +260,12 @@ impl Joins {
         }
         let mut marked = false;
         let State {
-            dependents,
+            dependencies,
             pending,
             ..
         } = &mut *state;
         for touched in touched {
-            for dependent in dependents.get(&touched).into_iter().flatten() {
+            for dependent in dependencies.of(&touched) {
                 marked |= pending.insert(dependent.clone());
             }
         }
@@ -336,7 +337,7 @@ impl Joins {
         drop(input);
         drop(candidates);
         let looked_up: Vec<JoinKey> = keys.into_iter().flatten().map(|(_, key)| key).collect();
-        state.record(key, looked_up);
+        state.dependencies.record(key, &looked_up);
         drop(state);
         if joins.is_empty() {
             return None;
@@ -351,7 +352,7 @@ impl Joins {
     /// Forgets what a removed object looked up.
     pub(super) fn forget(&self, key: &ObjectKey) {
         let mut state = self.lock();
-        state.record(key, Vec::new());
+        state.dependencies.record(key, &[]);
         state.pending.remove(key);
     }
 
@@ -483,27 +484,6 @@ impl State {
         ids.into_iter()
             .filter_map(|id| serde_json::from_slice(&store.objects.get(id)?.json).ok())
             .collect()
-    }
-
-    /// Records the keys `object` looked up now, instead of those it looked up before.
-    fn record(&mut self, object: &ObjectKey, keys: Vec<JoinKey>) {
-        if let Some(before) = self.looked_up.remove(object) {
-            for key in before {
-                if let Some(set) = self.dependents.get_mut(&key) {
-                    set.remove(object);
-                    if set.is_empty() {
-                        self.dependents.remove(&key);
-                    }
-                }
-            }
-        }
-        if keys.is_empty() {
-            return;
-        }
-        for key in &keys {
-            (self.dependents.entry(key.clone()).or_default()).insert(object.clone());
-        }
-        self.looked_up.insert(object.clone(), keys);
     }
 }
 
