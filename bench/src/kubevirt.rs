@@ -742,7 +742,11 @@ impl Held {
                 .iter()
                 .find(|(s, _)| watch_of(s).as_deref() == Some(watch.as_str()))
                 .map_or(0.0, |(_, b)| *b);
-            held.push((watch.trim_start_matches("kubernetes:").to_owned(), objects, size));
+            held.push((
+                watch.trim_start_matches("kubernetes:").to_owned(),
+                objects,
+                size,
+            ));
         }
         Ok(Held(held))
     }

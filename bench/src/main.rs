@@ -421,7 +421,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let periscope_held = (
         periscope.self_metric(&format!("periscope_watch_objects{{watch=\"{VMI_WATCH}\"}}"))?,
-        periscope.self_metric(&format!("periscope_watch_held_bytes{{watch=\"{VMI_WATCH}\"}}"))?,
+        periscope.self_metric(&format!(
+            "periscope_watch_held_bytes{{watch=\"{VMI_WATCH}\"}}"
+        ))?,
     );
     periscope.stop();
     ksm.stop();
