@@ -31,6 +31,9 @@ impl Dependencies {
         hashes.sort_unstable();
         hashes.dedup();
         let number = match self.numbers.get(object) {
+            // Applied again because what a key found changed: the same keys, nothing to do (a
+            // key looked up by thousands of objects would cost a scan of them each time).
+            Some(&number) if self.keys_of(number) == Some(hashes.as_slice()) => return,
             Some(&number) => {
                 self.forget_keys(number);
                 if hashes.is_empty() {
@@ -65,6 +68,12 @@ impl Dependencies {
             .into_iter()
             .flatten()
             .filter_map(|&number| Some(&self.objects.get(number as usize)?.as_ref()?.0))
+    }
+
+    /// The hashes of the keys object `number` looked up.
+    fn keys_of(&self, number: u32) -> Option<&[u64]> {
+        let (_, hashes) = self.objects.get(number as usize)?.as_ref()?;
+        Some(hashes)
     }
 
     /// Takes the keys object `number` looked up out of the index.
@@ -112,6 +121,9 @@ mod tests {
     fn an_object_depends_on_the_keys_it_looked_up_last() {
         let mut deps = Dependencies::default();
         deps.record(&object("a"), &[claim("c1"), claim("c2"), claim("c1")]);
+        deps.record(&object("b"), &[claim("c1")]);
+        assert_eq!(dependents(&deps, &claim("c1")), ["a", "b"]);
+        // The same keys again change nothing.
         deps.record(&object("b"), &[claim("c1")]);
         assert_eq!(dependents(&deps, &claim("c1")), ["a", "b"]);
         assert_eq!(dependents(&deps, &claim("c2")), ["a"]);
