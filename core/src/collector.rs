@@ -470,11 +470,35 @@ mod tests {
         })
     }
 
-    fn collector(flush_interval: Duration, telemetry: Telemetry) -> (Collector, SharedPipeline) {
+    /// A collector running on a task of its own, with what a test talks to it through.
+    struct Running {
+        /// What it fans out.
+        out: broadcast::Receiver<Stamped>,
+        /// Its intake; dropping it stops the collector.
+        intake: mpsc::Sender<Intake>,
+        /// Where resyncs are asked for.
+        resync: mpsc::UnboundedSender<ResyncRequest>,
+        /// The inputs' view of its pipeline (resend rounds show here).
+        inputs: SharedPipeline,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(flush_interval: Duration, telemetry: Telemetry) -> Running {
         let pipeline = ObjectPipeline::compile(&[], Secrets::Refused).expect("compiles");
-        let inputs = Arc::new(PipelinePublisher::new(Arc::new(pipeline)));
-        let watch = inputs.subscribe();
-        (Collector::new(flush_interval, 16, telemetry, inputs), watch)
+        let publisher = Arc::new(PipelinePublisher::new(Arc::new(pipeline)));
+        let inputs = publisher.subscribe();
+        let collector = Collector::new(flush_interval, 16, telemetry, publisher);
+        let out = collector.fanout().subscribe();
+        let (intake, rx) = mpsc::channel(64);
+        let (resync, resync_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(collector.run(rx, resync_rx));
+        Running {
+            out,
+            intake,
+            resync,
+            inputs,
+            task,
+        }
     }
 
     /// Every `Replace` of the snapshot: source and first value, by source.
@@ -512,11 +536,13 @@ mod tests {
     #[tokio::test]
     async fn unchanged_updates_are_skipped_removes_of_unknown_sources_ignored_and_state_counted() {
         let telemetry = Telemetry::new();
-        let (collector, _) = collector(Duration::from_secs(60), telemetry.clone());
-        let mut out = collector.fanout().subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(collector.run(rx, resync_rx));
+        let Running {
+            mut out,
+            intake: tx,
+            resync: _resync,
+            task,
+            ..
+        } = start(Duration::from_secs(60), telemetry.clone());
         for update in [
             replace("a", 1.0),
             replace("a", 1.0),
@@ -544,11 +570,13 @@ mod tests {
 
     #[tokio::test]
     async fn snapshot_holds_every_current_source_and_the_last_batch_it_covers() {
-        let (collector, _) = collector(Duration::from_millis(10), Telemetry::new());
-        let mut out = collector.fanout().subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(collector.run(rx, resync_rx));
+        let Running {
+            mut out,
+            intake: tx,
+            resync: resync_tx,
+            task,
+            ..
+        } = start(Duration::from_millis(10), Telemetry::new());
         for update in [
             replace("a", 1.0),
             replace("b", 2.0),
@@ -575,11 +603,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_retired_input_loses_the_sources_it_last_replaced_and_no_other() {
-        let (collector, _) = collector(Duration::from_secs(60), Telemetry::new());
-        let mut out = collector.fanout().subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(collector.run(rx, resync_rx));
+        let Running {
+            mut out,
+            intake: tx,
+            resync: _resync,
+            task,
+            ..
+        } = start(Duration::from_secs(60), Telemetry::new());
         for intake in [
             Intake::Update(1, replace("a", 1.0)),
             Intake::Update(1, replace("b", 1.0)),
@@ -600,11 +630,13 @@ mod tests {
     #[tokio::test]
     async fn a_resync_asks_for_the_resendable_sources_and_takes_the_others_from_their_copies() {
         let telemetry = Telemetry::new();
-        let (collector, mut watch) = collector(Duration::from_millis(10), telemetry.clone());
-        let mut out = collector.fanout().subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(collector.run(rx, resync_rx));
+        let Running {
+            mut out,
+            intake: tx,
+            resync: resync_tx,
+            inputs: mut watch,
+            task,
+        } = start(Duration::from_millis(10), telemetry.clone());
         for intake in [
             Intake::Resendable(1, replace("a", 1.0)),
             Intake::Resendable(1, replace("b", 2.0)),
@@ -655,11 +687,13 @@ mod tests {
     #[tokio::test]
     async fn a_live_update_after_a_resend_wins_and_a_source_removed_meanwhile_is_left_out() {
         let telemetry = Telemetry::new();
-        let (collector, mut watch) = collector(Duration::from_secs(60), telemetry.clone());
-        let mut out = collector.fanout().subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(collector.run(rx, resync_rx));
+        let Running {
+            mut out,
+            intake: tx,
+            resync: resync_tx,
+            inputs: mut watch,
+            task,
+        } = start(Duration::from_secs(60), telemetry.clone());
         for intake in [
             Intake::Resendable(1, replace("a", 1.0)),
             Intake::Resendable(1, replace("b", 1.0)),
@@ -750,10 +784,12 @@ mod tests {
         let mut kept = Vec::new();
         for resends in [false, true] {
             let telemetry = Telemetry::new();
-            let (collector, _) = collector(Duration::from_secs(60), telemetry.clone());
-            let (tx, rx) = mpsc::channel(64);
-            let (_resync_tx, resync_rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(collector.run(rx, resync_rx));
+            let Running {
+                intake: tx,
+                resync: _resync,
+                task,
+                ..
+            } = start(Duration::from_secs(60), telemetry.clone());
             for i in 0..SOURCES {
                 let intake = if resends {
                     Intake::Resendable(1, vmi(i))
