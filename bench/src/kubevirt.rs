@@ -633,14 +633,7 @@ impl Run<'_> {
         loop {
             let scrape = tool.scrape_gzip()?;
             let text = String::from_utf8_lossy(&scrape.body);
-            let shown: BTreeSet<(String, String, String)> =
-                crate::series::labels_with_value(&text, "kubevirt_vm_info", 1.0)?
-                    .into_iter()
-                    .map(|labels| {
-                        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-                        (get("namespace"), get("name"), get("status"))
-                    })
-                    .collect();
+            let shown = crate::series::shown_states(&text, "kubevirt_vm_info", "status")?;
             if shown == want {
                 figures.catch_up = stream_end.elapsed().as_secs_f64();
                 say(

@@ -834,14 +834,7 @@ fn catch_up(
             let scrape = tool.scrape_gzip()?;
             let elapsed = stream_end.elapsed().as_secs_f64();
             let text = String::from_utf8_lossy(&scrape.body);
-            let shown: BTreeSet<(String, String, String)> =
-                series::labels_with_value(&text, "kubevirt_vmi_status_phase", 1.0)?
-                    .into_iter()
-                    .map(|labels| {
-                        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-                        (get("namespace"), get("name"), get("phase"))
-                    })
-                    .collect();
+            let shown = series::shown_states(&text, "kubevirt_vmi_status_phase", "phase")?;
             if shown == want {
                 figures.catch_up = elapsed;
                 say(

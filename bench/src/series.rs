@@ -43,6 +43,22 @@ impl Page {
     }
 }
 
+/// The `(namespace, name, <label>)` of every sample of `name` in `text` whose value is 1: the
+/// state each object shows in a state set or an info metric.
+pub fn shown_states(
+    text: &str,
+    name: &str,
+    label: &str,
+) -> Result<BTreeSet<(String, String, String)>, String> {
+    Ok(labels_with_value(text, name, 1.0)?
+        .into_iter()
+        .map(|labels| {
+            let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            (get("namespace"), get("name"), get(label))
+        })
+        .collect())
+}
+
 /// The label sets of the samples of `name` in `text` whose value is `value`. Reads only those
 /// lines' labels, so it is quick enough to poll a large page with.
 pub fn labels_with_value(
